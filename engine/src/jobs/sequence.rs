@@ -1,0 +1,98 @@
+//! `sequence`: `partitions` source partitions each emit the numbers `0..records` in order;
+//! records are keyed by `number % keys` and pass a keyed operator that keeps a running count
+//! and sum per key; the sink receives every record with its partition and number.
+//!
+//! Output lines: `r <partition> <number> <key>` for every record, in arrival order per part
+//! file, then `k <key> <count> <sum>` per key at the end. Records of one (partition, key)
+//! travel one path, so within a part file their numbers must ascend: that is the ordering a
+//! checker can demand. The final totals follow from the parameters alone (see
+//! [`reference_totals`]).
+
+use super::{BuiltinJob, JobParameter, JobParameters};
+use crate::api::JobBuilder;
+use crate::api::graph::JobGraph;
+use crate::config::JobConfig;
+use crate::connectors::file_sink::FileSink;
+use crate::connectors::sequence_source::{SequenceRecord, SequenceSource};
+use crate::error::BuildError;
+use crate::operators::keyed_process::KeyedProcessFunction;
+use crate::state::StateError;
+use crate::state::backend::KeyedStateBackend;
+use crate::state::keyed::{KeyedContext, KeyedEndContext, ValueStateDescriptor};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+pub const JOB: BuiltinJob = BuiltinJob {
+    name: "sequence",
+    about: "numbered records per partition through a keyed running count and sum; for exactly-once checks",
+    parameters: &[
+        JobParameter { name: "output", default: None, about: "the directory the sink writes part files to" },
+        JobParameter { name: "partitions", default: Some("4"), about: "source partitions (1..=4096)" },
+        JobParameter { name: "records", default: Some("10000"), about: "records per partition" },
+        JobParameter { name: "keys", default: Some("64"), about: "distinct keys, `number % keys` (1..=1000000)" },
+    ],
+    build,
+};
+
+/// What the keyed operator emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SequenceOutput {
+    Record { partition: u32, number: u64, key: u64 },
+    KeyTotal { key: u64, count: u64, sum: u64 },
+}
+
+const TOTALS: ValueStateDescriptor<(u64, u64)> = ValueStateDescriptor::new("count-and-sum");
+
+/// Keeps `(count, sum)` per key.
+pub struct RunningTotals {
+    keys: u64,
+}
+
+impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals {
+    fn process<B: KeyedStateBackend<u64>>(&mut self, record: SequenceRecord, context: &mut KeyedContext<'_, u64, B>, out: &mut Vec<SequenceOutput>) -> Result<(), StateError> {
+        let key = *context.key();
+        assert_eq!(key, record.number % self.keys, "record keyed by another key");
+        context.value(&TOTALS)?.update(|| (0, 0), |(count, sum)| {
+            *count += 1;
+            *sum += record.number;
+        })?;
+        out.push(SequenceOutput::Record { partition: record.partition, number: record.number, key });
+        Ok(())
+    }
+
+    fn end_of_input<B: KeyedStateBackend<u64>>(&mut self, context: &mut KeyedEndContext<'_, u64, B>, out: &mut Vec<SequenceOutput>) -> Result<(), StateError> {
+        context.for_each_value(&TOTALS, |key, (count, sum)| out.push(SequenceOutput::KeyTotal { key: *key, count: *count, sum: *sum }))
+    }
+}
+
+/// The final `(count, sum)` per key, computed from the parameters alone.
+pub fn reference_totals(partitions: u32, records: u64, keys: u64) -> BTreeMap<u64, (u64, u64)> {
+    let mut totals = BTreeMap::new();
+    for number in 0..records {
+        let entry = totals.entry(number % keys).or_insert((0u64, 0u64));
+        entry.0 += u64::from(partitions);
+        entry.1 += number * u64::from(partitions);
+    }
+    totals
+}
+
+pub fn format_line(output: &SequenceOutput, line: &mut String) {
+    let _ = match output {
+        SequenceOutput::Record { partition, number, key } => write!(line, "r {partition} {number} {key}"),
+        SequenceOutput::KeyTotal { key, count, sum } => write!(line, "k {key} {count} {sum}"),
+    };
+}
+
+fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, BuildError> {
+    let output = PathBuf::from(parameters.text("output"));
+    let partitions: u32 = parameters.number("partitions", 1, 4096)?;
+    let records: u64 = parameters.number("records", 0, u64::MAX / 4096)?;
+    let keys: u64 = parameters.number("keys", 1, 1_000_000)?;
+    let job = JobBuilder::new("sequence", config)?;
+    job.source("numbers", move || SequenceSource::new(partitions, records))
+        .key_by(move |record: &SequenceRecord| record.number % keys)
+        .process("running-totals", move || RunningTotals { keys })
+        .sink("sink", FileSink::factory(output, format_line));
+    job.build()
+}

@@ -1,0 +1,59 @@
+//! Running a built-in job on a cluster in this process, and collecting its part files:
+//! what the `weir` CLI does, and what tests compare.
+
+use crate::cluster::messages::JobOutcome;
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::config::JobConfig;
+use crate::error::{BuildError, JobError};
+use crate::jobs;
+use crate::seam::storage::{StorageError, StorageRef};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Why a local run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("unknown job `{name}` (built-in jobs: {known})")]
+    UnknownJob { name: String, known: String },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("part file `{path}` is not UTF-8")]
+    NotUtf8 { path: String },
+}
+
+/// Builds built-in job `name` and runs it to the end on `cluster`.
+pub async fn run_builtin(cluster: &Cluster, name: &str, parameters: &BTreeMap<String, String>, config: JobConfig) -> Result<JobOutcome, RunError> {
+    let job = jobs::find(name).ok_or_else(|| RunError::UnknownJob {
+        name: name.to_string(),
+        known: jobs::BUILTIN_JOBS.iter().map(|j| j.name).collect::<Vec<_>>().join(", "),
+    })?;
+    let graph = job.build_graph(parameters, config)?;
+    Ok(cluster.run_job(graph).await?)
+}
+
+/// The slots a cluster needs for a job of `parallelism`, spread over `task_managers`.
+pub fn cluster_spec(parallelism: u32, task_managers: u32) -> ClusterSpec {
+    ClusterSpec { task_managers, slots_per_task_manager: parallelism.div_ceil(task_managers).max(1) }
+}
+
+/// The concatenated part files under `dir` (`part-<n>`, in order of `n`).
+pub async fn read_parts(storage: &StorageRef, dir: &Path) -> Result<String, RunError> {
+    let mut parts: Vec<(u64, String)> = storage
+        .list(dir)
+        .await?
+        .into_iter()
+        .filter_map(|name| name.strip_prefix("part-").and_then(|n| n.parse().ok()).map(|n| (n, name)))
+        .collect();
+    parts.sort();
+    let mut text = String::new();
+    for (_, name) in parts {
+        let path = dir.join(&name);
+        let bytes = storage.read(&path).await?;
+        text.push_str(std::str::from_utf8(&bytes).map_err(|_| RunError::NotUtf8 { path: path.display().to_string() })?);
+    }
+    Ok(text)
+}

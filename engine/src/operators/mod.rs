@@ -1,0 +1,95 @@
+//! Operators: the chainable record transformations (`map`, `filter`, `flat_map`, keyed
+//! process functions) and the source and sink contracts.
+//!
+//! A chained operator processes a whole batch at a time, synchronously, into an output
+//! batch. Every operator implements `snapshot` explicitly, even when it holds nothing: a
+//! stateful operator that forgot to snapshot would lose state silently.
+
+pub mod filter;
+pub mod flat_map;
+pub mod keyed_process;
+pub mod map;
+pub mod sink;
+pub mod source;
+
+use crate::config::JobConfig;
+use crate::error::TaskError;
+use crate::ids::{Attempt, CheckpointId, JobId, OperatorUid, SubtaskIndex, VertexId};
+use crate::keygroup::KeyGroupRange;
+use crate::seam::storage::StorageRef;
+use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use std::any::Any;
+use std::sync::Arc;
+
+/// One operator of a chain, turning batches of `In` into batches of `Out`.
+pub trait ChainOp<In, Out>: Send {
+    /// Processes (and drains) `input`, appending results to `out`.
+    fn process_batch(&mut self, input: &mut Vec<In>, out: &mut Vec<Out>) -> Result<(), TaskError>;
+    /// All input has arrived: append any final results to `out`.
+    fn finish(&mut self, out: &mut Vec<Out>) -> Result<(), TaskError>;
+    /// The synchronous part of a checkpoint: add this operator's state to `snapshot`.
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    /// Checkpoint `checkpoint` (and every lower one) is complete.
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
+}
+
+/// Where a subtask sits in its job.
+#[derive(Clone, Debug)]
+pub struct SubtaskInfo {
+    pub job: JobId,
+    pub job_name: String,
+    pub vertex: VertexId,
+    pub vertex_name: String,
+    pub subtask: SubtaskIndex,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    pub attempt: Attempt,
+}
+
+impl SubtaskInfo {
+    /// The key groups this subtask owns.
+    pub fn key_group_range(&self) -> KeyGroupRange {
+        KeyGroupRange::for_subtask(self.subtask, self.parallelism, self.max_parallelism)
+    }
+}
+
+/// What a source or sink sees of its place in the job.
+#[derive(Clone, Copy)]
+pub struct OperatorContext<'a> {
+    pub uid: &'a OperatorUid,
+    pub info: &'a SubtaskInfo,
+    pub storage: &'a StorageRef,
+}
+
+impl OperatorContext<'_> {
+    /// A state error of this operator, as a task error.
+    pub fn state_error(&self, source: crate::state::StateError) -> TaskError {
+        TaskError::State { operator: self.uid.clone(), source }
+    }
+}
+
+/// What a subtask is built from: its place, its restored state, its channels, its config.
+pub struct BuildContext {
+    pub info: SubtaskInfo,
+    pub config: Arc<JobConfig>,
+    pub storage: StorageRef,
+    /// Restored operator state by uid, already redistributed for this subtask; `None` on a
+    /// fresh start.
+    pub restored: Option<SubtaskSnapshot>,
+    /// Receivers of the vertex's input edge, one per upstream subtask, type-erased.
+    pub inputs: Vec<Box<dyn Any + Send>>,
+    /// Senders of the vertex's output edge, one per downstream subtask, type-erased.
+    pub outputs: Vec<Box<dyn Any + Send>>,
+}
+
+impl BuildContext {
+    /// Takes the restored state of operator `uid`: `None` on a fresh start, and an empty
+    /// snapshot on a restore that holds nothing for it.
+    pub fn take_restored(&mut self, uid: &OperatorUid) -> Option<OperatorSnapshot> {
+        self.restored.as_mut().map(|restored| restored.operators.remove(uid).unwrap_or_default())
+    }
+
+    pub fn batch_size_records(&self) -> usize {
+        self.config.batch_size_records as usize
+    }
+}

@@ -1,0 +1,80 @@
+//! The real runtime: tokio, the system clock and OS randomness. Nodes are tasks in one
+//! process and cannot be killed.
+
+use super::{NodeError, NodeInit};
+use std::future::Future;
+use std::time::Duration;
+
+/// Whether this build runs under simulation.
+pub const SIMULATED: bool = false;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random `u64` from the OS.
+pub fn random_u64() -> u64 {
+    rand::random()
+}
+
+/// Time since the runtime started; in real mode, since the first call.
+pub fn elapsed() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
+/// A named group of tasks. In real mode a node is a task of the one process.
+#[derive(Clone, Debug)]
+pub struct Node {
+    name: String,
+}
+
+impl Node {
+    pub fn start(name: &str, init: NodeInit) -> Node {
+        tokio::spawn(init());
+        Node { name: name.to_string() }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kill(&self) -> Result<(), NodeError> {
+        Err(NodeError::Unsupported(self.name.clone()))
+    }
+
+    pub fn restart(&self) -> Result<(), NodeError> {
+        Err(NodeError::Unsupported(self.name.clone()))
+    }
+}
+
+/// Runs `future` to completion on a fresh runtime. The seed is unused in real mode: real
+/// runs are not reproducible, which is why weir has a simulator.
+pub fn run<F>(_seed: u64, future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+        .block_on(future)
+}
+
+/// Completes when the process receives Ctrl-C (SIGINT).
+pub async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // Without a signal handler, Ctrl-C keeps its default effect; wait forever here.
+        std::future::pending::<()>().await
+    }
+}
+
+/// How long ago, in the runtime's time, `since` was.
+pub fn millis_since(since: super::Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}

@@ -1,0 +1,80 @@
+//! The simulated runtime: madsim's deterministic scheduler, clock, randomness and nodes.
+
+use super::{NodeError, NodeInit};
+use std::future::Future;
+use std::time::Duration;
+
+/// Whether this build runs under simulation.
+pub const SIMULATED: bool = true;
+
+/// Milliseconds since the Unix epoch, from the simulated clock.
+pub fn wall_clock_ms() -> u64 {
+    madsim::time::TimeHandle::current()
+        .now_time()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random `u64` drawn from the simulation's seeded generator.
+pub fn random_u64() -> u64 {
+    madsim::rand::random()
+}
+
+/// Simulated time since the simulation started.
+pub fn elapsed() -> Duration {
+    madsim::time::TimeHandle::current().elapsed()
+}
+
+/// A simulated node: its tasks die together when it is killed, and its init runs again
+/// when it is restarted.
+#[derive(Clone)]
+pub struct Node {
+    name: String,
+    id: madsim::runtime::NodeId,
+}
+
+impl Node {
+    pub fn start(name: &str, init: NodeInit) -> Node {
+        let node = madsim::runtime::Handle::current()
+            .create_node()
+            .name(name)
+            .init(move || init())
+            .build();
+        Node { name: name.to_string(), id: node.id() }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kill(&self) -> Result<(), NodeError> {
+        madsim::runtime::Handle::current().kill(self.id);
+        Ok(())
+    }
+
+    pub fn restart(&self) -> Result<(), NodeError> {
+        madsim::runtime::Handle::current().restart(self.id);
+        Ok(())
+    }
+}
+
+/// Runs `future` to completion in a fresh simulation driven by `seed`.
+pub fn run<F>(seed: u64, future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(future)
+}
+
+/// Simulations have no Ctrl-C: cancellation is a scenario step.
+pub async fn ctrl_c() {
+    std::future::pending::<()>().await
+}
+
+/// How long ago, in the runtime's time, `since` was.
+pub fn millis_since(since: super::Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}

@@ -1,0 +1,61 @@
+//! The keyed state backend trait: where keyed state lives while a job runs.
+//!
+//! The typed state API (`keyed.rs`) is written against this trait only, so a backend that
+//! keeps objects on the heap and one that keeps encoded bytes on local disk serve the same
+//! user code. Methods are generic over the stored type `S` (the per-key value of one state:
+//! `V` for value state, `Vec<V>` for list state, a map for map state), so the trait is used
+//! through generics, not `dyn`.
+
+use super::snapshot::KeyGroupSnapshot;
+use super::{Key, StateError, StateValue};
+use crate::ids::KeyGroup;
+use crate::keygroup::KeyGroupRange;
+
+/// Identifies a registered state within one backend.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct StateIndex(pub usize);
+
+/// The kind of a registered state, checked when the same name is registered twice.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    Value,
+    List,
+    Map,
+    Reducing,
+    Aggregating,
+}
+
+/// Keyed state storage for one operator in one subtask, covering its key-group range.
+pub trait KeyedStateBackend<K: Key>: Send + 'static {
+    /// Registers (or finds) state `name` whose per-key value is `S`. Restored entries for
+    /// `name` become visible from here on.
+    fn register<S: StateValue>(&mut self, name: &str, kind: StateKind) -> Result<StateIndex, StateError>;
+
+    /// Calls `f` with the current value for `key`, if any.
+    fn read<S: StateValue, R>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, f: impl FnOnce(Option<&S>) -> R) -> Result<R, StateError>;
+
+    /// Calls `f` with a mutable value for `key`, created by `init` if absent.
+    fn update<S: StateValue, R>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        init: impl FnOnce() -> S,
+        f: impl FnOnce(&mut S) -> R,
+    ) -> Result<R, StateError>;
+
+    /// Sets the value for `key`.
+    fn put<S: StateValue>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, value: S) -> Result<(), StateError>;
+
+    /// Removes the value for `key`.
+    fn remove(&mut self, state: StateIndex, key_group: KeyGroup, key: &K) -> Result<(), StateError>;
+
+    /// Calls `f` for every key that has a value, key group by key group in ascending order.
+    fn for_each<S: StateValue>(&mut self, state: StateIndex, f: impl FnMut(&K, &S)) -> Result<(), StateError>;
+
+    /// The synchronous part of a snapshot: an encoded copy of every non-empty key group.
+    fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>, StateError>;
+
+    /// The key groups this backend holds.
+    fn key_group_range(&self) -> KeyGroupRange;
+}

@@ -1,0 +1,220 @@
+//! The heap keyed state backend: state as objects in per-key-group hash maps.
+//!
+//! Serves both the `jobmanager` and `filesystem` backends; they differ only in where
+//! snapshots are written. Hash maps use a fixed hasher (FxHash), so iteration order depends
+//! only on the history of operations, never on a random seed; even so, nothing that reaches
+//! an output relies on it without sorting.
+
+use super::backend::{KeyedStateBackend, StateIndex, StateKind};
+use super::snapshot::KeyGroupSnapshot;
+use super::{Key, StateError, StateValue};
+use crate::ids::KeyGroup;
+use crate::keygroup::KeyGroupRange;
+use rustc_hash::FxHashMap;
+use std::any::Any;
+use std::collections::BTreeMap;
+
+/// One registered state's storage, with its type erased.
+trait ErasedTable<K>: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn type_name(&self) -> &'static str;
+    fn kind(&self) -> StateKind;
+    fn encode_group(&self, offset: usize) -> Result<Option<Vec<u8>>, StateError>;
+    fn remove_key(&mut self, offset: usize, key: &K);
+}
+
+struct Table<K, S> {
+    name: String,
+    kind: StateKind,
+    groups: Vec<FxHashMap<K, S>>,
+}
+
+impl<K: Key, S: StateValue> ErasedTable<K> for Table<K, S> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<S>()
+    }
+
+    fn kind(&self) -> StateKind {
+        self.kind
+    }
+
+    fn encode_group(&self, offset: usize) -> Result<Option<Vec<u8>>, StateError> {
+        let group = &self.groups[offset];
+        if group.is_empty() {
+            return Ok(None);
+        }
+        // Sorted by key: a snapshot's bytes are a function of the state, not of its history.
+        let mut entries: Vec<(&K, &S)> = group.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        postcard::to_stdvec(&entries)
+            .map(Some)
+            .map_err(|e| StateError::Encode { name: self.name.clone(), message: e.to_string() })
+    }
+
+    fn remove_key(&mut self, offset: usize, key: &K) {
+        self.groups[offset].remove(key);
+    }
+}
+
+/// Keyed state on the heap for one operator in one subtask.
+pub struct HeapKeyedBackend<K> {
+    range: KeyGroupRange,
+    names: Vec<String>,
+    tables: Vec<Box<dyn ErasedTable<K>>>,
+    /// Restored bytes of states not registered yet, by state name then key group. They are
+    /// carried into every snapshot until registered, so unread state is never dropped.
+    pending: BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>>,
+}
+
+/// The encoding of one key group: each state's name with its encoded entries.
+type GroupEncoding = Vec<(String, Vec<u8>)>;
+
+impl<K: Key> HeapKeyedBackend<K> {
+    /// A backend over `range`, restoring the given key groups.
+    pub fn new(range: KeyGroupRange, restored: &[KeyGroupSnapshot]) -> Result<Self, StateError> {
+        let mut pending: BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>> = BTreeMap::new();
+        for group in restored {
+            if !range.contains(group.key_group) {
+                return Err(StateError::ForeignKeyGroup { key_group: group.key_group.0, start: range.start, end: range.end });
+            }
+            let states: GroupEncoding = postcard::from_bytes(&group.bytes).map_err(|e| StateError::Decode {
+                name: "<key group>".into(),
+                key_group: group.key_group.0,
+                message: e.to_string(),
+            })?;
+            for (name, bytes) in states {
+                pending.entry(name).or_default().insert(group.key_group, bytes);
+            }
+        }
+        Ok(HeapKeyedBackend { range, names: Vec::new(), tables: Vec::new(), pending })
+    }
+
+    fn offset(&self, key_group: KeyGroup) -> usize {
+        assert!(self.range.contains(key_group), "key group {key_group} outside {:?}", self.range);
+        (key_group.0 - self.range.start) as usize
+    }
+
+    fn table<S: StateValue>(&mut self, state: StateIndex) -> Result<&mut Table<K, S>, StateError> {
+        let name = &self.names[state.0];
+        let table = &mut self.tables[state.0];
+        let registered = table.type_name();
+        table.as_any_mut().downcast_mut::<Table<K, S>>().ok_or_else(|| StateError::TypeMismatch {
+            name: name.clone(),
+            registered: registered.to_string(),
+            requested: std::any::type_name::<S>().to_string(),
+        })
+    }
+}
+
+impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
+    fn register<S: StateValue>(&mut self, name: &str, kind: StateKind) -> Result<StateIndex, StateError> {
+        if let Some(index) = self.names.iter().position(|n| n == name) {
+            let table = &self.tables[index];
+            if table.kind() != kind || table.type_name() != std::any::type_name::<S>() {
+                return Err(StateError::TypeMismatch {
+                    name: name.to_string(),
+                    registered: format!("{:?} of {}", table.kind(), table.type_name()),
+                    requested: format!("{:?} of {}", kind, std::any::type_name::<S>()),
+                });
+            }
+            return Ok(StateIndex(index));
+        }
+        let mut groups: Vec<FxHashMap<K, S>> = (0..self.range.len()).map(|_| FxHashMap::default()).collect();
+        for (key_group, bytes) in self.pending.remove(name).unwrap_or_default() {
+            let entries: Vec<(K, S)> = postcard::from_bytes(&bytes).map_err(|e| StateError::Decode {
+                name: name.to_string(),
+                key_group: key_group.0,
+                message: e.to_string(),
+            })?;
+            groups[(key_group.0 - self.range.start) as usize].extend(entries);
+        }
+        self.names.push(name.to_string());
+        self.tables.push(Box::new(Table { name: name.to_string(), kind, groups }));
+        Ok(StateIndex(self.tables.len() - 1))
+    }
+
+    fn read<S: StateValue, R>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, f: impl FnOnce(Option<&S>) -> R) -> Result<R, StateError> {
+        let offset = self.offset(key_group);
+        Ok(f(self.table::<S>(state)?.groups[offset].get(key)))
+    }
+
+    fn update<S: StateValue, R>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        init: impl FnOnce() -> S,
+        f: impl FnOnce(&mut S) -> R,
+    ) -> Result<R, StateError> {
+        let offset = self.offset(key_group);
+        let group = &mut self.table::<S>(state)?.groups[offset];
+        // Look up by reference first so that the key is cloned only when it is new.
+        if let Some(value) = group.get_mut(key) {
+            return Ok(f(value));
+        }
+        Ok(f(group.entry(key.clone()).or_insert_with(init)))
+    }
+
+    fn put<S: StateValue>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, value: S) -> Result<(), StateError> {
+        let offset = self.offset(key_group);
+        let group = &mut self.table::<S>(state)?.groups[offset];
+        match group.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                group.insert(key.clone(), value);
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, state: StateIndex, key_group: KeyGroup, key: &K) -> Result<(), StateError> {
+        let offset = self.offset(key_group);
+        self.tables[state.0].remove_key(offset, key);
+        Ok(())
+    }
+
+    fn for_each<S: StateValue>(&mut self, state: StateIndex, mut f: impl FnMut(&K, &S)) -> Result<(), StateError> {
+        for group in &self.table::<S>(state)?.groups {
+            let mut entries: Vec<(&K, &S)> = group.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (key, value) in entries {
+                f(key, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>, StateError> {
+        let mut snapshot = Vec::new();
+        for key_group in self.range.iter() {
+            let offset = (key_group.0 - self.range.start) as usize;
+            let mut states: GroupEncoding = Vec::new();
+            for (name, table) in self.names.iter().zip(&self.tables) {
+                if let Some(bytes) = table.encode_group(offset)? {
+                    states.push((name.clone(), bytes));
+                }
+            }
+            for (name, groups) in &self.pending {
+                if let Some(bytes) = groups.get(&key_group) {
+                    states.push((name.clone(), bytes.clone()));
+                }
+            }
+            if states.is_empty() {
+                continue;
+            }
+            states.sort_by(|a, b| a.0.cmp(&b.0));
+            let bytes = postcard::to_stdvec(&states)
+                .map_err(|e| StateError::Encode { name: "<key group>".into(), message: e.to_string() })?;
+            snapshot.push(KeyGroupSnapshot { key_group, bytes });
+        }
+        Ok(snapshot)
+    }
+
+    fn key_group_range(&self) -> KeyGroupRange {
+        self.range
+    }
+}

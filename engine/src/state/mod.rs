@@ -1,0 +1,37 @@
+//! State: keyed state scoped to the current key and stored per key group, operator (non-keyed)
+//! list state, the snapshot format they share, and redistribution on rescale.
+
+pub mod backend;
+pub mod heap;
+pub mod keyed;
+pub mod operator;
+pub mod redistribute;
+pub mod snapshot;
+
+use crate::keygroup::StableHash;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::hash::Hash;
+
+/// A key of a keyed stream: hashed stably into a key group, stored in state, snapshotted.
+pub trait Key: StableHash + Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T> Key for T where T: StableHash + Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+/// A value kept in state.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
+impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + 'static {}
+
+/// Errors of state access, snapshot and restore.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("state `{name}` is registered as {registered}, but was accessed as {requested}")]
+    TypeMismatch { name: String, registered: String, requested: String },
+    #[error("state `{name}`: cannot encode a value: {message}")]
+    Encode { name: String, message: String },
+    #[error("state `{name}`: cannot decode key group {key_group}: {message}")]
+    Decode { name: String, key_group: u32, message: String },
+    #[error("operator list state `{name}`: cannot decode element {index}: {message}")]
+    DecodeListElement { name: String, index: usize, message: String },
+    #[error("key group {key_group} does not belong to this subtask's range {start}..{end}")]
+    ForeignKeyGroup { key_group: u32, start: u32, end: u32 },
+}

@@ -1,0 +1,204 @@
+//! The push side of a subtask: the network output (with its partitioner) or a sink.
+
+use crate::element::{CheckpointBarrier, StreamElement};
+use crate::error::TaskError;
+use crate::ids::{CheckpointId, OperatorUid, SubtaskIndex};
+use crate::keygroup::{key_group_for_key, subtask_for_key_group};
+use crate::operators::{OperatorContext, SubtaskInfo};
+use crate::operators::sink::Sink;
+use crate::seam::storage::StorageRef;
+use crate::state::Key;
+use crate::state::operator::OperatorStateStore;
+use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::mpsc::Sender;
+
+/// Where a subtask's output batches go.
+#[async_trait]
+pub trait Tail<T>: Send {
+    /// Takes (drains) a batch of records.
+    async fn emit(&mut self, records: &mut Vec<T>) -> Result<(), TaskError>;
+    /// Sends partially filled buffers: the subtask's input went idle.
+    async fn flush(&mut self) -> Result<(), TaskError>;
+    /// Snapshots the tail's own state (a sink's pre-commit), then forwards the barrier.
+    async fn barrier(&mut self, barrier: CheckpointBarrier, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    /// The input is exhausted: flush and signal the end downstream.
+    async fn finish(&mut self) -> Result<(), TaskError>;
+    async fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
+}
+
+/// How records choose a downstream subtask.
+pub enum Partitioner<T> {
+    /// To the downstream subtask with the same index (equal parallelism).
+    Forward,
+    /// Round robin over downstream subtasks.
+    Rebalance,
+    /// By key group: `subtask = key_group * parallelism / max_parallelism`.
+    KeyGroups { route: Arc<dyn Fn(&T, u32, u32) -> SubtaskIndex + Send + Sync> },
+}
+
+impl<T: 'static> Partitioner<T> {
+    /// The key-group partitioner for key selector `key_of`.
+    pub fn key_groups<K: Key>(key_of: Arc<dyn Fn(&T) -> K + Send + Sync>) -> Self {
+        Partitioner::KeyGroups {
+            route: Arc::new(move |record, parallelism, max_parallelism| {
+                subtask_for_key_group(key_group_for_key(&key_of(record), max_parallelism), parallelism, max_parallelism)
+            }),
+        }
+    }
+}
+
+/// Sends records to downstream subtasks in batches.
+pub struct NetworkOutput<T> {
+    info: SubtaskInfo,
+    channels: Vec<Sender<StreamElement<T>>>,
+    buffers: Vec<Vec<T>>,
+    partitioner: Partitioner<T>,
+    batch_size_records: usize,
+    next_round_robin: usize,
+}
+
+impl<T: Send + 'static> NetworkOutput<T> {
+    pub fn new(info: SubtaskInfo, channels: Vec<Sender<StreamElement<T>>>, partitioner: Partitioner<T>, batch_size_records: usize) -> Self {
+        assert!(!channels.is_empty());
+        if matches!(partitioner, Partitioner::Forward) {
+            assert_eq!(channels.len() as u32, info.parallelism, "a forward edge needs equal parallelism");
+        }
+        let buffers = channels.iter().map(|_| Vec::with_capacity(batch_size_records)).collect();
+        // Start round robin at the subtask's own index so that subtasks spread their load.
+        let next_round_robin = info.subtask.index() % channels.len();
+        NetworkOutput { info, channels, buffers, partitioner, batch_size_records, next_round_robin }
+    }
+
+    fn closed(&self) -> TaskError {
+        TaskError::ChannelClosed { vertex: self.info.vertex_name.clone(), subtask: self.info.subtask, what: "output" }
+    }
+
+    async fn send(&mut self, channel: usize, element: StreamElement<T>) -> Result<(), TaskError> {
+        if self.channels[channel].send(element).await.is_err() {
+            return Err(self.closed());
+        }
+        Ok(())
+    }
+
+    async fn send_buffer(&mut self, channel: usize) -> Result<(), TaskError> {
+        if self.buffers[channel].is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.buffers[channel], Vec::with_capacity(self.batch_size_records));
+        self.send(channel, StreamElement::Records(batch)).await
+    }
+
+    async fn send_all_buffers(&mut self) -> Result<(), TaskError> {
+        for channel in 0..self.channels.len() {
+            self.send_buffer(channel).await?;
+        }
+        Ok(())
+    }
+
+    async fn broadcast(&mut self, make: impl Fn() -> StreamElement<T>) -> Result<(), TaskError> {
+        self.send_all_buffers().await?;
+        for channel in 0..self.channels.len() {
+            self.send(channel, make()).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: Send + 'static> Tail<T> for NetworkOutput<T> {
+    async fn emit(&mut self, records: &mut Vec<T>) -> Result<(), TaskError> {
+        let parallelism = self.channels.len() as u32;
+        for record in records.drain(..) {
+            let channel = match &self.partitioner {
+                Partitioner::Forward => self.info.subtask.index(),
+                Partitioner::Rebalance => {
+                    self.next_round_robin = (self.next_round_robin + 1) % self.channels.len();
+                    self.next_round_robin
+                }
+                Partitioner::KeyGroups { route } => route(&record, parallelism, self.info.max_parallelism).index(),
+            };
+            self.buffers[channel].push(record);
+            if self.buffers[channel].len() >= self.batch_size_records {
+                self.send_buffer(channel).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), TaskError> {
+        self.send_all_buffers().await
+    }
+
+    async fn barrier(&mut self, barrier: CheckpointBarrier, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+        self.broadcast(|| StreamElement::Barrier(barrier)).await
+    }
+
+    async fn finish(&mut self) -> Result<(), TaskError> {
+        self.broadcast(|| StreamElement::EndOfInput).await
+    }
+
+    async fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+/// A sink as the tail of a subtask.
+pub struct SinkTail<T, S: Sink<T>> {
+    uid: OperatorUid,
+    sink: S,
+    info: SubtaskInfo,
+    storage: StorageRef,
+    /// Taken by the first call, which opens the sink.
+    restored: Option<Option<OperatorStateStore>>,
+    _records: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T: Send + 'static, S: Sink<T>> SinkTail<T, S> {
+    pub fn new(uid: OperatorUid, sink: S, info: SubtaskInfo, storage: StorageRef, restored: Option<OperatorSnapshot>) -> Self {
+        let restored = Some(restored.map(|r| OperatorStateStore::restore(&r.lists)));
+        SinkTail { uid, sink, info, storage, restored, _records: std::marker::PhantomData }
+    }
+
+    async fn ensure_open(&mut self) -> Result<(), TaskError> {
+        if let Some(restored) = self.restored.take() {
+            let context = OperatorContext { uid: &self.uid, info: &self.info, storage: &self.storage };
+            self.sink.open(context, restored.as_ref()).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
+    async fn emit(&mut self, records: &mut Vec<T>) -> Result<(), TaskError> {
+        self.ensure_open().await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.sink.write(records).await
+    }
+
+    async fn flush(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    async fn barrier(&mut self, barrier: CheckpointBarrier, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+        self.ensure_open().await?;
+        let mut store = OperatorStateStore::default();
+        self.sink.snapshot(barrier.checkpoint, &mut store).await?;
+        let previous = snapshot.operators.insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
+        assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), TaskError> {
+        self.ensure_open().await?;
+        self.sink.finish().await
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        self.sink.notify_checkpoint_complete(checkpoint).await
+    }
+}

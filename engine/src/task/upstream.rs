@@ -1,0 +1,139 @@
+//! The pull side of a subtask: its head (a source or the input gate) and the chained
+//! operators after it, erased to "something that yields batches of `T`".
+
+use crate::element::CheckpointBarrier;
+use crate::error::TaskError;
+use crate::ids::{CheckpointId, OperatorUid};
+use crate::operators::source::{Source, SourcePoll};
+use crate::operators::{ChainOp, OperatorContext, SubtaskInfo};
+use crate::seam::storage::StorageRef;
+use crate::state::operator::OperatorStateStore;
+use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use async_trait::async_trait;
+
+/// What a pull produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pulled {
+    /// `out` holds records (possibly none, after a filter).
+    Records,
+    /// No input is ready right now; the next pull waits. `out` is empty.
+    Idle,
+    /// Barrier `n` reached this point; every record before it has been pulled. `out` is
+    /// empty.
+    Barrier(CheckpointBarrier),
+    /// The input is exhausted; `out` holds any final records.
+    End,
+}
+
+/// A head with the operators chained after it.
+#[async_trait]
+pub trait Upstream<T>: Send {
+    async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError>;
+    /// Snapshots the head and every chained operator, head first.
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
+}
+
+/// An upstream followed by one more chained operator.
+pub struct Chained<Mid, T> {
+    inner: Box<dyn Upstream<Mid>>,
+    op: Box<dyn ChainOp<Mid, T>>,
+    buffer: Vec<Mid>,
+}
+
+impl<Mid, T> Chained<Mid, T> {
+    pub fn new(inner: Box<dyn Upstream<Mid>>, op: Box<dyn ChainOp<Mid, T>>) -> Self {
+        Chained { inner, op, buffer: Vec::new() }
+    }
+}
+
+#[async_trait]
+impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
+    async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
+        let pulled = self.inner.pull(&mut self.buffer).await?;
+        match pulled {
+            Pulled::Records => self.op.process_batch(&mut self.buffer, out)?,
+            Pulled::End => {
+                self.op.process_batch(&mut self.buffer, out)?;
+                self.op.finish(out)?;
+            }
+            Pulled::Idle | Pulled::Barrier(_) => assert!(self.buffer.is_empty()),
+        }
+        Ok(pulled)
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+        self.inner.snapshot(checkpoint, snapshot)?;
+        self.op.snapshot(checkpoint, snapshot)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        self.inner.notify_checkpoint_complete(checkpoint)?;
+        self.op.notify_checkpoint_complete(checkpoint)
+    }
+}
+
+/// Requests a source task receives between polls.
+#[derive(Debug)]
+pub enum SourceCommand {
+    /// Inject this barrier in line with the records.
+    TriggerBarrier(CheckpointBarrier),
+}
+
+/// A source as the head of a subtask.
+pub struct SourceHead<S: Source> {
+    uid: OperatorUid,
+    source: S,
+    info: SubtaskInfo,
+    storage: StorageRef,
+    /// Taken by the first pull, which opens the source.
+    restored: Option<Option<OperatorStateStore>>,
+    batch_size_records: usize,
+    commands: Option<tokio::sync::mpsc::Receiver<SourceCommand>>,
+}
+
+impl<S: Source> SourceHead<S> {
+    pub fn new(
+        uid: OperatorUid,
+        source: S,
+        info: SubtaskInfo,
+        storage: StorageRef,
+        restored: Option<OperatorSnapshot>,
+        batch_size_records: usize,
+        commands: Option<tokio::sync::mpsc::Receiver<SourceCommand>>,
+    ) -> Self {
+        let restored = Some(restored.map(|r| OperatorStateStore::restore(&r.lists)));
+        SourceHead { uid, source, info, storage, restored, batch_size_records, commands }
+    }
+}
+
+#[async_trait]
+impl<S: Source> Upstream<S::Out> for SourceHead<S> {
+    async fn pull(&mut self, out: &mut Vec<S::Out>) -> Result<Pulled, TaskError> {
+        if let Some(restored) = self.restored.take() {
+            let context = OperatorContext { uid: &self.uid, info: &self.info, storage: &self.storage };
+            self.source.open(context, restored.as_ref()).await?;
+        }
+        if let Some(commands) = &mut self.commands
+            && let Ok(SourceCommand::TriggerBarrier(barrier)) = commands.try_recv()
+        {
+            return Ok(Pulled::Barrier(barrier));
+        }
+        match self.source.poll(out, self.batch_size_records).await? {
+            SourcePoll::More => Ok(Pulled::Records),
+            SourcePoll::Finished => Ok(Pulled::End),
+        }
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+        let mut store = OperatorStateStore::default();
+        self.source.snapshot(checkpoint, &mut store)?;
+        let previous = snapshot.operators.insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
+        assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        self.source.notify_checkpoint_complete(checkpoint)
+    }
+}
