@@ -1,1 +1,9 @@
-//! sim
+//! weir's simulation harness: the simulated storage and running built-in jobs on a
+//! simulated cluster (a job manager and task manager nodes) for a given seed.
+//!
+//! Built with `--cfg madsim`, every run is a function of (scenario, seed, build): madsim's
+//! scheduler, clock and randomness are driven by the seed. Built without it, the same code
+//! runs on tokio, which is useful for checking semantics but not reproducible.
+
+pub mod harness;
+pub mod storage;

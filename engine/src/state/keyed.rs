@@ -377,8 +377,9 @@ mod tests {
         }
         let snapshot = backend.snapshot().unwrap();
         let mut restored = HeapKeyedBackend::<String>::new(full_range(), &snapshot).unwrap();
-        let mut registry = Registry::default();
         for backend in [&mut backend, &mut restored] {
+            // A registry caches one backend's indexes, so each backend gets its own.
+            let mut registry = Registry::default();
             with_key(backend, &mut registry, "b", |c| {
                 assert_eq!(c.value(&COUNT)?.get()?, Some(5));
                 assert_eq!(c.list(&SEEN)?.get()?, vec!["b1", "b2", "b3", "b4", "b5"]);
