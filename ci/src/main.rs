@@ -26,7 +26,11 @@ fn main() -> ExitCode {
         "build" => vec![vec!["build", "--workspace", "--all-targets"], [&["build", "--workspace", "--all-targets"][..], SIMULATION].concat()],
         // Under simulation: the engine's unit tests and the simulated cluster tests. The CLI
         // tests drive the real binary against the real filesystem, so they run only above.
-        "test" | "ci" => vec![vec!["test", "--workspace"], [&["test", "--package", "engine", "--lib", "--package", "sim"][..], SIMULATION].concat()],
+        "test" | "ci" => vec![
+            vec!["test", "--workspace"],
+            [&["test", "--package", "engine", "--lib"][..], SIMULATION].concat(),
+            [&["test", "--package", "sim"][..], SIMULATION].concat(),
+        ],
         "smoke" => vec![[&["test", "--release", "--package", "sim", "--test", "determinism"][..], SIMULATION].concat()],
         _ => {
             eprint!("{USAGE}");

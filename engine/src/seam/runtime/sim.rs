@@ -31,7 +31,7 @@ pub fn elapsed() -> Duration {
 #[derive(Clone)]
 pub struct Node {
     name: String,
-    id: madsim::runtime::NodeId,
+    id: madsim::task::NodeId,
 }
 
 impl Node {
