@@ -23,7 +23,10 @@ const SIMULATION: &[&str] = &["--config", "build.rustflags=['--cfg','madsim']", 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let steps: Vec<Vec<&str>> = match task.as_str() {
-        "build" => vec![vec!["build", "--workspace", "--all-targets"], [&["build", "--workspace", "--all-targets"][..], SIMULATION].concat()],
+        "build" => vec![
+            vec!["build", "--workspace", "--all-targets"],
+            [&["build", "--workspace", "--all-targets"][..], SIMULATION].concat(),
+        ],
         // Under simulation: the engine's unit tests and the simulated cluster tests. The CLI
         // tests drive the real binary against the real filesystem, so they run only above.
         "test" | "ci" => vec![

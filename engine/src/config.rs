@@ -203,26 +203,11 @@ pub enum ConfigError {
         at_line(*.line),
         did_you_mean(.suggestion.as_deref())
     )]
-    UnknownKey {
-        origin: String,
-        line: Option<usize>,
-        key: String,
-        suggestion: Option<String>,
-    },
+    UnknownKey { origin: String, line: Option<usize>, key: String, suggestion: Option<String> },
     #[error("{origin}{}: invalid value `{value}` for `{key}`: expected {expected}", at_line(*.line))]
-    InvalidValue {
-        origin: String,
-        line: Option<usize>,
-        key: String,
-        value: String,
-        expected: String,
-    },
+    InvalidValue { origin: String, line: Option<usize>, key: String, value: String, expected: String },
     #[error("{origin}: {}", conflict_message(.key, .other_key))]
-    Conflict {
-        origin: String,
-        key: String,
-        other_key: String,
-    },
+    Conflict { origin: String, key: String, other_key: String },
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -230,9 +215,7 @@ fn at_line(line: Option<usize>) -> String {
 }
 
 fn did_you_mean(suggestion: Option<&str>) -> String {
-    suggestion
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default()
+    suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
 }
 
 fn conflict_message(key: &str, other_key: &str) -> String {
@@ -250,16 +233,13 @@ pub fn known_keys() -> &'static [KeyInfo] {
 
 /// Parses a YAML configuration; `origin` names the file in error messages.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<JobConfig, ConfigError> {
-    let document: Value =
-        serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, text, origin))?;
+    let document: Value = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, text, origin))?;
     let mapping = match document {
         // An empty file, or one holding only comments, asks for nothing but the defaults.
         Value::Null => return Ok(JobConfig::default()),
         Value::Mapping(mapping) => mapping,
         _ => {
-            return Err(ConfigError::NotAMapping {
-                origin: origin.to_string(),
-            });
+            return Err(ConfigError::NotAMapping { origin: origin.to_string() });
         }
     };
     let lines: Vec<&str> = text.lines().collect();
@@ -270,14 +250,7 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<JobConfig, ConfigError> {
 
 /// Parses configuration entries that another format has already split into keys and values.
 pub fn from_entries(entries: Vec<ConfigEntry>, origin: &str) -> Result<JobConfig, ConfigError> {
-    let items = entries
-        .into_iter()
-        .map(|e| Item {
-            key: e.key,
-            value: Val::Raw(e.value),
-            line: e.line,
-        })
-        .collect();
+    let items = entries.into_iter().map(|e| Item { key: e.key, value: Val::Raw(e.value), line: e.line }).collect();
     build(items, origin)
 }
 
@@ -482,8 +455,7 @@ static KEYS: &[KeyInfo] = &[
 ];
 
 fn lookup(key: &str) -> Option<&'static KeyInfo> {
-    KEYS.iter()
-        .find(|info| info.key == key || info.aliases.contains(&key))
+    KEYS.iter().find(|info| info.key == key || info.aliases.contains(&key))
 }
 
 /// Finds the known key nearest to a mistyped one, if it is close enough to be a likely typo.
@@ -560,13 +532,9 @@ enum Parsed {
 fn parse_value(setting: Setting, raw: &RawValue) -> Result<Parsed, String> {
     use Setting as S;
     match setting {
-        S::Parallelism | S::MaxConcurrent | S::NumRetained => {
-            parse_count(raw, 1, JAVA_INT_MAX).map(Parsed::Count)
-        }
+        S::Parallelism | S::MaxConcurrent | S::NumRetained => parse_count(raw, 1, JAVA_INT_MAX).map(Parsed::Count),
         S::ChannelCapacity | S::BatchSize => parse_count(raw, 1, u32::MAX).map(Parsed::Count),
-        S::TolerableFailed | S::RestartAttempts => {
-            parse_count(raw, 0, JAVA_INT_MAX).map(Parsed::Count)
-        }
+        S::TolerableFailed | S::RestartAttempts => parse_count(raw, 0, JAVA_INT_MAX).map(Parsed::Count),
         S::MaxParallelism => parse_count(raw, 1, MAX_MAX_PARALLELISM).map(Parsed::Count),
         S::CheckpointInterval | S::CheckpointTimeout => match parse_duration_ms(raw)? {
             0 => Err(POSITIVE_DURATION_EXPECTED.to_string()),
@@ -577,10 +545,7 @@ fn parse_value(setting: Setting, raw: &RawValue) -> Result<Parsed, String> {
         S::CheckpointDir | S::SavepointDir => parse_path(raw).map(Parsed::Path),
         S::CheckpointMode => parse_choice(
             raw,
-            &[
-                ("exactly-once", CheckpointingMode::ExactlyOnce),
-                ("at-least-once", CheckpointingMode::AtLeastOnce),
-            ],
+            &[("exactly-once", CheckpointingMode::ExactlyOnce), ("at-least-once", CheckpointingMode::AtLeastOnce)],
             "`EXACTLY_ONCE` or `AT_LEAST_ONCE`",
         )
         .map(Parsed::Mode),
@@ -589,10 +554,7 @@ fn parse_value(setting: Setting, raw: &RawValue) -> Result<Parsed, String> {
             &[
                 ("retain-on-cancellation", ExternalizedRetention::RetainOnCancellation),
                 ("delete-on-cancellation", ExternalizedRetention::DeleteOnCancellation),
-                (
-                    "no-externalized-checkpoints",
-                    ExternalizedRetention::NoExternalizedCheckpoints,
-                ),
+                ("no-externalized-checkpoints", ExternalizedRetention::NoExternalizedCheckpoints),
             ],
             "`RETAIN_ON_CANCELLATION`, `DELETE_ON_CANCELLATION` or `NO_EXTERNALIZED_CHECKPOINTS`",
         )
@@ -611,10 +573,7 @@ fn parse_value(setting: Setting, raw: &RawValue) -> Result<Parsed, String> {
         .map(Parsed::Backend),
         S::Storage => parse_choice(
             raw,
-            &[
-                ("jobmanager", StorageChoice::JobManager),
-                ("filesystem", StorageChoice::FileSystem),
-            ],
+            &[("jobmanager", StorageChoice::JobManager), ("filesystem", StorageChoice::FileSystem)],
             "`jobmanager` or `filesystem`",
         )
         .map(Parsed::Storage),
@@ -639,9 +598,7 @@ fn expected_for(setting: Setting) -> String {
     // so the path case needs its own text.
     match setting {
         Setting::CheckpointDir | Setting::SavepointDir => PATH_EXPECTED.to_string(),
-        _ => parse_value(setting, &RawValue::Bool(false))
-            .err()
-            .unwrap_or_default(),
+        _ => parse_value(setting, &RawValue::Bool(false)).err().unwrap_or_default(),
     }
 }
 
@@ -758,11 +715,7 @@ fn parse_choice<T: Copy>(raw: &RawValue, choices: &[(&str, T)], names: &str) -> 
         return Err(expected());
     };
     let normalized = s.trim().to_lowercase().replace('_', "-");
-    choices
-        .iter()
-        .find(|(name, _)| *name == normalized)
-        .map(|(_, value)| *value)
-        .ok_or_else(expected)
+    choices.iter().find(|(name, _)| *name == normalized).map(|(_, value)| *value).ok_or_else(expected)
 }
 
 /// The settings given so far, remembering which key gave each so conflicts can name both.
@@ -774,10 +727,7 @@ struct Given {
 
 impl Given {
     fn get(&self, setting: Setting) -> Option<&Parsed> {
-        self.values
-            .iter()
-            .find(|(s, _, _)| *s == setting)
-            .map(|(_, _, parsed)| parsed)
+        self.values.iter().find(|(s, _, _)| *s == setting).map(|(_, _, parsed)| parsed)
     }
 
     fn count(&self, setting: Setting) -> Option<u32> {
@@ -810,10 +760,7 @@ impl Given {
 }
 
 fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
-    let mut given = Given {
-        values: Vec::new(),
-        backends: Vec::new(),
-    };
+    let mut given = Given { values: Vec::new(), backends: Vec::new() };
     // Items arrive in document order, so returning at the first problem reports the earliest one.
     for item in items {
         let Some(info) = lookup(&item.key) else {
@@ -825,9 +772,7 @@ fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
             });
         };
         let parsed = match &item.value {
-            Val::Raw(raw) => {
-                parse_value(info.setting, raw).map_err(|expected| (raw.to_string(), expected))
-            }
+            Val::Raw(raw) => parse_value(info.setting, raw).map_err(|expected| (raw.to_string(), expected)),
             Val::Other(text) => Err((text.clone(), expected_for(info.setting))),
         };
         let parsed = parsed.map_err(|(value, expected)| ConfigError::InvalidValue {
@@ -889,26 +834,19 @@ fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
     }
     // Flink's default backend has been `hashmap` since 1.13, which is why a bare checkpoint
     // directory or storage setting is enough to get file-based checkpoints.
-    let state_backend = backend
-        .map(|(_, kind)| kind)
-        .unwrap_or_else(|| resolve(BackendChoice::HashMap));
+    let state_backend = backend.map(|(_, kind)| kind).unwrap_or_else(|| resolve(BackendChoice::HashMap));
 
     let restart = match given.get(Setting::RestartType) {
         Some(Parsed::Restart(RestartChoice::None)) => RestartStrategy::None,
         Some(Parsed::Restart(RestartChoice::FixedDelay)) => RestartStrategy::FixedDelay {
-            attempts: given
-                .count(Setting::RestartAttempts)
-                .unwrap_or(DEFAULT_RESTART_ATTEMPTS),
-            delay_ms: given
-                .millis(Setting::RestartDelay)
-                .unwrap_or(DEFAULT_RESTART_DELAY_MS),
+            attempts: given.count(Setting::RestartAttempts).unwrap_or(DEFAULT_RESTART_ATTEMPTS),
+            delay_ms: given.millis(Setting::RestartDelay).unwrap_or(DEFAULT_RESTART_DELAY_MS),
         },
         // Flink restarts a checkpointed job indefinitely unless told otherwise, because a
         // checkpoint makes restarting cheap; without checkpoints it does not restart at all.
-        _ if interval_ms.is_some() => RestartStrategy::FixedDelay {
-            attempts: IMPLIED_RESTART_ATTEMPTS,
-            delay_ms: DEFAULT_RESTART_DELAY_MS,
-        },
+        _ if interval_ms.is_some() => {
+            RestartStrategy::FixedDelay { attempts: IMPLIED_RESTART_ATTEMPTS, delay_ms: DEFAULT_RESTART_DELAY_MS }
+        }
         _ => RestartStrategy::None,
     };
 
@@ -919,15 +857,9 @@ fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
             Some(Parsed::Mode(mode)) => *mode,
             _ => defaults.mode,
         },
-        min_pause_ms: given
-            .millis(Setting::MinPause)
-            .unwrap_or(defaults.min_pause_ms),
-        timeout_ms: given
-            .millis(Setting::CheckpointTimeout)
-            .unwrap_or(defaults.timeout_ms),
-        max_concurrent: given
-            .count(Setting::MaxConcurrent)
-            .unwrap_or(defaults.max_concurrent),
+        min_pause_ms: given.millis(Setting::MinPause).unwrap_or(defaults.min_pause_ms),
+        timeout_ms: given.millis(Setting::CheckpointTimeout).unwrap_or(defaults.timeout_ms),
+        max_concurrent: given.count(Setting::MaxConcurrent).unwrap_or(defaults.max_concurrent),
         tolerable_failed_checkpoints: given
             .count(Setting::TolerableFailed)
             .unwrap_or(defaults.tolerable_failed_checkpoints),
@@ -936,12 +868,8 @@ fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
             _ => defaults.externalized,
         },
         dir,
-        num_retained: given
-            .count(Setting::NumRetained)
-            .unwrap_or(defaults.num_retained),
-        inline_threshold_bytes: given
-            .bytes(Setting::InlineThreshold)
-            .unwrap_or(defaults.inline_threshold_bytes),
+        num_retained: given.count(Setting::NumRetained).unwrap_or(defaults.num_retained),
+        inline_threshold_bytes: given.bytes(Setting::InlineThreshold).unwrap_or(defaults.inline_threshold_bytes),
         savepoint_dir: given.path(Setting::SavepointDir),
         jobmanager_max_state_bytes: given
             .bytes(Setting::JobManagerMaxState)
@@ -954,12 +882,8 @@ fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
         checkpoint,
         state_backend,
         restart,
-        channel_capacity_batches: given
-            .count(Setting::ChannelCapacity)
-            .unwrap_or(DEFAULT_CHANNEL_CAPACITY_BATCHES),
-        batch_size_records: given
-            .count(Setting::BatchSize)
-            .unwrap_or(DEFAULT_BATCH_SIZE_RECORDS),
+        channel_capacity_batches: given.count(Setting::ChannelCapacity).unwrap_or(DEFAULT_CHANNEL_CAPACITY_BATCHES),
+        batch_size_records: given.count(Setting::BatchSize).unwrap_or(DEFAULT_BATCH_SIZE_RECORDS),
     })
 }
 
@@ -986,11 +910,7 @@ fn flatten(
         path.push(segment);
         match value {
             Value::Mapping(inner) => flatten(inner, path, lines, out, origin)?,
-            _ => out.push(Item {
-                key: path.join("."),
-                value: to_val(value),
-                line: find_line(lines, path),
-            }),
+            _ => out.push(Item { key: path.join("."), value: to_val(value), line: find_line(lines, path) }),
         }
         path.pop();
     }
@@ -1024,10 +944,7 @@ fn render(value: &Value) -> String {
             format!("[{}]", items.join(", "))
         }
         Value::Mapping(mapping) => {
-            let entries: Vec<String> = mapping
-                .iter()
-                .map(|(k, v)| format!("{}: {}", render(k), render(v)))
-                .collect();
+            let entries: Vec<String> = mapping.iter().map(|(k, v)| format!("{}: {}", render(k), render(v))).collect();
             format!("{{{}}}", entries.join(", "))
         }
         Value::Tagged(tagged) => format!("{} {}", tagged.tag, render(&tagged.value)),
@@ -1045,10 +962,7 @@ fn yaml_error(error: &serde_yaml_ng::Error, text: &str, origin: &str) -> ConfigE
             _ => raw,
         }
     });
-    ConfigError::Yaml {
-        origin: origin.to_string(),
-        message,
-    }
+    ConfigError::Yaml { origin: origin.to_string(), message }
 }
 
 /// Rewrites serde_yaml_ng's duplicate-key error, which points at the start of the mapping, to
@@ -1059,11 +973,7 @@ fn duplicate_key_message(raw: &str, error: &serde_yaml_ng::Error, text: &str) ->
     let rest = &raw[start + MARKER.len()..];
     let key = &rest[..rest.find('"')?];
     let parent = raw[..start].strip_suffix(": ").unwrap_or("");
-    let full_key = if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    };
+    let full_key = if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") };
     let at = error.location()?;
     let indent = at.column().checked_sub(1)?;
     let lines: Vec<&str> = text.lines().collect();
@@ -1080,9 +990,9 @@ fn duplicate_key_message(raw: &str, error: &serde_yaml_ng::Error, text: &str) ->
         }
     }
     match found[..] {
-        [first, second, ..] => Some(format!(
-            "duplicate key `{full_key}` at line {second} (first given at line {first})"
-        )),
+        [first, second, ..] => {
+            Some(format!("duplicate key `{full_key}` at line {second} (first given at line {first})"))
+        }
         _ => None,
     }
 }
@@ -1107,10 +1017,7 @@ enum Scope {
 /// Finds the 1-based line of a key path, best effort, because serde_yaml_ng's values keep no
 /// positions. Block mappings are followed by indentation; a flow mapping is searched on its line.
 fn find_line(lines: &[&str], path: &[String]) -> Option<usize> {
-    let mut scope = Scope::Block {
-        lo: 0,
-        hi: lines.len(),
-    };
+    let mut scope = Scope::Block { lo: 0, hi: lines.len() };
     let mut row = None;
     for segment in path {
         let (r, end) = match scope {
@@ -1175,11 +1082,7 @@ fn key_in_line(line: &str, key: &str, from: usize) -> Option<usize> {
     let bytes = line.as_bytes();
     (from..line.len()).find_map(|col| {
         let boundary = col == 0 || matches!(bytes[col - 1], b' ' | b'\t' | b'{' | b',');
-        if boundary && line.is_char_boundary(col) {
-            key_at(line, key, col)
-        } else {
-            None
-        }
+        if boundary && line.is_char_boundary(col) { key_at(line, key, col) } else { None }
     })
 }
 
@@ -1190,11 +1093,7 @@ mod tests {
     const ORIGIN: &str = "flink-conf.yaml";
 
     fn entry(key: &str, value: RawValue) -> ConfigEntry {
-        ConfigEntry {
-            key: key.to_string(),
-            value,
-            line: None,
-        }
+        ConfigEntry { key: key.to_string(), value, line: None }
     }
 
     fn s(text: &str) -> RawValue {
@@ -1232,10 +1131,7 @@ mod tests {
         assert_eq!(cp.timeout_ms, 600_000);
         assert_eq!(cp.max_concurrent, 1);
         assert_eq!(cp.tolerable_failed_checkpoints, 0);
-        assert_eq!(
-            cp.externalized,
-            ExternalizedRetention::NoExternalizedCheckpoints
-        );
+        assert_eq!(cp.externalized, ExternalizedRetention::NoExternalizedCheckpoints);
         assert_eq!(cp.dir, None);
         assert_eq!(cp.num_retained, 1);
         assert_eq!(cp.inline_threshold_bytes, 20 * 1024);
@@ -1261,49 +1157,21 @@ mod tests {
         let retained = |c: &JobConfig| c.checkpoint.num_retained == 3;
         let threshold = |c: &JobConfig| c.checkpoint.inline_threshold_bytes == 1024;
         let savepoints = |c: &JobConfig| c.checkpoint.savepoint_dir.as_deref() == Some("/tmp/sp");
-        let retention = |c: &JobConfig| {
-            c.checkpoint.externalized == ExternalizedRetention::RetainOnCancellation
-        };
+        let retention = |c: &JobConfig| c.checkpoint.externalized == ExternalizedRetention::RetainOnCancellation;
         let embedded = |c: &JobConfig| c.state_backend == StateBackendKind::Embedded;
-        let fixed = |c: &JobConfig| {
-            c.restart
-                == RestartStrategy::FixedDelay {
-                    attempts: 1,
-                    delay_ms: 1000,
-                }
-        };
+        let fixed = |c: &JobConfig| c.restart == RestartStrategy::FixedDelay { attempts: 1, delay_ms: 1000 };
         let storage = |c: &JobConfig| c.state_backend == StateBackendKind::FileSystem;
         vec![
-            (
-                "parallelism.default",
-                RawValue::Integer(4),
-                Box::new(|c| c.parallelism == Some(4)),
-            ),
-            (
-                "pipeline.max-parallelism",
-                s("128"),
-                Box::new(|c| c.max_parallelism == Some(128)),
-            ),
-            (
-                "execution.checkpointing.interval",
-                s("100 ms"),
-                Box::new(|c| c.checkpoint.interval_ms == Some(100)),
-            ),
+            ("parallelism.default", RawValue::Integer(4), Box::new(|c| c.parallelism == Some(4))),
+            ("pipeline.max-parallelism", s("128"), Box::new(|c| c.max_parallelism == Some(128))),
+            ("execution.checkpointing.interval", s("100 ms"), Box::new(|c| c.checkpoint.interval_ms == Some(100))),
             (
                 "execution.checkpointing.mode",
                 s("at-least_once"),
                 Box::new(|c| c.checkpoint.mode == CheckpointingMode::AtLeastOnce),
             ),
-            (
-                "execution.checkpointing.min-pause",
-                s("2s"),
-                Box::new(|c| c.checkpoint.min_pause_ms == 2000),
-            ),
-            (
-                "execution.checkpointing.timeout",
-                s("1 min"),
-                Box::new(|c| c.checkpoint.timeout_ms == 60_000),
-            ),
+            ("execution.checkpointing.min-pause", s("2s"), Box::new(|c| c.checkpoint.min_pause_ms == 2000)),
+            ("execution.checkpointing.timeout", s("1 min"), Box::new(|c| c.checkpoint.timeout_ms == 60_000)),
             (
                 "execution.checkpointing.max-concurrent-checkpoints",
                 RawValue::Integer(2),
@@ -1319,60 +1187,20 @@ mod tests {
                 s("RETAIN_ON_CANCELLATION"),
                 Box::new(retention),
             ),
-            (
-                "execution.checkpointing.externalized-checkpoints",
-                s("retain_on_cancellation"),
-                Box::new(retention),
-            ),
-            (
-                "execution.checkpointing.dir",
-                s("file:///tmp/cp"),
-                Box::new(dir),
-            ),
+            ("execution.checkpointing.externalized-checkpoints", s("retain_on_cancellation"), Box::new(retention)),
+            ("execution.checkpointing.dir", s("file:///tmp/cp"), Box::new(dir)),
             ("state.checkpoints.dir", s("/tmp/cp"), Box::new(dir)),
-            (
-                "state.backend.fs.checkpointdir",
-                s("file:///tmp/cp"),
-                Box::new(dir),
-            ),
-            (
-                "execution.checkpointing.num-retained",
-                RawValue::Integer(3),
-                Box::new(retained),
-            ),
+            ("state.backend.fs.checkpointdir", s("file:///tmp/cp"), Box::new(dir)),
+            ("execution.checkpointing.num-retained", RawValue::Integer(3), Box::new(retained)),
             ("state.checkpoints.num-retained", s("3"), Box::new(retained)),
             ("state.backend.type", s("rocksdb"), Box::new(embedded)),
             ("state.backend", s("RocksDB"), Box::new(embedded)),
-            (
-                "execution.checkpointing.storage",
-                s("filesystem"),
-                Box::new(storage),
-            ),
-            (
-                "state.checkpoint-storage",
-                s("FILESYSTEM"),
-                Box::new(storage),
-            ),
-            (
-                "execution.checkpointing.data-inline-threshold",
-                s("1kb"),
-                Box::new(threshold),
-            ),
-            (
-                "state.backend.fs.memory-threshold",
-                RawValue::Integer(1024),
-                Box::new(threshold),
-            ),
-            (
-                "execution.checkpointing.savepoint-dir",
-                s("/tmp/sp"),
-                Box::new(savepoints),
-            ),
-            (
-                "state.savepoints.dir",
-                s("file:///tmp/sp"),
-                Box::new(savepoints),
-            ),
+            ("execution.checkpointing.storage", s("filesystem"), Box::new(storage)),
+            ("state.checkpoint-storage", s("FILESYSTEM"), Box::new(storage)),
+            ("execution.checkpointing.data-inline-threshold", s("1kb"), Box::new(threshold)),
+            ("state.backend.fs.memory-threshold", RawValue::Integer(1024), Box::new(threshold)),
+            ("execution.checkpointing.savepoint-dir", s("/tmp/sp"), Box::new(savepoints)),
+            ("state.savepoints.dir", s("file:///tmp/sp"), Box::new(savepoints)),
             (
                 "weir.state.jobmanager.max-state-size",
                 s("10 mb"),
@@ -1387,21 +1215,9 @@ mod tests {
                 RawValue::Integer(3),
                 Box::new(|c| c.restart == RestartStrategy::None),
             ),
-            (
-                "restart-strategy.fixed-delay.delay",
-                s("5 s"),
-                Box::new(|c| c.restart == RestartStrategy::None),
-            ),
-            (
-                "weir.channel.capacity-batches",
-                RawValue::Integer(16),
-                Box::new(|c| c.channel_capacity_batches == 16),
-            ),
-            (
-                "weir.channel.batch-size-records",
-                s("256"),
-                Box::new(|c| c.batch_size_records == 256),
-            ),
+            ("restart-strategy.fixed-delay.delay", s("5 s"), Box::new(|c| c.restart == RestartStrategy::None)),
+            ("weir.channel.capacity-batches", RawValue::Integer(16), Box::new(|c| c.channel_capacity_batches == 16)),
+            ("weir.channel.batch-size-records", s("256"), Box::new(|c| c.batch_size_records == 256)),
         ]
     }
 
@@ -1410,10 +1226,7 @@ mod tests {
         let cases = every_key_cases();
         for info in known_keys() {
             for key in std::iter::once(&info.key).chain(info.aliases.iter()) {
-                assert!(
-                    cases.iter().any(|(k, _, _)| k == key),
-                    "no test case for `{key}`"
-                );
+                assert!(cases.iter().any(|(k, _, _)| k == key), "no test case for `{key}`");
             }
         }
         for (key, value, check) in cases {
@@ -1435,22 +1248,9 @@ mod tests {
              restart-strategy.fixed-delay.attempts: 3\n\
              restart-strategy.fixed-delay.delay: 10 s\n",
         );
-        assert_eq!(
-            config.restart,
-            RestartStrategy::FixedDelay {
-                attempts: 3,
-                delay_ms: 10_000
-            }
-        );
-        let config =
-            yaml("restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 0\n");
-        assert_eq!(
-            config.restart,
-            RestartStrategy::FixedDelay {
-                attempts: 0,
-                delay_ms: 1000
-            }
-        );
+        assert_eq!(config.restart, RestartStrategy::FixedDelay { attempts: 3, delay_ms: 10_000 });
+        let config = yaml("restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 0\n");
+        assert_eq!(config.restart, RestartStrategy::FixedDelay { attempts: 0, delay_ms: 1000 });
     }
 
     const FLINK_1_4: &str = "\
@@ -1504,18 +1304,9 @@ restart-strategy:
         assert_eq!(old.parallelism, Some(4));
         assert_eq!(old.checkpoint.interval_ms, Some(30_000));
         assert_eq!(old.checkpoint.dir.as_deref(), Some("/var/weir/checkpoints"));
-        assert_eq!(
-            old.checkpoint.savepoint_dir.as_deref(),
-            Some("/var/weir/savepoints")
-        );
+        assert_eq!(old.checkpoint.savepoint_dir.as_deref(), Some("/var/weir/savepoints"));
         assert_eq!(old.state_backend, StateBackendKind::FileSystem);
-        assert_eq!(
-            old.restart,
-            RestartStrategy::FixedDelay {
-                attempts: 5,
-                delay_ms: 10_000
-            }
-        );
+        assert_eq!(old.restart, RestartStrategy::FixedDelay { attempts: 5, delay_ms: 10_000 });
     }
 
     #[test]
@@ -1643,86 +1434,31 @@ restart-strategy:
         for (raw, want) in bad {
             assert_eq!(parse_memory_bytes(raw), Err(want.to_string()), "{raw}");
         }
-        assert_eq!(
-            parse_memory_bytes(&s("16777215 tb")),
-            Ok(16_777_215u64 << 40)
-        );
+        assert_eq!(parse_memory_bytes(&s("16777215 tb")), Ok(16_777_215u64 << 40));
     }
 
     #[test]
     fn integers_are_range_checked() {
-        assert_eq!(
-            one("parallelism.default", s(" 8 ")).unwrap().parallelism,
-            Some(8)
-        );
-        assert_eq!(
-            one("pipeline.max-parallelism", RawValue::Integer(32768))
-                .unwrap()
-                .max_parallelism,
-            Some(32768)
-        );
+        assert_eq!(one("parallelism.default", s(" 8 ")).unwrap().parallelism, Some(8));
+        assert_eq!(one("pipeline.max-parallelism", RawValue::Integer(32768)).unwrap().max_parallelism, Some(32768));
         let cases: &[(&str, RawValue, &str)] = &[
-            (
-                "parallelism.default",
-                RawValue::Integer(0),
-                "an integer >= 1",
-            ),
+            ("parallelism.default", RawValue::Integer(0), "an integer >= 1"),
             ("parallelism.default", s("-2"), "an integer >= 1"),
-            (
-                "parallelism.default",
-                RawValue::Float(2.0),
-                "an integer >= 1",
-            ),
+            ("parallelism.default", RawValue::Float(2.0), "an integer >= 1"),
             ("parallelism.default", s("2147483648"), "an integer >= 1"),
-            (
-                "pipeline.max-parallelism",
-                RawValue::Integer(0),
-                "an integer from 1 to 32768",
-            ),
-            (
-                "pipeline.max-parallelism",
-                s("32769"),
-                "an integer from 1 to 32768",
-            ),
-            (
-                "execution.checkpointing.max-concurrent-checkpoints",
-                s("0"),
-                "an integer >= 1",
-            ),
-            (
-                "execution.checkpointing.num-retained",
-                RawValue::Integer(0),
-                "an integer >= 1",
-            ),
-            (
-                "weir.channel.capacity-batches",
-                RawValue::Integer(0),
-                "an integer >= 1",
-            ),
+            ("pipeline.max-parallelism", RawValue::Integer(0), "an integer from 1 to 32768"),
+            ("pipeline.max-parallelism", s("32769"), "an integer from 1 to 32768"),
+            ("execution.checkpointing.max-concurrent-checkpoints", s("0"), "an integer >= 1"),
+            ("execution.checkpointing.num-retained", RawValue::Integer(0), "an integer >= 1"),
+            ("weir.channel.capacity-batches", RawValue::Integer(0), "an integer >= 1"),
             ("weir.channel.batch-size-records", s("0"), "an integer >= 1"),
-            (
-                "weir.channel.batch-size-records",
-                s("99999999999999999999"),
-                "an integer >= 1",
-            ),
-            (
-                "restart-strategy.fixed-delay.attempts",
-                RawValue::Integer(-1),
-                "an integer >= 0",
-            ),
-            (
-                "execution.checkpointing.tolerable-failed-checkpoints",
-                RawValue::Bool(true),
-                "an integer >= 0",
-            ),
+            ("weir.channel.batch-size-records", s("99999999999999999999"), "an integer >= 1"),
+            ("restart-strategy.fixed-delay.attempts", RawValue::Integer(-1), "an integer >= 0"),
+            ("execution.checkpointing.tolerable-failed-checkpoints", RawValue::Bool(true), "an integer >= 0"),
         ];
         for (key, raw, expected) in cases {
             match one(key, raw.clone()) {
-                Err(ConfigError::InvalidValue {
-                    expected: got,
-                    key: k,
-                    ..
-                }) => {
+                Err(ConfigError::InvalidValue { expected: got, key: k, .. }) => {
                     assert_eq!(&got, expected, "{key}: {raw}");
                     assert_eq!(&k, key);
                 }
@@ -1739,10 +1475,7 @@ restart-strategy:
 
     #[test]
     fn durations_that_must_be_positive() {
-        for key in [
-            "execution.checkpointing.interval",
-            "execution.checkpointing.timeout",
-        ] {
+        for key in ["execution.checkpointing.interval", "execution.checkpointing.timeout"] {
             match one(key, s("0 ms")) {
                 Err(ConfigError::InvalidValue { expected, .. }) => {
                     assert_eq!(expected, POSITIVE_DURATION_EXPECTED);
@@ -1751,20 +1484,8 @@ restart-strategy:
             }
         }
         // Half a millisecond is rounded up, so it does not turn checkpointing into a zero interval.
-        assert_eq!(
-            one("execution.checkpointing.interval", s("500 us"))
-                .unwrap()
-                .checkpoint
-                .interval_ms,
-            Some(1)
-        );
-        assert_eq!(
-            one("execution.checkpointing.min-pause", RawValue::Integer(0))
-                .unwrap()
-                .checkpoint
-                .min_pause_ms,
-            0
-        );
+        assert_eq!(one("execution.checkpointing.interval", s("500 us")).unwrap().checkpoint.interval_ms, Some(1));
+        assert_eq!(one("execution.checkpointing.min-pause", RawValue::Integer(0)).unwrap().checkpoint.min_pause_ms, 0);
     }
 
     #[test]
@@ -1782,13 +1503,7 @@ restart-strategy:
             }
         }
         // YAML reads a bare number as an integer, but a directory name is meant.
-        assert_eq!(
-            yaml("state.savepoints.dir: 2024\n")
-                .checkpoint
-                .savepoint_dir
-                .as_deref(),
-            Some("2024")
-        );
+        assert_eq!(yaml("state.savepoints.dir: 2024\n").checkpoint.savepoint_dir.as_deref(), Some("2024"));
     }
 
     #[test]
@@ -1799,26 +1514,13 @@ restart-strategy:
         assert_eq!(mode("At_Least-Once"), Ok(CheckpointingMode::AtLeastOnce));
         assert!(mode("twice").is_err());
         let retention = |v: &str| {
-            one(
-                "execution.checkpointing.externalized-checkpoint-retention",
-                s(v),
-            )
-            .map(|c| c.checkpoint.externalized)
+            one("execution.checkpointing.externalized-checkpoint-retention", s(v)).map(|c| c.checkpoint.externalized)
         };
-        assert_eq!(
-            retention("DELETE_ON_CANCELLATION"),
-            Ok(ExternalizedRetention::DeleteOnCancellation)
-        );
-        assert_eq!(
-            retention("no-externalized-checkpoints"),
-            Ok(ExternalizedRetention::NoExternalizedCheckpoints)
-        );
+        assert_eq!(retention("DELETE_ON_CANCELLATION"), Ok(ExternalizedRetention::DeleteOnCancellation));
+        assert_eq!(retention("no-externalized-checkpoints"), Ok(ExternalizedRetention::NoExternalizedCheckpoints));
         let restart = |v: &str| {
             from_entries(
-                vec![
-                    entry("execution.checkpointing.interval", s("1 s")),
-                    entry("restart-strategy", s(v)),
-                ],
+                vec![entry("execution.checkpointing.interval", s("1 s")), entry("restart-strategy", s(v))],
                 "job.toml",
             )
             .map(|c| c.restart)
@@ -1835,16 +1537,10 @@ restart-strategy:
 
     #[test]
     fn restart_defaults_follow_checkpointing() {
-        assert_eq!(
-            yaml("parallelism.default: 2\n").restart,
-            RestartStrategy::None
-        );
+        assert_eq!(yaml("parallelism.default: 2\n").restart, RestartStrategy::None);
         assert_eq!(
             yaml("execution.checkpointing.interval: 1 s\n").restart,
-            RestartStrategy::FixedDelay {
-                attempts: i32::MAX as u32,
-                delay_ms: 1000
-            }
+            RestartStrategy::FixedDelay { attempts: i32::MAX as u32, delay_ms: 1000 }
         );
         assert_eq!(
             yaml("execution.checkpointing.interval: 1 s\nrestart-strategy: none\n").restart,
@@ -1852,19 +1548,12 @@ restart-strategy:
         );
         // Choosing fixed-delay without attempts gets Flink's one attempt, not the implied forever.
         assert_eq!(
-            yaml("execution.checkpointing.interval: 1 s\nrestart-strategy.type: fixed-delay\n")
-                .restart,
-            RestartStrategy::FixedDelay {
-                attempts: 1,
-                delay_ms: 1000
-            }
+            yaml("execution.checkpointing.interval: 1 s\nrestart-strategy.type: fixed-delay\n").restart,
+            RestartStrategy::FixedDelay { attempts: 1, delay_ms: 1000 }
         );
         assert_eq!(
             yaml("restart-strategy: fixed-delay\n").restart,
-            RestartStrategy::FixedDelay {
-                attempts: 1,
-                delay_ms: 1000
-            }
+            RestartStrategy::FixedDelay { attempts: 1, delay_ms: 1000 }
         );
     }
 
@@ -1878,18 +1567,9 @@ restart-strategy:
         assert_eq!(backend("state.backend: rocksdb\n"), Embedded);
         assert_eq!(backend("state.backend.type: embedded\n"), Embedded);
         assert_eq!(backend("state.backend.type: hashmap\n"), JobManager);
-        assert_eq!(
-            backend("state.backend.type: hashmap\nexecution.checkpointing.storage: filesystem\n"),
-            FileSystem
-        );
-        assert_eq!(
-            backend("state.backend.type: hashmap\nexecution.checkpointing.storage: jobmanager\n"),
-            JobManager
-        );
-        assert_eq!(
-            backend("state.backend.type: hashmap\nexecution.checkpointing.dir: /cp\n"),
-            FileSystem
-        );
+        assert_eq!(backend("state.backend.type: hashmap\nexecution.checkpointing.storage: filesystem\n"), FileSystem);
+        assert_eq!(backend("state.backend.type: hashmap\nexecution.checkpointing.storage: jobmanager\n"), JobManager);
+        assert_eq!(backend("state.backend.type: hashmap\nexecution.checkpointing.dir: /cp\n"), FileSystem);
         assert_eq!(
             backend(
                 "state.backend.type: hashmap\nexecution.checkpointing.dir: /cp\n\
@@ -1898,20 +1578,11 @@ restart-strategy:
             JobManager
         );
         // No backend key means Flink's default `hashmap`, so storage and directory still count.
-        assert_eq!(
-            backend("execution.checkpointing.storage: filesystem\n"),
-            FileSystem
-        );
+        assert_eq!(backend("execution.checkpointing.storage: filesystem\n"), FileSystem);
         assert_eq!(backend("state.checkpoints.dir: /cp\n"), FileSystem);
         // Flink 1.x's named backends bring their own storage, as Flink's loader lets them.
-        assert_eq!(
-            backend("state.backend: jobmanager\nexecution.checkpointing.dir: /cp\n"),
-            JobManager
-        );
-        assert_eq!(
-            backend("state.backend: rocksdb\nexecution.checkpointing.storage: jobmanager\n"),
-            Embedded
-        );
+        assert_eq!(backend("state.backend: jobmanager\nexecution.checkpointing.dir: /cp\n"), JobManager);
+        assert_eq!(backend("state.backend: rocksdb\nexecution.checkpointing.storage: jobmanager\n"), Embedded);
         // Two spellings that end in the same backend are not a conflict.
         assert_eq!(
             backend(
@@ -1945,10 +1616,7 @@ restart-strategy:
         );
         assert_eq!(config.checkpoint.dir.as_deref(), Some("/a"));
         let err = from_entries(
-            vec![
-                entry("parallelism.default", RawValue::Integer(2)),
-                entry("parallelism.default", s("3")),
-            ],
+            vec![entry("parallelism.default", RawValue::Integer(2)), entry("parallelism.default", s("3"))],
             "job.toml",
         )
         .unwrap_err();
@@ -1960,15 +1628,10 @@ restart-strategy:
                 other_key: "parallelism.default".to_string(),
             }
         );
-        assert_eq!(
-            err.to_string(),
-            "job.toml: `parallelism.default` is given twice with different values"
-        );
+        assert_eq!(err.to_string(), "job.toml: `parallelism.default` is given twice with different values");
         // A flat key and a nested one can spell the same key in one YAML file.
         assert_eq!(
-            yaml_err(
-                "execution.checkpointing.interval: 1 s\nexecution:\n  checkpointing:\n    interval: 2 s\n"
-            ),
+            yaml_err("execution.checkpointing.interval: 1 s\nexecution:\n  checkpointing:\n    interval: 2 s\n"),
             "flink-conf.yaml: `execution.checkpointing.interval` is given twice with different values"
         );
     }
@@ -1991,20 +1654,12 @@ restart-strategy:
              (did you mean `execution.checkpointing.interval`?)"
         );
         assert_eq!(
-            one("taskmanager.numberOfTaskSlots", RawValue::Integer(2))
-                .unwrap_err()
-                .to_string(),
+            one("taskmanager.numberOfTaskSlots", RawValue::Integer(2)).unwrap_err().to_string(),
             "job.toml: unknown configuration key `taskmanager.numberOfTaskSlots`"
         );
         // Aliases are suggested too, since a user of Flink 1.x types Flink 1.x keys.
-        assert_eq!(
-            suggest("state.checkpoint.dir").as_deref(),
-            Some("state.checkpoints.dir")
-        );
-        assert_eq!(
-            suggest("restart-strategy.typ").as_deref(),
-            Some("restart-strategy.type")
-        );
+        assert_eq!(suggest("state.checkpoint.dir").as_deref(), Some("state.checkpoints.dir"));
+        assert_eq!(suggest("restart-strategy.typ").as_deref(), Some("restart-strategy.type"));
         assert_eq!(suggest("completely.different"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
@@ -2020,11 +1675,7 @@ restart-strategy:
              expected a duration such as `10 min` or `500 ms`"
         );
         let err = from_entries(
-            vec![ConfigEntry {
-                key: "execution.checkpointing.timeout".to_string(),
-                value: s("abc"),
-                line: Some(12),
-            }],
+            vec![ConfigEntry { key: "execution.checkpointing.timeout".to_string(), value: s("abc"), line: Some(12) }],
             "scenario.toml",
         )
         .unwrap_err();
@@ -2039,19 +1690,12 @@ restart-strategy:
             }
         );
         assert_eq!(
-            one("execution.checkpointing.timeout", s("abc"))
-                .unwrap_err()
-                .to_string(),
+            one("execution.checkpointing.timeout", s("abc")).unwrap_err().to_string(),
             "job.toml: invalid value `abc` for `execution.checkpointing.timeout`: \
              expected a duration such as `10 min` or `500 ms`"
         );
         assert_eq!(
-            one(
-                "execution.checkpointing.interval",
-                s("99999999999999999999 d")
-            )
-            .unwrap_err()
-            .to_string(),
+            one("execution.checkpointing.interval", s("99999999999999999999 d")).unwrap_err().to_string(),
             "job.toml: invalid value `99999999999999999999 d` for `execution.checkpointing.interval`: \
              expected a duration of at most 18446744073709551615 ms"
         );
@@ -2098,24 +1742,17 @@ restart-strategy:
             "flink-conf.yaml: invalid YAML: duplicate key `parallelism.default` at line 2 (first given at line 1)"
         );
         assert_eq!(
-            yaml_err(
-                "# c\n\nweir.channel.capacity-batches: 1\nparallelism.default: 1\nparallelism.default: 2\n"
-            ),
+            yaml_err("# c\n\nweir.channel.capacity-batches: 1\nparallelism.default: 1\nparallelism.default: 2\n"),
             "flink-conf.yaml: invalid YAML: duplicate key `parallelism.default` at line 5 (first given at line 4)"
         );
         assert_eq!(
-            yaml_err(
-                "execution:\n  checkpointing:\n    interval: 1 s\n    timeout: 1 s\n    interval: 2 s\n"
-            ),
+            yaml_err("execution:\n  checkpointing:\n    interval: 1 s\n    timeout: 1 s\n    interval: 2 s\n"),
             "flink-conf.yaml: invalid YAML: duplicate key `execution.checkpointing.interval` at line 5 \
              (first given at line 3)"
         );
         // A duplicate inside a flow mapping falls back to serde_yaml_ng's own words and position.
         let flow = yaml_err("{a: 1, a: 2}\n");
-        assert!(
-            flow.starts_with("flink-conf.yaml: invalid YAML: duplicate entry with key \"a\""),
-            "{flow}"
-        );
+        assert!(flow.starts_with("flink-conf.yaml: invalid YAML: duplicate entry with key \"a\""), "{flow}");
         assert!(flow.contains("line 1"), "{flow}");
         assert_eq!(
             yaml_err("a: 1\n---\nb: 2\n"),
@@ -2129,12 +1766,7 @@ restart-strategy:
     #[test]
     fn top_level_must_be_a_mapping() {
         for text in ["- 1\n- 2\n", "just text\n", "42\n"] {
-            assert_eq!(
-                parse_yaml(text, ORIGIN),
-                Err(ConfigError::NotAMapping {
-                    origin: ORIGIN.to_string()
-                })
-            );
+            assert_eq!(parse_yaml(text, ORIGIN), Err(ConfigError::NotAMapping { origin: ORIGIN.to_string() }));
         }
         assert_eq!(
             yaml_err("- a\n"),
@@ -2145,15 +1777,9 @@ restart-strategy:
     #[test]
     fn first_problem_in_document_order_is_reported() {
         let text = "weir.channel.capacity-batches: 0\nbogus.key: 1\nparallelism.default: x\n";
-        assert!(matches!(
-            parse_yaml(text, ORIGIN),
-            Err(ConfigError::InvalidValue { line: Some(1), .. })
-        ));
+        assert!(matches!(parse_yaml(text, ORIGIN), Err(ConfigError::InvalidValue { line: Some(1), .. })));
         let text = "zzz.key: 1\nweir.channel.capacity-batches: 0\n";
-        assert!(matches!(
-            parse_yaml(text, ORIGIN),
-            Err(ConfigError::UnknownKey { line: Some(1), .. })
-        ));
+        assert!(matches!(parse_yaml(text, ORIGIN), Err(ConfigError::UnknownKey { line: Some(1), .. })));
     }
 
     #[test]
@@ -2165,10 +1791,7 @@ execution:
     interval: 1 s
   interval: 5
 ";
-        assert_eq!(
-            yaml_err(text),
-            "flink-conf.yaml:5: unknown configuration key `execution.interval`"
-        );
+        assert_eq!(yaml_err(text), "flink-conf.yaml:5: unknown configuration key `execution.interval`");
         let text = "\
 state:
   backend:
@@ -2183,15 +1806,9 @@ execution:
              expected one of `EXACTLY_ONCE` or `AT_LEAST_ONCE`"
         );
         let text = "weir.channel.capacity-batches: 2\nexecution: {checkpointing: {timeout: 0 s}}\n";
-        assert!(matches!(
-            parse_yaml(text, ORIGIN),
-            Err(ConfigError::InvalidValue { line: Some(2), .. })
-        ));
+        assert!(matches!(parse_yaml(text, ORIGIN), Err(ConfigError::InvalidValue { line: Some(2), .. })));
         let text = "\"parallelism.default\": 0\n";
-        assert!(matches!(
-            parse_yaml(text, ORIGIN),
-            Err(ConfigError::InvalidValue { line: Some(1), .. })
-        ));
+        assert!(matches!(parse_yaml(text, ORIGIN), Err(ConfigError::InvalidValue { line: Some(1), .. })));
         // A key whose value is a mapping of unknowns is reported at the unknown inner key.
         let text = "parallelism.default: 1\nexecution.checkpointing.interval:\n  every: 1 s\n";
         assert_eq!(
@@ -2240,11 +1857,7 @@ execution:
                 seen.push(key);
                 assert_eq!(lookup(key).map(|i| i.setting), Some(info.setting));
             }
-            assert!(
-                !info.value_type.is_empty()
-                    && !info.default.is_empty()
-                    && info.meaning.ends_with('.')
-            );
+            assert!(!info.value_type.is_empty() && !info.default.is_empty() && info.meaning.ends_with('.'));
         }
         assert_eq!(known_keys().len(), 21);
     }

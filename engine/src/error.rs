@@ -35,6 +35,8 @@ pub enum BuildError {
     NoSink,
     #[error("the `{0}` state backend is not available in this build")]
     BackendUnavailable(&'static str),
+    #[error("checkpointing (`execution.checkpointing.interval`) is not available in this build yet")]
+    CheckpointingUnavailable,
     #[error("job `{job}`: parameter `{parameter}`: {message}")]
     InvalidParameter { job: String, parameter: String, message: String },
 }

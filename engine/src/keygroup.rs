@@ -212,7 +212,9 @@ mod tests {
     /// The FNV-1a core against the published test vectors of its authors.
     #[test]
     fn fnv1a_core_matches_the_reference_vectors() {
-        for (input, expected) in [("", 0xcbf2_9ce4_8422_2325u64), ("a", 0xaf63_dc4c_8601_ec8c), ("foobar", 0x8594_4171_f739_67e8)] {
+        for (input, expected) in
+            [("", 0xcbf2_9ce4_8422_2325u64), ("a", 0xaf63_dc4c_8601_ec8c), ("foobar", 0x8594_4171_f739_67e8)]
+        {
             let mut hasher = StableHasher::new();
             hasher.write(input.as_bytes());
             assert_eq!(hasher.state, expected, "FNV-1a of {input:?}");

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod jobs;
 pub mod keygroup;
 pub mod local;
+pub mod logging;
 pub mod operators;
 pub mod seam;
 pub mod state;

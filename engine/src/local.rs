@@ -18,15 +18,26 @@ pub enum RunError {
     #[error(transparent)]
     Build(#[from] BuildError),
     #[error(transparent)]
-    Job(#[from] JobError),
+    Job(Box<JobError>),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("part file `{path}` is not UTF-8")]
     NotUtf8 { path: String },
 }
 
+impl From<JobError> for RunError {
+    fn from(error: JobError) -> Self {
+        RunError::Job(Box::new(error))
+    }
+}
+
 /// Builds built-in job `name` and runs it to the end on `cluster`.
-pub async fn run_builtin(cluster: &Cluster, name: &str, parameters: &BTreeMap<String, String>, config: JobConfig) -> Result<JobOutcome, RunError> {
+pub async fn run_builtin(
+    cluster: &Cluster,
+    name: &str,
+    parameters: &BTreeMap<String, String>,
+    config: JobConfig,
+) -> Result<JobOutcome, RunError> {
     let job = jobs::find(name).ok_or_else(|| RunError::UnknownJob {
         name: name.to_string(),
         known: jobs::BUILTIN_JOBS.iter().map(|j| j.name).collect::<Vec<_>>().join(", "),

@@ -67,7 +67,7 @@ enum CliError {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    engine::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Jobs => {
@@ -85,16 +85,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
 fn print_jobs() {
     for job in engine::jobs::BUILTIN_JOBS {
         println!("{}: {}", job.name, job.about);
         for parameter in job.parameters {
-            let default = parameter.default.map(|d| format!(" (default {d})")).unwrap_or_else(|| " (required)".to_string());
+            let default =
+                parameter.default.map(|d| format!(" (default {d})")).unwrap_or_else(|| " (required)".to_string());
             println!("    {}{default}: {}", parameter.name, parameter.about);
         }
     }
@@ -142,7 +138,12 @@ fn run(args: RunArgs) -> Result<(), CliError> {
         let text = local::read_parts(&storage, &parts).await?;
         storage::write_atomic(storage.as_ref(), &output, text.as_bytes()).await?;
         storage.remove_dir_all(&parts).await?;
-        eprintln!("job {} finished in {:.3} s; output in {}", outcome.job, outcome.duration.as_secs_f64(), output.display());
+        eprintln!(
+            "job {} finished in {:.3} s; output in {}",
+            outcome.job,
+            outcome.duration.as_secs_f64(),
+            output.display()
+        );
         Ok(())
     })
 }
@@ -153,4 +154,3 @@ fn part_dir(output: &Path) -> PathBuf {
     name.push(".parts");
     output.with_file_name(name)
 }
-

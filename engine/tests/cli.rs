@@ -17,7 +17,20 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A text of about `bytes` bytes with mixed case, punctuation, digits and non-ASCII.
 fn write_text(path: &Path, bytes: usize) {
-    const WORDS: &[&str] = &["Stream", "state", "barrier", "CHECKPOINT", "exactly-once", "naïve", "fault", "x9y", "it's", "über", "key", "group"];
+    const WORDS: &[&str] = &[
+        "Stream",
+        "state",
+        "barrier",
+        "CHECKPOINT",
+        "exactly-once",
+        "naïve",
+        "fault",
+        "x9y",
+        "it's",
+        "über",
+        "key",
+        "group",
+    ];
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut text = String::with_capacity(bytes + 100);
     while text.len() < bytes {
@@ -27,7 +40,7 @@ fn write_text(path: &Path, bytes: usize) {
         let words = state % 11;
         for i in 0..words {
             if i > 0 {
-                text.push(if state % 5 == 0 { '\t' } else { ' ' });
+                text.push(if state.is_multiple_of(5) { '\t' } else { ' ' });
             }
             text.push_str(WORDS[((state >> (i * 4)) % WORDS.len() as u64) as usize]);
         }
@@ -69,7 +82,17 @@ fn wordcount_equals_the_coreutils_pipeline_at_parallelism_1_2_and_4() {
     assert!(expected.len() >= 10, "the reference found too few words");
     for parallelism in ["1", "2", "4"] {
         let output = dir.join(format!("counts-{parallelism}.txt"));
-        let run = weir(&["run", "--job", "wordcount", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(), "-p", parallelism]);
+        let run = weir(&[
+            "run",
+            "--job",
+            "wordcount",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "-p",
+            parallelism,
+        ]);
         assert!(run.status.success(), "p={parallelism}: {}", String::from_utf8_lossy(&run.stderr));
         assert_eq!(sorted_lines(&output), expected, "p={parallelism}");
         assert!(!dir.join(format!("counts-{parallelism}.txt.parts")).exists(), "part files are cleaned up");
@@ -130,12 +153,34 @@ fn bad_input_gets_one_clear_error_line_and_a_failing_exit() {
     assert!(line.contains("parallelism") && line.contains("at least 1"), "{line}");
 
     let small_max = config("small-max.yaml", "pipeline.max-parallelism: 4\n");
-    let line = error_line(&["run", "--job", "wordcount", "--input", input, "--output", output, "-p", "8", "--config", &small_max]);
+    let line = error_line(&[
+        "run",
+        "--job",
+        "wordcount",
+        "--input",
+        input,
+        "--output",
+        output,
+        "-p",
+        "8",
+        "--config",
+        &small_max,
+    ]);
     assert!(line.contains("parallelism 8 is above max parallelism 4"), "{line}");
 
     let line = error_line(&["run", "--job", "sequence", "--output", output, "--param", "records=lots"]);
     assert!(line.contains("records") && line.contains("lots"), "{line}");
 
-    let line = error_line(&["run", "--job", "wordcount", "--input", input, "--output", output, "--config", dir.join("nope.yaml").to_str().unwrap()]);
+    let line = error_line(&[
+        "run",
+        "--job",
+        "wordcount",
+        "--input",
+        input,
+        "--output",
+        output,
+        "--config",
+        dir.join("nope.yaml").to_str().unwrap(),
+    ]);
     assert!(line.contains("nope.yaml"), "{line}");
 }

@@ -43,8 +43,10 @@ pub const OUTPUT_DIR: &str = "/output";
 
 /// Runs `job` for `seed`.
 pub fn run(seed: u64, job: &SimJob) -> Result<SimOutcome, RunError> {
+    engine::logging::init();
+    engine::logging::set_seed(Some(seed));
     let job = job.clone();
-    runtime::run(seed, async move {
+    let result = runtime::run(seed, async move {
         let storage = SimStorage::new();
         for (path, bytes) in &job.inputs {
             storage.put_file(path, bytes);
@@ -57,5 +59,7 @@ pub fn run(seed: u64, job: &SimJob) -> Result<SimOutcome, RunError> {
         let outcome = local::run_builtin(&cluster, &job.job, &parameters, job.config.clone()).await?;
         let output = local::read_parts(&storage, std::path::Path::new(OUTPUT_DIR)).await?;
         Ok(SimOutcome { output, job_time_ms: outcome.duration.as_millis() as u64 })
-    })
+    });
+    engine::logging::set_seed(None);
+    result
 }

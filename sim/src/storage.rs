@@ -70,7 +70,9 @@ impl SimStorage {
         let entries = self.entries.lock().expect("storage lock");
         match entries.get(&normalise(path)) {
             Some(Entry::File(data)) => Ok(data.clone()),
-            Some(Entry::Dir) => Err(StorageError::Io { op, path: path.to_path_buf(), message: "is a directory".into() }),
+            Some(Entry::Dir) => {
+                Err(StorageError::Io { op, path: path.to_path_buf(), message: "is a directory".into() })
+            }
             None => Err(StorageError::NotFound { op, path: path.to_path_buf() }),
         }
     }
@@ -166,7 +168,9 @@ impl Storage for SimStorage {
         for component in normalise(dir).components().skip(1) {
             current.push(component);
             match entries.get(&current) {
-                Some(Entry::File(_)) => return Err(StorageError::AlreadyExists { op: "create directory", path: current }),
+                Some(Entry::File(_)) => {
+                    return Err(StorageError::AlreadyExists { op: "create directory", path: current });
+                }
                 Some(Entry::Dir) => {}
                 None => {
                     entries.insert(current.clone(), Entry::Dir);
@@ -197,7 +201,8 @@ impl Storage for SimStorage {
 
     async fn is_dir(&self, path: &Path) -> Result<bool, StorageError> {
         let normal = normalise(path);
-        Ok(normal == Path::new("/") || matches!(self.entries.lock().expect("storage lock").get(&normal), Some(Entry::Dir)))
+        Ok(normal == Path::new("/")
+            || matches!(self.entries.lock().expect("storage lock").get(&normal), Some(Entry::Dir)))
     }
 
     async fn remove_file(&self, path: &Path) -> Result<(), StorageError> {
@@ -208,7 +213,9 @@ impl Storage for SimStorage {
                 entries.remove(&normal);
                 Ok(())
             }
-            Some(Entry::Dir) => Err(StorageError::Io { op: "remove", path: path.to_path_buf(), message: "is a directory".into() }),
+            Some(Entry::Dir) => {
+                Err(StorageError::Io { op: "remove", path: path.to_path_buf(), message: "is a directory".into() })
+            }
             None => Err(StorageError::NotFound { op: "remove", path: path.to_path_buf() }),
         }
     }

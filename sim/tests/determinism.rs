@@ -12,7 +12,8 @@ const SEEDS: u64 = 50;
 
 /// A deterministic text with mixed case, punctuation and non-ASCII bytes.
 fn text(lines: usize) -> String {
-    const WORDS: &[&str] = &["The", "quick", "brown", "fox", "jumps", "over", "LAZY", "dog's", "naïve", "co-op", "x2y", "end."];
+    const WORDS: &[&str] =
+        &["The", "quick", "brown", "fox", "jumps", "over", "LAZY", "dog's", "naïve", "co-op", "x2y", "end."];
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         state ^= state << 13;
@@ -48,7 +49,12 @@ fn reference_word_counts(text: &str) -> Vec<String> {
 
 /// Small batches and two-batch channels: many scheduling points, and backpressure.
 fn config(parallelism: u32) -> JobConfig {
-    JobConfig { parallelism: Some(parallelism), batch_size_records: 16, channel_capacity_batches: 2, ..JobConfig::default() }
+    JobConfig {
+        parallelism: Some(parallelism),
+        batch_size_records: 16,
+        channel_capacity_batches: 2,
+        ..JobConfig::default()
+    }
 }
 
 fn wordcount_job(text: &str) -> SimJob {
@@ -128,7 +134,11 @@ fn sequence_delivers_every_record_once_in_order_with_exact_totals_on_every_seed(
     if SIMULATED {
         // The seeds must really explore different interleavings, or agreement across seeds
         // would prove nothing.
-        assert!(raw_outputs.len() > SEEDS as usize / 2, "only {} distinct interleavings in {SEEDS} seeds", raw_outputs.len());
+        assert!(
+            raw_outputs.len() > SEEDS as usize / 2,
+            "only {} distinct interleavings in {SEEDS} seeds",
+            raw_outputs.len()
+        );
     }
 }
 

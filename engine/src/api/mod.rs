@@ -84,7 +84,13 @@ impl GraphState {
     }
 
     fn add_vertex(&mut self, is_source: bool) -> VertexId {
-        self.vertices.push(PendingVertex { name: String::new(), parallelism: self.parallelism, operators: Vec::new(), is_source, factory: None });
+        self.vertices.push(PendingVertex {
+            name: String::new(),
+            parallelism: self.parallelism,
+            operators: Vec::new(),
+            is_source,
+            factory: None,
+        });
         VertexId(self.vertices.len() as u32 - 1)
     }
 }
@@ -103,12 +109,17 @@ impl JobBuilder {
             return Err(BuildError::ZeroParallelism(parallelism));
         }
         let max_parallelism = match config.max_parallelism {
-            Some(max) if max == 0 || max > MAX_PARALLELISM_UPPER_BOUND => return Err(BuildError::MaxParallelismOutOfRange(max)),
+            Some(max) if max == 0 || max > MAX_PARALLELISM_UPPER_BOUND => {
+                return Err(BuildError::MaxParallelismOutOfRange(max));
+            }
             Some(max) => max,
             None => default_max_parallelism(parallelism.min(MAX_PARALLELISM_UPPER_BOUND)),
         };
         if parallelism > max_parallelism {
             return Err(BuildError::ParallelismAboveMax { parallelism, max_parallelism });
+        }
+        if config.checkpoint.interval_ms.is_some() {
+            return Err(BuildError::CheckpointingUnavailable);
         }
         if config.state_backend == StateBackendKind::Embedded {
             return Err(BuildError::BackendUnavailable("embedded (rocksdb)"));
@@ -142,14 +153,25 @@ impl JobBuilder {
         let upstream: UpstreamFactory<S::Out> = Arc::new(move |context: &mut BuildContext| {
             let restored = context.take_restored(&uid);
             let batch = context.batch_size_records();
-            Ok(Box::new(SourceHead::new(uid.clone(), make(), context.info.clone(), context.storage.clone(), restored, batch, None)) as Box<dyn Upstream<S::Out>>)
+            Ok(Box::new(SourceHead::new(
+                uid.clone(),
+                make(),
+                context.info.clone(),
+                context.storage.clone(),
+                restored,
+                batch,
+                None,
+            )) as Box<dyn Upstream<S::Out>>)
         });
         Stream { graph: self.graph.clone(), vertex, upstream }
     }
 
     /// Finishes the job graph.
     pub fn build(self) -> Result<JobGraph, BuildError> {
-        let graph = Rc::try_unwrap(self.graph).map_err(|_| ()).expect("streams of the job are dropped before build").into_inner();
+        let graph = Rc::try_unwrap(self.graph)
+            .map_err(|_| ())
+            .expect("streams of the job are dropped before build")
+            .into_inner();
         if let Some(error) = graph.errors.into_iter().next() {
             return Err(error);
         }
@@ -169,7 +191,13 @@ impl JobBuilder {
         if vertices.is_empty() {
             return Err(BuildError::NoSink);
         }
-        Ok(JobGraph { name: graph.name, vertices, edges: graph.edges, max_parallelism: graph.max_parallelism, config: graph.config })
+        Ok(JobGraph {
+            name: graph.name,
+            vertices,
+            edges: graph.edges,
+            max_parallelism: graph.max_parallelism,
+            config: graph.config,
+        })
     }
 }
 
@@ -181,7 +209,11 @@ pub struct Stream<T> {
 }
 
 impl<T: Send + 'static> Stream<T> {
-    fn chain<U: Send + 'static>(self, uid: &str, make_op: impl Fn() -> Box<dyn ChainOp<T, U>> + Send + Sync + 'static) -> Stream<U> {
+    fn chain<U: Send + 'static>(
+        self,
+        uid: &str,
+        make_op: impl Fn() -> Box<dyn ChainOp<T, U>> + Send + Sync + 'static,
+    ) -> Stream<U> {
         self.graph.borrow_mut().add_uid(self.vertex, uid);
         let inner = self.upstream;
         let upstream: UpstreamFactory<U> = Arc::new(move |context: &mut BuildContext| {
@@ -201,7 +233,11 @@ impl<T: Send + 'static> Stream<T> {
     }
 
     /// Turns each record into zero or more records, appended to the output.
-    pub fn flat_map<U: Send + 'static>(self, uid: &str, f: impl Fn(T, &mut Vec<U>) + Clone + Send + Sync + 'static) -> Stream<U> {
+    pub fn flat_map<U: Send + 'static>(
+        self,
+        uid: &str,
+        f: impl Fn(T, &mut Vec<U>) + Clone + Send + Sync + 'static,
+    ) -> Stream<U> {
         self.chain(uid, move || Box::new(FlatMapOp::new(f.clone())))
     }
 
@@ -220,7 +256,8 @@ impl<T: Send + 'static> Stream<T> {
         let uid = self.graph.borrow_mut().add_uid(self.vertex, uid);
         let tail: TailFactory<T> = Arc::new(move |context: &mut BuildContext| {
             let restored = context.take_restored(&uid);
-            Ok(Box::new(SinkTail::new(uid.clone(), make(), context.info.clone(), context.storage.clone(), restored)) as Box<dyn Tail<T>>)
+            Ok(Box::new(SinkTail::new(uid.clone(), make(), context.info.clone(), context.storage.clone(), restored))
+                as Box<dyn Tail<T>>)
         });
         self.close(tail);
     }
@@ -251,9 +288,12 @@ impl<T: Send + 'static> Stream<T> {
             let senders: Vec<Sender<StreamElement<T>>> = context
                 .outputs
                 .drain(..)
-                .map(|sender| *sender.downcast::<Sender<StreamElement<T>>>().expect("an edge's senders carry its record type"))
+                .map(|sender| {
+                    *sender.downcast::<Sender<StreamElement<T>>>().expect("an edge's senders carry its record type")
+                })
                 .collect();
-            Ok(Box::new(NetworkOutput::new(context.info.clone(), senders, partitioner(), context.batch_size_records())) as Box<dyn Tail<T>>)
+            Ok(Box::new(NetworkOutput::new(context.info.clone(), senders, partitioner(), context.batch_size_records()))
+                as Box<dyn Tail<T>>)
         });
         self.close(tail);
 
@@ -273,10 +313,15 @@ impl<T: Send + 'static> Stream<T> {
             let receivers: Vec<Receiver<StreamElement<T>>> = context
                 .inputs
                 .drain(..)
-                .map(|receiver| *receiver.downcast::<Receiver<StreamElement<T>>>().expect("an edge's receivers carry its record type"))
+                .map(|receiver| {
+                    *receiver
+                        .downcast::<Receiver<StreamElement<T>>>()
+                        .expect("an edge's receivers carry its record type")
+                })
                 .collect();
             let mode = context.config.checkpoint.mode;
-            Ok(Box::new(InputGate::new(context.info.vertex_name.clone(), context.info.subtask, mode, receivers)) as Box<dyn Upstream<T>>)
+            Ok(Box::new(InputGate::new(context.info.vertex_name.clone(), context.info.subtask, mode, receivers))
+                as Box<dyn Upstream<T>>)
         });
         Stream { graph, vertex: to, upstream }
     }
@@ -296,7 +341,8 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
         F: KeyedProcessFunction<K, T, Out>,
     {
         let route_key = self.key_of.clone();
-        let exchanged = self.stream.exchange(EdgeKind::KeyGroups, Arc::new(move || Partitioner::key_groups(route_key.clone())));
+        let exchanged =
+            self.stream.exchange(EdgeKind::KeyGroups, Arc::new(move || Partitioner::key_groups(route_key.clone())));
         let uid = exchanged.graph.borrow_mut().add_uid(exchanged.vertex, uid);
         let key_of = self.key_of;
         let inner = exchanged.upstream;
@@ -305,7 +351,8 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             let restored = context.take_restored(&uid);
             let state_error = |source| TaskError::State { operator: uid.clone(), source };
             let restored_groups = restored.map(|r| r.keyed).unwrap_or_default();
-            let backend = HeapKeyedBackend::<K>::new(context.info.key_group_range(), &restored_groups).map_err(state_error)?;
+            let backend =
+                HeapKeyedBackend::<K>::new(context.info.key_group_range(), &restored_groups).map_err(state_error)?;
             let op = KeyedProcessOperator::new(uid.clone(), key_of.clone(), make(), backend, context);
             Ok(Box::new(Chained::new(gate, Box::new(op))) as Box<dyn Upstream<Out>>)
         });

@@ -59,7 +59,15 @@ pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
             }
             JobManagerMessage::SubmitJob { job, graph, reply } => {
                 tracing::info!(%job, name = %graph.name, "job submitted");
-                let mut run = JobRun { job, graph, reply: Some(reply), attempt: Attempt(0), running: BTreeSet::new(), deployed_at: None, hosts: BTreeSet::new() };
+                let mut run = JobRun {
+                    job,
+                    graph,
+                    reply: Some(reply),
+                    attempt: Attempt(0),
+                    running: BTreeSet::new(),
+                    deployed_at: None,
+                    hosts: BTreeSet::new(),
+                };
                 if !try_deploy(&mut run, &task_managers, &storage).await {
                     let mailbox = mailbox.clone();
                     runtime::spawn(async move {
@@ -106,7 +114,13 @@ pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
 }
 
 /// Cancels what is left of a job's attempt and reports the failure.
-async fn fail_job(run: &mut JobRun, task_managers: &BTreeMap<String, RegisteredTaskManager>, vertex: VertexId, subtask: SubtaskIndex, error: TaskError) {
+async fn fail_job(
+    run: &mut JobRun,
+    task_managers: &BTreeMap<String, RegisteredTaskManager>,
+    vertex: VertexId,
+    subtask: SubtaskIndex,
+    error: TaskError,
+) {
     tracing::warn!(job = %run.job, %vertex, subtask = subtask.0, %error, "job failed");
     for name in &run.hosts {
         if let Some(tm) = task_managers.get(name) {
@@ -120,7 +134,11 @@ async fn fail_job(run: &mut JobRun, task_managers: &BTreeMap<String, RegisteredT
 }
 
 /// Deploys every subtask of `run` if the registered slots suffice; returns whether it did.
-async fn try_deploy(run: &mut JobRun, task_managers: &BTreeMap<String, RegisteredTaskManager>, storage: &StorageRef) -> bool {
+async fn try_deploy(
+    run: &mut JobRun,
+    task_managers: &BTreeMap<String, RegisteredTaskManager>,
+    storage: &StorageRef,
+) -> bool {
     let graph = run.graph.clone();
     let hosts: Vec<&String> = task_managers.keys().collect();
     if hosts.is_empty() {
@@ -176,7 +194,14 @@ async fn try_deploy(run: &mut JobRun, task_managers: &BTreeMap<String, Registere
                 inputs: inputs.remove(&(vertex.id, index)).unwrap_or_default(),
                 outputs: outputs.remove(&(vertex.id, index)).unwrap_or_default(),
             };
-            let deployment = TaskDeployment { job: run.job, attempt: run.attempt, vertex: vertex.id, subtask, factory: vertex.factory.clone(), context };
+            let deployment = TaskDeployment {
+                job: run.job,
+                attempt: run.attempt,
+                vertex: vertex.id,
+                subtask,
+                factory: vertex.factory.clone(),
+                context,
+            };
             run.running.insert((vertex.id, subtask));
             if task_managers[host].mailbox.send(TaskManagerMessage::Deploy(Box::new(deployment))).await.is_err() {
                 // The task manager died since registering; its subtask never reports, and

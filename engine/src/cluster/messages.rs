@@ -20,11 +20,27 @@ pub struct JobOutcome {
 }
 
 pub enum JobManagerMessage {
-    RegisterTaskManager { name: String, slots: u32, mailbox: Sender<TaskManagerMessage> },
-    SubmitJob { job: JobId, graph: Arc<JobGraph>, reply: oneshot::Sender<Result<JobOutcome, JobError>> },
-    TaskFinished { job: JobId, attempt: Attempt, vertex: VertexId, subtask: SubtaskIndex, result: Result<(), TaskError> },
+    RegisterTaskManager {
+        name: String,
+        slots: u32,
+        mailbox: Sender<TaskManagerMessage>,
+    },
+    SubmitJob {
+        job: JobId,
+        graph: Arc<JobGraph>,
+        reply: oneshot::Sender<Result<JobOutcome, JobError>>,
+    },
+    TaskFinished {
+        job: JobId,
+        attempt: Attempt,
+        vertex: VertexId,
+        subtask: SubtaskIndex,
+        result: Result<(), TaskError>,
+    },
     /// Waiting for slots took too long.
-    SlotWaitExpired { job: JobId },
+    SlotWaitExpired {
+        job: JobId,
+    },
 }
 
 pub enum TaskManagerMessage {

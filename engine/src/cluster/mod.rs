@@ -63,7 +63,8 @@ impl Cluster {
                 let tm_directory = directory.clone();
                 let slots = spec.slots_per_task_manager;
                 let tm_name = name.clone();
-                let init: NodeInit = Arc::new(move || Box::pin(task_manager::run(tm_name.clone(), slots, tm_directory.clone())));
+                let init: NodeInit =
+                    Arc::new(move || Box::pin(task_manager::run(tm_name.clone(), slots, tm_directory.clone())));
                 Node::start(&name, init)
             })
             .collect();

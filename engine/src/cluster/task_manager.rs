@@ -18,7 +18,8 @@ pub async fn run(name: String, slots: u32, directory: Arc<Directory>) {
     let (mailbox, mut messages) = tokio::sync::mpsc::channel(MAILBOX_CAPACITY_MESSAGES);
     loop {
         if let Some(job_manager) = directory.job_manager() {
-            let registration = JobManagerMessage::RegisterTaskManager { name: name.clone(), slots, mailbox: mailbox.clone() };
+            let registration =
+                JobManagerMessage::RegisterTaskManager { name: name.clone(), slots, mailbox: mailbox.clone() };
             if job_manager.send(registration).await.is_ok() {
                 break;
             }
@@ -46,7 +47,8 @@ pub async fn run(name: String, slots: u32, directory: Arc<Directory>) {
 
 async fn run_subtask(deployment: TaskDeployment, directory: Arc<Directory>) {
     let TaskDeployment { job, attempt, vertex, subtask, factory, context } = deployment;
-    let span = tracing::info_span!("task", vertex = %context.info.vertex_name, subtask = subtask.0, attempt = attempt.0);
+    let span =
+        tracing::info_span!("task", vertex = %context.info.vertex_name, subtask = subtask.0, attempt = attempt.0);
     let result = factory(context).instrument(span).await;
     if let Err(error) = &result {
         tracing::warn!(%vertex, subtask = subtask.0, %error, "task failed");

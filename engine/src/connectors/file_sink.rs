@@ -31,7 +31,10 @@ impl<T: Send + 'static> FileSink<T> {
     }
 
     /// A factory for the typed API's `sink`: one sink per subtask over the same directory.
-    pub fn factory(dir: impl Into<PathBuf>, format: impl Fn(&T, &mut String) + Send + Sync + 'static) -> impl Fn() -> FileSink<T> + Send + Sync + 'static {
+    pub fn factory(
+        dir: impl Into<PathBuf>,
+        format: impl Fn(&T, &mut String) + Send + Sync + 'static,
+    ) -> impl Fn() -> FileSink<T> + Send + Sync + 'static {
         let dir = dir.into();
         let format: LineFormat<T> = Arc::new(format);
         move || FileSink::new(dir.clone(), format.clone())
@@ -55,7 +58,11 @@ impl<T: Send + 'static> FileSink<T> {
 
 #[async_trait]
 impl<T: Send + 'static> Sink<T> for FileSink<T> {
-    async fn open(&mut self, context: OperatorContext<'_>, _restored: Option<&OperatorStateStore>) -> Result<(), TaskError> {
+    async fn open(
+        &mut self,
+        context: OperatorContext<'_>,
+        _restored: Option<&OperatorStateStore>,
+    ) -> Result<(), TaskError> {
         let storage = context.storage.clone();
         storage.create_dir_all(&self.dir).await?;
         self.file = Some(storage.create(&Self::part_path(&self.dir, context.info.subtask.0)).await?);

@@ -87,7 +87,11 @@ impl LineSource {
 impl Source for LineSource {
     type Out = String;
 
-    async fn open(&mut self, context: OperatorContext<'_>, restored: Option<&OperatorStateStore>) -> Result<(), TaskError> {
+    async fn open(
+        &mut self,
+        context: OperatorContext<'_>,
+        restored: Option<&OperatorStateStore>,
+    ) -> Result<(), TaskError> {
         let storage = context.storage.clone();
         self.uid = Some(context.uid.clone());
         self.file_len = storage.file_len(&self.path).await?;
@@ -105,7 +109,10 @@ impl Source for LineSource {
         self.owned.clear();
         for (index, offset) in positions {
             if index >= self.partitions {
-                let message = format!("restored position for partition {index}, but the source has {} partitions", self.partitions);
+                let message = format!(
+                    "restored position for partition {index}, but the source has {} partitions",
+                    self.partitions
+                );
                 return Err(TaskError::User { operator: context.uid.clone(), message });
             }
             let end = if index + 1 == self.partitions {
@@ -121,7 +128,10 @@ impl Source for LineSource {
 
     async fn poll(&mut self, out: &mut Vec<String>, max_records: usize) -> Result<SourcePoll, TaskError> {
         let file_len = self.file_len;
-        let Some(position) = (0..self.owned.len()).map(|i| (self.next + i) % self.owned.len().max(1)).find(|&i| !self.owned[i].done(file_len)) else {
+        let Some(position) = (0..self.owned.len())
+            .map(|i| (self.next + i) % self.owned.len().max(1))
+            .find(|&i| !self.owned[i].done(file_len))
+        else {
             return Ok(SourcePoll::Finished);
         };
         self.next = position + 1;

@@ -39,10 +39,17 @@ impl SequenceSource {
 impl Source for SequenceSource {
     type Out = SequenceRecord;
 
-    async fn open(&mut self, context: OperatorContext<'_>, restored: Option<&OperatorStateStore>) -> Result<(), TaskError> {
+    async fn open(
+        &mut self,
+        context: OperatorContext<'_>,
+        restored: Option<&OperatorStateStore>,
+    ) -> Result<(), TaskError> {
         self.positions = match restored {
             Some(restored) => restored.get(&POSITIONS).map_err(|e| context.state_error(e))?,
-            None => initial_partitions(self.partitions, context.info.subtask, context.info.parallelism).into_iter().map(|p| (p, 0)).collect(),
+            None => initial_partitions(self.partitions, context.info.subtask, context.info.parallelism)
+                .into_iter()
+                .map(|p| (p, 0))
+                .collect(),
         };
         self.uid = Some(context.uid.clone());
         Ok(())
@@ -71,7 +78,9 @@ impl Source for SequenceSource {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, state: &mut OperatorStateStore) -> Result<(), TaskError> {
-        state.set(&POSITIONS, &self.positions).map_err(|source| TaskError::State { operator: self.uid.clone().expect("opened before snapshot"), source })
+        state
+            .set(&POSITIONS, &self.positions)
+            .map_err(|source| TaskError::State { operator: self.uid.clone().expect("opened before snapshot"), source })
     }
 
     fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {

@@ -50,7 +50,11 @@ pub struct JobParameters {
 
 impl JobParameters {
     fn resolve(job: &BuiltinJob, given: &BTreeMap<String, String>) -> Result<JobParameters, BuildError> {
-        let invalid = |parameter: &str, message: String| BuildError::InvalidParameter { job: job.name.to_string(), parameter: parameter.to_string(), message };
+        let invalid = |parameter: &str, message: String| BuildError::InvalidParameter {
+            job: job.name.to_string(),
+            parameter: parameter.to_string(),
+            message,
+        };
         for name in given.keys() {
             if !job.parameters.iter().any(|p| p.name == name) {
                 let known: Vec<&str> = job.parameters.iter().map(|p| p.name).collect();
@@ -69,13 +73,25 @@ impl JobParameters {
     }
 
     pub fn text(&self, name: &str) -> &str {
-        self.values.get(name).map(String::as_str).unwrap_or_else(|| panic!("job `{}` reads undeclared parameter `{name}`", self.job))
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("job `{}` reads undeclared parameter `{name}`", self.job))
     }
 
     /// A number parameter within `min..=max`.
-    pub fn number<N: FromStr + PartialOrd + std::fmt::Display + Copy>(&self, name: &str, min: N, max: N) -> Result<N, BuildError> {
+    pub fn number<N: FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        name: &str,
+        min: N,
+        max: N,
+    ) -> Result<N, BuildError> {
         let text = self.text(name);
-        let invalid = |message: String| BuildError::InvalidParameter { job: self.job.to_string(), parameter: name.to_string(), message };
+        let invalid = |message: String| BuildError::InvalidParameter {
+            job: self.job.to_string(),
+            parameter: name.to_string(),
+            message,
+        };
         let value: N = text.trim().parse().map_err(|_| invalid(format!("expected a number, got `{text}`")))?;
         if value < min || value > max {
             return Err(invalid(format!("must be in {min}..={max}, got {value}")));

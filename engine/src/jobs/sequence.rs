@@ -50,19 +50,33 @@ pub struct RunningTotals {
 }
 
 impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals {
-    fn process<B: KeyedStateBackend<u64>>(&mut self, record: SequenceRecord, context: &mut KeyedContext<'_, u64, B>, out: &mut Vec<SequenceOutput>) -> Result<(), StateError> {
+    fn process<B: KeyedStateBackend<u64>>(
+        &mut self,
+        record: SequenceRecord,
+        context: &mut KeyedContext<'_, u64, B>,
+        out: &mut Vec<SequenceOutput>,
+    ) -> Result<(), StateError> {
         let key = *context.key();
         assert_eq!(key, record.number % self.keys, "record keyed by another key");
-        context.value(&TOTALS)?.update(|| (0, 0), |(count, sum)| {
-            *count += 1;
-            *sum += record.number;
-        })?;
+        context.value(&TOTALS)?.update(
+            || (0, 0),
+            |(count, sum)| {
+                *count += 1;
+                *sum += record.number;
+            },
+        )?;
         out.push(SequenceOutput::Record { partition: record.partition, number: record.number, key });
         Ok(())
     }
 
-    fn end_of_input<B: KeyedStateBackend<u64>>(&mut self, context: &mut KeyedEndContext<'_, u64, B>, out: &mut Vec<SequenceOutput>) -> Result<(), StateError> {
-        context.for_each_value(&TOTALS, |key, (count, sum)| out.push(SequenceOutput::KeyTotal { key: *key, count: *count, sum: *sum }))
+    fn end_of_input<B: KeyedStateBackend<u64>>(
+        &mut self,
+        context: &mut KeyedEndContext<'_, u64, B>,
+        out: &mut Vec<SequenceOutput>,
+    ) -> Result<(), StateError> {
+        context.for_each_value(&TOTALS, |key, (count, sum)| {
+            out.push(SequenceOutput::KeyTotal { key: *key, count: *count, sum: *sum })
+        })
     }
 }
 

@@ -26,7 +26,11 @@ pub const JOB: BuiltinJob = BuiltinJob {
     parameters: &[
         JobParameter { name: "input", default: None, about: "the text file to read" },
         JobParameter { name: "output", default: None, about: "the directory the sink writes part files to" },
-        JobParameter { name: "partitions", default: Some("16"), about: "how many line partitions the file is split into (1..=4096)" },
+        JobParameter {
+            name: "partitions",
+            default: Some("16"),
+            about: "how many line partitions the file is split into (1..=4096)",
+        },
     ],
     build,
 };
@@ -46,11 +50,20 @@ const COUNT: ValueStateDescriptor<u64> = ValueStateDescriptor::new("count");
 pub struct CountWords;
 
 impl KeyedProcessFunction<String, String, (String, u64)> for CountWords {
-    fn process<B: KeyedStateBackend<String>>(&mut self, _word: String, context: &mut KeyedContext<'_, String, B>, _out: &mut Vec<(String, u64)>) -> Result<(), StateError> {
+    fn process<B: KeyedStateBackend<String>>(
+        &mut self,
+        _word: String,
+        context: &mut KeyedContext<'_, String, B>,
+        _out: &mut Vec<(String, u64)>,
+    ) -> Result<(), StateError> {
         context.value(&COUNT)?.update(|| 0, |count| *count += 1)
     }
 
-    fn end_of_input<B: KeyedStateBackend<String>>(&mut self, context: &mut KeyedEndContext<'_, String, B>, out: &mut Vec<(String, u64)>) -> Result<(), StateError> {
+    fn end_of_input<B: KeyedStateBackend<String>>(
+        &mut self,
+        context: &mut KeyedEndContext<'_, String, B>,
+        out: &mut Vec<(String, u64)>,
+    ) -> Result<(), StateError> {
         context.for_each_value(&COUNT, |word, count| out.push((word.clone(), *count)))
     }
 }
@@ -64,9 +77,12 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
         .flat_map("tokenize", |line: String, words: &mut Vec<String>| tokenize(&line, words))
         .key_by(|word: &String| word.clone())
         .process("count", || CountWords)
-        .sink("sink", FileSink::factory(output, |(word, count): &(String, u64), line: &mut String| {
-            let _ = write!(line, "{word} {count}");
-        }));
+        .sink(
+            "sink",
+            FileSink::factory(output, |(word, count): &(String, u64), line: &mut String| {
+                let _ = write!(line, "{word} {count}");
+            }),
+        );
     job.build()
 }
 

@@ -19,10 +19,19 @@ use std::sync::Arc;
 /// it on failure.
 pub trait KeyedProcessFunction<K: Key, In, Out>: Send + 'static {
     /// Handles one record; `context` is scoped to the record's key.
-    fn process<B: KeyedStateBackend<K>>(&mut self, record: In, context: &mut KeyedContext<'_, K, B>, out: &mut Vec<Out>) -> Result<(), StateError>;
+    fn process<B: KeyedStateBackend<K>>(
+        &mut self,
+        record: In,
+        context: &mut KeyedContext<'_, K, B>,
+        out: &mut Vec<Out>,
+    ) -> Result<(), StateError>;
 
     /// All input has arrived (bounded streams): emit final results.
-    fn end_of_input<B: KeyedStateBackend<K>>(&mut self, context: &mut KeyedEndContext<'_, K, B>, out: &mut Vec<Out>) -> Result<(), StateError>;
+    fn end_of_input<B: KeyedStateBackend<K>>(
+        &mut self,
+        context: &mut KeyedEndContext<'_, K, B>,
+        out: &mut Vec<Out>,
+    ) -> Result<(), StateError>;
 }
 
 /// Runs a [`KeyedProcessFunction`] over a backend `B`.
@@ -42,8 +51,22 @@ where
     F: KeyedProcessFunction<K, In, Out>,
     B: KeyedStateBackend<K>,
 {
-    pub fn new(uid: OperatorUid, key_of: Arc<dyn Fn(&In) -> K + Send + Sync>, function: F, backend: B, context: &BuildContext) -> Self {
-        KeyedProcessOperator { uid, key_of, function, backend, registry: Registry::default(), max_parallelism: context.info.max_parallelism, _types: PhantomData }
+    pub fn new(
+        uid: OperatorUid,
+        key_of: Arc<dyn Fn(&In) -> K + Send + Sync>,
+        function: F,
+        backend: B,
+        context: &BuildContext,
+    ) -> Self {
+        KeyedProcessOperator {
+            uid,
+            key_of,
+            function,
+            backend,
+            registry: Registry::default(),
+            max_parallelism: context.info.max_parallelism,
+            _types: PhantomData,
+        }
     }
 
     fn state_error(&self, source: StateError) -> TaskError {
@@ -65,7 +88,11 @@ where
             let key = (self.key_of)(&record);
             let key_group = key_group_for_key(&key, self.max_parallelism);
             // A record routed to the wrong subtask would silently split a key's state.
-            assert!(range.contains(key_group), "operator `{}`: key group {key_group} routed to a subtask owning {range:?}", self.uid);
+            assert!(
+                range.contains(key_group),
+                "operator `{}`: key group {key_group} routed to a subtask owning {range:?}",
+                self.uid
+            );
             let mut context = KeyedContext::new(&mut self.backend, &mut self.registry, &key, key_group);
             if let Err(e) = self.function.process(record, &mut context, out) {
                 return Err(self.state_error(e));

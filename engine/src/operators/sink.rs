@@ -11,7 +11,11 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait Sink<T>: Send + 'static {
     /// Prepares the subtask, given its restored operator state (`None` on a fresh start).
-    async fn open(&mut self, context: OperatorContext<'_>, restored: Option<&OperatorStateStore>) -> Result<(), TaskError>;
+    async fn open(
+        &mut self,
+        context: OperatorContext<'_>,
+        restored: Option<&OperatorStateStore>,
+    ) -> Result<(), TaskError>;
 
     /// Writes (and drains) a batch.
     async fn write(&mut self, records: &mut Vec<T>) -> Result<(), TaskError>;

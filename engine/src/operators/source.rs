@@ -23,7 +23,11 @@ pub trait Source: Send + 'static {
 
     /// Prepares the subtask: restores positions from `restored`, or, on a fresh start
     /// (`None`), starts at the beginning of the partitions assigned to it.
-    async fn open(&mut self, context: OperatorContext<'_>, restored: Option<&OperatorStateStore>) -> Result<(), TaskError>;
+    async fn open(
+        &mut self,
+        context: OperatorContext<'_>,
+        restored: Option<&OperatorStateStore>,
+    ) -> Result<(), TaskError>;
 
     /// Appends up to about `max_records` records to `out`.
     async fn poll(&mut self, out: &mut Vec<Self::Out>, max_records: usize) -> Result<SourcePoll, TaskError>;

@@ -32,7 +32,13 @@ pub trait KeyedStateBackend<K: Key>: Send + 'static {
     fn register<S: StateValue>(&mut self, name: &str, kind: StateKind) -> Result<StateIndex, StateError>;
 
     /// Calls `f` with the current value for `key`, if any.
-    fn read<S: StateValue, R>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, f: impl FnOnce(Option<&S>) -> R) -> Result<R, StateError>;
+    fn read<S: StateValue, R>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        f: impl FnOnce(Option<&S>) -> R,
+    ) -> Result<R, StateError>;
 
     /// Calls `f` with a mutable value for `key`, created by `init` if absent.
     fn update<S: StateValue, R>(
@@ -45,7 +51,13 @@ pub trait KeyedStateBackend<K: Key>: Send + 'static {
     ) -> Result<R, StateError>;
 
     /// Sets the value for `key`.
-    fn put<S: StateValue>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, value: S) -> Result<(), StateError>;
+    fn put<S: StateValue>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        value: S,
+    ) -> Result<(), StateError>;
 
     /// Removes the value for `key`.
     fn remove(&mut self, state: StateIndex, key_group: KeyGroup, key: &K) -> Result<(), StateError>;

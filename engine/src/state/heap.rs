@@ -79,7 +79,11 @@ impl<K: Key> HeapKeyedBackend<K> {
         let mut pending: BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>> = BTreeMap::new();
         for group in restored {
             if !range.contains(group.key_group) {
-                return Err(StateError::ForeignKeyGroup { key_group: group.key_group.0, start: range.start, end: range.end });
+                return Err(StateError::ForeignKeyGroup {
+                    key_group: group.key_group.0,
+                    start: range.start,
+                    end: range.end,
+                });
             }
             let states: GroupEncoding = postcard::from_bytes(&group.bytes).map_err(|e| StateError::Decode {
                 name: "<key group>".into(),
@@ -137,7 +141,13 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         Ok(StateIndex(self.tables.len() - 1))
     }
 
-    fn read<S: StateValue, R>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, f: impl FnOnce(Option<&S>) -> R) -> Result<R, StateError> {
+    fn read<S: StateValue, R>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        f: impl FnOnce(Option<&S>) -> R,
+    ) -> Result<R, StateError> {
         let offset = self.offset(key_group);
         Ok(f(self.table::<S>(state)?.groups[offset].get(key)))
     }
@@ -159,7 +169,13 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         Ok(f(group.entry(key.clone()).or_insert_with(init)))
     }
 
-    fn put<S: StateValue>(&mut self, state: StateIndex, key_group: KeyGroup, key: &K, value: S) -> Result<(), StateError> {
+    fn put<S: StateValue>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        value: S,
+    ) -> Result<(), StateError> {
         let offset = self.offset(key_group);
         let group = &mut self.table::<S>(state)?.groups[offset];
         match group.get_mut(key) {

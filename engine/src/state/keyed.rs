@@ -88,7 +88,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn index<K: Key, B: KeyedStateBackend<K>, S: StateValue>(&mut self, backend: &mut B, name: &'static str, kind: StateKind) -> Result<StateIndex, StateError> {
+    fn index<K: Key, B: KeyedStateBackend<K>, S: StateValue>(
+        &mut self,
+        backend: &mut B,
+        name: &'static str,
+        kind: StateKind,
+    ) -> Result<StateIndex, StateError> {
         if let Some((_, index)) = self.entries.iter().find(|(n, _)| std::ptr::eq(*n, name) || *n == name) {
             return Ok(*index);
         }
@@ -112,22 +117,34 @@ impl<'a, K: Key, B: KeyedStateBackend<K>> KeyedContext<'a, K, B> {
         self.key_group
     }
 
-    pub fn value<V: StateValue>(&mut self, descriptor: &ValueStateDescriptor<V>) -> Result<ValueState<'_, 'a, K, B, V>, StateError> {
+    pub fn value<V: StateValue>(
+        &mut self,
+        descriptor: &ValueStateDescriptor<V>,
+    ) -> Result<ValueState<'_, 'a, K, B, V>, StateError> {
         let index = self.registry.index::<K, B, V>(self.backend, descriptor.name, StateKind::Value)?;
         Ok(ValueState { context: self, index, _value: PhantomData })
     }
 
-    pub fn list<V: StateValue>(&mut self, descriptor: &ListStateDescriptor<V>) -> Result<ListState<'_, 'a, K, B, V>, StateError> {
+    pub fn list<V: StateValue>(
+        &mut self,
+        descriptor: &ListStateDescriptor<V>,
+    ) -> Result<ListState<'_, 'a, K, B, V>, StateError> {
         let index = self.registry.index::<K, B, Vec<V>>(self.backend, descriptor.name, StateKind::List)?;
         Ok(ListState { context: self, index, _value: PhantomData })
     }
 
-    pub fn map<UK: StateValue + Ord, UV: StateValue>(&mut self, descriptor: &MapStateDescriptor<UK, UV>) -> Result<MapState<'_, 'a, K, B, UK, UV>, StateError> {
+    pub fn map<UK: StateValue + Ord, UV: StateValue>(
+        &mut self,
+        descriptor: &MapStateDescriptor<UK, UV>,
+    ) -> Result<MapState<'_, 'a, K, B, UK, UV>, StateError> {
         let index = self.registry.index::<K, B, BTreeMap<UK, UV>>(self.backend, descriptor.name, StateKind::Map)?;
         Ok(MapState { context: self, index, _value: PhantomData })
     }
 
-    pub fn reducing<V: StateValue>(&mut self, descriptor: &ReducingStateDescriptor<V>) -> Result<ReducingState<'_, 'a, K, B, V>, StateError> {
+    pub fn reducing<V: StateValue>(
+        &mut self,
+        descriptor: &ReducingStateDescriptor<V>,
+    ) -> Result<ReducingState<'_, 'a, K, B, V>, StateError> {
         let index = self.registry.index::<K, B, V>(self.backend, descriptor.name, StateKind::Reducing)?;
         Ok(ReducingState { context: self, index, reduce: descriptor.reduce })
     }
@@ -137,7 +154,13 @@ impl<'a, K: Key, B: KeyedStateBackend<K>> KeyedContext<'a, K, B> {
         descriptor: &AggregatingStateDescriptor<IN, ACC, OUT>,
     ) -> Result<AggregatingState<'_, 'a, K, B, IN, ACC, OUT>, StateError> {
         let index = self.registry.index::<K, B, ACC>(self.backend, descriptor.name, StateKind::Aggregating)?;
-        Ok(AggregatingState { context: self, index, create: descriptor.create, add: descriptor.add, result: descriptor.result })
+        Ok(AggregatingState {
+            context: self,
+            index,
+            create: descriptor.create,
+            add: descriptor.add,
+            result: descriptor.result,
+        })
     }
 
     fn remove(&mut self, index: StateIndex) -> Result<(), StateError> {
@@ -217,7 +240,8 @@ pub struct MapState<'c, 'a, K: Key, B: KeyedStateBackend<K>, UK, UV> {
 impl<K: Key, B: KeyedStateBackend<K>, UK: StateValue + Ord, UV: StateValue> MapState<'_, '_, K, B, UK, UV> {
     pub fn get(&mut self, user_key: &UK) -> Result<Option<UV>, StateError> {
         let c = &mut *self.context;
-        c.backend.read::<BTreeMap<UK, UV>, _>(self.index, c.key_group, c.key, |m| m.and_then(|m| m.get(user_key).cloned()))
+        c.backend
+            .read::<BTreeMap<UK, UV>, _>(self.index, c.key_group, c.key, |m| m.and_then(|m| m.get(user_key).cloned()))
     }
 
     pub fn put(&mut self, user_key: UK, value: UV) -> Result<(), StateError> {
@@ -229,15 +253,18 @@ impl<K: Key, B: KeyedStateBackend<K>, UK: StateValue + Ord, UV: StateValue> MapS
 
     pub fn contains(&mut self, user_key: &UK) -> Result<bool, StateError> {
         let c = &mut *self.context;
-        c.backend.read::<BTreeMap<UK, UV>, _>(self.index, c.key_group, c.key, |m| m.is_some_and(|m| m.contains_key(user_key)))
+        c.backend.read::<BTreeMap<UK, UV>, _>(self.index, c.key_group, c.key, |m| {
+            m.is_some_and(|m| m.contains_key(user_key))
+        })
     }
 
     pub fn remove(&mut self, user_key: &UK) -> Result<(), StateError> {
         let c = &mut *self.context;
-        let now_empty = c.backend.update(self.index, c.key_group, c.key, BTreeMap::new, |m: &mut BTreeMap<UK, UV>| {
-            m.remove(user_key);
-            m.is_empty()
-        })?;
+        let now_empty =
+            c.backend.update(self.index, c.key_group, c.key, BTreeMap::new, |m: &mut BTreeMap<UK, UV>| {
+                m.remove(user_key);
+                m.is_empty()
+            })?;
         if now_empty {
             self.context.remove(self.index)?;
         }
@@ -327,7 +354,11 @@ impl<'a, K: Key, B: KeyedStateBackend<K>> KeyedEndContext<'a, K, B> {
 
     /// Calls `f` for every key holding a value in `descriptor`'s state, in key-group order
     /// and, within a key group, in key order.
-    pub fn for_each_value<V: StateValue>(&mut self, descriptor: &ValueStateDescriptor<V>, f: impl FnMut(&K, &V)) -> Result<(), StateError> {
+    pub fn for_each_value<V: StateValue>(
+        &mut self,
+        descriptor: &ValueStateDescriptor<V>,
+        f: impl FnMut(&K, &V),
+    ) -> Result<(), StateError> {
         let index = self.registry.index::<K, B, V>(self.backend, descriptor.name, StateKind::Value)?;
         self.backend.for_each(index, f)
     }
@@ -343,12 +374,21 @@ mod tests {
     const SEEN: ListStateDescriptor<String> = ListStateDescriptor::new("seen");
     const BY_WORD: MapStateDescriptor<String, u32> = MapStateDescriptor::new("by-word");
     const MAX: ReducingStateDescriptor<u64> = ReducingStateDescriptor::new("max", |a, b| a.max(b));
-    const MEAN: AggregatingStateDescriptor<u64, (u64, u64), f64> =
-        AggregatingStateDescriptor::new("mean", || (0, 0), |acc, v| *acc = (acc.0 + v, acc.1 + 1), |acc| acc.0 as f64 / acc.1 as f64);
+    const MEAN: AggregatingStateDescriptor<u64, (u64, u64), f64> = AggregatingStateDescriptor::new(
+        "mean",
+        || (0, 0),
+        |acc, v| *acc = (acc.0 + v, acc.1 + 1),
+        |acc| acc.0 as f64 / acc.1 as f64,
+    );
 
     const MAX_PARALLELISM: u32 = 128;
 
-    fn with_key<R>(backend: &mut HeapKeyedBackend<String>, registry: &mut Registry, key: &str, f: impl FnOnce(&mut KeyedContext<'_, String, HeapKeyedBackend<String>>) -> R) -> R {
+    fn with_key<R>(
+        backend: &mut HeapKeyedBackend<String>,
+        registry: &mut Registry,
+        key: &str,
+        f: impl FnOnce(&mut KeyedContext<'_, String, HeapKeyedBackend<String>>) -> R,
+    ) -> R {
         let key = key.to_string();
         let key_group = key_group_for_key(&key, MAX_PARALLELISM);
         let mut context = KeyedContext::new(backend, registry, &key, key_group);

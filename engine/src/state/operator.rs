@@ -55,12 +55,22 @@ impl OperatorStateStore {
     }
 
     /// Replaces the list's elements.
-    pub fn set<T: StateValue>(&mut self, descriptor: &OperatorListDescriptor<T>, items: &[T]) -> Result<(), StateError> {
+    pub fn set<T: StateValue>(
+        &mut self,
+        descriptor: &OperatorListDescriptor<T>,
+        items: &[T],
+    ) -> Result<(), StateError> {
         let elements = items
             .iter()
-            .map(|item| postcard::to_stdvec(item).map_err(|e| StateError::Encode { name: descriptor.name.to_string(), message: e.to_string() }))
+            .map(|item| {
+                postcard::to_stdvec(item)
+                    .map_err(|e| StateError::Encode { name: descriptor.name.to_string(), message: e.to_string() })
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        self.lists.insert(descriptor.name.to_string(), ListStateSnapshot { name: descriptor.name.to_string(), mode: descriptor.mode, elements });
+        self.lists.insert(
+            descriptor.name.to_string(),
+            ListStateSnapshot { name: descriptor.name.to_string(), mode: descriptor.mode, elements },
+        );
         Ok(())
     }
 
@@ -87,7 +97,11 @@ mod tests {
 
     #[test]
     fn a_corrupt_element_is_an_error_naming_the_list() {
-        let broken = vec![ListStateSnapshot { name: "offsets".into(), mode: Redistribution::EvenSplit, elements: vec![vec![0xff]] }];
+        let broken = vec![ListStateSnapshot {
+            name: "offsets".into(),
+            mode: Redistribution::EvenSplit,
+            elements: vec![vec![0xff]],
+        }];
         let err = OperatorStateStore::restore(&broken).get(&OFFSETS).unwrap_err();
         assert!(err.to_string().contains("offsets"), "{err}");
     }

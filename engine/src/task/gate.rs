@@ -37,10 +37,24 @@ pub struct InputGate<T> {
 }
 
 impl<T: Send> InputGate<T> {
-    pub fn new(vertex_name: String, subtask: SubtaskIndex, mode: CheckpointingMode, channels: Vec<Receiver<StreamElement<T>>>) -> Self {
+    pub fn new(
+        vertex_name: String,
+        subtask: SubtaskIndex,
+        mode: CheckpointingMode,
+        channels: Vec<Receiver<StreamElement<T>>>,
+    ) -> Self {
         assert!(!channels.is_empty(), "an input gate needs at least one channel");
         let ended = vec![false; channels.len()];
-        InputGate { vertex_name, subtask, mode, channels, ended, alignment: None, next_channel: 0, idle_reported: false }
+        InputGate {
+            vertex_name,
+            subtask,
+            mode,
+            channels,
+            ended,
+            alignment: None,
+            next_channel: 0,
+            idle_reported: false,
+        }
     }
 
     fn closed(&self) -> TaskError {
@@ -48,8 +62,8 @@ impl<T: Send> InputGate<T> {
     }
 
     fn readable(&self, channel: usize) -> bool {
-        let blocked = self.mode == CheckpointingMode::ExactlyOnce
-            && self.alignment.as_ref().is_some_and(|a| a.arrived[channel]);
+        let blocked =
+            self.mode == CheckpointingMode::ExactlyOnce && self.alignment.as_ref().is_some_and(|a| a.arrived[channel]);
         !self.ended[channel] && !blocked
     }
 
@@ -78,7 +92,12 @@ impl<T: Send> InputGate<T> {
         let n = self.channels.len();
         let start = self.next_channel;
         let readable: Vec<bool> = (0..n).map(|c| self.readable(c)).collect();
-        assert!(readable.iter().any(|&r| r), "{}[{}]: waiting with no readable channel", self.vertex_name, self.subtask);
+        assert!(
+            readable.iter().any(|&r| r),
+            "{}[{}]: waiting with no readable channel",
+            self.vertex_name,
+            self.subtask
+        );
         let channels = &mut self.channels;
         let received = std::future::poll_fn(|cx| {
             for step in 0..n {

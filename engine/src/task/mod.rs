@@ -44,7 +44,11 @@ pub async fn run_task<T: Send + 'static>(
 }
 
 /// The synchronous snapshot of the whole chain at a barrier, then the barrier downstream.
-async fn snapshot_and_forward<T>(upstream: &mut Box<dyn Upstream<T>>, tail: &mut Box<dyn Tail<T>>, barrier: CheckpointBarrier) -> Result<SubtaskSnapshot, TaskError> {
+async fn snapshot_and_forward<T>(
+    upstream: &mut Box<dyn Upstream<T>>,
+    tail: &mut Box<dyn Tail<T>>,
+    barrier: CheckpointBarrier,
+) -> Result<SubtaskSnapshot, TaskError> {
     let mut snapshot = SubtaskSnapshot::default();
     upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
     tail.barrier(barrier, &mut snapshot).await?;

@@ -4,8 +4,8 @@ use crate::element::{CheckpointBarrier, StreamElement};
 use crate::error::TaskError;
 use crate::ids::{CheckpointId, OperatorUid, SubtaskIndex};
 use crate::keygroup::{key_group_for_key, subtask_for_key_group};
-use crate::operators::{OperatorContext, SubtaskInfo};
 use crate::operators::sink::Sink;
+use crate::operators::{OperatorContext, SubtaskInfo};
 use crate::seam::storage::StorageRef;
 use crate::state::Key;
 use crate::state::operator::OperatorStateStore;
@@ -28,6 +28,9 @@ pub trait Tail<T>: Send {
     async fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
 }
 
+/// Routes a record to a subtask, given the downstream parallelism and max parallelism.
+pub type RouteFn<T> = Arc<dyn Fn(&T, u32, u32) -> SubtaskIndex + Send + Sync>;
+
 /// How records choose a downstream subtask.
 pub enum Partitioner<T> {
     /// To the downstream subtask with the same index (equal parallelism).
@@ -35,7 +38,7 @@ pub enum Partitioner<T> {
     /// Round robin over downstream subtasks.
     Rebalance,
     /// By key group: `subtask = key_group * parallelism / max_parallelism`.
-    KeyGroups { route: Arc<dyn Fn(&T, u32, u32) -> SubtaskIndex + Send + Sync> },
+    KeyGroups { route: RouteFn<T> },
 }
 
 impl<T: 'static> Partitioner<T> {
@@ -60,7 +63,12 @@ pub struct NetworkOutput<T> {
 }
 
 impl<T: Send + 'static> NetworkOutput<T> {
-    pub fn new(info: SubtaskInfo, channels: Vec<Sender<StreamElement<T>>>, partitioner: Partitioner<T>, batch_size_records: usize) -> Self {
+    pub fn new(
+        info: SubtaskInfo,
+        channels: Vec<Sender<StreamElement<T>>>,
+        partitioner: Partitioner<T>,
+        batch_size_records: usize,
+    ) -> Self {
         assert!(!channels.is_empty());
         if matches!(partitioner, Partitioner::Forward) {
             assert_eq!(channels.len() as u32, info.parallelism, "a forward edge needs equal parallelism");
@@ -156,7 +164,13 @@ pub struct SinkTail<T, S: Sink<T>> {
 }
 
 impl<T: Send + 'static, S: Sink<T>> SinkTail<T, S> {
-    pub fn new(uid: OperatorUid, sink: S, info: SubtaskInfo, storage: StorageRef, restored: Option<OperatorSnapshot>) -> Self {
+    pub fn new(
+        uid: OperatorUid,
+        sink: S,
+        info: SubtaskInfo,
+        storage: StorageRef,
+        restored: Option<OperatorSnapshot>,
+    ) -> Self {
         let restored = Some(restored.map(|r| OperatorStateStore::restore(&r.lists)));
         SinkTail { uid, sink, info, storage, restored, _records: std::marker::PhantomData }
     }
@@ -188,7 +202,9 @@ impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
         self.ensure_open().await?;
         let mut store = OperatorStateStore::default();
         self.sink.snapshot(barrier.checkpoint, &mut store).await?;
-        let previous = snapshot.operators.insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
+        let previous = snapshot
+            .operators
+            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
         assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
         Ok(())
     }

@@ -128,7 +128,9 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
         let mut store = OperatorStateStore::default();
         self.source.snapshot(checkpoint, &mut store)?;
-        let previous = snapshot.operators.insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
+        let previous = snapshot
+            .operators
+            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
         assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
         Ok(())
     }

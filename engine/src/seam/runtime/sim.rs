@@ -21,9 +21,10 @@ pub fn random_u64() -> u64 {
     madsim::rand::random()
 }
 
-/// Simulated time since the simulation started.
+/// Simulated time since the simulation started; zero outside a simulation (madsim logs
+/// while it builds its runtime, before its clock exists).
 pub fn elapsed() -> Duration {
-    madsim::time::TimeHandle::current().elapsed()
+    madsim::time::TimeHandle::try_current().map(|time| time.elapsed()).unwrap_or_default()
 }
 
 /// A simulated node: its tasks die together when it is killed, and its init runs again
@@ -36,11 +37,7 @@ pub struct Node {
 
 impl Node {
     pub fn start(name: &str, init: NodeInit) -> Node {
-        let node = madsim::runtime::Handle::current()
-            .create_node()
-            .name(name)
-            .init(move || init())
-            .build();
+        let node = madsim::runtime::Handle::current().create_node().name(name).init(move || init()).build();
         Node { name: name.to_string(), id: node.id() }
     }
 
