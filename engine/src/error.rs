@@ -1,6 +1,7 @@
 //! The engine's error types: what can make a task, a job build or a job run fail.
 
-use crate::ids::{OperatorUid, SubtaskIndex};
+use crate::checkpoint::restore::RestoreError;
+use crate::ids::{JobId, OperatorUid, SubtaskIndex};
 use crate::seam::storage::StorageError;
 use crate::state::StateError;
 
@@ -52,6 +53,20 @@ pub enum JobError {
     JobManagerUnreachable,
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     #[error("the job was canceled")]
     Canceled,
+    #[error("no job `{0}` is running")]
+    UnknownJob(JobId),
+    #[error("the job failed {attempts} times, more than the restart strategy allows; last failure: {last_failure}")]
+    RestartsExhausted { attempts: u32, last_failure: String },
+    #[error(
+        "{consecutive} consecutive checkpoints failed, more than execution.checkpointing.tolerable-failed-checkpoints allows"
+    )]
+    TooManyCheckpointFailures { consecutive: u32 },
+    #[error("cannot prepare checkpoint storage: {0}")]
+    CheckpointStorage(StorageError),
+    #[error("{0}")]
+    Setup(String),
 }

@@ -5,6 +5,7 @@
 //! deterministic scheduler. All time, spawning, randomness and file IO go through [`seam`].
 
 pub mod api;
+pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 pub mod connectors;

@@ -51,17 +51,11 @@ pub fn cluster_spec(parallelism: u32, task_managers: u32) -> ClusterSpec {
     ClusterSpec { task_managers, slots_per_task_manager: parallelism.div_ceil(task_managers).max(1) }
 }
 
-/// The concatenated part files under `dir` (`part-<n>`, in order of `n`).
+/// The committed output under `dir`: every committed part file (`part-*`; in-progress
+/// transactions are hidden files and never output), concatenated in name order.
 pub async fn read_parts(storage: &StorageRef, dir: &Path) -> Result<String, RunError> {
-    let mut parts: Vec<(u64, String)> = storage
-        .list(dir)
-        .await?
-        .into_iter()
-        .filter_map(|name| name.strip_prefix("part-").and_then(|n| n.parse().ok()).map(|n| (n, name)))
-        .collect();
-    parts.sort();
     let mut text = String::new();
-    for (_, name) in parts {
+    for name in storage.list(dir).await?.into_iter().filter(|name| name.starts_with("part-")) {
         let path = dir.join(&name);
         let bytes = storage.read(&path).await?;
         text.push_str(std::str::from_utf8(&bytes).map_err(|_| RunError::NotUtf8 { path: path.display().to_string() })?);

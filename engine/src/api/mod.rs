@@ -118,9 +118,6 @@ impl JobBuilder {
         if parallelism > max_parallelism {
             return Err(BuildError::ParallelismAboveMax { parallelism, max_parallelism });
         }
-        if config.checkpoint.interval_ms.is_some() {
-            return Err(BuildError::CheckpointingUnavailable);
-        }
         if config.state_backend == StateBackendKind::Embedded {
             return Err(BuildError::BackendUnavailable("embedded (rocksdb)"));
         }
@@ -160,7 +157,7 @@ impl JobBuilder {
                 context.storage.clone(),
                 restored,
                 batch,
-                None,
+                context.services.checkpoints.is_some(),
             )) as Box<dyn Upstream<S::Out>>)
         });
         Stream { graph: self.graph.clone(), vertex, upstream }
@@ -256,8 +253,15 @@ impl<T: Send + 'static> Stream<T> {
         let uid = self.graph.borrow_mut().add_uid(self.vertex, uid);
         let tail: TailFactory<T> = Arc::new(move |context: &mut BuildContext| {
             let restored = context.take_restored(&uid);
-            Ok(Box::new(SinkTail::new(uid.clone(), make(), context.info.clone(), context.storage.clone(), restored))
-                as Box<dyn Tail<T>>)
+            let checkpointing = context.services.checkpoints.is_some();
+            Ok(Box::new(SinkTail::new(
+                uid.clone(),
+                make(),
+                context.info.clone(),
+                context.storage.clone(),
+                restored,
+                checkpointing,
+            )) as Box<dyn Tail<T>>)
         });
         self.close(tail);
     }
@@ -271,7 +275,8 @@ impl<T: Send + 'static> Stream<T> {
             Box::pin(async move {
                 let pulled = upstream(&mut context)?;
                 let pushed = tail(&mut context)?;
-                run_task(&context.info, pulled, pushed, context.batch_size_records()).await
+                let batch = context.batch_size_records();
+                run_task(context.info, pulled, pushed, batch, context.services).await
             })
         });
         let mut graph = self.graph.borrow_mut();

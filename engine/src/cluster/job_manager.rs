@@ -1,19 +1,32 @@
-//! The job manager: accepts jobs, deploys their subtasks into task manager slots, and
-//! follows them to the end.
+//! The job manager: accepts jobs, deploys their subtasks into task manager slots, drives
+//! their checkpoints, restarts them from the latest completed checkpoint when a subtask
+//! fails, and finishes them once the final checkpoint has committed everything.
 //!
 //! Slot sharing as in Flink: slot `k` hosts subtask `k` of every vertex, so a job needs as
 //! many slots as its highest parallelism; slots are spread over task managers round robin.
+//! The checkpoint rules live in the coordinator state machine; this module executes its
+//! actions. Storage IO that may be slow (the `_metadata` write) runs in its own task, so
+//! that a stalled write never stops the job manager from expiring checkpoints.
 
 use super::Directory;
-use super::messages::{JobManagerMessage, JobOutcome, TaskDeployment, TaskManagerMessage};
+use super::messages::{JobManagerMessage, JobOutcome, RestoreRequest, TaskDeployment, TaskManagerMessage};
 use crate::api::graph::JobGraph;
+use crate::checkpoint::coordinator::{Action, Coordinator, CoordinatorSettings, TaskRef, TriggerKind};
+use crate::checkpoint::metadata::{CheckpointMetadata, OperatorState, SnapshotFormat, SnapshotKind, SubtaskState};
+use crate::checkpoint::restore::{self, LoadedCheckpoint, RestorePlan};
+use crate::checkpoint::storage::{self, CheckpointWriter};
+use crate::config::{ExternalizedRetention, RestartStrategy, StateBackendKind};
+use crate::element::{CheckpointBarrier, CheckpointKind};
 use crate::error::{JobError, TaskError};
-use crate::ids::{Attempt, JobId, SubtaskIndex, VertexId};
-use crate::operators::{BuildContext, SubtaskInfo};
+use crate::ids::{Attempt, CheckpointId, JobId, SubtaskIndex, VertexId};
+use crate::operators::{BuildContext, SubtaskInfo, TaskServices};
 use crate::seam::runtime::{self, Instant};
-use crate::seam::storage::StorageRef;
+use crate::seam::storage::{StorageError, StorageRef};
+use crate::state::snapshot::SubtaskSnapshot;
+use crate::task::control::{self, AckedState, Reporter, TaskCommand, TaskReport};
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
@@ -28,188 +41,737 @@ struct RegisteredTaskManager {
     mailbox: Sender<TaskManagerMessage>,
 }
 
-/// A job waiting for slots or running.
+/// One deployed subtask, as the job manager sees it.
+struct DeployedTask {
+    host: String,
+    is_source: bool,
+    commands: Sender<TaskCommand>,
+    end_of_data: bool,
+    finished: bool,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    WaitingForSlots { since_ms: u64 },
+    Running,
+    Restarting { at_ms: u64 },
+}
+
+/// How a job ended, for the retention policy.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Terminal {
+    Finished,
+    Canceled,
+    Failed,
+}
+
+/// A job from submission to its end.
 struct JobRun {
     job: JobId,
     graph: Arc<JobGraph>,
     reply: Option<oneshot::Sender<Result<JobOutcome, JobError>>>,
     attempt: Attempt,
-    /// Subtasks deployed and not yet finished.
-    running: BTreeSet<(VertexId, SubtaskIndex)>,
-    deployed_at: Option<Instant>,
-    /// The task managers of the current deployment, by name.
-    hosts: BTreeSet<String>,
+    phase: Phase,
+    tasks: BTreeMap<TaskRef, DeployedTask>,
+    coordinator: Option<Coordinator<AckedState>>,
+    writer: Option<Arc<CheckpointWriter>>,
+    /// Barriers of pending checkpoints, and which tasks acked them.
+    pending: BTreeMap<CheckpointId, (CheckpointBarrier, BTreeSet<TaskRef>)>,
+    /// Metadata of checkpoints whose `_metadata` is being written.
+    completing: BTreeMap<CheckpointId, CheckpointMetadata>,
+    /// Completed checkpoints still retained, ascending.
+    completed: BTreeMap<CheckpointId, LoadedCheckpoint>,
+    /// The checkpoint or savepoint the job was started from, until one of its own completes.
+    initial_restore: Option<LoadedCheckpoint>,
+    allow_non_restored_state: bool,
+    /// Once every task reached the end of its data: the first checkpoint id whose completion
+    /// finishes the job.
+    finishing_from: Option<CheckpointId>,
+    restarts: u32,
+    completed_count: u32,
+    started_at: Option<Instant>,
+    wake_at_ms: Option<u64>,
+}
+
+struct JobManager {
+    directory: Arc<Directory>,
+    storage: StorageRef,
+    mailbox: Sender<JobManagerMessage>,
+    epoch: Instant,
+    task_managers: BTreeMap<String, RegisteredTaskManager>,
+    jobs: BTreeMap<JobId, JobRun>,
 }
 
 /// The job manager's main loop; runs until its node dies.
 pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
     let (mailbox, mut messages) = tokio::sync::mpsc::channel(MAILBOX_CAPACITY_MESSAGES);
     directory.set_job_manager(mailbox.clone());
-    let mut task_managers: BTreeMap<String, RegisteredTaskManager> = BTreeMap::new();
-    let mut jobs: BTreeMap<JobId, JobRun> = BTreeMap::new();
-
+    let mut job_manager = JobManager {
+        directory,
+        storage,
+        mailbox,
+        epoch: runtime::now(),
+        task_managers: BTreeMap::new(),
+        jobs: BTreeMap::new(),
+    };
     while let Some(message) = messages.recv().await {
+        job_manager.handle(message).await;
+    }
+}
+
+/// Sends a subtask's reports to the job manager's mailbox.
+struct ClusterReporter {
+    directory: Arc<Directory>,
+    job: JobId,
+    attempt: Attempt,
+    task: TaskRef,
+}
+
+impl Reporter for ClusterReporter {
+    fn report(&self, report: TaskReport) {
+        let Some(mailbox) = self.directory.job_manager() else { return };
+        let message = JobManagerMessage::TaskReport { job: self.job, attempt: self.attempt, task: self.task, report };
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(message)) = mailbox.try_send(message) {
+            runtime::spawn(async move {
+                let _ = mailbox.send(message).await;
+            });
+        }
+    }
+}
+
+impl JobManager {
+    fn now_ms(&self) -> u64 {
+        runtime::millis_since(self.epoch)
+    }
+
+    async fn handle(&mut self, message: JobManagerMessage) {
         match message {
             JobManagerMessage::RegisterTaskManager { name, slots, mailbox } => {
                 tracing::debug!(task_manager = %name, slots, "task manager registered");
-                task_managers.insert(name, RegisteredTaskManager { slots, mailbox });
-                for run in jobs.values_mut().filter(|run| run.deployed_at.is_none()) {
-                    try_deploy(run, &task_managers, &storage).await;
+                self.task_managers.insert(name, RegisteredTaskManager { slots, mailbox });
+                let waiting: Vec<JobId> = self
+                    .jobs
+                    .values()
+                    .filter(|run| matches!(run.phase, Phase::WaitingForSlots { .. }))
+                    .map(|run| run.job)
+                    .collect();
+                for job in waiting {
+                    self.try_deploy(job).await;
                 }
             }
-            JobManagerMessage::SubmitJob { job, graph, reply } => {
-                tracing::info!(%job, name = %graph.name, "job submitted");
-                let mut run = JobRun {
-                    job,
-                    graph,
-                    reply: Some(reply),
-                    attempt: Attempt(0),
-                    running: BTreeSet::new(),
-                    deployed_at: None,
-                    hosts: BTreeSet::new(),
-                };
-                if !try_deploy(&mut run, &task_managers, &storage).await {
-                    let mailbox = mailbox.clone();
-                    runtime::spawn(async move {
-                        runtime::sleep(Duration::from_millis(SLOT_WAIT_MS)).await;
-                        let _ = mailbox.send(JobManagerMessage::SlotWaitExpired { job }).await;
-                    });
-                }
-                jobs.insert(job, run);
+            JobManagerMessage::SubmitJob { job, graph, restore, reply } => {
+                self.submit(job, graph, restore, reply).await
             }
-            JobManagerMessage::SlotWaitExpired { job } => {
-                if let Some(run) = jobs.get_mut(&job).filter(|run| run.deployed_at.is_none()) {
-                    let available = task_managers.values().map(|tm| tm.slots).sum();
-                    let error = JobError::NotEnoughSlots { needed: run.graph.slots_needed(), available };
-                    if let Some(reply) = run.reply.take() {
-                        let _ = reply.send(Err(error));
+            JobManagerMessage::CancelJob { job, reply } => {
+                let result = match self.jobs.contains_key(&job) {
+                    true => {
+                        self.terminate(job, Terminal::Canceled, Err(JobError::Canceled)).await;
+                        Ok(())
                     }
-                    jobs.remove(&job);
+                    false => Err(JobError::UnknownJob(job)),
+                };
+                let _ = reply.send(result);
+            }
+            JobManagerMessage::TaskReport { job, attempt, task, report } => {
+                if self.jobs.get(&job).is_some_and(|run| run.attempt == attempt && run.phase == Phase::Running) {
+                    self.on_report(job, task, report).await;
                 }
             }
             JobManagerMessage::TaskFinished { job, attempt, vertex, subtask, result } => {
-                let Some(run) = jobs.get_mut(&job) else { continue };
-                if attempt != run.attempt || !run.running.remove(&(vertex, subtask)) {
-                    continue;
-                }
-                match result {
-                    Ok(()) if run.running.is_empty() => {
-                        let duration = run.deployed_at.map(|at| at.elapsed()).unwrap_or_default();
-                        tracing::info!(%job, ?duration, "job finished");
-                        let outcome = JobOutcome { job, attempts: run.attempt.0 + 1, duration };
-                        if let Some(reply) = run.reply.take() {
-                            let _ = reply.send(Ok(outcome));
-                        }
-                        jobs.remove(&job);
-                    }
-                    Ok(()) => {}
-                    Err(error) => {
-                        fail_job(run, &task_managers, vertex, subtask, error).await;
-                        jobs.remove(&job);
-                    }
+                if self.jobs.get(&job).is_some_and(|run| run.attempt == attempt && run.phase == Phase::Running) {
+                    self.on_task_finished(job, TaskRef { vertex, subtask }, result).await;
                 }
             }
-        }
-    }
-}
-
-/// Cancels what is left of a job's attempt and reports the failure.
-async fn fail_job(
-    run: &mut JobRun,
-    task_managers: &BTreeMap<String, RegisteredTaskManager>,
-    vertex: VertexId,
-    subtask: SubtaskIndex,
-    error: TaskError,
-) {
-    tracing::warn!(job = %run.job, %vertex, subtask = subtask.0, %error, "job failed");
-    for name in &run.hosts {
-        if let Some(tm) = task_managers.get(name) {
-            let _ = tm.mailbox.send(TaskManagerMessage::CancelJob { job: run.job, attempt: run.attempt }).await;
-        }
-    }
-    let vertex_name = run.graph.vertex(vertex).name.clone();
-    if let Some(reply) = run.reply.take() {
-        let _ = reply.send(Err(JobError::TaskFailed { vertex: vertex_name, subtask, error }));
-    }
-}
-
-/// Deploys every subtask of `run` if the registered slots suffice; returns whether it did.
-async fn try_deploy(
-    run: &mut JobRun,
-    task_managers: &BTreeMap<String, RegisteredTaskManager>,
-    storage: &StorageRef,
-) -> bool {
-    let graph = run.graph.clone();
-    let hosts: Vec<&String> = task_managers.keys().collect();
-    if hosts.is_empty() {
-        return false;
-    }
-    // Slot k lives on task manager k % n; each task manager must have enough slots.
-    let needed = graph.slots_needed();
-    let mut per_host = vec![0u32; hosts.len()];
-    for slot in 0..needed {
-        per_host[slot as usize % hosts.len()] += 1;
-    }
-    if hosts.iter().zip(&per_host).any(|(name, &wanted)| task_managers[*name].slots < wanted) {
-        return false;
-    }
-
-    // Channels: for an edge a -> b, one channel per (upstream subtask, downstream subtask).
-    let capacity = graph.config.channel_capacity_batches as usize;
-    let mut inputs: BTreeMap<(VertexId, u32), Vec<Box<dyn Any + Send>>> = BTreeMap::new();
-    let mut outputs: BTreeMap<(VertexId, u32), Vec<Box<dyn Any + Send>>> = BTreeMap::new();
-    for edge in &graph.edges {
-        let (from_p, to_p) = (graph.vertex(edge.from).parallelism, graph.vertex(edge.to).parallelism);
-        for i in 0..from_p {
-            for j in 0..to_p {
-                let (sender, receiver) = (edge.make_channel)(capacity);
-                outputs.entry((edge.from, i)).or_default().push(sender);
-                inputs.entry((edge.to, j)).or_default().push(receiver);
+            JobManagerMessage::Wake { job } => self.on_wake(job).await,
+            JobManagerMessage::MetadataWritten { job, attempt, checkpoint, result } => {
+                self.on_metadata_written(job, attempt, checkpoint, result).await;
             }
         }
     }
 
-    run.running.clear();
-    run.hosts.clear();
-    run.deployed_at = Some(runtime::now());
-    for vertex in &graph.vertices {
-        for index in 0..vertex.parallelism {
-            let subtask = SubtaskIndex(index);
-            let host = hosts[index as usize % hosts.len()];
-            run.hosts.insert(host.clone());
-            let context = BuildContext {
-                info: SubtaskInfo {
-                    job: run.job,
-                    job_name: graph.name.clone(),
-                    vertex: vertex.id,
-                    vertex_name: vertex.name.clone(),
-                    subtask,
-                    parallelism: vertex.parallelism,
-                    max_parallelism: graph.max_parallelism,
+    async fn submit(
+        &mut self,
+        job: JobId,
+        graph: Arc<JobGraph>,
+        restore: Option<RestoreRequest>,
+        reply: oneshot::Sender<Result<JobOutcome, JobError>>,
+    ) {
+        tracing::info!(%job, name = %graph.name, "job submitted");
+        let prepared = self.prepare(job, &graph, restore).await;
+        let (writer, initial_restore, allow_non_restored_state) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        let run = JobRun {
+            job,
+            graph,
+            reply: Some(reply),
+            attempt: Attempt(0),
+            phase: Phase::WaitingForSlots { since_ms: self.now_ms() },
+            tasks: BTreeMap::new(),
+            coordinator: None,
+            writer,
+            pending: BTreeMap::new(),
+            completing: BTreeMap::new(),
+            completed: BTreeMap::new(),
+            initial_restore,
+            allow_non_restored_state,
+            finishing_from: None,
+            restarts: 0,
+            completed_count: 0,
+            started_at: None,
+            wake_at_ms: None,
+        };
+        self.jobs.insert(job, run);
+        self.try_deploy(job).await;
+    }
+
+    /// Checks the restore source and prepares checkpoint storage, before anything runs.
+    async fn prepare(
+        &self,
+        job: JobId,
+        graph: &JobGraph,
+        restore: Option<RestoreRequest>,
+    ) -> Result<(Option<Arc<CheckpointWriter>>, Option<LoadedCheckpoint>, bool), JobError> {
+        let mut initial_restore = None;
+        let mut allow = false;
+        if let Some(request) = restore {
+            let loaded = restore::load(&self.storage, &request.path).await?;
+            // Plan once now so that every problem is reported before the job starts.
+            restore::plan(&self.storage, &loaded, graph, request.allow_non_restored_state).await?;
+            tracing::info!(%job, checkpoint = %loaded.metadata.checkpoint_id, path = %loaded.metadata_path.display(), "restoring");
+            initial_restore = Some(loaded);
+            allow = request.allow_non_restored_state;
+        }
+        let settings = &graph.config.checkpoint;
+        if settings.interval_ms.is_none() {
+            return Ok((None, initial_restore, allow));
+        }
+        let job_dir = settings.dir.as_ref().map(|dir| storage::job_dir(Path::new(dir), job));
+        if job_dir.is_none() && graph.config.state_backend != StateBackendKind::JobManager {
+            return Err(JobError::Setup(
+                "the filesystem state backend needs a checkpoint directory (state.checkpoints.dir)".into(),
+            ));
+        }
+        if let Some(dir) = &job_dir {
+            for sub in ["shared", "taskowned"] {
+                self.storage.create_dir_all(&dir.join(sub)).await.map_err(JobError::CheckpointStorage)?;
+            }
+        }
+        let writer = CheckpointWriter {
+            storage: self.storage.clone(),
+            job_dir,
+            backend: graph.config.state_backend,
+            inline_threshold_bytes: settings.inline_threshold_bytes,
+            jobmanager_max_state_bytes: settings.jobmanager_max_state_bytes,
+        };
+        Ok((Some(Arc::new(writer)), initial_restore, allow))
+    }
+
+    /// Deploys every subtask of the job if the registered slots suffice.
+    async fn try_deploy(&mut self, job: JobId) {
+        let Some(run) = self.jobs.get(&job) else { return };
+        let graph = run.graph.clone();
+        let hosts: Vec<String> = self.task_managers.keys().cloned().collect();
+        let needed = graph.slots_needed();
+        let host_count = hosts.len().max(1);
+        let mut per_host = vec![0u32; host_count];
+        for slot in 0..needed {
+            per_host[slot as usize % host_count] += 1;
+        }
+        let enough = !hosts.is_empty()
+            && hosts.iter().zip(&per_host).all(|(name, &wanted)| self.task_managers[name].slots >= wanted);
+        if !enough {
+            self.schedule_wake(job);
+            return;
+        }
+
+        // The state to start from: the latest completed checkpoint, else the one the job
+        // was started from, else nothing.
+        let source = run.completed.values().next_back().or(run.initial_restore.as_ref()).cloned();
+        let allow = run.allow_non_restored_state;
+        let plan: RestorePlan = match &source {
+            Some(checkpoint) => match restore::plan(&self.storage, checkpoint, &graph, allow).await {
+                Ok(plan) => plan,
+                Err(error) => {
+                    self.terminate(job, Terminal::Failed, Err(error.into())).await;
+                    return;
+                }
+            },
+            None => graph.vertices.iter().map(|v| vec![SubtaskSnapshot::default(); v.parallelism as usize]).collect(),
+        };
+
+        let now_ms = self.now_ms();
+        let run = self.jobs.get_mut(&job).expect("checked above");
+        let capacity = graph.config.channel_capacity_batches as usize;
+        let mut inputs: BTreeMap<(VertexId, u32), Vec<Box<dyn Any + Send>>> = BTreeMap::new();
+        let mut outputs: BTreeMap<(VertexId, u32), Vec<Box<dyn Any + Send>>> = BTreeMap::new();
+        for edge in &graph.edges {
+            let (from_p, to_p) = (graph.vertex(edge.from).parallelism, graph.vertex(edge.to).parallelism);
+            for i in 0..from_p {
+                for j in 0..to_p {
+                    let (sender, receiver) = (edge.make_channel)(capacity);
+                    outputs.entry((edge.from, i)).or_default().push(sender);
+                    inputs.entry((edge.to, j)).or_default().push(receiver);
+                }
+            }
+        }
+
+        run.tasks.clear();
+        run.pending.clear();
+        run.finishing_from = None;
+        run.started_at.get_or_insert_with(runtime::now);
+        let mut deployments = Vec::new();
+        let mut plan = plan;
+        for vertex in &graph.vertices {
+            for index in 0..vertex.parallelism {
+                let subtask = SubtaskIndex(index);
+                let task = TaskRef { vertex: vertex.id, subtask };
+                let host = hosts[index as usize % hosts.len()].clone();
+                let (commands, command_receiver) = control::command_channel();
+                let reporter = ClusterReporter { directory: self.directory.clone(), job, attempt: run.attempt, task };
+                let restored = std::mem::take(&mut plan[vertex.id.0 as usize][index as usize]);
+                let context = BuildContext {
+                    info: SubtaskInfo {
+                        job,
+                        job_name: graph.name.clone(),
+                        vertex: vertex.id,
+                        vertex_name: vertex.name.clone(),
+                        subtask,
+                        parallelism: vertex.parallelism,
+                        max_parallelism: graph.max_parallelism,
+                        attempt: run.attempt,
+                    },
+                    config: graph.config.clone(),
+                    storage: self.storage.clone(),
+                    restored,
+                    inputs: inputs.remove(&(vertex.id, index)).unwrap_or_default(),
+                    outputs: outputs.remove(&(vertex.id, index)).unwrap_or_default(),
+                    services: TaskServices {
+                        commands: command_receiver,
+                        reporter: Arc::new(reporter),
+                        checkpoints: run.writer.clone(),
+                    },
+                };
+                run.tasks.insert(
+                    task,
+                    DeployedTask {
+                        host: host.clone(),
+                        is_source: vertex.is_source,
+                        commands,
+                        end_of_data: false,
+                        finished: false,
+                    },
+                );
+                let deployment = TaskDeployment {
+                    job,
                     attempt: run.attempt,
-                },
-                config: graph.config.clone(),
-                storage: storage.clone(),
-                restored: None,
-                inputs: inputs.remove(&(vertex.id, index)).unwrap_or_default(),
-                outputs: outputs.remove(&(vertex.id, index)).unwrap_or_default(),
-            };
-            let deployment = TaskDeployment {
-                job: run.job,
-                attempt: run.attempt,
-                vertex: vertex.id,
-                subtask,
-                factory: vertex.factory.clone(),
-                context,
-            };
-            run.running.insert((vertex.id, subtask));
-            if task_managers[host].mailbox.send(TaskManagerMessage::Deploy(Box::new(deployment))).await.is_err() {
-                // The task manager died since registering; its subtask never reports, and
-                // the job fails when its peers find their channels closed.
+                    vertex: vertex.id,
+                    subtask,
+                    factory: vertex.factory.clone(),
+                    context,
+                };
+                deployments.push((host, deployment));
+            }
+        }
+        run.phase = Phase::Running;
+
+        // The coordinator outlives restarts: checkpoint ids keep increasing.
+        if let Some(settings) = &run.writer.as_ref().map(|_| coordinator_settings(&graph)) {
+            match &mut run.coordinator {
+                Some(_) => {}
+                None => {
+                    let first =
+                        source.as_ref().map_or(CheckpointId(1), |c| CheckpointId(c.metadata.checkpoint_id.0 + 1));
+                    let tasks: BTreeSet<TaskRef> = run.tasks.keys().copied().collect();
+                    run.coordinator = Some(Coordinator::new(settings.clone(), tasks, first, now_ms));
+                }
+            }
+        }
+        for (host, deployment) in deployments {
+            let mailbox = &self.task_managers[&host].mailbox;
+            if mailbox.send(TaskManagerMessage::Deploy(Box::new(deployment))).await.is_err() {
+                // The task manager died since registering; the subtask's peers find their
+                // channels closed and fail, which restarts the job.
                 tracing::warn!(task_manager = %host, "deployment to a dead task manager");
             }
         }
+        tracing::info!(%job, attempt = run.attempt.0, subtasks = run.tasks.len(), "job deployed");
+        self.schedule_wake(job);
     }
-    tracing::info!(job = %run.job, subtasks = run.running.len(), "job deployed");
-    true
+
+    async fn on_report(&mut self, job: JobId, task: TaskRef, report: TaskReport) {
+        let now_ms = self.now_ms();
+        let Some(run) = self.jobs.get_mut(&job) else { return };
+        let Some(coordinator) = run.coordinator.as_mut() else { return };
+        let actions = match report {
+            TaskReport::Ack { checkpoint, state } => {
+                if let Some((_, acked)) = run.pending.get_mut(&checkpoint) {
+                    acked.insert(task);
+                }
+                coordinator.ack(now_ms, checkpoint, task, state)
+            }
+            TaskReport::Decline { checkpoint, reason, counts_as_failure } => {
+                tracing::warn!(%job, %checkpoint, vertex = %task.vertex, subtask = task.subtask.0, %reason, "checkpoint declined");
+                coordinator.decline(now_ms, checkpoint, task, reason, counts_as_failure)
+            }
+            TaskReport::EndOfData => {
+                let Some(deployed) = run.tasks.get_mut(&task) else { return };
+                deployed.end_of_data = true;
+                // Pending checkpoints whose barrier can no longer reach this task: it
+                // snapshots its final state for them directly (the task ignores ids it
+                // has snapshotted already).
+                for (barrier, acked) in run.pending.values() {
+                    if !acked.contains(&task) {
+                        let _ = deployed.commands.try_send(TaskCommand::TriggerCheckpoint(*barrier));
+                    }
+                }
+                if run.finishing_from.is_none() && run.tasks.values().all(|t| t.end_of_data) {
+                    // Every task is done: a final checkpoint commits what is left.
+                    run.finishing_from = Some(coordinator.next_id());
+                    coordinator.trigger_forced(now_ms)
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        self.execute(job, actions).await;
+    }
+
+    async fn on_task_finished(&mut self, job: JobId, task: TaskRef, result: Result<(), TaskError>) {
+        let Some(run) = self.jobs.get_mut(&job) else { return };
+        match result {
+            Ok(()) => {
+                if let Some(deployed) = run.tasks.get_mut(&task) {
+                    deployed.finished = true;
+                }
+                if run.tasks.values().all(|t| t.finished) {
+                    let outcome = JobOutcome {
+                        job,
+                        attempts: run.attempt.0 + 1,
+                        duration: run.started_at.map(|at| at.elapsed()).unwrap_or_default(),
+                        completed_checkpoints: run.completed_count,
+                        last_checkpoint: run.completed.keys().next_back().copied(),
+                    };
+                    tracing::info!(%job, duration = ?outcome.duration, checkpoints = outcome.completed_checkpoints, "job finished");
+                    self.terminate(job, Terminal::Finished, Ok(outcome)).await;
+                }
+            }
+            Err(error) => {
+                let vertex = run.graph.vertex(task.vertex).name.clone();
+                let failure = JobError::TaskFailed { vertex, subtask: task.subtask, error };
+                self.fail_over(job, failure).await;
+            }
+        }
+    }
+
+    /// A subtask failed or too many checkpoints did: restart from the latest completed
+    /// checkpoint if the restart strategy allows, else fail the job.
+    async fn fail_over(&mut self, job: JobId, failure: JobError) {
+        let now_ms = self.now_ms();
+        let Some(run) = self.jobs.get_mut(&job) else { return };
+        tracing::warn!(%job, attempt = run.attempt.0, %failure, "job failure");
+        let delay_ms = match run.graph.config.restart {
+            RestartStrategy::FixedDelay { attempts, delay_ms } if run.restarts < attempts => delay_ms,
+            RestartStrategy::FixedDelay { .. } => {
+                let error =
+                    JobError::RestartsExhausted { attempts: run.restarts + 1, last_failure: failure.to_string() };
+                self.terminate(job, Terminal::Failed, Err(error)).await;
+                return;
+            }
+            RestartStrategy::None => {
+                self.terminate(job, Terminal::Failed, Err(failure)).await;
+                return;
+            }
+        };
+        run.restarts += 1;
+        self.cancel_tasks(job).await;
+        let run = self.jobs.get_mut(&job).expect("present");
+        let actions = run.coordinator.as_mut().map(|c| c.restart(now_ms)).unwrap_or_default();
+        run.phase = Phase::Restarting { at_ms: now_ms + delay_ms };
+        self.execute(job, actions).await;
+        self.schedule_wake(job);
+    }
+
+    /// Stops every subtask of the job's current deployment.
+    async fn cancel_tasks(&mut self, job: JobId) {
+        let Some(run) = self.jobs.get_mut(&job) else { return };
+        let hosts: BTreeSet<String> = run.tasks.values().map(|t| t.host.clone()).collect();
+        // Dropping the command senders ends subtasks waiting for the final checkpoint.
+        run.tasks.clear();
+        for host in hosts {
+            if let Some(tm) = self.task_managers.get(&host) {
+                let _ = tm.mailbox.send(TaskManagerMessage::CancelJob { job, attempt: run.attempt }).await;
+            }
+        }
+    }
+
+    /// Ends the job: stops its subtasks, applies the retention policy, replies.
+    async fn terminate(&mut self, job: JobId, terminal: Terminal, result: Result<JobOutcome, JobError>) {
+        self.cancel_tasks(job).await;
+        let Some(mut run) = self.jobs.remove(&job) else { return };
+        let retention = run.graph.config.checkpoint.externalized;
+        let discard = match (retention, terminal) {
+            (ExternalizedRetention::RetainOnCancellation, _) => false,
+            (ExternalizedRetention::DeleteOnCancellation, Terminal::Failed) => false,
+            (ExternalizedRetention::DeleteOnCancellation, _) => true,
+            (ExternalizedRetention::NoExternalizedCheckpoints, _) => true,
+        };
+        if discard && let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+            remove_dir(&self.storage, &dir).await;
+        }
+        if let Err(error) = &result {
+            tracing::warn!(%job, ?terminal, %error, "job ended");
+        }
+        if let Some(reply) = run.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
+
+    async fn on_wake(&mut self, job: JobId) {
+        let now_ms = self.now_ms();
+        let Some(run) = self.jobs.get_mut(&job) else { return };
+        run.wake_at_ms = None;
+        match run.phase {
+            Phase::WaitingForSlots { since_ms } if now_ms >= since_ms + SLOT_WAIT_MS => {
+                let available = self.task_managers.values().map(|tm| tm.slots).sum();
+                let error = JobError::NotEnoughSlots { needed: run.graph.slots_needed(), available };
+                self.terminate(job, Terminal::Failed, Err(error)).await;
+            }
+            Phase::WaitingForSlots { .. } => self.schedule_wake(job),
+            Phase::Restarting { at_ms } if now_ms >= at_ms => {
+                run.attempt = Attempt(run.attempt.0 + 1);
+                run.phase = Phase::WaitingForSlots { since_ms: now_ms };
+                self.try_deploy(job).await;
+            }
+            Phase::Restarting { .. } => self.schedule_wake(job),
+            Phase::Running => {
+                let actions = run.coordinator.as_mut().map(|c| c.poll(now_ms)).unwrap_or_default();
+                self.execute(job, actions).await;
+                self.schedule_wake(job);
+            }
+        }
+    }
+
+    /// Sets a timer for the job's next deadline, unless an earlier one is set.
+    fn schedule_wake(&mut self, job: JobId) {
+        let now_ms = self.now_ms();
+        let Some(run) = self.jobs.get_mut(&job) else { return };
+        let at_ms = match run.phase {
+            Phase::WaitingForSlots { since_ms } => Some(since_ms + SLOT_WAIT_MS),
+            Phase::Restarting { at_ms } => Some(at_ms),
+            Phase::Running => run.coordinator.as_ref().and_then(|c| c.next_wake_ms()),
+        };
+        let Some(at_ms) = at_ms else { return };
+        if run.wake_at_ms.is_some_and(|set| set <= at_ms && set >= now_ms) {
+            return;
+        }
+        run.wake_at_ms = Some(at_ms);
+        let mailbox = self.mailbox.clone();
+        runtime::spawn(async move {
+            runtime::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms))).await;
+            let _ = mailbox.send(JobManagerMessage::Wake { job }).await;
+        });
+    }
+
+    /// Carries out the coordinator's actions, in order.
+    async fn execute(&mut self, job: JobId, actions: Vec<Action<AckedState>>) {
+        let mut queue: std::collections::VecDeque<Action<AckedState>> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let now_ms = self.now_ms();
+            let Some(run) = self.jobs.get_mut(&job) else { return };
+            match action {
+                Action::Trigger { id, kind } => {
+                    let barrier = CheckpointBarrier {
+                        checkpoint: id,
+                        triggered_at_ms: now_ms,
+                        kind: match kind {
+                            TriggerKind::Periodic | TriggerKind::Forced => CheckpointKind::Checkpoint,
+                        },
+                    };
+                    tracing::debug!(%job, checkpoint = %id, ?kind, "triggering checkpoint");
+                    if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone())
+                        && let Err(error) = self.storage.create_dir_all(&storage::checkpoint_dir(&dir, id)).await
+                    {
+                        let run = self.jobs.get_mut(&job).expect("present");
+                        let task = *run.tasks.keys().next().expect("a job has tasks");
+                        let coordinator = run.coordinator.as_mut().expect("checkpointing");
+                        queue.extend(coordinator.decline(now_ms, id, task, error.to_string(), true));
+                        continue;
+                    }
+                    let run = self.jobs.get_mut(&job).expect("present");
+                    run.pending.insert(id, (barrier, BTreeSet::new()));
+                    for task in run.tasks.values() {
+                        if (task.is_source && !task.finished) || task.end_of_data {
+                            let _ = task.commands.try_send(TaskCommand::TriggerCheckpoint(barrier));
+                        }
+                    }
+                }
+                Action::Complete { id, states } => {
+                    run.pending.remove(&id);
+                    let metadata = build_metadata(&run.graph, job, id, states, runtime::wall_clock_ms());
+                    match run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+                        Some(dir) => {
+                            run.completing.insert(id, metadata.clone());
+                            let (storage, mailbox, attempt) = (self.storage.clone(), self.mailbox.clone(), run.attempt);
+                            runtime::spawn(async move {
+                                let chk = storage::checkpoint_dir(&dir, id);
+                                let result =
+                                    storage::write_metadata(&storage, &chk, &metadata).await.map_err(|e| e.to_string());
+                                let _ = mailbox
+                                    .send(JobManagerMessage::MetadataWritten { job, attempt, checkpoint: id, result })
+                                    .await;
+                            });
+                        }
+                        None => {
+                            // Checkpoints kept in the job manager's memory only.
+                            let loaded = LoadedCheckpoint {
+                                metadata_path: PathBuf::from("<memory>"),
+                                dir: PathBuf::from("."),
+                                metadata,
+                            };
+                            run.completed.insert(id, loaded);
+                            let coordinator = run.coordinator.as_mut().expect("checkpointing");
+                            queue.extend(coordinator.completion_succeeded(now_ms, id));
+                        }
+                    }
+                }
+                Action::Abort { id, reason } => {
+                    tracing::info!(%job, checkpoint = %id, ?reason, "checkpoint aborted");
+                    run.pending.remove(&id);
+                    run.completing.remove(&id);
+                    for task in run.tasks.values() {
+                        let _ = task.commands.try_send(TaskCommand::NotifyAborted(id));
+                    }
+                    if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+                        remove_dir(&self.storage, &storage::checkpoint_dir(&dir, id)).await;
+                    }
+                }
+                Action::Notify { id } => {
+                    run.completed_count += 1;
+                    tracing::info!(%job, checkpoint = %id, "checkpoint complete");
+                    let finishing = run.finishing_from.is_some_and(|from| id >= from);
+                    for task in run.tasks.values() {
+                        let _ = task.commands.try_send(TaskCommand::NotifyComplete(id));
+                        if finishing {
+                            let _ = task.commands.try_send(TaskCommand::Finish { last_completed: Some(id) });
+                        }
+                    }
+                }
+                Action::Discard { id } => {
+                    run.completed.remove(&id);
+                    if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+                        remove_dir(&self.storage, &storage::checkpoint_dir(&dir, id)).await;
+                    }
+                }
+                Action::FailJob { consecutive_failures } => {
+                    // Boxed: failing over executes the coordinator's abort actions in turn.
+                    let failure = JobError::TooManyCheckpointFailures { consecutive: consecutive_failures };
+                    Box::pin(self.fail_over(job, failure)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn on_metadata_written(
+        &mut self,
+        job: JobId,
+        attempt: Attempt,
+        id: CheckpointId,
+        result: Result<(), String>,
+    ) {
+        let now_ms = self.now_ms();
+        let Some(run) = self.jobs.get_mut(&job) else { return };
+        let Some(metadata) = run.completing.remove(&id) else { return };
+        if run.attempt != attempt {
+            return;
+        }
+        let Some(coordinator) = run.coordinator.as_mut() else { return };
+        let actions = match result {
+            Ok(()) => {
+                let dir =
+                    run.writer.as_ref().and_then(|w| w.job_dir.clone()).expect("metadata is written to a directory");
+                let chk = storage::checkpoint_dir(&dir, id);
+                let loaded = LoadedCheckpoint {
+                    metadata_path: chk.join(crate::checkpoint::metadata::METADATA_FILE_NAME),
+                    dir: chk,
+                    metadata,
+                };
+                run.completed.insert(id, loaded);
+                coordinator.completion_succeeded(now_ms, id)
+            }
+            Err(reason) => coordinator.completion_failed(now_ms, id, reason),
+        };
+        self.execute(job, actions).await;
+        self.schedule_wake(job);
+    }
+}
+
+fn coordinator_settings(graph: &JobGraph) -> CoordinatorSettings {
+    let settings = &graph.config.checkpoint;
+    CoordinatorSettings {
+        interval_ms: settings.interval_ms,
+        min_pause_ms: settings.min_pause_ms,
+        timeout_ms: settings.timeout_ms,
+        max_concurrent: settings.max_concurrent,
+        tolerable_failed_checkpoints: settings.tolerable_failed_checkpoints,
+        num_retained: settings.num_retained,
+    }
+}
+
+/// The `_metadata` of a checkpoint from its acknowledgements: every operator that
+/// snapshotted anything, with one entry per subtask.
+fn build_metadata(
+    graph: &JobGraph,
+    job: JobId,
+    id: CheckpointId,
+    mut states: BTreeMap<TaskRef, AckedState>,
+    timestamp_ms: u64,
+) -> CheckpointMetadata {
+    let mut operators = Vec::new();
+    for vertex in &graph.vertices {
+        for uid in &vertex.operators {
+            let subtasks: Vec<Option<SubtaskState>> = (0..vertex.parallelism)
+                .map(|i| {
+                    states.get_mut(&TaskRef { vertex: vertex.id, subtask: SubtaskIndex(i) }).and_then(|s| s.remove(uid))
+                })
+                .collect();
+            if subtasks.iter().all(Option::is_none) {
+                continue;
+            }
+            operators.push(OperatorState {
+                uid: uid.clone(),
+                parallelism: vertex.parallelism,
+                max_parallelism: graph.max_parallelism,
+                subtasks: subtasks.into_iter().map(Option::unwrap_or_default).collect(),
+            });
+        }
+    }
+    operators.sort_by(|a, b| a.uid.cmp(&b.uid));
+    let format = match graph.config.state_backend {
+        StateBackendKind::JobManager => SnapshotFormat::JobManager,
+        StateBackendKind::FileSystem => SnapshotFormat::FileSystem,
+        StateBackendKind::Embedded => SnapshotFormat::Embedded,
+    };
+    CheckpointMetadata {
+        checkpoint_id: id,
+        job_id: job,
+        job_name: graph.name.clone(),
+        kind: SnapshotKind::Checkpoint,
+        format,
+        timestamp_ms,
+        operators,
+    }
+}
+
+/// Removes a directory tree; a missing one is fine (it may never have been created).
+async fn remove_dir(storage: &StorageRef, dir: &Path) {
+    match storage.remove_dir_all(dir).await {
+        Ok(()) | Err(StorageError::NotFound { .. }) => {}
+        Err(error) => tracing::warn!(%error, "cannot remove a discarded checkpoint"),
+    }
 }

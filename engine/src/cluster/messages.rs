@@ -1,9 +1,12 @@
 //! The messages between the client, the job manager and the task managers.
 
 use crate::api::graph::{JobGraph, VertexFactory};
+use crate::checkpoint::coordinator::TaskRef;
 use crate::error::{JobError, TaskError};
-use crate::ids::{Attempt, JobId, SubtaskIndex, VertexId};
+use crate::ids::{Attempt, CheckpointId, JobId, SubtaskIndex, VertexId};
 use crate::operators::BuildContext;
+use crate::task::control::TaskReport;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
@@ -15,8 +18,20 @@ pub struct JobOutcome {
     pub job: JobId,
     /// Deployments, 1 when nothing failed.
     pub attempts: u32,
-    /// From deployment to the last task's end, in runtime time.
+    /// From the first deployment to the last task's end, in runtime time.
     pub duration: Duration,
+    /// Checkpoints completed over the job's life.
+    pub completed_checkpoints: u32,
+    /// The last completed checkpoint, if any.
+    pub last_checkpoint: Option<CheckpointId>,
+}
+
+/// Restore a new job from a checkpoint or savepoint (`weir run -s`).
+#[derive(Clone, Debug)]
+pub struct RestoreRequest {
+    /// A `chk-<n>` or savepoint directory, or its `_metadata` file.
+    pub path: PathBuf,
+    pub allow_non_restored_state: bool,
 }
 
 pub enum JobManagerMessage {
@@ -28,7 +43,18 @@ pub enum JobManagerMessage {
     SubmitJob {
         job: JobId,
         graph: Arc<JobGraph>,
+        restore: Option<RestoreRequest>,
         reply: oneshot::Sender<Result<JobOutcome, JobError>>,
+    },
+    CancelJob {
+        job: JobId,
+        reply: oneshot::Sender<Result<(), JobError>>,
+    },
+    TaskReport {
+        job: JobId,
+        attempt: Attempt,
+        task: TaskRef,
+        report: TaskReport,
     },
     TaskFinished {
         job: JobId,
@@ -37,9 +63,17 @@ pub enum JobManagerMessage {
         subtask: SubtaskIndex,
         result: Result<(), TaskError>,
     },
-    /// Waiting for slots took too long.
-    SlotWaitExpired {
+    /// A timer the job manager set for itself: re-evaluate the job's checkpoints, restarts
+    /// and slot waits.
+    Wake {
         job: JobId,
+    },
+    /// The asynchronous write of a checkpoint's `_metadata` ended.
+    MetadataWritten {
+        job: JobId,
+        attempt: Attempt,
+        checkpoint: CheckpointId,
+        result: Result<(), String>,
     },
 }
 

@@ -13,7 +13,7 @@ use crate::error::JobError;
 use crate::ids::JobId;
 use crate::seam::runtime::{self, Node, NodeInit};
 use crate::seam::storage::StorageRef;
-use messages::{JobManagerMessage, JobOutcome};
+use messages::{JobManagerMessage, JobOutcome, RestoreRequest};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
@@ -81,23 +81,51 @@ impl Cluster {
 
     /// Submits a job and waits for it to finish.
     pub async fn run_job(&self, graph: JobGraph) -> Result<JobOutcome, JobError> {
+        self.submit(graph, None).await?.wait().await
+    }
+
+    /// Submits a job, optionally restored from a checkpoint or savepoint.
+    pub async fn submit(&self, graph: JobGraph, restore: Option<RestoreRequest>) -> Result<JobHandle, JobError> {
         let job = JobId(u128::from(runtime::random_u64()) << 64 | u128::from(runtime::random_u64()));
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let message = JobManagerMessage::SubmitJob { job, graph: Arc::new(graph), reply };
-        // The job manager may still be starting: wait for its mailbox a bounded while.
+        self.send(JobManagerMessage::SubmitJob { job, graph: Arc::new(graph), restore, reply }).await?;
+        Ok(JobHandle { job, outcome })
+    }
+
+    /// Cancels a running job; its externalized checkpoints are kept or deleted per the
+    /// retention setting.
+    pub async fn cancel(&self, job: JobId) -> Result<(), JobError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.send(JobManagerMessage::CancelJob { job, reply }).await?;
+        done.await.map_err(|_| JobError::JobManagerUnreachable)?
+    }
+
+    /// Sends to the job manager, which may still be starting: waits for its mailbox a
+    /// bounded while.
+    async fn send(&self, message: JobManagerMessage) -> Result<(), JobError> {
         let mut message = Some(message);
         for _ in 0..100 {
             if let Some(mailbox) = self.directory.job_manager() {
                 match mailbox.send(message.take().expect("sent once")).await {
-                    Ok(()) => break,
+                    Ok(()) => return Ok(()),
                     Err(returned) => message = Some(returned.0),
                 }
             }
             runtime::sleep(Duration::from_millis(50)).await;
         }
-        if message.is_some() {
-            return Err(JobError::JobManagerUnreachable);
-        }
-        outcome.await.map_err(|_| JobError::JobManagerUnreachable)?
+        Err(JobError::JobManagerUnreachable)
+    }
+}
+
+/// A submitted job.
+pub struct JobHandle {
+    pub job: JobId,
+    outcome: tokio::sync::oneshot::Receiver<Result<JobOutcome, JobError>>,
+}
+
+impl JobHandle {
+    /// Waits for the job to end.
+    pub async fn wait(self) -> Result<JobOutcome, JobError> {
+        self.outcome.await.map_err(|_| JobError::JobManagerUnreachable)?
     }
 }

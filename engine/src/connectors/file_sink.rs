@@ -1,13 +1,26 @@
-//! A file sink: each subtask writes its records as lines to its own part file,
-//! `<dir>/part-<subtask>`, made durable when the input ends.
+//! A transactional file sink (two-phase commit), as Flink's `TwoPhaseCommitSinkFunction`
+//! over files.
+//!
+//! Records are written into the current transaction, a hidden in-progress file
+//! `.part-<subtask>-<job>-<attempt>-<seq>.inprogress`. At a checkpoint the transaction is
+//! pre-committed (flushed, fsynced, recorded as pending in operator state). When checkpoint
+//! `n` completes, every pending transaction up to `n` is committed by renaming it to
+//! `part-<subtask>-<job>-<attempt>-<seq>`. A commit is idempotent (a missing in-progress
+//! file whose committed name exists was committed already), so lost or repeated
+//! notifications are harmless. On restore, the restored checkpoint's pending transactions
+//! are committed and every other in-progress file of earlier attempts is aborted (deleted).
+//! Without checkpointing, the sink commits when its input ends.
+//!
+//! The committed output is the set of `part-*` files; in-progress files are never output.
 
 use crate::error::TaskError;
-use crate::ids::CheckpointId;
+use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::OperatorContext;
 use crate::operators::sink::Sink;
-use crate::seam::storage::{StorageRef, WriteFile};
-use crate::state::operator::OperatorStateStore;
+use crate::seam::storage::{StorageError, StorageRef, WriteFile};
+use crate::state::operator::{OperatorListDescriptor, OperatorStateStore};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,17 +30,56 @@ pub type LineFormat<T> = Arc<dyn Fn(&T, &mut String) + Send + Sync>;
 /// Bytes buffered before a write reaches storage.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
+/// A pre-committed transaction: durable, waiting for its checkpoint to complete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTransaction {
+    pub checkpoint: CheckpointId,
+    /// The committed file name; the in-progress file is `.<name>.inprogress`.
+    pub name: String,
+}
+
+/// Pending transactions. Union redistribution: after a rescale every subtask sees all of
+/// them, and since commits are idempotent it does not matter which one commits.
+const PENDING: OperatorListDescriptor<PendingTransaction> = OperatorListDescriptor::union("pending-transactions");
+
+struct Transaction {
+    name: String,
+    file: Box<dyn WriteFile>,
+}
+
 pub struct FileSink<T> {
     dir: PathBuf,
     format: LineFormat<T>,
-    file: Option<Box<dyn WriteFile>>,
     buffer: String,
+    current: Option<Transaction>,
+    pending: Vec<PendingTransaction>,
+    /// `part-<subtask>-<job>-<attempt>-`: unique per subtask and deployment.
+    prefix: String,
+    next_sequence: u64,
+    checkpointing: bool,
+    uid: Option<OperatorUid>,
     storage: Option<StorageRef>,
+}
+
+/// The in-progress file of a transaction.
+pub fn in_progress_name(name: &str) -> String {
+    format!(".{name}.inprogress")
 }
 
 impl<T: Send + 'static> FileSink<T> {
     pub fn new(dir: PathBuf, format: LineFormat<T>) -> Self {
-        FileSink { dir, format, file: None, buffer: String::new(), storage: None }
+        FileSink {
+            dir,
+            format,
+            buffer: String::new(),
+            current: None,
+            pending: Vec::new(),
+            prefix: String::new(),
+            next_sequence: 0,
+            checkpointing: false,
+            uid: None,
+            storage: None,
+        }
     }
 
     /// A factory for the typed API's `sink`: one sink per subtask over the same directory.
@@ -40,19 +92,72 @@ impl<T: Send + 'static> FileSink<T> {
         move || FileSink::new(dir.clone(), format.clone())
     }
 
-    /// The part file of `subtask` under `dir`.
-    pub fn part_path(dir: &Path, subtask: u32) -> PathBuf {
-        dir.join(format!("part-{subtask}"))
+    fn storage(&self) -> &StorageRef {
+        self.storage.as_ref().expect("the sink is opened before use")
     }
 
     async fn write_buffer(&mut self) -> Result<(), TaskError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let file = self.file.as_mut().expect("the sink is opened before writing");
-        file.write_all(self.buffer.as_bytes()).await?;
+        if self.current.is_none() {
+            let name = format!("{}{}", self.prefix, self.next_sequence);
+            self.next_sequence += 1;
+            let file = self.storage().create(&self.dir.join(in_progress_name(&name))).await?;
+            self.current = Some(Transaction { name, file });
+        }
+        let transaction = self.current.as_mut().expect("just opened");
+        transaction.file.write_all(self.buffer.as_bytes()).await?;
         self.buffer.clear();
         Ok(())
+    }
+
+    /// Flushes and fsyncs the current transaction, and moves it to pending.
+    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        self.write_buffer().await?;
+        if let Some(mut transaction) = self.current.take() {
+            transaction.file.sync().await?;
+            self.pending.push(PendingTransaction { checkpoint, name: transaction.name });
+        }
+        Ok(())
+    }
+
+    /// Commits every pending transaction of a checkpoint up to `checkpoint`, in order.
+    async fn commit_up_to(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        let ready: Vec<PendingTransaction> =
+            self.pending.iter().filter(|t| t.checkpoint <= checkpoint).cloned().collect();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        for transaction in &ready {
+            commit(self.storage(), &self.dir, transaction, self.uid.as_ref().expect("opened")).await?;
+        }
+        self.storage().sync_dir(&self.dir).await?;
+        self.pending.retain(|t| t.checkpoint > checkpoint);
+        Ok(())
+    }
+}
+
+/// Renames a pre-committed transaction to its committed name; idempotent.
+async fn commit(
+    storage: &StorageRef,
+    dir: &Path,
+    transaction: &PendingTransaction,
+    uid: &OperatorUid,
+) -> Result<(), TaskError> {
+    let from = dir.join(in_progress_name(&transaction.name));
+    let to = dir.join(&transaction.name);
+    match storage.rename(&from, &to).await {
+        Ok(()) => Ok(()),
+        Err(StorageError::NotFound { .. }) if storage.exists(&to).await? => Ok(()),
+        Err(StorageError::NotFound { .. }) => Err(TaskError::User {
+            operator: uid.clone(),
+            message: format!(
+                "pending transaction `{}` of checkpoint {} is gone: its data is lost",
+                transaction.name, transaction.checkpoint
+            ),
+        }),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -61,11 +166,37 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
     async fn open(
         &mut self,
         context: OperatorContext<'_>,
-        _restored: Option<&OperatorStateStore>,
+        restored: Option<&OperatorStateStore>,
     ) -> Result<(), TaskError> {
         let storage = context.storage.clone();
         storage.create_dir_all(&self.dir).await?;
-        self.file = Some(storage.create(&Self::part_path(&self.dir, context.info.subtask.0)).await?);
+        let info = context.info;
+        self.prefix = format!("part-{}-{}-{}-", info.subtask.0, info.job, info.attempt.0);
+        self.checkpointing = context.checkpointing;
+        self.uid = Some(context.uid.clone());
+        if let Some(restored) = restored {
+            let pending = restored.get(&PENDING).map_err(|e| context.state_error(e))?;
+            for transaction in &pending {
+                commit(&storage, &self.dir, transaction, context.uid).await?;
+            }
+            // Abort what earlier deployments left in progress and the checkpoint does not
+            // know: it holds records after the restored checkpoint, which will be replayed.
+            // Files of this deployment (any subtask) are live, whatever their age.
+            let this_deployment = format!("-{}-{}-", info.job, info.attempt.0);
+            let keep: Vec<String> = pending.iter().map(|t| in_progress_name(&t.name)).collect();
+            for name in storage.list(&self.dir).await? {
+                let stale =
+                    name.starts_with(".part-") && name.ends_with(".inprogress") && !name.contains(&this_deployment);
+                if stale && !keep.contains(&name) {
+                    match storage.remove_file(&self.dir.join(&name)).await {
+                        // Another subtask of this deployment aborted it first.
+                        Ok(()) | Err(StorageError::NotFound { .. }) => {}
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+            }
+            storage.sync_dir(&self.dir).await?;
+        }
         self.storage = Some(storage);
         Ok(())
     }
@@ -81,23 +212,23 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
         Ok(())
     }
 
-    async fn snapshot(&mut self, _checkpoint: CheckpointId, _state: &mut OperatorStateStore) -> Result<(), TaskError> {
-        // Not transactional: make what was written durable, record nothing.
-        self.write_buffer().await?;
-        self.file.as_mut().expect("opened").sync().await?;
-        Ok(())
+    async fn snapshot(&mut self, checkpoint: CheckpointId, state: &mut OperatorStateStore) -> Result<(), TaskError> {
+        self.pre_commit(checkpoint).await?;
+        let uid = self.uid.clone().expect("opened");
+        state.set(&PENDING, &self.pending).map_err(|source| TaskError::State { operator: uid, source })
     }
 
     async fn finish(&mut self) -> Result<(), TaskError> {
-        self.write_buffer().await?;
-        let mut file = self.file.take().expect("opened");
-        file.sync().await?;
-        drop(file);
-        self.storage.as_ref().expect("opened").sync_dir(&self.dir).await?;
-        Ok(())
+        if self.checkpointing {
+            // The final checkpoint pre-commits and commits what is left.
+            return self.write_buffer().await;
+        }
+        let last = CheckpointId(u64::MAX);
+        self.pre_commit(last).await?;
+        self.commit_up_to(last).await
     }
 
-    async fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
+    async fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        self.commit_up_to(checkpoint).await
     }
 }

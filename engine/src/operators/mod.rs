@@ -12,12 +12,14 @@ pub mod map;
 pub mod sink;
 pub mod source;
 
+use crate::checkpoint::storage::CheckpointWriter;
 use crate::config::JobConfig;
 use crate::error::TaskError;
 use crate::ids::{Attempt, CheckpointId, JobId, OperatorUid, SubtaskIndex, VertexId};
 use crate::keygroup::KeyGroupRange;
 use crate::seam::storage::StorageRef;
 use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use crate::task::control::{Reporter, TaskCommand};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -59,6 +61,17 @@ pub struct OperatorContext<'a> {
     pub uid: &'a OperatorUid,
     pub info: &'a SubtaskInfo,
     pub storage: &'a StorageRef,
+    /// Whether the job checkpoints. Without checkpoints a transactional sink commits at the
+    /// end of its input.
+    pub checkpointing: bool,
+}
+
+/// A subtask's links to the job manager and to checkpoint storage.
+pub struct TaskServices {
+    pub commands: tokio::sync::mpsc::Receiver<TaskCommand>,
+    pub reporter: Arc<dyn Reporter>,
+    /// Where snapshots are written; `None` when the job does not checkpoint.
+    pub checkpoints: Option<Arc<CheckpointWriter>>,
 }
 
 impl OperatorContext<'_> {
@@ -73,9 +86,11 @@ pub struct BuildContext {
     pub info: SubtaskInfo,
     pub config: Arc<JobConfig>,
     pub storage: StorageRef,
-    /// Restored operator state by uid, already redistributed for this subtask; `None` on a
+    /// Restored operator state by uid, already redistributed for this subtask; empty on a
     /// fresh start.
-    pub restored: Option<SubtaskSnapshot>,
+    pub restored: SubtaskSnapshot,
+    /// Commands from and reports to the job manager, and where snapshots are written.
+    pub services: TaskServices,
     /// Receivers of the vertex's input edge, one per upstream subtask, type-erased.
     pub inputs: Vec<Box<dyn Any + Send>>,
     /// Senders of the vertex's output edge, one per downstream subtask, type-erased.
@@ -83,10 +98,10 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    /// Takes the restored state of operator `uid`: `None` on a fresh start, and an empty
-    /// snapshot on a restore that holds nothing for it.
+    /// Takes the restored state of operator `uid`: `None` when the operator starts fresh
+    /// (no restore, or a checkpoint without this operator), as Flink's `isRestored()`.
     pub fn take_restored(&mut self, uid: &OperatorUid) -> Option<OperatorSnapshot> {
-        self.restored.as_mut().map(|restored| restored.operators.remove(uid).unwrap_or_default())
+        self.restored.operators.remove(uid)
     }
 
     pub fn batch_size_records(&self) -> usize {

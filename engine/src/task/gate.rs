@@ -32,8 +32,8 @@ pub struct InputGate<T> {
     alignment: Option<Alignment>,
     /// Rotates the first channel looked at, so that no channel starves another.
     next_channel: usize,
-    /// Set after reporting `Idle`, so that the next pull waits instead of spinning.
-    idle_reported: bool,
+    /// An element received by `ready`, handed out by the next pull.
+    stash: Option<(usize, StreamElement<T>)>,
 }
 
 impl<T: Send> InputGate<T> {
@@ -45,16 +45,7 @@ impl<T: Send> InputGate<T> {
     ) -> Self {
         assert!(!channels.is_empty(), "an input gate needs at least one channel");
         let ended = vec![false; channels.len()];
-        InputGate {
-            vertex_name,
-            subtask,
-            mode,
-            channels,
-            ended,
-            alignment: None,
-            next_channel: 0,
-            idle_reported: false,
-        }
+        InputGate { vertex_name, subtask, mode, channels, ended, alignment: None, next_channel: 0, stash: None }
     }
 
     fn closed(&self) -> TaskError {
@@ -155,15 +146,11 @@ impl<T: Send> Upstream<T> for InputGate<T> {
             if self.ended.iter().all(|&e| e) {
                 return Ok(Pulled::End);
             }
-            let (channel, element) = match self.try_next()? {
-                Some(next) => next,
-                None if !self.idle_reported => {
-                    self.idle_reported = true;
-                    return Ok(Pulled::Idle);
-                }
-                None => self.next().await?,
+            let next = match self.stash.take() {
+                Some(stashed) => Some(stashed),
+                None => self.try_next()?,
             };
-            self.idle_reported = false;
+            let Some((channel, element)) = next else { return Ok(Pulled::Idle) };
             match element {
                 StreamElement::Records(records) => {
                     assert!(out.is_empty(), "pull into a non-empty batch");
@@ -185,6 +172,21 @@ impl<T: Send> Upstream<T> for InputGate<T> {
                 StreamElement::Watermark(_) => {}
             }
         }
+    }
+
+    async fn ready(&mut self) -> Result<(), TaskError> {
+        if self.stash.is_some() || self.ended.iter().all(|&e| e) {
+            return Ok(());
+        }
+        // `next` takes an element only in the poll that completes it, and it goes straight
+        // into the stash, so dropping this future never loses one.
+        let next = self.next().await?;
+        self.stash = Some(next);
+        Ok(())
+    }
+
+    fn is_source(&self) -> bool {
+        false
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {

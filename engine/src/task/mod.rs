@@ -1,56 +1,157 @@
 //! The subtask runtime: one async task per subtask pulls from its head (a source or the
 //! input gate), pushes batches through its chain of operators, and hands them to its tail
 //! (network output or sink).
+//!
+//! A subtask lives in two phases. Running: it processes input, snapshots at barriers (a
+//! source injects its barrier on command), and takes notifications between batches. End of
+//! data: with checkpointing on, it reports that it is done and waits for the final
+//! checkpoint, so that a transactional sink can commit its last records; `Finish` ends it.
 
+pub mod control;
 pub mod gate;
 pub mod tail;
 pub mod upstream;
 
 use crate::element::CheckpointBarrier;
 use crate::error::TaskError;
-use crate::operators::SubtaskInfo;
+use crate::ids::CheckpointId;
+use crate::operators::{SubtaskInfo, TaskServices};
+use crate::seam::runtime;
 use crate::state::snapshot::SubtaskSnapshot;
+use control::{TaskCommand, TaskReport};
 use tail::Tail;
 use upstream::{Pulled, Upstream};
 
-/// Runs one subtask to the end of its input.
+/// One subtask: its chain and its links to the job manager.
+struct Subtask<T> {
+    info: SubtaskInfo,
+    upstream: Box<dyn Upstream<T>>,
+    tail: Box<dyn Tail<T>>,
+    services: TaskServices,
+}
+
+/// What a command asks of the task loop.
+enum Next {
+    Continue,
+    Exit,
+}
+
+/// Runs one subtask to its end.
 pub async fn run_task<T: Send + 'static>(
-    info: &SubtaskInfo,
-    mut upstream: Box<dyn Upstream<T>>,
-    mut tail: Box<dyn Tail<T>>,
+    info: SubtaskInfo,
+    upstream: Box<dyn Upstream<T>>,
+    tail: Box<dyn Tail<T>>,
     batch_size_records: usize,
+    services: TaskServices,
 ) -> Result<(), TaskError> {
+    let mut task = Subtask { info, upstream, tail, services };
     let mut out: Vec<T> = Vec::with_capacity(batch_size_records);
-    let mut records: u64 = 0;
     loop {
-        match upstream.pull(&mut out).await? {
-            Pulled::Records => {
-                records += out.len() as u64;
-                tail.emit(&mut out).await?;
+        while let Ok(command) = task.services.commands.try_recv() {
+            if let Next::Exit = task.on_command_running(command).await? {
+                return Ok(());
             }
-            Pulled::Idle => tail.flush().await?,
-            Pulled::Barrier(barrier) => {
-                snapshot_and_forward(&mut upstream, &mut tail, barrier).await?;
+        }
+        match task.upstream.pull(&mut out).await? {
+            Pulled::Records => task.tail.emit(&mut out).await?,
+            Pulled::Idle => {
+                task.tail.flush().await?;
+                tokio::select! {
+                    biased;
+                    command = task.services.commands.recv() => match command {
+                        Some(command) => {
+                            if let Next::Exit = task.on_command_running(command).await? {
+                                return Ok(());
+                            }
+                        }
+                        None => return Err(TaskError::Canceled),
+                    },
+                    ready = task.upstream.ready() => ready?,
+                }
             }
+            Pulled::Barrier(barrier) => task.checkpoint(barrier, true).await?,
             Pulled::End => {
-                records += out.len() as u64;
-                tail.emit(&mut out).await?;
-                tail.finish().await?;
-                tracing::debug!(vertex = %info.vertex_name, subtask = info.subtask.0, records, "task finished");
+                task.tail.emit(&mut out).await?;
+                task.tail.finish().await?;
+                break;
+            }
+        }
+    }
+    if task.services.checkpoints.is_none() {
+        return Ok(());
+    }
+    task.services.reporter.report(TaskReport::EndOfData);
+    loop {
+        let Some(command) = task.services.commands.recv().await else { return Err(TaskError::Canceled) };
+        match command {
+            // All input is processed and the end forwarded: nothing goes downstream any
+            // more, so the final state is snapshotted without a barrier.
+            TaskCommand::TriggerCheckpoint(barrier) => task.checkpoint(barrier, false).await?,
+            TaskCommand::NotifyComplete(checkpoint) => task.notify_complete(checkpoint).await?,
+            TaskCommand::NotifyAborted(_) => {}
+            TaskCommand::Finish { last_completed } => {
+                if let Some(checkpoint) = last_completed {
+                    task.notify_complete(checkpoint).await?;
+                }
                 return Ok(());
             }
         }
     }
 }
 
-/// The synchronous snapshot of the whole chain at a barrier, then the barrier downstream.
-async fn snapshot_and_forward<T>(
-    upstream: &mut Box<dyn Upstream<T>>,
-    tail: &mut Box<dyn Tail<T>>,
-    barrier: CheckpointBarrier,
-) -> Result<SubtaskSnapshot, TaskError> {
-    let mut snapshot = SubtaskSnapshot::default();
-    upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
-    tail.barrier(barrier, &mut snapshot).await?;
-    Ok(snapshot)
+impl<T: Send + 'static> Subtask<T> {
+    async fn on_command_running(&mut self, command: TaskCommand) -> Result<Next, TaskError> {
+        match command {
+            TaskCommand::TriggerCheckpoint(barrier) if self.upstream.is_source() => {
+                // Between polls every record pulled so far has been emitted: the source's
+                // position and the chain's state are consistent with the barrier.
+                self.checkpoint(barrier, true).await?;
+            }
+            TaskCommand::TriggerCheckpoint(barrier) => {
+                // Barriers reach running non-source tasks in line with records.
+                tracing::debug!(checkpoint = %barrier.checkpoint, "ignoring a direct trigger while running");
+            }
+            TaskCommand::NotifyComplete(checkpoint) => self.notify_complete(checkpoint).await?,
+            TaskCommand::NotifyAborted(_) => {}
+            TaskCommand::Finish { .. } => return Ok(Next::Exit),
+        }
+        Ok(Next::Continue)
+    }
+
+    /// The synchronous part of a snapshot, the barrier downstream, then the asynchronous
+    /// part (writing state) in its own task, which acks or declines when done.
+    async fn checkpoint(&mut self, barrier: CheckpointBarrier, forward: bool) -> Result<(), TaskError> {
+        let Some(writer) = self.services.checkpoints.clone() else {
+            // A barrier without checkpointing is a bug of the sender.
+            panic!(
+                "{}[{}]: barrier {} in a job that does not checkpoint",
+                self.info.vertex_name, self.info.subtask, barrier.checkpoint
+            );
+        };
+        let mut snapshot = SubtaskSnapshot::default();
+        self.upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
+        self.tail.snapshot(barrier.checkpoint, &mut snapshot).await?;
+        if forward {
+            self.tail.forward_barrier(barrier).await?;
+        }
+        let info = self.info.clone();
+        let reporter = self.services.reporter.clone();
+        let checkpoint = barrier.checkpoint;
+        runtime::spawn(async move {
+            let report = match writer.write(checkpoint, &info, snapshot).await {
+                Ok(state) => TaskReport::Ack { checkpoint, state },
+                Err(error) => {
+                    tracing::warn!(%checkpoint, %error, "declining checkpoint");
+                    TaskReport::Decline { checkpoint, reason: error.to_string(), counts_as_failure: true }
+                }
+            };
+            reporter.report(report);
+        });
+        Ok(())
+    }
+
+    async fn notify_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        self.upstream.notify_checkpoint_complete(checkpoint)?;
+        self.tail.notify_checkpoint_complete(checkpoint).await
+    }
 }

@@ -21,8 +21,10 @@ pub trait Tail<T>: Send {
     async fn emit(&mut self, records: &mut Vec<T>) -> Result<(), TaskError>;
     /// Sends partially filled buffers: the subtask's input went idle.
     async fn flush(&mut self) -> Result<(), TaskError>;
-    /// Snapshots the tail's own state (a sink's pre-commit), then forwards the barrier.
-    async fn barrier(&mut self, barrier: CheckpointBarrier, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    /// Snapshots the tail's own state (a sink's pre-commit).
+    async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    /// Sends the barrier downstream, behind every record emitted before it.
+    async fn forward_barrier(&mut self, barrier: CheckpointBarrier) -> Result<(), TaskError>;
     /// The input is exhausted: flush and signal the end downstream.
     async fn finish(&mut self) -> Result<(), TaskError>;
     async fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
@@ -139,7 +141,12 @@ impl<T: Send + 'static> Tail<T> for NetworkOutput<T> {
         self.send_all_buffers().await
     }
 
-    async fn barrier(&mut self, barrier: CheckpointBarrier, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    async fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+        // The network output holds no state: its buffers are sent before the barrier.
+        Ok(())
+    }
+
+    async fn forward_barrier(&mut self, barrier: CheckpointBarrier) -> Result<(), TaskError> {
         self.broadcast(|| StreamElement::Barrier(barrier)).await
     }
 
@@ -160,6 +167,7 @@ pub struct SinkTail<T, S: Sink<T>> {
     storage: StorageRef,
     /// Taken by the first call, which opens the sink.
     restored: Option<Option<OperatorStateStore>>,
+    checkpointing: bool,
     _records: std::marker::PhantomData<fn(T)>,
 }
 
@@ -170,14 +178,20 @@ impl<T: Send + 'static, S: Sink<T>> SinkTail<T, S> {
         info: SubtaskInfo,
         storage: StorageRef,
         restored: Option<OperatorSnapshot>,
+        checkpointing: bool,
     ) -> Self {
         let restored = Some(restored.map(|r| OperatorStateStore::restore(&r.lists)));
-        SinkTail { uid, sink, info, storage, restored, _records: std::marker::PhantomData }
+        SinkTail { uid, sink, info, storage, restored, checkpointing, _records: std::marker::PhantomData }
     }
 
     async fn ensure_open(&mut self) -> Result<(), TaskError> {
         if let Some(restored) = self.restored.take() {
-            let context = OperatorContext { uid: &self.uid, info: &self.info, storage: &self.storage };
+            let context = OperatorContext {
+                uid: &self.uid,
+                info: &self.info,
+                storage: &self.storage,
+                checkpointing: self.checkpointing,
+            };
             self.sink.open(context, restored.as_ref()).await?;
         }
         Ok(())
@@ -198,14 +212,19 @@ impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
         Ok(())
     }
 
-    async fn barrier(&mut self, barrier: CheckpointBarrier, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
         self.ensure_open().await?;
         let mut store = OperatorStateStore::default();
-        self.sink.snapshot(barrier.checkpoint, &mut store).await?;
+        self.sink.snapshot(checkpoint, &mut store).await?;
         let previous = snapshot
             .operators
             .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
         assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
+        Ok(())
+    }
+
+    async fn forward_barrier(&mut self, _barrier: CheckpointBarrier) -> Result<(), TaskError> {
+        // A sink is the end of the line.
         Ok(())
     }
 

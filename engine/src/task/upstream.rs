@@ -29,6 +29,11 @@ pub enum Pulled {
 #[async_trait]
 pub trait Upstream<T>: Send {
     async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError>;
+    /// Completes when a pull would make progress (after `Idle`). Cancel-safe: dropping it
+    /// loses nothing.
+    async fn ready(&mut self) -> Result<(), TaskError>;
+    /// Whether the head is a source (sources inject barriers on command).
+    fn is_source(&self) -> bool;
     /// Snapshots the head and every chained operator, head first.
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
     fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
@@ -62,6 +67,14 @@ impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
         Ok(pulled)
     }
 
+    async fn ready(&mut self) -> Result<(), TaskError> {
+        self.inner.ready().await
+    }
+
+    fn is_source(&self) -> bool {
+        self.inner.is_source()
+    }
+
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
         self.inner.snapshot(checkpoint, snapshot)?;
         self.op.snapshot(checkpoint, snapshot)
@@ -73,13 +86,6 @@ impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
     }
 }
 
-/// Requests a source task receives between polls.
-#[derive(Debug)]
-pub enum SourceCommand {
-    /// Inject this barrier in line with the records.
-    TriggerBarrier(CheckpointBarrier),
-}
-
 /// A source as the head of a subtask.
 pub struct SourceHead<S: Source> {
     uid: OperatorUid,
@@ -89,7 +95,7 @@ pub struct SourceHead<S: Source> {
     /// Taken by the first pull, which opens the source.
     restored: Option<Option<OperatorStateStore>>,
     batch_size_records: usize,
-    commands: Option<tokio::sync::mpsc::Receiver<SourceCommand>>,
+    checkpointing: bool,
 }
 
 impl<S: Source> SourceHead<S> {
@@ -100,10 +106,10 @@ impl<S: Source> SourceHead<S> {
         storage: StorageRef,
         restored: Option<OperatorSnapshot>,
         batch_size_records: usize,
-        commands: Option<tokio::sync::mpsc::Receiver<SourceCommand>>,
+        checkpointing: bool,
     ) -> Self {
         let restored = Some(restored.map(|r| OperatorStateStore::restore(&r.lists)));
-        SourceHead { uid, source, info, storage, restored, batch_size_records, commands }
+        SourceHead { uid, source, info, storage, restored, batch_size_records, checkpointing }
     }
 }
 
@@ -111,18 +117,27 @@ impl<S: Source> SourceHead<S> {
 impl<S: Source> Upstream<S::Out> for SourceHead<S> {
     async fn pull(&mut self, out: &mut Vec<S::Out>) -> Result<Pulled, TaskError> {
         if let Some(restored) = self.restored.take() {
-            let context = OperatorContext { uid: &self.uid, info: &self.info, storage: &self.storage };
+            let context = OperatorContext {
+                uid: &self.uid,
+                info: &self.info,
+                storage: &self.storage,
+                checkpointing: self.checkpointing,
+            };
             self.source.open(context, restored.as_ref()).await?;
-        }
-        if let Some(commands) = &mut self.commands
-            && let Ok(SourceCommand::TriggerBarrier(barrier)) = commands.try_recv()
-        {
-            return Ok(Pulled::Barrier(barrier));
         }
         match self.source.poll(out, self.batch_size_records).await? {
             SourcePoll::More => Ok(Pulled::Records),
             SourcePoll::Finished => Ok(Pulled::End),
         }
+    }
+
+    async fn ready(&mut self) -> Result<(), TaskError> {
+        // A source never idles: it is always ready to poll.
+        Ok(())
+    }
+
+    fn is_source(&self) -> bool {
+        true
     }
 
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {

@@ -1,0 +1,1005 @@
+//! The versioned binary format of a checkpoint's `_metadata` file, which records where the state of every
+//! operator of a completed checkpoint or savepoint is.
+//!
+//! The file is laid out as
+//!
+//! ```text
+//! MAGIC (8 bytes) | FORMAT_VERSION (u32 LE) | body length (u64 LE) | body | crc32 (u32 LE)
+//! ```
+//!
+//! where the body is the postcard encoding of [`CheckpointMetadata`] and the crc32 covers every byte before
+//! it. The fixed frame lets a reader tell "not our file", "written by another format version", "cut short"
+//! and "corrupt" apart before it trusts a single byte of the body, so that an operator restoring from the
+//! wrong directory gets a message that says so instead of a postcard error. Decoding never panics and never
+//! allocates from a length it read: the file may be anything, because users point restores at paths.
+
+use crate::ids::{CheckpointId, JobId, KeyGroup, OperatorUid, SubtaskIndex};
+use crate::keygroup::{KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND};
+use crate::state::snapshot::ListStateSnapshot;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The first 8 bytes of every metadata file.
+pub const MAGIC: [u8; 8] = *b"WEIRMETA";
+/// The version of the frame and body layout this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The name of the metadata file inside a checkpoint or savepoint directory.
+pub const METADATA_FILE_NAME: &str = "_metadata";
+
+/// Bytes before the body: magic, version and body length.
+const HEADER_LEN: usize = MAGIC.len() + 4 + 8;
+/// Bytes after the body: the crc32.
+const TRAILER_LEN: usize = 4;
+/// The size of a file with an empty body, the smallest that can be complete.
+const FIXED_LEN: usize = HEADER_LEN + TRAILER_LEN;
+
+/// Whether the snapshot was taken by the system for recovery or by a user for an upgrade or migration.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotKind {
+    Checkpoint,
+    Savepoint,
+}
+
+/// Which backend wrote the state (a savepoint is `Canonical`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotFormat {
+    JobManager,
+    FileSystem,
+    Embedded,
+    Canonical,
+}
+
+/// Everything a restore needs to find the state of a completed checkpoint or savepoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointMetadata {
+    pub checkpoint_id: CheckpointId,
+    pub job_id: JobId,
+    pub job_name: String,
+    pub kind: SnapshotKind,
+    pub format: SnapshotFormat,
+    /// Milliseconds since the Unix epoch at which the checkpoint was triggered.
+    pub timestamp_ms: u64,
+    /// Ascending by uid, uids unique.
+    pub operators: Vec<OperatorState>,
+}
+
+/// The state of one operator across all of its subtasks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    pub uid: OperatorUid,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    /// One entry per subtask: `subtasks.len() == parallelism`, and the index is the subtask index.
+    pub subtasks: Vec<SubtaskState>,
+}
+
+/// The state of one operator in one subtask.
+#[derive(Clone, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskState {
+    /// Ascending and unique, each inside the subtask's `KeyGroupRange::for_subtask`.
+    pub key_groups: Vec<KeyGroupHandle>,
+    /// Operator list states, names unique.
+    pub lists: Vec<ListStateSnapshot>,
+}
+
+/// Where the keyed state of one key group is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupHandle {
+    pub key_group: KeyGroup,
+    pub handle: StateHandle,
+}
+
+/// State bytes, either kept in the metadata itself or in a range of another file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateHandle {
+    Inline(Vec<u8>),
+    File(FileRef),
+}
+
+/// `path` is relative to the directory holding `_metadata` unless it is absolute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub path: String,
+    pub offset: u64,
+    pub length: u64,
+    /// The [`checksum`] of the `length` bytes at `offset`.
+    pub checksum: u32,
+}
+
+/// Why a metadata file cannot be used. Every message is one line that names the file, because these end up
+/// in logs and CLI output where the file is the first thing a user needs to know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error(
+        "`{}`: truncated checkpoint metadata: expected {expected_bytes} bytes, found {actual_bytes}",
+        one_line(.path.display())
+    )]
+    Truncated { path: PathBuf, expected_bytes: u64, actual_bytes: u64 },
+    #[error("`{}` is not a weir checkpoint metadata file (bad magic number)", one_line(.path.display()))]
+    NotMetadata { path: PathBuf },
+    #[error(
+        "`{}`: unsupported checkpoint metadata format version {version} (this build reads version {FORMAT_VERSION})",
+        one_line(.path.display())
+    )]
+    UnsupportedVersion { path: PathBuf, version: u32 },
+    #[error("`{}`: {extra_bytes} unexpected bytes after the end of the checkpoint metadata", one_line(.path.display()))]
+    TrailingBytes { path: PathBuf, extra_bytes: u64 },
+    #[error(
+        "`{}`: checksum mismatch (stored 0x{stored:08x}, computed 0x{computed:08x}): the file is corrupt",
+        one_line(.path.display())
+    )]
+    ChecksumMismatch { path: PathBuf, stored: u32, computed: u32 },
+    #[error("`{}`: cannot decode checkpoint metadata: {}", one_line(.path.display()), one_line(.message))]
+    Body { path: PathBuf, message: String },
+    #[error("`{}`: invalid checkpoint metadata: {}", one_line(.path.display()), one_line(.problem))]
+    Invalid { path: PathBuf, problem: String },
+}
+
+/// Formats `text` with control characters and line separators escaped, so that names taken from a file
+/// (operator uids, list names, paths) cannot break an error message over several lines.
+fn one_line(text: impl fmt::Display) -> String {
+    let mut out = String::new();
+    for c in text.to_string().chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The crc32 (IEEE) of `bytes`, used for the metadata file and for the ranges that [`FileRef`]s name.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+/// Encodes `metadata` into the bytes of a `_metadata` file.
+///
+/// Panics if `metadata` fails [`validate`]: the engine builds metadata itself, so invalid metadata here is a
+/// bug, and writing it would only move the failure to the restore.
+pub fn encode(metadata: &CheckpointMetadata) -> Vec<u8> {
+    if let Err(error) = validate(metadata, Path::new(METADATA_FILE_NAME)) {
+        panic!("refusing to encode invalid checkpoint metadata: {error}");
+    }
+    // Postcard only fails on types it cannot represent (maps and sequences of unknown length, which these
+    // types do not contain) or on a full fixed buffer (a `Vec` grows), so failure is a bug in this module.
+    let body = postcard::to_stdvec(metadata).expect("checkpoint metadata is always postcard-serialisable");
+    frame(FORMAT_VERSION, &body)
+}
+
+/// Wraps `body` in the header and trailer of format `version`.
+fn frame(version: u32, body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(FIXED_LEN + body.len());
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(body);
+    let crc = checksum(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Decodes the bytes of a `_metadata` file read from `origin`, which is named in every error.
+///
+/// The checks run from the outside in (length, magic, version, body length, checksum, body, validity) and
+/// the first failure is reported, so the error describes the most basic thing that is wrong.
+pub fn decode(bytes: &[u8], origin: &Path) -> Result<CheckpointMetadata, MetadataError> {
+    let path = || origin.to_path_buf();
+    let actual_bytes = bytes.len() as u64;
+    let truncated = |expected_bytes: u64| MetadataError::Truncated { path: path(), expected_bytes, actual_bytes };
+
+    // Every split below is also covered by this length check; the `else` branches only exist so that no
+    // slice operation in this function can panic.
+    if bytes.len() < FIXED_LEN {
+        return Err(truncated(FIXED_LEN as u64));
+    }
+    let Some((magic, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(truncated(FIXED_LEN as u64));
+    };
+    if *magic != MAGIC {
+        return Err(MetadataError::NotMetadata { path: path() });
+    }
+    let Some((version, rest)) = rest.split_first_chunk::<4>() else {
+        return Err(truncated(FIXED_LEN as u64));
+    };
+    let version = u32::from_le_bytes(*version);
+    if version != FORMAT_VERSION {
+        return Err(MetadataError::UnsupportedVersion { path: path(), version });
+    }
+    let Some((body_len, _)) = rest.split_first_chunk::<8>() else {
+        return Err(truncated(FIXED_LEN as u64));
+    };
+    // The declared length is untrusted: it is only compared with the real size, never used to allocate,
+    // and a length so large that the total overflows is reported as the largest possible expectation.
+    let expected_bytes = (FIXED_LEN as u64).saturating_add(u64::from_le_bytes(*body_len));
+    if actual_bytes < expected_bytes {
+        return Err(truncated(expected_bytes));
+    }
+    if actual_bytes > expected_bytes {
+        return Err(MetadataError::TrailingBytes { path: path(), extra_bytes: actual_bytes - expected_bytes });
+    }
+    let Some((covered, stored)) = bytes.split_last_chunk::<TRAILER_LEN>() else {
+        return Err(truncated(FIXED_LEN as u64));
+    };
+    let stored = u32::from_le_bytes(*stored);
+    let computed = checksum(covered);
+    if stored != computed {
+        return Err(MetadataError::ChecksumMismatch { path: path(), stored, computed });
+    }
+    let Some(body) = covered.get(HEADER_LEN..) else {
+        return Err(truncated(FIXED_LEN as u64));
+    };
+    // `take_from_bytes` rather than `from_bytes`, because the latter ignores bytes left over after the
+    // value, and a body longer than its value means the writer and this reader disagree about the layout.
+    let metadata = match postcard::take_from_bytes::<CheckpointMetadata>(body) {
+        Ok((metadata, [])) => metadata,
+        Ok((_, unused)) => {
+            let message = format!("{} unused bytes after the encoded metadata", unused.len());
+            return Err(MetadataError::Body { path: path(), message });
+        }
+        Err(error) => return Err(MetadataError::Body { path: path(), message: error.to_string() }),
+    };
+    validate(&metadata, origin)?;
+    Ok(metadata)
+}
+
+/// Checks the invariants that the types cannot express, naming the operator and subtask of the first
+/// violation, so that a restore fails up front instead of misplacing state.
+pub fn validate(metadata: &CheckpointMetadata, origin: &Path) -> Result<(), MetadataError> {
+    let invalid = |problem: String| MetadataError::Invalid { path: origin.to_path_buf(), problem };
+    let mut previous: Option<&OperatorUid> = None;
+    for operator in &metadata.operators {
+        let uid = &operator.uid;
+        if let Some(previous) = previous {
+            if previous == uid {
+                return Err(invalid(format!("operator `{uid}` appears twice")));
+            }
+            if previous > uid {
+                return Err(invalid(format!("operators are not ascending by uid: `{previous}` comes before `{uid}`")));
+            }
+        }
+        previous = Some(uid);
+        validate_operator(operator).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// Validates one operator, returning the problem text of the first violation.
+fn validate_operator(operator: &OperatorState) -> Result<(), String> {
+    let OperatorState { uid, parallelism, max_parallelism, subtasks } = operator;
+    if *parallelism < 1 {
+        return Err(format!("operator `{uid}`: parallelism {parallelism} must be at least 1"));
+    }
+    if parallelism > max_parallelism {
+        return Err(format!(
+            "operator `{uid}`: parallelism {parallelism} exceeds its max parallelism {max_parallelism}"
+        ));
+    }
+    if *max_parallelism > MAX_PARALLELISM_UPPER_BOUND {
+        return Err(format!(
+            "operator `{uid}`: max parallelism {max_parallelism} exceeds the upper bound {MAX_PARALLELISM_UPPER_BOUND}"
+        ));
+    }
+    if subtasks.len() as u64 != u64::from(*parallelism) {
+        return Err(format!("operator `{uid}` has parallelism {parallelism} but {} subtask states", subtasks.len()));
+    }
+    // The zip stops at the shorter side, and the two have the same length, so every subtask is checked and
+    // every index is below `parallelism` as `for_subtask` requires.
+    for (index, subtask) in (0..*parallelism).zip(subtasks) {
+        let range = KeyGroupRange::for_subtask(SubtaskIndex(index), *parallelism, *max_parallelism);
+        validate_subtask(subtask, range).map_err(|problem| format!("operator `{uid}` subtask {index}: {problem}"))?;
+    }
+    Ok(())
+}
+
+/// Validates one subtask against the key-group range it owns.
+fn validate_subtask(subtask: &SubtaskState, range: KeyGroupRange) -> Result<(), String> {
+    let mut previous: Option<KeyGroup> = None;
+    for KeyGroupHandle { key_group, handle } in &subtask.key_groups {
+        if !range.contains(*key_group) {
+            return Err(format!("key group {key_group} is outside its range {}..{}", range.start, range.end));
+        }
+        if let Some(previous) = previous {
+            if previous == *key_group {
+                return Err(format!("key group {key_group} appears twice"));
+            }
+            if previous > *key_group {
+                return Err(format!("key groups are not ascending: {key_group} comes after {previous}"));
+            }
+        }
+        previous = Some(*key_group);
+        if let StateHandle::File(file) = handle {
+            validate_file_ref(file).map_err(|problem| format!("key group {key_group}: {problem}"))?;
+        }
+    }
+    let mut names = HashSet::new();
+    for list in &subtask.lists {
+        if !names.insert(list.name.as_str()) {
+            return Err(format!("list state `{}` appears twice", list.name));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a file reference, whose path must not escape the checkpoint directory by `..`.
+fn validate_file_ref(file: &FileRef) -> Result<(), String> {
+    let FileRef { path, offset, length, .. } = file;
+    if path.is_empty() {
+        return Err("the state file path is empty".to_string());
+    }
+    // Both separators count, so that whether a path is accepted does not depend on the platform that
+    // validates it: the file may be read on another one than wrote it.
+    if path.split(['/', '\\']).any(|component| component == "..") {
+        return Err(format!("the state file path `{path}` has a `..` component"));
+    }
+    if offset.checked_add(*length).is_none() {
+        return Err(format!("the range of `{path}` (offset {offset}, length {length}) overflows a 64-bit offset"));
+    }
+    Ok(())
+}
+
+impl CheckpointMetadata {
+    /// The file ranges that the state lives in, in operator, subtask and key-group order, each range (path
+    /// and offset) once, so that a checker or a garbage collector visits every range exactly once.
+    pub fn referenced_files(&self) -> Vec<&FileRef> {
+        let mut seen = HashSet::new();
+        self.operators
+            .iter()
+            .flat_map(|operator| &operator.subtasks)
+            .flat_map(|subtask| &subtask.key_groups)
+            .filter_map(|group| match &group.handle {
+                StateHandle::File(file) => Some(file),
+                StateHandle::Inline(_) => None,
+            })
+            .filter(|file| seen.insert((file.path.as_str(), file.offset)))
+            .collect()
+    }
+
+    /// Whether the metadata holds all of the state itself, so that it alone can be copied elsewhere.
+    pub fn is_self_contained(&self) -> bool {
+        self.operators
+            .iter()
+            .flat_map(|operator| &operator.subtasks)
+            .flat_map(|subtask| &subtask.key_groups)
+            .all(|group| matches!(group.handle, StateHandle::Inline(_)))
+    }
+
+    /// The bytes of state: inline key-group bytes, plus the length of every referenced file range (counted
+    /// once, as in [`Self::referenced_files`]), plus list-state elements. The sum saturates, because file
+    /// lengths come from the file and their total is not bounded by anything.
+    pub fn state_size_bytes(&self) -> u64 {
+        let subtasks = self.operators.iter().flat_map(|operator| &operator.subtasks);
+        let inline = subtasks
+            .clone()
+            .flat_map(|subtask| &subtask.key_groups)
+            .filter_map(|group| match &group.handle {
+                StateHandle::Inline(bytes) => Some(bytes.len() as u64),
+                StateHandle::File(_) => None,
+            })
+            .fold(0u64, u64::saturating_add);
+        let files = self.referenced_files().iter().map(|file| file.length).fold(0u64, u64::saturating_add);
+        let lists = subtasks
+            .flat_map(|subtask| &subtask.lists)
+            .flat_map(|list| &list.elements)
+            .map(|element| element.len() as u64)
+            .fold(0u64, u64::saturating_add);
+        inline.saturating_add(files).saturating_add(lists)
+    }
+
+    /// The state of the operator with `uid`, if the checkpoint has any.
+    pub fn operator(&self, uid: &OperatorUid) -> Option<&OperatorState> {
+        // A linear search rather than a binary one, so that the answer is right even for metadata that has
+        // not been validated; checkpoints hold few operators.
+        self.operators.iter().find(|operator| operator.uid == *uid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::snapshot::Redistribution;
+    use proptest::prelude::*;
+    use proptest::sample::{Index, subsequence};
+
+    const ORIGIN: &str = "/ckpt/job/chk-7/_metadata";
+
+    fn origin() -> &'static Path {
+        Path::new(ORIGIN)
+    }
+
+    fn file(path: &str, offset: u64, length: u64) -> StateHandle {
+        StateHandle::File(FileRef { path: path.to_string(), offset, length, checksum: 0x1234_5678 })
+    }
+
+    fn group(key_group: u32, handle: StateHandle) -> KeyGroupHandle {
+        KeyGroupHandle { key_group: KeyGroup(key_group), handle }
+    }
+
+    fn list(name: &str, elements: &[&[u8]]) -> ListStateSnapshot {
+        ListStateSnapshot {
+            name: name.to_string(),
+            mode: Redistribution::EvenSplit,
+            elements: elements.iter().map(|element| element.to_vec()).collect(),
+        }
+    }
+
+    fn operator(uid: &str, parallelism: u32, max_parallelism: u32, subtasks: Vec<SubtaskState>) -> OperatorState {
+        OperatorState { uid: OperatorUid(uid.to_string()), parallelism, max_parallelism, subtasks }
+    }
+
+    fn metadata(operators: Vec<OperatorState>) -> CheckpointMetadata {
+        CheckpointMetadata {
+            checkpoint_id: CheckpointId(7),
+            job_id: JobId(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            job_name: "word count".to_string(),
+            kind: SnapshotKind::Checkpoint,
+            format: SnapshotFormat::FileSystem,
+            timestamp_ms: 1_700_000_000_000,
+            operators,
+        }
+    }
+
+    /// Two operators: `count` at parallelism 2 of 4 with inline, file and shared-file key groups and a
+    /// list state; `source` at parallelism 1 with only list state.
+    fn example() -> CheckpointMetadata {
+        metadata(vec![
+            operator(
+                "count",
+                2,
+                4,
+                vec![
+                    SubtaskState {
+                        key_groups: vec![
+                            group(0, StateHandle::Inline(vec![1, 2, 3])),
+                            group(1, file("shared/a", 0, 10)),
+                        ],
+                        lists: vec![],
+                    },
+                    SubtaskState {
+                        key_groups: vec![
+                            group(2, file("shared/a", 10, 20)),
+                            // The same range as key group 2, which a backend may write for two groups
+                            // stored together; it must be listed and counted once.
+                            group(3, file("shared/a", 10, 20)),
+                        ],
+                        lists: vec![list("pending", &[b"xy", b"z"])],
+                    },
+                ],
+            ),
+            operator(
+                "source",
+                1,
+                128,
+                vec![SubtaskState { key_groups: vec![], lists: vec![list("offsets", &[b"12345678"])] }],
+            ),
+        ])
+    }
+
+    /// A frame holding `metadata` without the validation that `encode` insists on, for invalid metadata.
+    fn encode_unchecked(metadata: &CheckpointMetadata) -> Vec<u8> {
+        frame(FORMAT_VERSION, &postcard::to_stdvec(metadata).expect("serialisable"))
+    }
+
+    fn problem(metadata: &CheckpointMetadata) -> String {
+        match validate(metadata, origin()) {
+            Err(MetadataError::Invalid { path, problem }) => {
+                assert_eq!(path, origin());
+                problem
+            }
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn checksum_is_the_standard_crc32() {
+        // The check value of CRC-32/ISO-HDLC, from the catalogue of parametrised CRC algorithms.
+        assert_eq!(checksum(b"123456789"), 0xcbf4_3926);
+        assert_eq!(checksum(b""), 0);
+    }
+
+    /// Pins the layout: if this changes, files written by earlier builds stop decoding, so a change needs a
+    /// new `FORMAT_VERSION` and a reader for the old one, not an updated constant.
+    #[test]
+    fn encoding_is_pinned() {
+        let minimal = CheckpointMetadata {
+            checkpoint_id: CheckpointId(3),
+            job_id: JobId(1),
+            job_name: "j".to_string(),
+            kind: SnapshotKind::Savepoint,
+            format: SnapshotFormat::Canonical,
+            timestamp_ms: 200,
+            operators: vec![operator(
+                "op",
+                1,
+                1,
+                vec![SubtaskState {
+                    key_groups: vec![group(
+                        0,
+                        StateHandle::File(FileRef { path: "f".to_string(), offset: 1, length: 2, checksum: 3 }),
+                    )],
+                    lists: vec![],
+                }],
+            )],
+        };
+        #[rustfmt::skip]
+        let body: &[u8] = &[
+            3,                  // checkpoint_id: varint 3
+            1,                  // job_id: varint 1
+            1, b'j',            // job_name: length 1, "j"
+            1,                  // kind: variant 1, Savepoint
+            3,                  // format: variant 3, Canonical
+            0xc8, 0x01,         // timestamp_ms: varint 200
+            1,                  // one operator
+            2, b'o', b'p',      // uid "op"
+            1, 1,               // parallelism 1, max parallelism 1
+            1,                  // one subtask
+            1,                  // one key group
+            0,                  // key group 0
+            1,                  // handle: variant 1, File
+            1, b'f', 1, 2, 3,   // path "f", offset 1, length 2, checksum 3
+            0,                  // no lists
+        ];
+        let encoded = encode(&minimal);
+        assert_eq!(&encoded[..8], b"WEIRMETA");
+        assert_eq!(&encoded[8..12], &[1, 0, 0, 0]);
+        assert_eq!(&encoded[12..20], &(body.len() as u64).to_le_bytes());
+        assert_eq!(&encoded[20..encoded.len() - 4], body);
+        assert_eq!(&encoded[encoded.len() - 4..], &checksum(&encoded[..encoded.len() - 4]).to_le_bytes());
+        assert_eq!(decode(&encoded, origin()), Ok(minimal));
+    }
+
+    #[test]
+    fn the_example_round_trips() {
+        let example = example();
+        assert_eq!(decode(&encode(&example), origin()), Ok(example));
+    }
+
+    #[test]
+    #[should_panic(expected = "refusing to encode invalid checkpoint metadata")]
+    fn encoding_invalid_metadata_panics() {
+        encode(&metadata(vec![operator("count", 0, 4, vec![])]));
+    }
+
+    #[test]
+    fn referenced_files_are_in_order_and_deduplicated() {
+        let example = example();
+        let paths: Vec<_> = example.referenced_files().iter().map(|file| (file.path.as_str(), file.offset)).collect();
+        assert_eq!(paths, [("shared/a", 0), ("shared/a", 10)]);
+        assert!(!example.is_self_contained());
+        // 3 inline bytes, 10 + 20 file bytes (the shared range once), 2 + 1 + 8 list element bytes.
+        assert_eq!(example.state_size_bytes(), 3 + 30 + 11);
+    }
+
+    #[test]
+    fn metadata_without_file_handles_is_self_contained() {
+        let inline = metadata(vec![operator(
+            "count",
+            1,
+            2,
+            vec![SubtaskState { key_groups: vec![group(1, StateHandle::Inline(vec![9; 5]))], lists: vec![] }],
+        )]);
+        assert!(inline.is_self_contained());
+        assert!(inline.referenced_files().is_empty());
+        assert_eq!(inline.state_size_bytes(), 5);
+        assert!(metadata(vec![]).is_self_contained());
+        assert_eq!(metadata(vec![]).state_size_bytes(), 0);
+    }
+
+    #[test]
+    fn operator_finds_by_uid() {
+        let example = example();
+        let source = example.operator(&OperatorUid("source".to_string())).map(|operator| operator.max_parallelism);
+        assert_eq!(source, Some(128));
+        assert_eq!(example.operator(&OperatorUid("sink".to_string())), None);
+    }
+
+    #[test]
+    fn state_size_saturates() {
+        let huge = metadata(vec![operator(
+            "count",
+            1,
+            2,
+            vec![SubtaskState {
+                key_groups: vec![group(0, file("a", 0, u64::MAX)), group(1, file("b", 0, 1))],
+                lists: vec![],
+            }],
+        )]);
+        assert_eq!(huge.state_size_bytes(), u64::MAX);
+    }
+
+    #[test]
+    fn truncated_message() {
+        let error = decode(&[], origin()).unwrap_err();
+        assert_eq!(error, MetadataError::Truncated { path: origin().into(), expected_bytes: 24, actual_bytes: 0 });
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata`: truncated checkpoint metadata: expected 24 bytes, found 0"
+        );
+        let encoded = encode(&example());
+        let cut = &encoded[..encoded.len() - 1];
+        assert_eq!(
+            decode(cut, origin()).unwrap_err().to_string(),
+            format!(
+                "`/ckpt/job/chk-7/_metadata`: truncated checkpoint metadata: expected {} bytes, found {}",
+                encoded.len(),
+                encoded.len() - 1
+            )
+        );
+    }
+
+    #[test]
+    fn not_metadata_message() {
+        let error = decode(b"{\"checkpoint\": 7, \"job\": \"word count\"}", origin()).unwrap_err();
+        assert_eq!(error, MetadataError::NotMetadata { path: origin().into() });
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata` is not a weir checkpoint metadata file (bad magic number)"
+        );
+    }
+
+    #[test]
+    fn unsupported_version_message() {
+        let error = decode(&frame(2, b""), origin()).unwrap_err();
+        assert_eq!(error, MetadataError::UnsupportedVersion { path: origin().into(), version: 2 });
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata`: unsupported checkpoint metadata format version 2 (this build reads version 1)"
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_message() {
+        let mut encoded = encode(&example());
+        encoded.extend_from_slice(b"\n\n");
+        let error = decode(&encoded, origin()).unwrap_err();
+        assert_eq!(error, MetadataError::TrailingBytes { path: origin().into(), extra_bytes: 2 });
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata`: 2 unexpected bytes after the end of the checkpoint metadata"
+        );
+    }
+
+    #[test]
+    fn checksum_mismatch_message() {
+        // An empty body, whose crc32 covers the header alone; the pinned value was computed outside Rust
+        // with Python's `zlib.crc32`.
+        let mut framed = frame(FORMAT_VERSION, b"");
+        assert_eq!(framed.len(), 24);
+        let computed = checksum(&framed[..20]);
+        framed[20..].copy_from_slice(&0xdead_beef_u32.to_le_bytes());
+        let error = decode(&framed, origin()).unwrap_err();
+        assert_eq!(error, MetadataError::ChecksumMismatch { path: origin().into(), stored: 0xdead_beef, computed });
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata`: checksum mismatch (stored 0xdeadbeef, computed 0x8fd962ee): \
+             the file is corrupt"
+        );
+        assert_eq!(computed, 0x8fd9_62ee, "the header of an empty version-1 frame has a pinned crc32");
+    }
+
+    #[test]
+    fn body_messages() {
+        let error = decode(&frame(FORMAT_VERSION, b""), origin()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: Hit the end of buffer, expected more data"
+        );
+        let mut body = postcard::to_stdvec(&example()).expect("serialisable");
+        body.extend_from_slice(&[0, 0, 0]);
+        let error = decode(&frame(FORMAT_VERSION, &body), origin()).unwrap_err();
+        assert_eq!(
+            error,
+            MetadataError::Body {
+                path: origin().into(),
+                message: "3 unused bytes after the encoded metadata".to_string()
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: 3 unused bytes after the encoded metadata"
+        );
+    }
+
+    #[test]
+    fn invalid_message_from_decode() {
+        let mut bad = example();
+        bad.operators[0].subtasks[0].key_groups[1].key_group = KeyGroup(3);
+        let error = decode(&encode_unchecked(&bad), origin()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`/ckpt/job/chk-7/_metadata`: invalid checkpoint metadata: \
+             operator `count` subtask 0: key group 3 is outside its range 0..2"
+        );
+    }
+
+    #[test]
+    fn messages_stay_on_one_line() {
+        let mut bad = example();
+        bad.operators[1].uid = OperatorUid("evil\nuid".to_string());
+        bad.operators[1].parallelism = 0;
+        let message = decode(&encode_unchecked(&bad), Path::new("/ckpt\r\n/_metadata")).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "`/ckpt\\r\\n/_metadata`: invalid checkpoint metadata: \
+             operator `evil\\nuid`: parallelism 0 must be at least 1"
+        );
+    }
+
+    #[test]
+    fn validate_rejects_parallelism_below_one() {
+        let bad = metadata(vec![operator("count", 0, 4, vec![])]);
+        assert_eq!(problem(&bad), "operator `count`: parallelism 0 must be at least 1");
+    }
+
+    #[test]
+    fn validate_rejects_parallelism_above_max() {
+        let bad = metadata(vec![operator("count", 5, 4, vec![])]);
+        assert_eq!(problem(&bad), "operator `count`: parallelism 5 exceeds its max parallelism 4");
+    }
+
+    #[test]
+    fn validate_rejects_max_parallelism_above_the_bound() {
+        let bad = metadata(vec![operator("count", 1, 32769, vec![])]);
+        assert_eq!(problem(&bad), "operator `count`: max parallelism 32769 exceeds the upper bound 32768");
+        let subtask = SubtaskState { key_groups: vec![], lists: vec![] };
+        validate(&metadata(vec![operator("count", 1, 32768, vec![subtask])]), origin())
+            .expect("the bound itself is allowed");
+    }
+
+    #[test]
+    fn validate_rejects_a_subtask_count_other_than_parallelism() {
+        let mut bad = example();
+        bad.operators[0].subtasks.pop();
+        assert_eq!(problem(&bad), "operator `count` has parallelism 2 but 1 subtask states");
+    }
+
+    #[test]
+    fn validate_rejects_unordered_operators() {
+        let mut bad = example();
+        bad.operators.reverse();
+        assert_eq!(problem(&bad), "operators are not ascending by uid: `source` comes before `count`");
+    }
+
+    #[test]
+    fn validate_rejects_duplicate_operators() {
+        let mut bad = example();
+        bad.operators[1] = bad.operators[0].clone();
+        assert_eq!(problem(&bad), "operator `count` appears twice");
+    }
+
+    #[test]
+    fn validate_rejects_key_groups_outside_the_range() {
+        // Subtask 1 of 4 at max parallelism 256 owns key groups 64..128, the engine's own example.
+        let empty = || SubtaskState { key_groups: vec![], lists: vec![] };
+        let subtask = SubtaskState { key_groups: vec![group(70, StateHandle::Inline(vec![]))], lists: vec![] };
+        let good = metadata(vec![operator("count", 4, 256, vec![empty(), subtask, empty(), empty()])]);
+        validate(&good, origin()).expect("70 is inside 64..128");
+        let mut bad = good.clone();
+        bad.operators[0].subtasks.swap(1, 2);
+        assert_eq!(problem(&bad), "operator `count` subtask 2: key group 70 is outside its range 128..192");
+    }
+
+    #[test]
+    fn validate_rejects_unordered_key_groups() {
+        let mut bad = example();
+        bad.operators[0].subtasks[1].key_groups.swap(0, 1);
+        assert_eq!(problem(&bad), "operator `count` subtask 1: key groups are not ascending: 2 comes after 3");
+    }
+
+    #[test]
+    fn validate_rejects_duplicate_key_groups() {
+        let mut bad = example();
+        bad.operators[0].subtasks[1].key_groups[1].key_group = KeyGroup(2);
+        assert_eq!(problem(&bad), "operator `count` subtask 1: key group 2 appears twice");
+    }
+
+    #[test]
+    fn validate_rejects_duplicate_list_names() {
+        let mut bad = example();
+        bad.operators[0].subtasks[1].lists.push(list("pending", &[]));
+        assert_eq!(problem(&bad), "operator `count` subtask 1: list state `pending` appears twice");
+    }
+
+    #[test]
+    fn validate_rejects_an_empty_file_path() {
+        let mut bad = example();
+        bad.operators[0].subtasks[0].key_groups[1].handle = file("", 0, 1);
+        assert_eq!(problem(&bad), "operator `count` subtask 0: key group 1: the state file path is empty");
+    }
+
+    #[test]
+    fn validate_rejects_parent_components() {
+        for path in ["../other-job/chk-3/state", "shared/../../etc/passwd", "shared\\..\\x", ".."] {
+            let mut bad = example();
+            bad.operators[0].subtasks[0].key_groups[1].handle = file(path, 0, 1);
+            assert_eq!(
+                problem(&bad),
+                format!("operator `count` subtask 0: key group 1: the state file path `{path}` has a `..` component")
+            );
+        }
+        // Only a whole `..` component escapes the directory; names that merely contain dots are fine, and so
+        // are absolute paths, which the format allows.
+        for path in ["a..b/..c", "/abs/chk-7/state", "./state"] {
+            let mut good = example();
+            good.operators[0].subtasks[0].key_groups[1].handle = file(path, 0, 1);
+            validate(&good, origin()).expect("no `..` component");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_an_overflowing_file_range() {
+        let mut bad = example();
+        bad.operators[0].subtasks[0].key_groups[1].handle = file("shared/a", 2, u64::MAX - 1);
+        assert_eq!(
+            problem(&bad),
+            "operator `count` subtask 0: key group 1: the range of `shared/a` (offset 2, length 18446744073709551614) \
+             overflows a 64-bit offset"
+        );
+    }
+
+    #[test]
+    fn truncation_at_every_length_is_reported() {
+        let encoded = encode(&example());
+        for len in 0..encoded.len() {
+            match decode(&encoded[..len], origin()) {
+                Err(MetadataError::Truncated { expected_bytes, actual_bytes, .. }) => {
+                    assert_eq!(actual_bytes, len as u64);
+                    let expected = if len < 24 { 24 } else { encoded.len() as u64 };
+                    assert_eq!(expected_bytes, expected, "cut at {len}");
+                }
+                other => panic!("cut at {len}: expected Truncated, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_truncation_not_allocation() {
+        let mut framed = frame(FORMAT_VERSION, b"");
+        framed[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(
+            decode(&framed, origin()),
+            Err(MetadataError::Truncated { path: origin().into(), expected_bytes: u64::MAX, actual_bytes: 24 })
+        );
+    }
+
+    fn uid() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9_-]{0,7}"
+    }
+
+    fn handle() -> impl Strategy<Value = StateHandle> {
+        let file = ("/?[a-z0-9]{1,6}(/[a-z0-9_-][a-z0-9._-]{0,5}){0,2}", any::<u64>(), any::<u64>(), any::<u32>())
+            .prop_map(|(path, offset, length, checksum)| {
+                // Clamp the length so that the range ends at or before `u64::MAX`, as validate requires.
+                StateHandle::File(FileRef { path, offset, length: length.min(u64::MAX - offset), checksum })
+            });
+        prop_oneof![prop::collection::vec(any::<u8>(), 0..24).prop_map(StateHandle::Inline), file]
+    }
+
+    fn lists() -> impl Strategy<Value = Vec<ListStateSnapshot>> {
+        prop::collection::btree_set("[a-z]{1,6}", 0..3).prop_flat_map(|names| {
+            names
+                .into_iter()
+                .map(|name| {
+                    let mode = prop_oneof![Just(Redistribution::EvenSplit), Just(Redistribution::Union)];
+                    let elements = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..4);
+                    (Just(name), mode, elements).prop_map(|(name, mode, elements)| ListStateSnapshot {
+                        name,
+                        mode,
+                        elements,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+    }
+
+    fn subtask(range: KeyGroupRange) -> impl Strategy<Value = SubtaskState> {
+        let all: Vec<KeyGroup> = range.iter().collect();
+        let len = all.len();
+        let key_groups = subsequence(all, 0..=len).prop_flat_map(|groups| {
+            groups
+                .into_iter()
+                .map(|key_group| handle().prop_map(move |handle| KeyGroupHandle { key_group, handle }))
+                .collect::<Vec<_>>()
+        });
+        (key_groups, lists()).prop_map(|(key_groups, lists)| SubtaskState { key_groups, lists })
+    }
+
+    fn operator_state(uid: String) -> impl Strategy<Value = OperatorState> {
+        (1u32..=256).prop_flat_map(|max_parallelism| (Just(max_parallelism), 1..=max_parallelism)).prop_flat_map(
+            move |(max_parallelism, parallelism)| {
+                let subtasks: Vec<_> = (0..parallelism)
+                    .map(|i| subtask(KeyGroupRange::for_subtask(SubtaskIndex(i), parallelism, max_parallelism)))
+                    .collect();
+                let uid = OperatorUid(uid.clone());
+                subtasks.prop_map(move |subtasks| OperatorState {
+                    uid: uid.clone(),
+                    parallelism,
+                    max_parallelism,
+                    subtasks,
+                })
+            },
+        )
+    }
+
+    fn valid_metadata() -> impl Strategy<Value = CheckpointMetadata> {
+        let operators = prop::collection::btree_set(uid(), 0..=4)
+            .prop_flat_map(|uids| uids.into_iter().map(operator_state).collect::<Vec<_>>());
+        let kind = prop_oneof![Just(SnapshotKind::Checkpoint), Just(SnapshotKind::Savepoint)];
+        let format = prop_oneof![
+            Just(SnapshotFormat::JobManager),
+            Just(SnapshotFormat::FileSystem),
+            Just(SnapshotFormat::Embedded),
+            Just(SnapshotFormat::Canonical),
+        ];
+        (any::<u64>(), any::<u128>(), any::<String>(), kind, format, any::<u64>(), operators).prop_map(
+            |(checkpoint_id, job_id, job_name, kind, format, timestamp_ms, operators)| CheckpointMetadata {
+                checkpoint_id: CheckpointId(checkpoint_id),
+                job_id: JobId(job_id),
+                job_name,
+                kind,
+                format,
+                timestamp_ms,
+                operators,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn valid_metadata_round_trips(metadata in valid_metadata()) {
+            prop_assert_eq!(validate(&metadata, origin()), Ok(()));
+            let encoded = encode(&metadata);
+            prop_assert_eq!(decode(&encoded, origin()), Ok(metadata));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+            // Almost all of these fail the magic check; the result only has to be a result.
+            let _ = decode(&bytes, origin());
+        }
+
+        /// A valid frame around an arbitrary body reaches postcard and `validate`, which the previous test
+        /// almost never does.
+        #[test]
+        fn arbitrary_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..2000)) {
+            if let Ok(metadata) = decode(&frame(FORMAT_VERSION, &body), origin()) {
+                // Whatever decodes is valid, so it must survive a round trip.
+                prop_assert_eq!(decode(&encode(&metadata), origin()), Ok(metadata));
+            }
+        }
+
+        #[test]
+        fn flipping_any_byte_is_detected(metadata in valid_metadata(), at in any::<Index>(), mask in 1u8..=255) {
+            let mut encoded = encode(&metadata);
+            let body_len = (encoded.len() - FIXED_LEN) as u64;
+            let at = at.index(encoded.len());
+            encoded[at] ^= mask;
+            let result = decode(&encoded, origin());
+            match at {
+                0..8 => prop_assert_eq!(result, Err(MetadataError::NotMetadata { path: origin().into() })),
+                8..12 => {
+                    let version = u32::from_le_bytes(encoded[8..12].try_into().expect("4 bytes"));
+                    prop_assert_eq!(result, Err(MetadataError::UnsupportedVersion { path: origin().into(), version }));
+                }
+                12..20 => {
+                    let declared = u64::from_le_bytes(encoded[12..20].try_into().expect("8 bytes"));
+                    if declared > body_len {
+                        let is_truncated = matches!(result, Err(MetadataError::Truncated { .. }));
+                        prop_assert!(is_truncated, "{:?}", result);
+                    } else {
+                        let extra_bytes = body_len - declared;
+                        let expected = MetadataError::TrailingBytes { path: origin().into(), extra_bytes };
+                        prop_assert_eq!(result, Err(expected));
+                    }
+                }
+                _ => {
+                    let is_mismatch = matches!(result, Err(MetadataError::ChecksumMismatch { .. }));
+                    prop_assert!(is_mismatch, "{:?}", result);
+                }
+            }
+        }
+    }
+}

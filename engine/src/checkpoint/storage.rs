@@ -1,0 +1,137 @@
+//! Checkpoint storage: the directory layout, the asynchronous part of a snapshot (writing a
+//! subtask's state as the backend dictates), and the `_metadata` file.
+//!
+//! Layout, as Flink's: `<dir>/<job-id>/chk-<n>/_metadata` plus the checkpoint's exclusive
+//! state files beside it, `<dir>/<job-id>/shared/` for files several checkpoints reference
+//! and `<dir>/<job-id>/taskowned/` for files the job manager never deletes. A checkpoint is
+//! complete exactly when its `_metadata` exists: it is written last, atomically.
+
+use super::metadata::{
+    self, CheckpointMetadata, FileRef, KeyGroupHandle, METADATA_FILE_NAME, StateHandle, SubtaskState,
+};
+use crate::config::StateBackendKind;
+use crate::ids::{CheckpointId, JobId, OperatorUid};
+use crate::operators::SubtaskInfo;
+use crate::seam::storage::{self, StorageError, StorageRef};
+use crate::state::snapshot::SubtaskSnapshot;
+use crate::task::control::AckedState;
+use std::path::{Path, PathBuf};
+
+/// `<base>/<job-id>`.
+pub fn job_dir(base: &Path, job: JobId) -> PathBuf {
+    base.join(job.to_string())
+}
+
+/// `<job dir>/chk-<n>`.
+pub fn checkpoint_dir(job_dir: &Path, id: CheckpointId) -> PathBuf {
+    job_dir.join(format!("chk-{}", id.0))
+}
+
+/// The checkpoint id of a `chk-<n>` directory name.
+pub fn parse_checkpoint_dir_name(name: &str) -> Option<CheckpointId> {
+    name.strip_prefix("chk-").and_then(|n| n.parse().ok()).map(CheckpointId)
+}
+
+/// Why the asynchronous part of a snapshot failed; the subtask declines the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(
+        "operator `{operator}` subtask {subtask}: state of {size_bytes} bytes exceeds the jobmanager backend's limit of {limit_bytes} bytes (weir.state.jobmanager.max-state-size); use the filesystem backend"
+    )]
+    StateTooLarge { operator: OperatorUid, subtask: u32, size_bytes: u64, limit_bytes: u64 },
+    #[error("the filesystem state backend needs a checkpoint directory (state.checkpoints.dir)")]
+    NoCheckpointDirectory,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Where and how subtasks write their checkpointed state.
+#[derive(Clone)]
+pub struct CheckpointWriter {
+    pub storage: StorageRef,
+    /// `<dir>/<job-id>`, or `None` when checkpoints live only in the job manager's memory.
+    pub job_dir: Option<PathBuf>,
+    pub backend: StateBackendKind,
+    pub inline_threshold_bytes: u64,
+    pub jobmanager_max_state_bytes: u64,
+}
+
+impl CheckpointWriter {
+    /// The asynchronous part of a snapshot: writes `snapshot` for checkpoint `id` and returns
+    /// the handles the subtask acknowledges with.
+    pub async fn write(
+        &self,
+        id: CheckpointId,
+        info: &SubtaskInfo,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<AckedState, WriteError> {
+        let mut acked = AckedState::new();
+        match self.backend {
+            StateBackendKind::JobManager => {
+                for (uid, operator) in snapshot.operators {
+                    let size = operator.size_bytes() as u64;
+                    if size > self.jobmanager_max_state_bytes {
+                        return Err(WriteError::StateTooLarge {
+                            operator: uid,
+                            subtask: info.subtask.0,
+                            size_bytes: size,
+                            limit_bytes: self.jobmanager_max_state_bytes,
+                        });
+                    }
+                    acked.insert(uid, inline(operator));
+                }
+            }
+            StateBackendKind::FileSystem | StateBackendKind::Embedded => {
+                let job_dir = self.job_dir.as_ref().ok_or(WriteError::NoCheckpointDirectory)?;
+                let dir = checkpoint_dir(job_dir, id);
+                let mut file_bytes: Vec<u8> = Vec::new();
+                let name = format!("state-{}-{}-{}", info.vertex.0, info.subtask.0, info.attempt.0);
+                for (uid, operator) in snapshot.operators {
+                    let keyed_bytes: usize = operator.keyed.iter().map(|g| g.bytes.len()).sum();
+                    if keyed_bytes as u64 <= self.inline_threshold_bytes {
+                        acked.insert(uid, inline(operator));
+                        continue;
+                    }
+                    let mut key_groups = Vec::with_capacity(operator.keyed.len());
+                    for group in operator.keyed {
+                        let file = FileRef {
+                            path: name.clone(),
+                            offset: file_bytes.len() as u64,
+                            length: group.bytes.len() as u64,
+                            checksum: metadata::checksum(&group.bytes),
+                        };
+                        file_bytes.extend_from_slice(&group.bytes);
+                        key_groups.push(KeyGroupHandle { key_group: group.key_group, handle: StateHandle::File(file) });
+                    }
+                    acked.insert(uid, SubtaskState { key_groups, lists: operator.lists });
+                }
+                if !file_bytes.is_empty() {
+                    let mut file = self.storage.create(&dir.join(&name)).await?;
+                    file.write_all(&file_bytes).await?;
+                    file.sync().await?;
+                }
+            }
+        }
+        Ok(acked)
+    }
+}
+
+fn inline(operator: crate::state::snapshot::OperatorSnapshot) -> SubtaskState {
+    SubtaskState {
+        key_groups: operator
+            .keyed
+            .into_iter()
+            .map(|g| KeyGroupHandle { key_group: g.key_group, handle: StateHandle::Inline(g.bytes) })
+            .collect(),
+        lists: operator.lists,
+    }
+}
+
+/// Writes `chk-<n>/_metadata` atomically (temporary file, fsync, rename, directory fsync).
+pub async fn write_metadata(
+    storage: &StorageRef,
+    dir: &Path,
+    metadata: &CheckpointMetadata,
+) -> Result<(), StorageError> {
+    storage::write_atomic(storage.as_ref(), &dir.join(METADATA_FILE_NAME), &metadata::encode(metadata)).await
+}
