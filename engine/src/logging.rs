@@ -35,12 +35,26 @@ impl FormatTime for RuntimeClock {
 /// Installs a subscriber writing to stderr, filtered by the `WEIR_LOG` environment variable
 /// (default `warn`). Does nothing if one is installed already.
 pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_timer(RuntimeClock)
+    let _ = builder()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Like [`init`], but through the test harness's output capture, so that a passing test
+/// stays quiet and a failing one shows its log.
+pub fn init_for_tests() {
+    let _ = builder().with_ansi(false).with_test_writer().try_init();
+}
+
+type Builder = tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, RuntimeClock>,
+    tracing_subscriber::EnvFilter,
+>;
+
+fn builder() -> Builder {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_timer(RuntimeClock)
 }

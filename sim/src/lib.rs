@@ -5,5 +5,6 @@
 //! scheduler, clock and randomness are driven by the seed. Built without it, the same code
 //! runs on tokio, which is useful for checking semantics but not reproducible.
 
+pub mod checks;
 pub mod harness;
 pub mod storage;

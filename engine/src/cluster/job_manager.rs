@@ -88,7 +88,8 @@ struct JobRun {
     /// finishes the job.
     finishing_from: Option<CheckpointId>,
     restarts: u32,
-    completed_count: u32,
+    /// Every checkpoint completed over the job's life, ascending.
+    completed_ids: Vec<CheckpointId>,
     started_at: Option<Instant>,
     wake_at_ms: Option<u64>,
 }
@@ -221,7 +222,7 @@ impl JobManager {
             allow_non_restored_state,
             finishing_from: None,
             restarts: 0,
-            completed_count: 0,
+            completed_ids: Vec::new(),
             started_at: None,
             wake_at_ms: None,
         };
@@ -453,10 +454,9 @@ impl JobManager {
                         job,
                         attempts: run.attempt.0 + 1,
                         duration: run.started_at.map(|at| at.elapsed()).unwrap_or_default(),
-                        completed_checkpoints: run.completed_count,
-                        last_checkpoint: run.completed.keys().next_back().copied(),
+                        completed: run.completed_ids.clone(),
                     };
-                    tracing::info!(%job, duration = ?outcome.duration, checkpoints = outcome.completed_checkpoints, "job finished");
+                    tracing::info!(%job, duration = ?outcome.duration, checkpoints = outcome.completed.len(), "job finished");
                     self.terminate(job, Terminal::Finished, Ok(outcome)).await;
                 }
             }
@@ -577,9 +577,11 @@ impl JobManager {
         });
     }
 
-    /// Carries out the coordinator's actions, in order.
+    /// Carries out the coordinator's actions, in order. A failover the actions ask for
+    /// happens after the whole batch, so that no abort queued behind it is dropped.
     async fn execute(&mut self, job: JobId, actions: Vec<Action<AckedState>>) {
         let mut queue: std::collections::VecDeque<Action<AckedState>> = actions.into();
+        let mut fail_over = None;
         while let Some(action) = queue.pop_front() {
             let now_ms = self.now_ms();
             let Some(run) = self.jobs.get_mut(&job) else { return };
@@ -651,7 +653,7 @@ impl JobManager {
                     }
                 }
                 Action::Notify { id } => {
-                    run.completed_count += 1;
+                    run.completed_ids.push(id);
                     tracing::info!(%job, checkpoint = %id, "checkpoint complete");
                     let finishing = run.finishing_from.is_some_and(|from| id >= from);
                     for task in run.tasks.values() {
@@ -668,12 +670,13 @@ impl JobManager {
                     }
                 }
                 Action::FailJob { consecutive_failures } => {
-                    // Boxed: failing over executes the coordinator's abort actions in turn.
-                    let failure = JobError::TooManyCheckpointFailures { consecutive: consecutive_failures };
-                    Box::pin(self.fail_over(job, failure)).await;
-                    return;
+                    fail_over = Some(JobError::TooManyCheckpointFailures { consecutive: consecutive_failures });
                 }
             }
+        }
+        if let Some(failure) = fail_over {
+            // Boxed: failing over executes the coordinator's abort actions in turn.
+            Box::pin(self.fail_over(job, failure)).await;
         }
     }
 

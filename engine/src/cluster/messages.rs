@@ -20,10 +20,8 @@ pub struct JobOutcome {
     pub attempts: u32,
     /// From the first deployment to the last task's end, in runtime time.
     pub duration: Duration,
-    /// Checkpoints completed over the job's life.
-    pub completed_checkpoints: u32,
-    /// The last completed checkpoint, if any.
-    pub last_checkpoint: Option<CheckpointId>,
+    /// The completed checkpoints, ascending.
+    pub completed: Vec<CheckpointId>,
 }
 
 /// Restore a new job from a checkpoint or savepoint (`weir run -s`).

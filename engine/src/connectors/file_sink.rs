@@ -2,10 +2,10 @@
 //! over files.
 //!
 //! Records are written into the current transaction, a hidden in-progress file
-//! `.part-<subtask>-<job>-<attempt>-<seq>.inprogress`. At a checkpoint the transaction is
+//! `.part-<subtask>-<job>-<attempt>-<seq>.inprogress` (numbers zero-padded). At a checkpoint the transaction is
 //! pre-committed (flushed, fsynced, recorded as pending in operator state). When checkpoint
 //! `n` completes, every pending transaction up to `n` is committed by renaming it to
-//! `part-<subtask>-<job>-<attempt>-<seq>`. A commit is idempotent (a missing in-progress
+//! `part-<subtask>-<checkpoint>-<job>-<attempt>-<seq>`. A commit is idempotent (a missing in-progress
 //! file whose committed name exists was committed already), so lost or repeated
 //! notifications are harmless. On restore, the restored checkpoint's pending transactions
 //! are committed and every other in-progress file of earlier attempts is aborted (deleted).
@@ -34,8 +34,11 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingTransaction {
     pub checkpoint: CheckpointId,
-    /// The committed file name; the in-progress file is `.<name>.inprogress`.
+    /// The transaction's name; its in-progress file is `.<name>.inprogress`.
     pub name: String,
+    /// The file name once committed: `part-<subtask>-<checkpoint>-<name's rest>`. Checkpoint
+    /// ids increase across restores too, so name order is commit order within a subtask.
+    pub committed: String,
 }
 
 /// Pending transactions. Union redistribution: after a rescale every subtask sees all of
@@ -55,6 +58,8 @@ pub struct FileSink<T> {
     pending: Vec<PendingTransaction>,
     /// `part-<subtask>-<job>-<attempt>-`: unique per subtask and deployment.
     prefix: String,
+    /// `part-<subtask>-`.
+    subtask_prefix: String,
     next_sequence: u64,
     checkpointing: bool,
     uid: Option<OperatorUid>,
@@ -75,6 +80,7 @@ impl<T: Send + 'static> FileSink<T> {
             current: None,
             pending: Vec::new(),
             prefix: String::new(),
+            subtask_prefix: String::new(),
             next_sequence: 0,
             checkpointing: false,
             uid: None,
@@ -101,7 +107,8 @@ impl<T: Send + 'static> FileSink<T> {
             return Ok(());
         }
         if self.current.is_none() {
-            let name = format!("{}{}", self.prefix, self.next_sequence);
+            // Zero-padded, so that name order is commit order within a subtask.
+            let name = format!("{}{:08}", self.prefix, self.next_sequence);
             self.next_sequence += 1;
             let file = self.storage().create(&self.dir.join(in_progress_name(&name))).await?;
             self.current = Some(Transaction { name, file });
@@ -117,7 +124,9 @@ impl<T: Send + 'static> FileSink<T> {
         self.write_buffer().await?;
         if let Some(mut transaction) = self.current.take() {
             transaction.file.sync().await?;
-            self.pending.push(PendingTransaction { checkpoint, name: transaction.name });
+            let rest = transaction.name.strip_prefix(&self.subtask_prefix).expect("named by this sink");
+            let committed = format!("{}{:020}-{rest}", self.subtask_prefix, checkpoint.0);
+            self.pending.push(PendingTransaction { checkpoint, name: transaction.name, committed });
         }
         Ok(())
     }
@@ -146,7 +155,7 @@ async fn commit(
     uid: &OperatorUid,
 ) -> Result<(), TaskError> {
     let from = dir.join(in_progress_name(&transaction.name));
-    let to = dir.join(&transaction.name);
+    let to = dir.join(&transaction.committed);
     match storage.rename(&from, &to).await {
         Ok(()) => Ok(()),
         Err(StorageError::NotFound { .. }) if storage.exists(&to).await? => Ok(()),
@@ -171,7 +180,8 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
         let storage = context.storage.clone();
         storage.create_dir_all(&self.dir).await?;
         let info = context.info;
-        self.prefix = format!("part-{}-{}-{}-", info.subtask.0, info.job, info.attempt.0);
+        self.subtask_prefix = format!("part-{:04}-", info.subtask.0);
+        self.prefix = format!("{}{}-{:04}-", self.subtask_prefix, info.job, info.attempt.0);
         self.checkpointing = context.checkpointing;
         self.uid = Some(context.uid.clone());
         if let Some(restored) = restored {
@@ -182,7 +192,7 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
             // Abort what earlier deployments left in progress and the checkpoint does not
             // know: it holds records after the restored checkpoint, which will be replayed.
             // Files of this deployment (any subtask) are live, whatever their age.
-            let this_deployment = format!("-{}-{}-", info.job, info.attempt.0);
+            let this_deployment = format!("-{}-{:04}-", info.job, info.attempt.0);
             let keep: Vec<String> = pending.iter().map(|t| in_progress_name(&t.name)).collect();
             for name in storage.list(&self.dir).await? {
                 let stale =

@@ -6,9 +6,11 @@ use crate::error::TaskError;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::OperatorContext;
 use crate::operators::source::{Source, SourcePoll};
+use crate::seam::runtime;
 use crate::state::operator::{OperatorListDescriptor, OperatorStateStore};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// One record of the sequence.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +25,8 @@ const POSITIONS: OperatorListDescriptor<(u32, u64)> = OperatorListDescriptor::ev
 pub struct SequenceSource {
     partitions: u32,
     records_per_partition: u64,
+    /// Pacing per subtask; 0 means as fast as possible.
+    records_per_second: u64,
     /// `(partition, next number)` for the partitions this subtask reads.
     positions: Vec<(u32, u64)>,
     next: usize,
@@ -31,7 +35,20 @@ pub struct SequenceSource {
 
 impl SequenceSource {
     pub fn new(partitions: u32, records_per_partition: u64) -> Self {
-        SequenceSource { partitions, records_per_partition, positions: Vec::new(), next: 0, uid: None }
+        Self::paced(partitions, records_per_partition, 0)
+    }
+
+    /// A source that emits about `records_per_second` records per second per subtask, so
+    /// that a job lasts long enough (in simulated or real time) for checkpoints and faults.
+    pub fn paced(partitions: u32, records_per_partition: u64, records_per_second: u64) -> Self {
+        SequenceSource {
+            partitions,
+            records_per_partition,
+            records_per_second,
+            positions: Vec::new(),
+            next: 0,
+            uid: None,
+        }
     }
 }
 
@@ -61,7 +78,12 @@ impl Source for SequenceSource {
         if unfinished == 0 {
             return Ok(SourcePoll::Finished);
         }
-        let slice = (max_records / unfinished).max(1) as u64;
+        let mut slice = (max_records / unfinished).max(1) as u64;
+        if self.records_per_second > 0 {
+            // Emit in 10 ms steps at the configured rate.
+            slice = slice.min((self.records_per_second / 100).max(1));
+            runtime::sleep(Duration::from_micros(slice * 1_000_000 / self.records_per_second)).await;
+        }
         for _ in 0..self.positions.len() {
             let index = self.next % self.positions.len();
             self.next += 1;

@@ -22,6 +22,8 @@ use crate::state::keyed::{KeyedContext, KeyedEndContext, ValueStateDescriptor};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const JOB: BuiltinJob = BuiltinJob {
     name: "sequence",
@@ -31,6 +33,16 @@ pub const JOB: BuiltinJob = BuiltinJob {
         JobParameter { name: "partitions", default: Some("4"), about: "source partitions (1..=4096)" },
         JobParameter { name: "records", default: Some("10000"), about: "records per partition" },
         JobParameter { name: "keys", default: Some("64"), about: "distinct keys, `number % keys` (1..=1000000)" },
+        JobParameter {
+            name: "records-per-second",
+            default: Some("0"),
+            about: "pacing per source subtask; 0 = unpaced",
+        },
+        JobParameter {
+            name: "fail-once-at",
+            default: Some("none"),
+            about: "fail the keyed operator once, on partition 0's record with this number (tests failover)",
+        },
     ],
     build,
 };
@@ -47,6 +59,9 @@ const TOTALS: ValueStateDescriptor<(u64, u64)> = ValueStateDescriptor::new("coun
 /// Keeps `(count, sum)` per key.
 pub struct RunningTotals {
     keys: u64,
+    /// Fail once on partition 0's record with this number; shared by every attempt of the
+    /// job, so that the failure happens exactly once.
+    fail_once_at: Option<(u64, Arc<AtomicBool>)>,
 }
 
 impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals {
@@ -58,6 +73,13 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
     ) -> Result<(), StateError> {
         let key = *context.key();
         assert_eq!(key, record.number % self.keys, "record keyed by another key");
+        if let Some((number, failed)) = &self.fail_once_at
+            && record.partition == 0
+            && record.number == *number
+            && !failed.swap(true, Ordering::SeqCst)
+        {
+            return Err(StateError::Injected { message: format!("injected failure at partition 0 record {number}") });
+        }
         context.value(&TOTALS)?.update(
             || (0, 0),
             |(count, sum)| {
@@ -103,10 +125,15 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
     let partitions: u32 = parameters.number("partitions", 1, 4096)?;
     let records: u64 = parameters.number("records", 0, u64::MAX / 4096)?;
     let keys: u64 = parameters.number("keys", 1, 1_000_000)?;
+    let records_per_second: u64 = parameters.number("records-per-second", 0, u64::MAX)?;
+    let fail_once_at = match parameters.text("fail-once-at") {
+        "none" => None,
+        _ => Some((parameters.number("fail-once-at", 0, u64::MAX)?, Arc::new(AtomicBool::new(false)))),
+    };
     let job = JobBuilder::new("sequence", config)?;
-    job.source("numbers", move || SequenceSource::new(partitions, records))
+    job.source("numbers", move || SequenceSource::paced(partitions, records, records_per_second))
         .key_by(move |record: &SequenceRecord| record.number % keys)
-        .process("running-totals", move || RunningTotals { keys })
+        .process("running-totals", move || RunningTotals { keys, fail_once_at: fail_once_at.clone() })
         .sink("sink", FileSink::factory(output, format_line));
     job.build()
 }

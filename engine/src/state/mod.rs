@@ -32,6 +32,8 @@ pub enum StateError {
     Decode { name: String, key_group: u32, message: String },
     #[error("operator list state `{name}`: cannot decode element {index}: {message}")]
     DecodeListElement { name: String, index: usize, message: String },
+    #[error("{message}")]
+    Injected { message: String },
     #[error("key group {key_group} does not belong to this subtask's range {start}..{end}")]
     ForeignKeyGroup { key_group: u32, start: u32, end: u32 },
 }

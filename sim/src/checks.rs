@@ -1,0 +1,84 @@
+//! Checks of what a run left in its checkpoint directory: which checkpoints are retained,
+//! that each `_metadata` parses and every file it references exists and is intact, and that
+//! no file is left that no retained checkpoint references.
+
+use engine::checkpoint::metadata::METADATA_FILE_NAME;
+use engine::checkpoint::restore;
+use engine::checkpoint::storage::parse_checkpoint_dir_name;
+use engine::ids::CheckpointId;
+use engine::local::RunError;
+use engine::seam::storage::StorageRef;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What one job's checkpoint directory holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointDirReport {
+    pub job_dir: PathBuf,
+    /// Retained `chk-<n>` ids, ascending.
+    pub retained: Vec<CheckpointId>,
+    /// Violations found: unreadable metadata, missing or corrupt files, orphan files.
+    pub problems: Vec<String>,
+}
+
+/// The `chk-<n>` directories under `job_dir`, ascending by id.
+pub async fn checkpoint_ids(storage: &StorageRef, job_dir: &Path) -> Result<Vec<CheckpointId>, RunError> {
+    if !storage.exists(job_dir).await? {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<CheckpointId> =
+        storage.list(job_dir).await?.iter().filter_map(|n| parse_checkpoint_dir_name(n)).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// The latest complete checkpoint under `job_dir` (one whose `_metadata` exists).
+pub async fn latest_checkpoint(storage: &StorageRef, job_dir: &Path) -> Result<Option<PathBuf>, RunError> {
+    for id in checkpoint_ids(storage, job_dir).await?.into_iter().rev() {
+        let dir = job_dir.join(format!("chk-{}", id.0));
+        if storage.exists(&dir.join(METADATA_FILE_NAME)).await? {
+            return Ok(Some(dir));
+        }
+    }
+    Ok(None)
+}
+
+/// Inspects every job directory under the checkpoint root.
+pub async fn inspect_checkpoint_root(storage: &StorageRef, root: &Path) -> Result<Vec<CheckpointDirReport>, RunError> {
+    let mut reports = Vec::new();
+    if !storage.exists(root).await? {
+        return Ok(reports);
+    }
+    for name in storage.list(root).await? {
+        reports.push(inspect_job_dir(storage, &root.join(name)).await?);
+    }
+    Ok(reports)
+}
+
+/// Inspects one job's checkpoint directory.
+pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<CheckpointDirReport, RunError> {
+    let retained = checkpoint_ids(storage, job_dir).await?;
+    let mut problems = Vec::new();
+    for id in &retained {
+        let dir = job_dir.join(format!("chk-{}", id.0));
+        let loaded = match restore::load(storage, &dir).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                problems.push(format!("chk-{}: {error}", id.0));
+                continue;
+            }
+        };
+        if let Err(error) = restore::resolve(storage, &loaded).await {
+            problems.push(format!("chk-{}: {error}", id.0));
+        }
+        let referenced: BTreeSet<PathBuf> =
+            loaded.metadata.referenced_files().iter().map(|f| loaded.file_path(f)).collect();
+        for name in storage.list(&dir).await? {
+            let path = dir.join(&name);
+            if name != METADATA_FILE_NAME && !referenced.contains(&path) {
+                problems.push(format!("chk-{}: orphan file `{name}`", id.0));
+            }
+        }
+    }
+    Ok(CheckpointDirReport { job_dir: job_dir.to_path_buf(), retained, problems })
+}
