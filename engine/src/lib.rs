@@ -12,6 +12,7 @@ pub mod connectors;
 pub mod element;
 pub mod error;
 pub mod ids;
+pub mod inspect;
 pub mod jobs;
 pub mod keygroup;
 pub mod local;

@@ -1,8 +1,13 @@
-//! The `weir` command line: run a built-in job for real, list the built-in jobs.
+//! The `weir` command line: run a built-in job for real (optionally resuming from a
+//! checkpoint), inspect checkpoints, list the built-in jobs.
 
 use clap::{Parser, Subcommand};
+use engine::checkpoint::restore::RestoreError;
 use engine::cluster::Cluster;
+use engine::cluster::messages::RestoreRequest;
 use engine::config::{self, ConfigError, JobConfig};
+use engine::error::JobError;
+use engine::inspect;
 use engine::local::{self, RunError};
 use engine::seam::runtime;
 use engine::seam::storage::{self, LocalStorage, StorageError, StorageRef};
@@ -20,10 +25,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs a built-in job to the end.
+    /// Runs a built-in job to the end (Ctrl-C cancels it).
     Run(RunArgs),
     /// Lists the built-in jobs and their parameters.
     Jobs,
+    /// Lists or inspects checkpoints.
+    #[command(subcommand)]
+    Checkpoints(CheckpointsCommand),
+}
+
+#[derive(Subcommand)]
+enum CheckpointsCommand {
+    /// Lists the `chk-<n>` directories under a checkpoint directory (a job's, or the root).
+    List { dir: PathBuf },
+    /// Prints what a checkpoint holds: a `chk-<n>` directory or its `_metadata` file.
+    Inspect {
+        path: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -34,7 +55,7 @@ struct RunArgs {
     /// The job's input file (the `input` parameter).
     #[arg(long)]
     input: Option<PathBuf>,
-    /// The file the job's output is written to.
+    /// The file the job's committed output is written to when it finishes.
     #[arg(long)]
     output: PathBuf,
     /// Parallelism of every operator (overrides `parallelism.default`).
@@ -46,6 +67,12 @@ struct RunArgs {
     /// A job parameter, `name=value` (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
+    /// Resume from a checkpoint or savepoint: a `chk-<n>` directory or its `_metadata`.
+    #[arg(long = "fromSavepoint", short = 's', value_name = "PATH")]
+    from_savepoint: Option<PathBuf>,
+    /// Skip checkpointed state of operators the job no longer has.
+    #[arg(long = "allow-non-restored-state", short = 'n')]
+    allow_non_restored_state: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +90,13 @@ enum CliError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("the job was canceled")]
+    Canceled,
 }
 
 fn main() -> ExitCode {
@@ -75,9 +108,14 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Run(args) => run(args),
+        Command::Checkpoints(command) => checkpoints(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Canceled) => {
+            eprintln!("canceled");
+            ExitCode::from(130)
+        }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
@@ -124,26 +162,80 @@ fn run(args: RunArgs) -> Result<(), CliError> {
     }
     let parts = part_dir(&args.output);
     params.insert("output".to_string(), parts.display().to_string());
+    let restore = args
+        .from_savepoint
+        .clone()
+        .map(|path| RestoreRequest { path, allow_non_restored_state: args.allow_non_restored_state });
     let job = args.job.clone();
     let output = args.output.clone();
 
     runtime::run(0, async move {
         let storage: StorageRef = Arc::new(LocalStorage);
-        if storage.exists(&parts).await? {
+        // A fresh run starts with no output; a resumed one keeps what earlier runs committed.
+        if restore.is_none() && storage.exists(&parts).await? {
             storage.remove_dir_all(&parts).await?;
         }
         let parallelism = config.parallelism.unwrap_or(1);
+        let checkpoint_dir = config.checkpoint.dir.clone();
+        let builtin = engine::jobs::find(&job).ok_or_else(|| RunError::UnknownJob {
+            name: job.clone(),
+            known: engine::jobs::BUILTIN_JOBS.iter().map(|j| j.name).collect::<Vec<_>>().join(", "),
+        })?;
+        let graph = builtin.build_graph(&params, config).map_err(RunError::from)?;
         let cluster = Cluster::start(&local::cluster_spec(parallelism, 1), storage.clone());
-        let outcome = local::run_builtin(&cluster, &job, &params, config).await?;
+        let handle = cluster.submit(graph, restore).await?;
+        let job_id = handle.job;
+        match &checkpoint_dir {
+            Some(dir) => {
+                eprintln!("job {job_id} started; checkpoints in {}", Path::new(dir).join(job_id.to_string()).display())
+            }
+            None => eprintln!("job {job_id} started"),
+        }
+        let outcome = tokio::select! {
+            outcome = handle.wait() => outcome?,
+            _ = runtime::ctrl_c() => {
+                cluster.cancel(job_id).await?;
+                return Err(CliError::Canceled);
+            }
+        };
         let text = local::read_parts(&storage, &parts).await?;
         storage::write_atomic(storage.as_ref(), &output, text.as_bytes()).await?;
         storage.remove_dir_all(&parts).await?;
         eprintln!(
-            "job {} finished in {:.3} s; output in {}",
+            "job {} finished in {:.3} s ({} attempts, {} checkpoints); output in {}",
             outcome.job,
             outcome.duration.as_secs_f64(),
+            outcome.attempts,
+            outcome.completed.len(),
             output.display()
         );
+        Ok(())
+    })
+}
+
+fn checkpoints(command: CheckpointsCommand) -> Result<(), CliError> {
+    runtime::run(0, async move {
+        let storage: StorageRef = Arc::new(LocalStorage);
+        match command {
+            CheckpointsCommand::List { dir } => {
+                for listed in inspect::list(&storage, &dir).await? {
+                    let summary = listed.summary.unwrap_or_else(|| "incomplete (no _metadata)".to_string());
+                    println!("{}\t{}", listed.path.display(), summary);
+                }
+            }
+            CheckpointsCommand::Inspect { path, json } => {
+                let (loaded, files) = inspect::load(&storage, &path).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&inspect::describe_json(&loaded, &files))
+                            .expect("JSON values serialize")
+                    );
+                } else {
+                    print!("{}", inspect::describe(&loaded, &files));
+                }
+            }
+        }
         Ok(())
     })
 }

@@ -1,77 +1,9 @@
 //! The `weir` binary as a user runs it: wordcount against the coreutils reference pipeline,
 //! and one clear error line (never a panic) for each kind of bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("weir runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A text of about `bytes` bytes with mixed case, punctuation, digits and non-ASCII.
-fn write_text(path: &Path, bytes: usize) {
-    const WORDS: &[&str] = &[
-        "Stream",
-        "state",
-        "barrier",
-        "CHECKPOINT",
-        "exactly-once",
-        "naïve",
-        "fault",
-        "x9y",
-        "it's",
-        "über",
-        "key",
-        "group",
-    ];
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut text = String::with_capacity(bytes + 100);
-    while text.len() < bytes {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let words = state % 11;
-        for i in 0..words {
-            if i > 0 {
-                text.push(if state.is_multiple_of(5) { '\t' } else { ' ' });
-            }
-            text.push_str(WORDS[((state >> (i * 4)) % WORDS.len() as u64) as usize]);
-        }
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-/// `tr -cs 'A-Za-z' '\n' | tr A-Z a-z | sort | uniq -c`, as `word count` lines, sorted.
-fn coreutils_counts(input: &Path) -> Vec<String> {
-    let pipeline = format!("tr -cs 'A-Za-z' '\\n' < '{}' | tr A-Z a-z | sort | uniq -c", input.display());
-    let output = Command::new("sh").arg("-c").arg(pipeline).env("LC_ALL", "C").output().expect("sh runs");
-    assert!(output.status.success());
-    let mut lines: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (count, word) = (fields.next()?, fields.next()?);
-            Some(format!("{word} {count}"))
-        })
-        .collect();
-    lines.sort();
-    lines
-}
-
-fn sorted_lines(path: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = std::fs::read_to_string(path).unwrap().lines().map(str::to_string).collect();
-    lines.sort();
-    lines
-}
+use common::*;
 
 #[test]
 fn wordcount_equals_the_coreutils_pipeline_at_parallelism_1_2_and_4() {

@@ -1,0 +1,155 @@
+//! The real-mode recovery story, as a user lives it: run a job with externalized
+//! checkpoints, `kill -9` the process midway (several times), resume each time with
+//! `weir run -s <latest chk-n>`, and get committed output equal to an uninterrupted run.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn config(dir: &Path, backend: &str) -> String {
+    let path = dir.join(format!("{backend}.yaml"));
+    let yaml = format!(
+        "execution.checkpointing.interval: 100 ms\n\
+         execution.checkpointing.externalized-checkpoint-retention: RETAIN_ON_CANCELLATION\n\
+         state.checkpoints.dir: {}\n\
+         state.checkpoints.num-retained: 3\n\
+         state.backend: {backend}\n\
+         restart-strategy: none\n",
+        dir.join(format!("checkpoints-{backend}")).display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts")
+}
+
+/// Runs `args`, killing the process with SIGKILL `kills` times, each time right after it
+/// completed a checkpoint newer than any before, and resuming from the newest one.
+fn run_with_kills(args: &[String], checkpoint_root: &Path, kills: usize) {
+    let mut newest_seen = 0;
+    for kill in 0..=kills {
+        let mut run_args = args.to_vec();
+        if let Some((_, path)) = complete_checkpoints(checkpoint_root).pop() {
+            run_args.extend(["-s".to_string(), path.display().to_string()]);
+        }
+        let mut child = spawn(&run_args);
+        if kill == kills {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success(), "final run failed: {}", String::from_utf8_lossy(&output.stderr));
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let newest = complete_checkpoints(checkpoint_root).last().map_or(0, |(id, _)| *id);
+            if newest > newest_seen {
+                newest_seen = newest;
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "run {kill} ended ({status}) before completing a new checkpoint: the input is too small to kill it midway"
+                );
+            }
+            assert!(Instant::now() < deadline, "no new checkpoint within two minutes");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn wordcount_killed_three_times_and_resumed_equals_an_uninterrupted_run_with_both_backends() {
+    let dir = scratch("kill-wordcount");
+    let input = dir.join("input.txt");
+    write_text(&input, 40 << 20);
+    let uninterrupted = dir.join("uninterrupted.txt");
+    let run = weir(&[
+        "run",
+        "--job",
+        "wordcount",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        uninterrupted.to_str().unwrap(),
+        "-p",
+        "2",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let expected = sorted_lines(&uninterrupted);
+    assert_eq!(expected, coreutils_counts(&input), "the uninterrupted run itself must match the reference");
+
+    for backend in ["filesystem", "jobmanager"] {
+        let output = dir.join(format!("killed-{backend}.txt"));
+        let args: Vec<String> = [
+            "run",
+            "--job",
+            "wordcount",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "-p",
+            "2",
+            "--config",
+            &config(&dir, backend),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        run_with_kills(&args, &dir.join(format!("checkpoints-{backend}")), 3);
+        assert_eq!(sorted_lines(&output), expected, "{backend}: output after kills differs from the uninterrupted run");
+    }
+}
+
+#[test]
+fn sequence_killed_three_times_commits_every_record_exactly_once() {
+    let dir = scratch("kill-sequence");
+    let output = dir.join("sequence.txt");
+    let (partitions, records, keys) = (4u32, 4000u64, 16u64);
+    let args: Vec<String> = [
+        "run",
+        "--job",
+        "sequence",
+        "--output",
+        output.to_str().unwrap(),
+        "-p",
+        "2",
+        "--config",
+        &config(&dir, "filesystem"),
+        "--param",
+        &format!("partitions={partitions}"),
+        "--param",
+        &format!("records={records}"),
+        "--param",
+        &format!("keys={keys}"),
+        "--param",
+        "records-per-second=3000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_with_kills(&args, &dir.join("checkpoints-filesystem"), 3);
+
+    let mut expected = Vec::new();
+    for partition in 0..partitions {
+        for number in 0..records {
+            expected.push(format!("r {partition} {number} {}", number % keys));
+        }
+    }
+    for (key, (count, sum)) in engine::jobs::sequence::reference_totals(partitions, records, keys) {
+        expected.push(format!("k {key} {count} {sum}"));
+    }
+    expected.sort();
+    assert_eq!(sorted_lines(&output), expected, "committed output after kills is not exactly once");
+}
