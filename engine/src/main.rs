@@ -55,7 +55,8 @@ struct RunArgs {
     /// The job's input file (the `input` parameter).
     #[arg(long)]
     input: Option<PathBuf>,
-    /// The file the job's committed output is written to when it finishes.
+    /// The file the job's committed output is written to when it finishes; the committed
+    /// part files themselves stay in `<output>.parts/`.
     #[arg(long)]
     output: PathBuf,
     /// Parallelism of every operator (overrides `parallelism.default`).
@@ -199,8 +200,8 @@ fn run(args: RunArgs) -> Result<(), CliError> {
             }
         };
         let text = local::read_parts(&storage, &parts).await?;
+        // The part files stay: they are the committed output a later `-s` resume builds on.
         storage::write_atomic(storage.as_ref(), &output, text.as_bytes()).await?;
-        storage.remove_dir_all(&parts).await?;
         eprintln!(
             "job {} finished in {:.3} s ({} attempts, {} checkpoints); output in {}",
             outcome.job,
@@ -240,7 +241,7 @@ fn checkpoints(command: CheckpointsCommand) -> Result<(), CliError> {
     })
 }
 
-/// The directory part files are written to before they are joined into `output`.
+/// The directory of committed part files, joined into `output` when the job finishes.
 fn part_dir(output: &Path) -> PathBuf {
     let mut name = output.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".parts");

@@ -153,3 +153,51 @@ fn sequence_killed_three_times_commits_every_record_exactly_once() {
     expected.sort();
     assert_eq!(sorted_lines(&output), expected, "committed output after kills is not exactly once");
 }
+
+/// Ctrl-C (SIGINT) cancels the job: DELETE_ON_CANCELLATION leaves no checkpoint,
+/// RETAIN_ON_CANCELLATION keeps the retained ones.
+#[test]
+fn ctrl_c_cancels_and_applies_the_retention_policy() {
+    for (retention, kept) in [("DELETE_ON_CANCELLATION", false), ("RETAIN_ON_CANCELLATION", true)] {
+        let dir = scratch(&format!("ctrl-c-{retention}"));
+        let root = dir.join("checkpoints");
+        let config = dir.join("config.yaml");
+        let yaml = format!(
+            "execution.checkpointing.interval: 50 ms\n\
+             execution.checkpointing.externalized-checkpoint-retention: {retention}\n\
+             state.checkpoints.dir: {}\n\
+             state.backend: filesystem\n",
+            root.display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let output = dir.join("out.txt");
+        let args: Vec<String> = [
+            "run",
+            "--job",
+            "sequence",
+            "--output",
+            output.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--param",
+            "records=100000",
+            "--param",
+            "records-per-second=2000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut child = spawn(&args);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while complete_checkpoints(&root).len() < 2 {
+            assert!(Instant::now() < deadline, "no checkpoints within a minute");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let interrupt = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(interrupt.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{retention}: Ctrl-C exits with 130");
+        let left = complete_checkpoints(&root);
+        assert_eq!(!left.is_empty(), kept, "{retention}: checkpoints left after Ctrl-C: {left:?}");
+    }
+}

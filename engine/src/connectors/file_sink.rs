@@ -162,8 +162,10 @@ async fn commit(
         Err(StorageError::NotFound { .. }) => Err(TaskError::User {
             operator: uid.clone(),
             message: format!(
-                "pending transaction `{}` of checkpoint {} is gone: its data is lost",
-                transaction.name, transaction.checkpoint
+                "pending transaction `{}` of checkpoint {} is neither in progress nor committed in `{}`: the output directory was moved or cleaned since the checkpoint",
+                transaction.name,
+                transaction.checkpoint,
+                dir.display()
             ),
         }),
         Err(other) => Err(other.into()),
