@@ -88,6 +88,30 @@ fn damaged_or_mismatched_checkpoints_give_precise_errors_and_stay_unchanged() {
     let run = weir(&args);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 
+    // What the checkpoint holds, as a user asks for it.
+    let listed = weir(&["checkpoints", "list", dir.join("checkpoints").to_str().unwrap()]);
+    let listing = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.status.success() && listing.contains(checkpoint.to_str().unwrap()), "{listing}");
+    let inspected = weir(&["checkpoints", "inspect", checkpoint.to_str().unwrap()]);
+    let text = String::from_utf8(inspected.stdout).unwrap();
+    for expected in [
+        "operator `numbers`",
+        "operator `running-totals`",
+        "operator `sink`",
+        "self-contained: false",
+        "files referenced:",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    let json = weir(&["checkpoints", "inspect", "--json", checkpoint.join("_metadata").to_str().unwrap()]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json prints JSON");
+    assert_eq!(value["job_name"], "sequence");
+    assert_eq!(value["self_contained"], false);
+    let operators: Vec<&str> =
+        value["operators"].as_array().unwrap().iter().map(|o| o["uid"].as_str().unwrap()).collect();
+    assert_eq!(operators, ["numbers", "running-totals", "sink"]);
+    assert!(value["files"].as_array().unwrap().iter().all(|f| f["exists"] == true));
+
     let flipped = copy_checkpoint(&checkpoint, &dir, "flipped");
     let metadata = flipped.join("_metadata");
     let mut bytes = std::fs::read(&metadata).unwrap();

@@ -244,3 +244,162 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
         self.commit_up_to(checkpoint).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Attempt, JobId, SubtaskIndex, VertexId};
+    use crate::operators::SubtaskInfo;
+    use crate::seam::storage::LocalStorage;
+    use std::future::Future;
+
+    /// Local storage never suspends, so one poll completes every call.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(future).poll(&mut context) {
+            std::task::Poll::Ready(value) => value,
+            std::task::Poll::Pending => panic!("local storage suspended"),
+        }
+    }
+
+    fn info(attempt: u32) -> SubtaskInfo {
+        SubtaskInfo {
+            job: JobId(7),
+            job_name: "test".into(),
+            vertex: VertexId(0),
+            vertex_name: "sink".into(),
+            subtask: SubtaskIndex(0),
+            parallelism: 1,
+            max_parallelism: 128,
+            attempt: Attempt(attempt),
+        }
+    }
+
+    struct Fixture {
+        dir: PathBuf,
+        storage: StorageRef,
+        uid: OperatorUid,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("weir-file-sink-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Fixture { dir, storage: Arc::new(LocalStorage), uid: OperatorUid("sink".into()) }
+        }
+
+        fn open(&self, attempt: u32, restored: Option<&OperatorStateStore>) -> FileSink<u32> {
+            let mut sink =
+                FileSink::new(self.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())));
+            let info = info(attempt);
+            let context = OperatorContext { uid: &self.uid, info: &info, storage: &self.storage, checkpointing: true };
+            block_on(sink.open(context, restored)).unwrap();
+            sink
+        }
+
+        fn write(&self, sink: &mut FileSink<u32>, records: std::ops::Range<u32>) {
+            block_on(sink.write(&mut records.collect())).unwrap();
+        }
+
+        fn snapshot(&self, sink: &mut FileSink<u32>, checkpoint: u64) -> OperatorStateStore {
+            let mut state = OperatorStateStore::default();
+            block_on(sink.snapshot(CheckpointId(checkpoint), &mut state)).unwrap();
+            state
+        }
+
+        /// Committed records, in commit order.
+        fn committed(&self) -> Vec<u32> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("part-"))
+                .collect();
+            names.sort();
+            names
+                .iter()
+                .flat_map(|n| {
+                    std::fs::read_to_string(self.dir.join(n))
+                        .unwrap()
+                        .lines()
+                        .map(|l| l.parse().unwrap())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn nothing_is_committed_before_its_checkpoint_completes() {
+        let fixture = Fixture::new("before");
+        let mut sink = fixture.open(0, None);
+        fixture.write(&mut sink, 0..10);
+        fixture.snapshot(&mut sink, 1);
+        assert!(fixture.committed().is_empty(), "pre-committed data must stay invisible");
+        block_on(sink.notify_checkpoint_complete(CheckpointId(1))).unwrap();
+        assert_eq!(fixture.committed(), (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_lost_notification_is_covered_by_the_next_and_repeats_are_harmless() {
+        let fixture = Fixture::new("lost");
+        let mut sink = fixture.open(0, None);
+        fixture.write(&mut sink, 0..5);
+        fixture.snapshot(&mut sink, 1);
+        fixture.write(&mut sink, 5..9);
+        fixture.snapshot(&mut sink, 2);
+        // The notification for 1 is lost; 2's commits both transactions, in order.
+        block_on(sink.notify_checkpoint_complete(CheckpointId(2))).unwrap();
+        assert_eq!(fixture.committed(), (0..9).collect::<Vec<_>>());
+        block_on(sink.notify_checkpoint_complete(CheckpointId(1))).unwrap();
+        block_on(sink.notify_checkpoint_complete(CheckpointId(2))).unwrap();
+        assert_eq!(fixture.committed(), (0..9).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_restore_commits_the_checkpoints_pending_transactions_and_aborts_the_rest() {
+        let fixture = Fixture::new("restore");
+        let mut sink = fixture.open(0, None);
+        fixture.write(&mut sink, 0..4);
+        let state = fixture.snapshot(&mut sink, 1);
+        // Records after checkpoint 1, in a transaction no checkpoint covers; then a crash
+        // after checkpoint 1 completed but before its notification arrived.
+        fixture.write(&mut sink, 4..8);
+        block_on(sink.write_buffer()).unwrap();
+        drop(sink);
+        let restored = OperatorStateStore::restore(&state.snapshot());
+        let mut sink = fixture.open(1, Some(&restored));
+        assert_eq!(
+            fixture.committed(),
+            (0..4).collect::<Vec<_>>(),
+            "checkpoint 1's transaction is committed on restore"
+        );
+        let in_progress = std::fs::read_dir(&fixture.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".inprogress"))
+            .count();
+        assert_eq!(in_progress, 0, "the uncovered transaction is aborted");
+        // A second restore from the same checkpoint commits idempotently.
+        drop(sink);
+        sink = fixture.open(2, Some(&restored));
+        fixture.write(&mut sink, 4..8);
+        fixture.snapshot(&mut sink, 2);
+        block_on(sink.notify_checkpoint_complete(CheckpointId(2))).unwrap();
+        assert_eq!(fixture.committed(), (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn without_checkpointing_the_sink_commits_at_the_end_of_input() {
+        let fixture = Fixture::new("no-checkpoints");
+        let mut sink =
+            FileSink::new(fixture.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())));
+        let info = info(0);
+        let context =
+            OperatorContext { uid: &fixture.uid, info: &info, storage: &fixture.storage, checkpointing: false };
+        block_on(sink.open(context, None)).unwrap();
+        fixture.write(&mut sink, 0..3);
+        block_on(sink.finish()).unwrap();
+        assert_eq!(fixture.committed(), vec![0, 1, 2]);
+    }
+}
