@@ -91,13 +91,19 @@ enum CliError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
-    Job(#[from] JobError),
+    Job(Box<JobError>),
     #[error(transparent)]
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("the job was canceled")]
     Canceled,
+}
+
+impl From<JobError> for CliError {
+    fn from(error: JobError) -> Self {
+        CliError::Job(Box::new(error))
+    }
 }
 
 fn main() -> ExitCode {

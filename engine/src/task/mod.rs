@@ -28,6 +28,10 @@ struct Subtask<T> {
     upstream: Box<dyn Upstream<T>>,
     tail: Box<dyn Tail<T>>,
     services: TaskServices,
+    /// The highest checkpoint snapshotted. A trigger for it or a lower one is a repeat (a
+    /// direct trigger racing the barrier, or a resent command) and must be ignored: a second
+    /// snapshot would pre-commit records that follow the barrier under its id.
+    last_snapshot: Option<CheckpointId>,
 }
 
 /// What a command asks of the task loop.
@@ -44,7 +48,7 @@ pub async fn run_task<T: Send + 'static>(
     batch_size_records: usize,
     services: TaskServices,
 ) -> Result<(), TaskError> {
-    let mut task = Subtask { info, upstream, tail, services };
+    let mut task = Subtask { info, upstream, tail, services, last_snapshot: None };
     let mut out: Vec<T> = Vec::with_capacity(batch_size_records);
     loop {
         while let Ok(command) = task.services.commands.try_recv() {
@@ -128,6 +132,11 @@ impl<T: Send + 'static> Subtask<T> {
                 self.info.vertex_name, self.info.subtask, barrier.checkpoint
             );
         };
+        if self.last_snapshot.is_some_and(|last| last >= barrier.checkpoint) {
+            tracing::debug!(checkpoint = %barrier.checkpoint, "ignoring a repeated trigger");
+            return Ok(());
+        }
+        self.last_snapshot = Some(barrier.checkpoint);
         let mut snapshot = SubtaskSnapshot::default();
         self.upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
         self.tail.snapshot(barrier.checkpoint, &mut snapshot).await?;
