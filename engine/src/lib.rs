@@ -11,6 +11,7 @@ pub mod config;
 pub mod connectors;
 pub mod element;
 pub mod error;
+pub mod faults;
 pub mod ids;
 pub mod inspect;
 pub mod jobs;

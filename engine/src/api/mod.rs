@@ -297,8 +297,10 @@ impl<T: Send + 'static> Stream<T> {
                     *sender.downcast::<Sender<StreamElement<T>>>().expect("an edge's senders carry its record type")
                 })
                 .collect();
-            Ok(Box::new(NetworkOutput::new(context.info.clone(), senders, partitioner(), context.batch_size_records()))
-                as Box<dyn Tail<T>>)
+            let faults = context.services.faults.clone();
+            let output =
+                NetworkOutput::new(context.info.clone(), senders, partitioner(), context.batch_size_records(), faults);
+            Ok(Box::new(output) as Box<dyn Tail<T>>)
         });
         self.close(tail);
 
@@ -325,8 +327,8 @@ impl<T: Send + 'static> Stream<T> {
                 })
                 .collect();
             let mode = context.config.checkpoint.mode;
-            Ok(Box::new(InputGate::new(context.info.vertex_name.clone(), context.info.subtask, mode, receivers))
-                as Box<dyn Upstream<T>>)
+            let gate = InputGate::new(context.info.clone(), mode, receivers, context.services.faults.clone());
+            Ok(Box::new(gate) as Box<dyn Upstream<T>>)
         });
         Stream { graph, vertex: to, upstream }
     }

@@ -10,9 +10,10 @@ use super::metadata::{
     self, CheckpointMetadata, FileRef, KeyGroupHandle, METADATA_FILE_NAME, StateHandle, SubtaskState,
 };
 use crate::config::StateBackendKind;
+use crate::faults::{CheckpointPhase, FaultHookRef};
 use crate::ids::{CheckpointId, JobId, OperatorUid};
 use crate::operators::SubtaskInfo;
-use crate::seam::storage::{self, StorageError, StorageRef};
+use crate::seam::storage::{StorageError, StorageRef};
 use crate::state::snapshot::SubtaskSnapshot;
 use crate::task::control::AckedState;
 use std::path::{Path, PathBuf};
@@ -127,11 +128,22 @@ fn inline(operator: crate::state::snapshot::OperatorSnapshot) -> SubtaskState {
     }
 }
 
-/// Writes `chk-<n>/_metadata` atomically (temporary file, fsync, rename, directory fsync).
+/// Writes `chk-<n>/_metadata` atomically: a temporary file, fsync, rename, fsync of the
+/// directory. After a crash the checkpoint either has its whole `_metadata` or none. The
+/// fault hook hears `WritingMetadata` between the temporary file's write and its fsync.
 pub async fn write_metadata(
     storage: &StorageRef,
     dir: &Path,
     metadata: &CheckpointMetadata,
+    faults: &FaultHookRef,
 ) -> Result<(), StorageError> {
-    storage::write_atomic(storage.as_ref(), &dir.join(METADATA_FILE_NAME), &metadata::encode(metadata)).await
+    let target = dir.join(METADATA_FILE_NAME);
+    let temporary = dir.join(format!(".{METADATA_FILE_NAME}.inprogress"));
+    let mut file = storage.create(&temporary).await?;
+    file.write_all(&metadata::encode(metadata)).await?;
+    faults.on_checkpoint_phase(metadata.checkpoint_id, CheckpointPhase::WritingMetadata);
+    file.sync().await?;
+    drop(file);
+    storage.rename(&temporary, &target).await?;
+    storage.sync_dir(dir).await
 }

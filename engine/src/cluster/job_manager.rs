@@ -18,6 +18,7 @@ use crate::checkpoint::storage::{self, CheckpointWriter};
 use crate::config::{ExternalizedRetention, RestartStrategy, StateBackendKind};
 use crate::element::{CheckpointBarrier, CheckpointKind};
 use crate::error::{JobError, TaskError};
+use crate::faults::{CheckpointPhase, FaultHookRef, RpcFate, RpcKind};
 use crate::ids::{Attempt, CheckpointId, JobId, SubtaskIndex, VertexId};
 use crate::operators::{BuildContext, SubtaskInfo, TaskServices};
 use crate::seam::runtime::{self, Instant};
@@ -69,7 +70,6 @@ enum Terminal {
 struct JobRun {
     job: JobId,
     graph: Arc<JobGraph>,
-    reply: Option<oneshot::Sender<Result<JobOutcome, JobError>>>,
     attempt: Attempt,
     phase: Phase,
     tasks: BTreeMap<TaskRef, DeployedTask>,
@@ -87,6 +87,12 @@ struct JobRun {
     /// Once every task reached the end of its data: the first checkpoint id whose completion
     /// finishes the job.
     finishing_from: Option<CheckpointId>,
+    /// The checkpoint `Finish` was sent with; a task that reports its end of data again
+    /// missed it and gets it again.
+    finished_with: Option<CheckpointId>,
+    /// The first checkpoint id of this job manager's coordinator: past every id an earlier
+    /// one used, complete or not.
+    first_checkpoint_id: CheckpointId,
     restarts: u32,
     /// Every checkpoint completed over the job's life, ascending.
     completed_ids: Vec<CheckpointId>,
@@ -106,7 +112,8 @@ struct JobManager {
 /// The job manager's main loop; runs until its node dies.
 pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
     let (mailbox, mut messages) = tokio::sync::mpsc::channel(MAILBOX_CAPACITY_MESSAGES);
-    directory.set_job_manager(mailbox.clone());
+    let leader_epoch = directory.set_job_manager(mailbox.clone());
+    let recovered = directory.take_jobs();
     let mut job_manager = JobManager {
         directory,
         storage,
@@ -115,6 +122,12 @@ pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
         task_managers: BTreeMap::new(),
         jobs: BTreeMap::new(),
     };
+    if !recovered.is_empty() {
+        tracing::info!(target: "weir::trace", leader_epoch, jobs = recovered.len(), "job manager recovering jobs");
+    }
+    for (job, stored) in recovered {
+        job_manager.recover(job, stored).await;
+    }
     while let Some(message) = messages.recv().await {
         job_manager.handle(message).await;
     }
@@ -131,10 +144,53 @@ struct ClusterReporter {
 impl Reporter for ClusterReporter {
     fn report(&self, report: TaskReport) {
         let Some(mailbox) = self.directory.job_manager() else { return };
+        let kind = match &report {
+            TaskReport::Ack { .. } => RpcKind::Ack,
+            TaskReport::Decline { .. } => RpcKind::Decline,
+            TaskReport::EndOfData => RpcKind::EndOfData,
+        };
         let message = JobManagerMessage::TaskReport { job: self.job, attempt: self.attempt, task: self.task, report };
-        if let Err(tokio::sync::mpsc::error::TrySendError::Full(message)) = mailbox.try_send(message) {
+        match self.directory.faults.on_rpc(kind, self.task) {
+            RpcFate::Deliver => {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full(message)) = mailbox.try_send(message) {
+                    runtime::spawn(async move {
+                        let _ = mailbox.send(message).await;
+                    });
+                }
+            }
+            RpcFate::Drop => {
+                tracing::info!(target: "weir::trace", ?kind, vertex = %self.task.vertex, subtask = self.task.subtask.0, "fault: rpc dropped")
+            }
+            RpcFate::Delay(delay) => {
+                runtime::spawn(async move {
+                    runtime::sleep(delay).await;
+                    let _ = mailbox.send(message).await;
+                });
+            }
+        }
+    }
+}
+
+/// Sends a command to a subtask through the fault hook: delivered, dropped or delayed.
+fn send_command(faults: &FaultHookRef, task: TaskRef, deployed: &DeployedTask, command: TaskCommand) {
+    let kind = match &command {
+        TaskCommand::TriggerCheckpoint(_) => RpcKind::Trigger,
+        TaskCommand::NotifyComplete(_) => RpcKind::Notify,
+        TaskCommand::NotifyAborted(_) => RpcKind::Abort,
+        TaskCommand::Finish { .. } => RpcKind::Finish,
+    };
+    match faults.on_rpc(kind, task) {
+        RpcFate::Deliver => {
+            let _ = deployed.commands.try_send(command);
+        }
+        RpcFate::Drop => {
+            tracing::info!(target: "weir::trace", ?kind, vertex = %task.vertex, subtask = task.subtask.0, "fault: rpc dropped")
+        }
+        RpcFate::Delay(delay) => {
+            let commands = deployed.commands.clone();
             runtime::spawn(async move {
-                let _ = mailbox.send(message).await;
+                runtime::sleep(delay).await;
+                let _ = commands.send(command).await;
             });
         }
     }
@@ -148,8 +204,21 @@ impl JobManager {
     async fn handle(&mut self, message: JobManagerMessage) {
         match message {
             JobManagerMessage::RegisterTaskManager { name, slots, mailbox } => {
-                tracing::debug!(task_manager = %name, slots, "task manager registered");
-                self.task_managers.insert(name, RegisteredTaskManager { slots, mailbox });
+                tracing::info!(target: "weir::trace", task_manager = %name, slots, "task manager registered");
+                let again = self.task_managers.insert(name.clone(), RegisteredTaskManager { slots, mailbox }).is_some();
+                if again {
+                    // A task manager that registers again lost its tasks: fail over the
+                    // jobs it hosted rather than wait for their checkpoints to time out.
+                    let affected: Vec<JobId> = self
+                        .jobs
+                        .values()
+                        .filter(|run| run.phase == Phase::Running && run.tasks.values().any(|t| t.host == name))
+                        .map(|run| run.job)
+                        .collect();
+                    for job in affected {
+                        self.fail_over(job, JobError::Setup(format!("task manager `{name}` restarted"))).await;
+                    }
+                }
                 let waiting: Vec<JobId> = self
                     .jobs
                     .values()
@@ -197,8 +266,8 @@ impl JobManager {
         restore: Option<RestoreRequest>,
         reply: oneshot::Sender<Result<JobOutcome, JobError>>,
     ) {
-        tracing::info!(%job, name = %graph.name, "job submitted");
-        let prepared = self.prepare(job, &graph, restore).await;
+        tracing::info!(target: "weir::trace", %job, name = %graph.name, "job submitted");
+        let prepared = self.prepare(job, &graph, restore.clone()).await;
         let (writer, initial_restore, allow_non_restored_state) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
@@ -206,11 +275,103 @@ impl JobManager {
                 return;
             }
         };
-        let run = JobRun {
+        let stored = super::StoredJob { graph: graph.clone(), restore, reply: Some(reply), next_attempt: 0 };
+        self.directory.store_job(job, stored);
+        let first_id =
+            initial_restore.as_ref().map_or(CheckpointId(1), |c| CheckpointId(c.metadata.checkpoint_id.0 + 1));
+        let run = self.new_run(job, graph, Attempt(0), writer, initial_restore, allow_non_restored_state, first_id);
+        self.jobs.insert(job, run);
+        self.try_deploy(job).await;
+    }
+
+    /// Takes over a job that a crashed job manager was running: from its latest complete
+    /// checkpoint on storage, else from where it was started.
+    async fn recover(&mut self, job: JobId, stored: super::StoredJob) {
+        let graph = stored.graph.clone();
+        let attempt = Attempt(stored.next_attempt);
+        let restore = stored.restore.clone();
+        self.directory.store_job(job, stored);
+        let (writer, mut initial_restore, allow) = match self.prepare(job, &graph, restore).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.reply(job, Err(error));
+                return;
+            }
+        };
+        let mut first_id =
+            initial_restore.as_ref().map_or(CheckpointId(1), |c| CheckpointId(c.metadata.checkpoint_id.0 + 1));
+        let mut recovered = BTreeMap::new();
+        if let Some(dir) = writer.as_ref().and_then(|w| w.job_dir.clone()) {
+            match self.scan_checkpoints(&dir).await {
+                Ok((complete, highest)) => {
+                    first_id = first_id.max(CheckpointId(highest + 1));
+                    if let Some(latest) = complete.values().next_back() {
+                        initial_restore = Some(latest.clone());
+                    }
+                    recovered = complete;
+                }
+                Err(error) => {
+                    self.reply(job, Err(JobError::CheckpointStorage(error)));
+                    return;
+                }
+            }
+        }
+        let from = initial_restore.as_ref().map(|c| c.metadata.checkpoint_id.0);
+        tracing::info!(target: "weir::trace", %job, attempt = attempt.0, ?from, "job recovered");
+        let mut run = self.new_run(job, graph, attempt, writer, initial_restore, allow, first_id);
+        run.completed = recovered;
+        self.jobs.insert(job, run);
+        self.try_deploy(job).await;
+    }
+
+    /// The complete checkpoints under a job directory, and the highest `chk-<n>` id seen.
+    /// Incomplete ones (no readable `_metadata`: in progress when a job manager died) are
+    /// removed, since no one will complete them.
+    async fn scan_checkpoints(
+        &self,
+        job_dir: &Path,
+    ) -> Result<(BTreeMap<CheckpointId, LoadedCheckpoint>, u64), StorageError> {
+        let mut complete = BTreeMap::new();
+        let mut highest = 0;
+        for name in self.storage.list(job_dir).await? {
+            let Some(id) = storage::parse_checkpoint_dir_name(&name) else { continue };
+            highest = highest.max(id.0);
+            let dir = job_dir.join(&name);
+            match restore::load(&self.storage, &dir).await {
+                Ok(loaded) => {
+                    complete.insert(id, loaded);
+                }
+                Err(error) => {
+                    tracing::info!(target: "weir::trace", checkpoint = %id, %error, "discarding an incomplete checkpoint");
+                    remove_dir(&self.storage, &dir).await;
+                }
+            }
+        }
+        Ok((complete, highest))
+    }
+
+    /// Replies to whoever submitted `job`, once, and forgets the job.
+    fn reply(&self, job: JobId, result: Result<JobOutcome, JobError>) {
+        if let Some(reply) = self.directory.finish_job(job) {
+            let _ = reply.send(result);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_run(
+        &self,
+        job: JobId,
+        graph: Arc<JobGraph>,
+        attempt: Attempt,
+        writer: Option<Arc<CheckpointWriter>>,
+        initial_restore: Option<LoadedCheckpoint>,
+        allow_non_restored_state: bool,
+        first_checkpoint_id: CheckpointId,
+    ) -> JobRun {
+        JobRun {
             job,
             graph,
-            reply: Some(reply),
-            attempt: Attempt(0),
+            attempt,
             phase: Phase::WaitingForSlots { since_ms: self.now_ms() },
             tasks: BTreeMap::new(),
             coordinator: None,
@@ -221,13 +382,13 @@ impl JobManager {
             initial_restore,
             allow_non_restored_state,
             finishing_from: None,
+            finished_with: None,
+            first_checkpoint_id,
             restarts: 0,
             completed_ids: Vec::new(),
             started_at: None,
             wake_at_ms: None,
-        };
-        self.jobs.insert(job, run);
-        self.try_deploy(job).await;
+        }
     }
 
     /// Checks the restore source and prepares checkpoint storage, before anything runs.
@@ -355,6 +516,7 @@ impl JobManager {
                         commands: command_receiver,
                         reporter: Arc::new(reporter),
                         checkpoints: run.writer.clone(),
+                        faults: self.directory.faults.clone(),
                     },
                 };
                 run.tasks.insert(
@@ -381,17 +543,13 @@ impl JobManager {
         run.phase = Phase::Running;
 
         // The coordinator outlives restarts: checkpoint ids keep increasing.
-        if let Some(settings) = &run.writer.as_ref().map(|_| coordinator_settings(&graph)) {
-            match &mut run.coordinator {
-                Some(_) => {}
-                None => {
-                    let first =
-                        source.as_ref().map_or(CheckpointId(1), |c| CheckpointId(c.metadata.checkpoint_id.0 + 1));
-                    let tasks: BTreeSet<TaskRef> = run.tasks.keys().copied().collect();
-                    run.coordinator = Some(Coordinator::new(settings.clone(), tasks, first, now_ms));
-                }
-            }
+        if run.writer.is_some() && run.coordinator.is_none() {
+            let tasks: BTreeSet<TaskRef> = run.tasks.keys().copied().collect();
+            run.coordinator =
+                Some(Coordinator::new(coordinator_settings(&graph), tasks, run.first_checkpoint_id, now_ms));
         }
+        // Attempts never repeat, across job managers too: reports of older ones are ignored.
+        self.directory.set_next_attempt(job, run.attempt.0 + 1);
         for (host, deployment) in deployments {
             let mailbox = &self.task_managers[&host].mailbox;
             if mailbox.send(TaskManagerMessage::Deploy(Box::new(deployment))).await.is_err() {
@@ -420,14 +578,20 @@ impl JobManager {
                 coordinator.decline(now_ms, checkpoint, task, reason, counts_as_failure)
             }
             TaskReport::EndOfData => {
+                let faults = self.directory.faults.clone();
                 let Some(deployed) = run.tasks.get_mut(&task) else { return };
                 deployed.end_of_data = true;
+                if let Some(last_completed) = run.finished_with {
+                    // The task repeats its report: it missed `Finish`.
+                    send_command(&faults, task, deployed, TaskCommand::Finish { last_completed: Some(last_completed) });
+                    return;
+                }
                 // Pending checkpoints whose barrier can no longer reach this task: it
                 // snapshots its final state for them directly (the task ignores ids it
                 // has snapshotted already).
                 for (barrier, acked) in run.pending.values() {
                     if !acked.contains(&task) {
-                        let _ = deployed.commands.try_send(TaskCommand::TriggerCheckpoint(*barrier));
+                        send_command(&faults, task, deployed, TaskCommand::TriggerCheckpoint(*barrier));
                     }
                 }
                 if run.finishing_from.is_none() && run.tasks.values().all(|t| t.end_of_data) {
@@ -512,7 +676,14 @@ impl JobManager {
     /// Ends the job: stops its subtasks, applies the retention policy, replies.
     async fn terminate(&mut self, job: JobId, terminal: Terminal, result: Result<JobOutcome, JobError>) {
         self.cancel_tasks(job).await;
-        let Some(mut run) = self.jobs.remove(&job) else { return };
+        let Some(run) = self.jobs.remove(&job) else { return };
+        // Checkpoints still pending can never complete now: discard their partial files.
+        if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+            for id in run.pending.keys().chain(run.completing.keys()) {
+                tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint aborted: the job ended");
+                remove_dir(&self.storage, &storage::checkpoint_dir(&dir, *id)).await;
+            }
+        }
         let retention = run.graph.config.checkpoint.externalized;
         let discard = match (retention, terminal) {
             (ExternalizedRetention::RetainOnCancellation, _) => false,
@@ -526,9 +697,7 @@ impl JobManager {
         if let Err(error) = &result {
             tracing::warn!(%job, ?terminal, %error, "job ended");
         }
-        if let Some(reply) = run.reply.take() {
-            let _ = reply.send(result);
-        }
+        self.reply(job, result);
     }
 
     async fn on_wake(&mut self, job: JobId) {
@@ -594,7 +763,7 @@ impl JobManager {
                             TriggerKind::Periodic | TriggerKind::Forced => CheckpointKind::Checkpoint,
                         },
                     };
-                    tracing::debug!(%job, checkpoint = %id, ?kind, "triggering checkpoint");
+                    tracing::info!(target: "weir::trace", %job, checkpoint = %id, ?kind, "checkpoint triggered");
                     if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone())
                         && let Err(error) = self.storage.create_dir_all(&storage::checkpoint_dir(&dir, id)).await
                     {
@@ -604,25 +773,32 @@ impl JobManager {
                         queue.extend(coordinator.decline(now_ms, id, task, error.to_string(), true));
                         continue;
                     }
+                    self.directory.faults.on_checkpoint_phase(id, CheckpointPhase::Triggered);
+                    let faults = self.directory.faults.clone();
                     let run = self.jobs.get_mut(&job).expect("present");
                     run.pending.insert(id, (barrier, BTreeSet::new()));
-                    for task in run.tasks.values() {
-                        if (task.is_source && !task.finished) || task.end_of_data {
-                            let _ = task.commands.try_send(TaskCommand::TriggerCheckpoint(barrier));
+                    for (task, deployed) in &run.tasks {
+                        if (deployed.is_source && !deployed.finished) || deployed.end_of_data {
+                            send_command(&faults, *task, deployed, TaskCommand::TriggerCheckpoint(barrier));
                         }
                     }
                 }
                 Action::Complete { id, states } => {
+                    tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint acked by every task");
+                    self.directory.faults.on_checkpoint_phase(id, CheckpointPhase::Acked);
+                    let run = self.jobs.get_mut(&job).expect("present");
                     run.pending.remove(&id);
                     let metadata = build_metadata(&run.graph, job, id, states, runtime::wall_clock_ms());
                     match run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
                         Some(dir) => {
                             run.completing.insert(id, metadata.clone());
                             let (storage, mailbox, attempt) = (self.storage.clone(), self.mailbox.clone(), run.attempt);
+                            let faults = self.directory.faults.clone();
                             runtime::spawn(async move {
                                 let chk = storage::checkpoint_dir(&dir, id);
-                                let result =
-                                    storage::write_metadata(&storage, &chk, &metadata).await.map_err(|e| e.to_string());
+                                let result = storage::write_metadata(&storage, &chk, &metadata, &faults)
+                                    .await
+                                    .map_err(|e| e.to_string());
                                 let _ = mailbox
                                     .send(JobManagerMessage::MetadataWritten { job, attempt, checkpoint: id, result })
                                     .await;
@@ -642,24 +818,39 @@ impl JobManager {
                     }
                 }
                 Action::Abort { id, reason } => {
-                    tracing::info!(%job, checkpoint = %id, ?reason, "checkpoint aborted");
+                    tracing::info!(target: "weir::trace", %job, checkpoint = %id, ?reason, "checkpoint aborted");
                     run.pending.remove(&id);
                     run.completing.remove(&id);
-                    for task in run.tasks.values() {
-                        let _ = task.commands.try_send(TaskCommand::NotifyAborted(id));
+                    let faults = self.directory.faults.clone();
+                    for (task, deployed) in &run.tasks {
+                        send_command(&faults, *task, deployed, TaskCommand::NotifyAborted(id));
                     }
                     if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
                         remove_dir(&self.storage, &storage::checkpoint_dir(&dir, id)).await;
                     }
                 }
                 Action::Notify { id } => {
+                    tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint complete");
+                    self.directory.faults.on_checkpoint_phase(id, CheckpointPhase::Completed);
+                    let faults = self.directory.faults.clone();
+                    let run = self.jobs.get_mut(&job).expect("present");
                     run.completed_ids.push(id);
-                    tracing::info!(%job, checkpoint = %id, "checkpoint complete");
                     let finishing = run.finishing_from.is_some_and(|from| id >= from);
-                    for task in run.tasks.values() {
-                        let _ = task.commands.try_send(TaskCommand::NotifyComplete(id));
+                    if finishing {
+                        run.finished_with = Some(id);
+                    }
+                    for (task, deployed) in &run.tasks {
+                        send_command(&faults, *task, deployed, TaskCommand::NotifyComplete(id));
                         if finishing {
-                            let _ = task.commands.try_send(TaskCommand::Finish { last_completed: Some(id) });
+                            send_command(&faults, *task, deployed, TaskCommand::Finish { last_completed: Some(id) });
+                        }
+                    }
+                    // Retention covers checkpoints an earlier job manager completed, too.
+                    let retained = run.graph.config.checkpoint.num_retained as usize;
+                    while run.completed.len() > retained {
+                        let (oldest, _) = run.completed.pop_first().expect("non-empty");
+                        if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+                            remove_dir(&self.storage, &storage::checkpoint_dir(&dir, oldest)).await;
                         }
                     }
                 }

@@ -10,10 +10,12 @@ pub mod task_manager;
 
 use crate::api::graph::JobGraph;
 use crate::error::JobError;
+use crate::faults::{self, FaultHookRef};
 use crate::ids::JobId;
 use crate::seam::runtime::{self, Node, NodeInit};
 use crate::seam::storage::StorageRef;
 use messages::{JobManagerMessage, JobOutcome, RestoreRequest};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
@@ -25,19 +27,70 @@ pub struct ClusterSpec {
     pub slots_per_task_manager: u32,
 }
 
-/// Where nodes find the job manager's mailbox. A restarted job manager replaces it.
-#[derive(Default)]
+/// What survives a job manager crash, as Flink's high-availability services (ZooKeeper)
+/// do: where nodes find the job manager's mailbox, and the submitted jobs. A restarted job
+/// manager replaces the mailbox and recovers the jobs from their latest checkpoints.
 pub struct Directory {
-    job_manager: Mutex<Option<Sender<JobManagerMessage>>>,
+    job_manager: Mutex<Option<(u64, Sender<JobManagerMessage>)>>,
+    /// Bumped by every job manager start, so task managers notice a new leader.
+    epoch: std::sync::atomic::AtomicU64,
+    jobs: Mutex<BTreeMap<JobId, StoredJob>>,
+    pub faults: FaultHookRef,
+}
+
+/// A submitted job, as the high-availability store keeps it.
+pub struct StoredJob {
+    pub graph: Arc<JobGraph>,
+    pub restore: Option<RestoreRequest>,
+    pub reply: Option<tokio::sync::oneshot::Sender<Result<JobOutcome, JobError>>>,
+    /// The next deployment attempt: attempts never repeat, across job managers too.
+    pub next_attempt: u32,
 }
 
 impl Directory {
-    pub fn job_manager(&self) -> Option<Sender<JobManagerMessage>> {
-        self.job_manager.lock().expect("directory lock").clone()
+    pub fn new(faults: FaultHookRef) -> Self {
+        Directory {
+            job_manager: Mutex::new(None),
+            epoch: Default::default(),
+            jobs: Mutex::new(BTreeMap::new()),
+            faults,
+        }
     }
 
-    fn set_job_manager(&self, mailbox: Sender<JobManagerMessage>) {
-        *self.job_manager.lock().expect("directory lock") = Some(mailbox);
+    pub fn job_manager(&self) -> Option<Sender<JobManagerMessage>> {
+        self.job_manager.lock().expect("directory lock").as_ref().map(|(_, mailbox)| mailbox.clone())
+    }
+
+    /// The current job manager's epoch (0 before any started).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_job_manager(&self, mailbox: Sender<JobManagerMessage>) -> u64 {
+        let epoch = self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        *self.job_manager.lock().expect("directory lock") = Some((epoch, mailbox));
+        epoch
+    }
+
+    fn store_job(&self, job: JobId, stored: StoredJob) {
+        self.jobs.lock().expect("directory lock").insert(job, stored);
+    }
+
+    /// Takes every stored job for a new job manager to recover (it stores them again).
+    fn take_jobs(&self) -> Vec<(JobId, StoredJob)> {
+        std::mem::take(&mut *self.jobs.lock().expect("directory lock")).into_iter().collect()
+    }
+
+    /// Forgets a job that ended, handing back its submitter's reply channel.
+    fn finish_job(&self, job: JobId) -> Option<tokio::sync::oneshot::Sender<Result<JobOutcome, JobError>>> {
+        self.jobs.lock().expect("directory lock").remove(&job).and_then(|stored| stored.reply)
+    }
+
+    /// Records the next deployment attempt of a job.
+    fn set_next_attempt(&self, job: JobId, attempt: u32) {
+        if let Some(stored) = self.jobs.lock().expect("directory lock").get_mut(&job) {
+            stored.next_attempt = attempt;
+        }
     }
 }
 
@@ -51,8 +104,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the job manager and the task managers.
     pub fn start(spec: &ClusterSpec, storage: StorageRef) -> Cluster {
+        Self::start_with_faults(spec, storage, faults::none())
+    }
+
+    /// Starts a cluster whose fault points call `faults` (simulation only).
+    pub fn start_with_faults(spec: &ClusterSpec, storage: StorageRef, faults: FaultHookRef) -> Cluster {
         assert!(spec.task_managers >= 1 && spec.slots_per_task_manager >= 1);
-        let directory = Arc::new(Directory::default());
+        let directory = Arc::new(Directory::new(faults));
         let jm_directory = directory.clone();
         let jm_storage = storage.clone();
         let init: NodeInit = Arc::new(move || Box::pin(job_manager::run(jm_directory.clone(), jm_storage.clone())));
@@ -73,6 +131,10 @@ impl Cluster {
 
     pub fn job_manager(&self) -> &Node {
         &self.job_manager
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
     }
 
     pub fn task_managers(&self) -> &[Node] {

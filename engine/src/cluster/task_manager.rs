@@ -13,35 +13,67 @@ use tracing::Instrument;
 const MAILBOX_CAPACITY_MESSAGES: usize = 1024;
 const REGISTRATION_RETRY_MS: u64 = 100;
 
+/// How often a task manager checks whether the job manager changed.
+const LEADER_CHECK_MS: u64 = 50;
+
 /// The task manager's main loop; runs until its node dies.
 pub async fn run(name: String, slots: u32, directory: Arc<Directory>) {
     let (mailbox, mut messages) = tokio::sync::mpsc::channel(MAILBOX_CAPACITY_MESSAGES);
-    loop {
-        if let Some(job_manager) = directory.job_manager() {
-            let registration =
-                JobManagerMessage::RegisterTaskManager { name: name.clone(), slots, mailbox: mailbox.clone() };
-            if job_manager.send(registration).await.is_ok() {
-                break;
-            }
-        }
-        runtime::sleep(Duration::from_millis(REGISTRATION_RETRY_MS)).await;
-    }
-    tracing::debug!(task_manager = %name, slots, "registered");
-
     let mut running: BTreeMap<(JobId, Attempt, VertexId, SubtaskIndex), JoinHandle<()>> = BTreeMap::new();
-    while let Some(message) = messages.recv().await {
-        running.retain(|_, handle| !handle.is_finished());
-        match message {
-            TaskManagerMessage::Deploy(deployment) => {
-                let key = (deployment.job, deployment.attempt, deployment.vertex, deployment.subtask);
-                running.insert(key, runtime::spawn(run_subtask(*deployment, directory.clone())));
-            }
-            TaskManagerMessage::CancelJob { job, attempt } => {
-                for (_, handle) in running.extract_if(.., |key, _| key.0 == job && key.1 == attempt) {
-                    handle.abort();
+    loop {
+        let epoch = register(&name, slots, &directory, &mailbox).await;
+        tracing::debug!(task_manager = %name, slots, epoch, "registered");
+        loop {
+            let message = tokio::select! {
+                message = messages.recv() => message,
+                _ = runtime::sleep(Duration::from_millis(LEADER_CHECK_MS)) => {
+                    if directory.epoch() == epoch {
+                        continue;
+                    }
+                    // A new job manager took over: tasks of the old one's deployments are
+                    // orphans it will redeploy, so they stop here (Flink's task managers
+                    // fail their tasks when they lose the leader).
+                    tracing::info!(target: "weir::trace", task_manager = %name, tasks = running.len(), "job manager changed: canceling tasks");
+                    for (_, handle) in std::mem::take(&mut running) {
+                        handle.abort();
+                    }
+                    break;
+                }
+            };
+            let Some(message) = message else { return };
+            running.retain(|_, handle| !handle.is_finished());
+            match message {
+                TaskManagerMessage::Deploy(deployment) => {
+                    let key = (deployment.job, deployment.attempt, deployment.vertex, deployment.subtask);
+                    running.insert(key, runtime::spawn(run_subtask(*deployment, directory.clone())));
+                }
+                TaskManagerMessage::CancelJob { job, attempt } => {
+                    for (_, handle) in running.extract_if(.., |key, _| key.0 == job && key.1 == attempt) {
+                        handle.abort();
+                    }
                 }
             }
         }
+    }
+}
+
+/// Registers with the current job manager, retrying until one answers; returns its epoch.
+async fn register(
+    name: &str,
+    slots: u32,
+    directory: &Directory,
+    mailbox: &tokio::sync::mpsc::Sender<TaskManagerMessage>,
+) -> u64 {
+    loop {
+        let epoch = directory.epoch();
+        if let Some(job_manager) = directory.job_manager() {
+            let registration =
+                JobManagerMessage::RegisterTaskManager { name: name.to_string(), slots, mailbox: mailbox.clone() };
+            if job_manager.send(registration).await.is_ok() {
+                return epoch;
+            }
+        }
+        runtime::sleep(Duration::from_millis(REGISTRATION_RETRY_MS)).await;
     }
 }
 

@@ -15,6 +15,7 @@ pub mod source;
 use crate::checkpoint::storage::CheckpointWriter;
 use crate::config::JobConfig;
 use crate::error::TaskError;
+use crate::faults::FaultHookRef;
 use crate::ids::{Attempt, CheckpointId, JobId, OperatorUid, SubtaskIndex, VertexId};
 use crate::keygroup::KeyGroupRange;
 use crate::seam::storage::StorageRef;
@@ -49,6 +50,11 @@ pub struct SubtaskInfo {
 }
 
 impl SubtaskInfo {
+    /// This subtask as the coordinator knows it.
+    pub fn task_ref(&self) -> crate::checkpoint::coordinator::TaskRef {
+        crate::checkpoint::coordinator::TaskRef { vertex: self.vertex, subtask: self.subtask }
+    }
+
     /// The key groups this subtask owns.
     pub fn key_group_range(&self) -> KeyGroupRange {
         KeyGroupRange::for_subtask(self.subtask, self.parallelism, self.max_parallelism)
@@ -72,6 +78,8 @@ pub struct TaskServices {
     pub reporter: Arc<dyn Reporter>,
     /// Where snapshots are written; `None` when the job does not checkpoint.
     pub checkpoints: Option<Arc<CheckpointWriter>>,
+    /// The simulation's fault points (inert in real runs).
+    pub faults: FaultHookRef,
 }
 
 impl OperatorContext<'_> {

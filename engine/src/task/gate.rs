@@ -9,7 +9,9 @@ use super::upstream::{Pulled, Upstream};
 use crate::config::CheckpointingMode;
 use crate::element::{CheckpointBarrier, StreamElement};
 use crate::error::TaskError;
-use crate::ids::{CheckpointId, SubtaskIndex};
+use crate::faults::{CheckpointPhase, FaultHookRef};
+use crate::ids::CheckpointId;
+use crate::operators::SubtaskInfo;
 use crate::state::snapshot::SubtaskSnapshot;
 use async_trait::async_trait;
 use std::task::Poll;
@@ -24,8 +26,8 @@ struct Alignment {
 }
 
 pub struct InputGate<T> {
-    vertex_name: String,
-    subtask: SubtaskIndex,
+    info: SubtaskInfo,
+    faults: FaultHookRef,
     mode: CheckpointingMode,
     channels: Vec<Receiver<StreamElement<T>>>,
     ended: Vec<bool>,
@@ -38,18 +40,18 @@ pub struct InputGate<T> {
 
 impl<T: Send> InputGate<T> {
     pub fn new(
-        vertex_name: String,
-        subtask: SubtaskIndex,
+        info: SubtaskInfo,
         mode: CheckpointingMode,
         channels: Vec<Receiver<StreamElement<T>>>,
+        faults: FaultHookRef,
     ) -> Self {
         assert!(!channels.is_empty(), "an input gate needs at least one channel");
         let ended = vec![false; channels.len()];
-        InputGate { vertex_name, subtask, mode, channels, ended, alignment: None, next_channel: 0, stash: None }
+        InputGate { info, faults, mode, channels, ended, alignment: None, next_channel: 0, stash: None }
     }
 
     fn closed(&self) -> TaskError {
-        TaskError::ChannelClosed { vertex: self.vertex_name.clone(), subtask: self.subtask, what: "input" }
+        TaskError::ChannelClosed { vertex: self.info.vertex_name.clone(), subtask: self.info.subtask, what: "input" }
     }
 
     fn readable(&self, channel: usize) -> bool {
@@ -86,8 +88,8 @@ impl<T: Send> InputGate<T> {
         assert!(
             readable.iter().any(|&r| r),
             "{}[{}]: waiting with no readable channel",
-            self.vertex_name,
-            self.subtask
+            self.info.vertex_name,
+            self.info.subtask
         );
         let channels = &mut self.channels;
         let received = std::future::poll_fn(|cx| {
@@ -127,6 +129,11 @@ impl<T: Send> InputGate<T> {
                 let mut arrived = vec![false; self.channels.len()];
                 arrived[channel] = true;
                 self.alignment = Some(Alignment { barrier, arrived });
+                if self.channels.len() > 1 {
+                    let (vertex, subtask) = (&self.info.vertex_name, self.info.subtask.0);
+                    tracing::info!(target: "weir::trace", %vertex, subtask, checkpoint = %barrier.checkpoint, "aligning");
+                    self.faults.on_checkpoint_phase(barrier.checkpoint, CheckpointPhase::Aligning);
+                }
             }
         }
         self.complete_alignment()

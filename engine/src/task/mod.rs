@@ -19,8 +19,12 @@ use crate::operators::{SubtaskInfo, TaskServices};
 use crate::seam::runtime;
 use crate::state::snapshot::SubtaskSnapshot;
 use control::{TaskCommand, TaskReport};
+use std::time::Duration;
 use tail::Tail;
 use upstream::{Pulled, Upstream};
+
+/// How often a subtask waiting for the final checkpoint repeats its end-of-data report.
+const END_OF_DATA_REPEAT_MS: u64 = 200;
 
 /// One subtask: its chain and its links to the job manager.
 struct Subtask<T> {
@@ -86,7 +90,15 @@ pub async fn run_task<T: Send + 'static>(
     }
     task.services.reporter.report(TaskReport::EndOfData);
     loop {
-        let Some(command) = task.services.commands.recv().await else { return Err(TaskError::Canceled) };
+        // The report may be lost: repeat it until the job manager answers with `Finish`.
+        let command = tokio::select! {
+            command = task.services.commands.recv() => command,
+            _ = runtime::sleep(Duration::from_millis(END_OF_DATA_REPEAT_MS)) => {
+                task.services.reporter.report(TaskReport::EndOfData);
+                continue;
+            }
+        };
+        let Some(command) = command else { return Err(TaskError::Canceled) };
         match command {
             // All input is processed and the end forwarded: nothing goes downstream any
             // more, so the final state is snapshotted without a barrier.
@@ -145,8 +157,14 @@ impl<T: Send + 'static> Subtask<T> {
         }
         let info = self.info.clone();
         let reporter = self.services.reporter.clone();
+        let faults = self.services.faults.clone();
         let checkpoint = barrier.checkpoint;
+        tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot taken");
         runtime::spawn(async move {
+            if let Some(stall) = faults.snapshot_stall(checkpoint, info.task_ref()) {
+                tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, ?stall, "fault: snapshot stalled");
+                runtime::sleep(stall).await;
+            }
             let report = match writer.write(checkpoint, &info, snapshot).await {
                 Ok(state) => TaskReport::Ack { checkpoint, state },
                 Err(error) => {

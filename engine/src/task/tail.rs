@@ -2,10 +2,12 @@
 
 use crate::element::{CheckpointBarrier, StreamElement};
 use crate::error::TaskError;
+use crate::faults::FaultHookRef;
 use crate::ids::{CheckpointId, OperatorUid, SubtaskIndex};
 use crate::keygroup::{key_group_for_key, subtask_for_key_group};
 use crate::operators::sink::Sink;
 use crate::operators::{OperatorContext, SubtaskInfo};
+use crate::seam::runtime;
 use crate::seam::storage::StorageRef;
 use crate::state::Key;
 use crate::state::operator::OperatorStateStore;
@@ -57,6 +59,7 @@ impl<T: 'static> Partitioner<T> {
 /// Sends records to downstream subtasks in batches.
 pub struct NetworkOutput<T> {
     info: SubtaskInfo,
+    faults: FaultHookRef,
     channels: Vec<Sender<StreamElement<T>>>,
     buffers: Vec<Vec<T>>,
     partitioner: Partitioner<T>,
@@ -70,6 +73,7 @@ impl<T: Send + 'static> NetworkOutput<T> {
         channels: Vec<Sender<StreamElement<T>>>,
         partitioner: Partitioner<T>,
         batch_size_records: usize,
+        faults: FaultHookRef,
     ) -> Self {
         assert!(!channels.is_empty());
         if matches!(partitioner, Partitioner::Forward) {
@@ -78,7 +82,7 @@ impl<T: Send + 'static> NetworkOutput<T> {
         let buffers = channels.iter().map(|_| Vec::with_capacity(batch_size_records)).collect();
         // Start round robin at the subtask's own index so that subtasks spread their load.
         let next_round_robin = info.subtask.index() % channels.len();
-        NetworkOutput { info, channels, buffers, partitioner, batch_size_records, next_round_robin }
+        NetworkOutput { info, faults, channels, buffers, partitioner, batch_size_records, next_round_robin }
     }
 
     fn closed(&self) -> TaskError {
@@ -147,7 +151,16 @@ impl<T: Send + 'static> Tail<T> for NetworkOutput<T> {
     }
 
     async fn forward_barrier(&mut self, barrier: CheckpointBarrier) -> Result<(), TaskError> {
-        self.broadcast(|| StreamElement::Barrier(barrier)).await
+        self.send_all_buffers().await?;
+        for channel in 0..self.channels.len() {
+            // The channel is ordered: holding the barrier holds everything behind it too.
+            if let Some(delay) = self.faults.barrier_delay(barrier.checkpoint, self.info.task_ref(), channel as u32) {
+                tracing::info!(target: "weir::trace", vertex = %self.info.vertex_name, subtask = self.info.subtask.0, checkpoint = %barrier.checkpoint, channel, ?delay, "fault: barrier held");
+                runtime::sleep(delay).await;
+            }
+            self.send(channel, StreamElement::Barrier(barrier)).await?;
+        }
+        Ok(())
     }
 
     async fn finish(&mut self) -> Result<(), TaskError> {
