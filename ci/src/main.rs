@@ -11,17 +11,25 @@ const USAGE: &str = "\
 usage: cargo x <task>
 
 tasks:
-  build   build the workspace, normally and under simulation (--cfg madsim)
-  test    run every test: the normal build, then the simulation build (what CI runs)
-  smoke   the main job: the simulated built-in job suite over many seeds, in release
-  ci      what .ci/run runs: `test`
+  build          build the workspace, normally and under simulation (--cfg madsim)
+  test           every test: the normal build, then the simulation build, then the smoke
+                 and negative scenario suites over 200 seeds each (what CI runs)
+  smoke          the main job: the smoke scenario suite over 200 seeds, then the canaries
+  sim <args>     weir-sim under simulation, in release: `cargo x sim run scenarios/smoke
+                 --seeds 0..500`, `cargo x sim replay <scenario> --seed N`
+  ci             what .ci/run runs: `test`
 ";
 
 /// Cargo arguments that select the simulation build.
 const SIMULATION: &[&str] = &["--config", "build.rustflags=['--cfg','madsim']", "--target-dir", "target/sim"];
 
 fn main() -> ExitCode {
-    let task = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().cloned().unwrap_or_default();
+    let weir_sim: Vec<&str> =
+        [&["run", "--release", "--quiet", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
+    let smoke = [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..200"]].concat();
+    let negative = [weir_sim.clone(), vec!["run", "scenarios/negative", "--seeds", "0..200"]].concat();
     let steps: Vec<Vec<&str>> = match task.as_str() {
         "build" => vec![
             vec!["build", "--workspace", "--all-targets"],
@@ -33,8 +41,11 @@ fn main() -> ExitCode {
             vec!["test", "--workspace"],
             [&["test", "--package", "engine", "--lib"][..], SIMULATION].concat(),
             [&["test", "--package", "sim"][..], SIMULATION].concat(),
+            smoke,
+            negative,
         ],
-        "smoke" => vec![[&["test", "--release", "--package", "sim", "--test", "determinism"][..], SIMULATION].concat()],
+        "smoke" => vec![smoke, negative],
+        "sim" => vec![[weir_sim, args[1..].iter().map(String::as_str).collect()].concat()],
         _ => {
             eprint!("{USAGE}");
             return if task.is_empty() || task == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };

@@ -640,6 +640,12 @@ fn split_number_unit(s: &str) -> Option<(&str, String)> {
     Some((&s[..digits_end], s[digits_end..].trim().to_lowercase()))
 }
 
+/// Parses a duration written the Flink way (`100 ms`, `2 s`, `10 min`; a bare number is
+/// milliseconds), for other formats that reuse Flink's syntax, such as scenario files.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration_ms(&RawValue::String(text.to_string())).map(std::time::Duration::from_millis)
+}
+
 /// Parses a duration the way Flink's `TimeUtils.parseDuration` does, in whole milliseconds.
 ///
 /// Weir schedules in milliseconds, so a sub-millisecond duration is rounded up to the next whole

@@ -19,6 +19,8 @@ pub struct CheckpointDirReport {
     pub retained: Vec<CheckpointId>,
     /// Violations found: unreadable metadata, missing or corrupt files, orphan files.
     pub problems: Vec<String>,
+    /// Each readable retained checkpoint's path, and whether it is self-contained.
+    pub self_contained: Vec<(String, bool)>,
 }
 
 /// The `chk-<n>` directories under `job_dir`, ascending by id.
@@ -59,6 +61,7 @@ pub async fn inspect_checkpoint_root(storage: &StorageRef, root: &Path) -> Resul
 pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<CheckpointDirReport, RunError> {
     let retained = checkpoint_ids(storage, job_dir).await?;
     let mut problems = Vec::new();
+    let mut self_contained = Vec::new();
     for id in &retained {
         let dir = job_dir.join(format!("chk-{}", id.0));
         let loaded = match restore::load(storage, &dir).await {
@@ -68,6 +71,7 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
                 continue;
             }
         };
+        self_contained.push((dir.display().to_string(), loaded.metadata.is_self_contained()));
         if let Err(error) = restore::resolve(storage, &loaded).await {
             problems.push(format!("chk-{}: {error}", id.0));
         }
@@ -80,5 +84,5 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
             }
         }
     }
-    Ok(CheckpointDirReport { job_dir: job_dir.to_path_buf(), retained, problems })
+    Ok(CheckpointDirReport { job_dir: job_dir.to_path_buf(), retained, problems, self_contained })
 }

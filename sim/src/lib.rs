@@ -5,6 +5,12 @@
 //! scheduler, clock and randomness are driven by the seed. Built without it, the same code
 //! runs on tokio, which is useful for checking semantics but not reproducible.
 
+pub mod checkers;
 pub mod checks;
 pub mod harness;
+pub mod injector;
+pub mod invariants;
+pub mod runner;
+pub mod scenario;
 pub mod storage;
+pub mod suite;

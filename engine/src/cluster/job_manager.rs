@@ -764,9 +764,15 @@ impl JobManager {
                         },
                     };
                     tracing::info!(target: "weir::trace", %job, checkpoint = %id, ?kind, "checkpoint triggered");
-                    if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone())
-                        && let Err(error) = self.storage.create_dir_all(&storage::checkpoint_dir(&dir, id)).await
-                    {
+                    let created = match run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+                        // The new directory's entry is made durable with its parent's fsync.
+                        Some(dir) => match self.storage.create_dir_all(&storage::checkpoint_dir(&dir, id)).await {
+                            Ok(()) => self.storage.sync_dir(&dir).await,
+                            Err(error) => Err(error),
+                        },
+                        None => Ok(()),
+                    };
+                    if let Err(error) = created {
                         let run = self.jobs.get_mut(&job).expect("present");
                         let task = *run.tasks.keys().next().expect("a job has tasks");
                         let coordinator = run.coordinator.as_mut().expect("checkpointing");
@@ -962,10 +968,18 @@ fn build_metadata(
     }
 }
 
-/// Removes a directory tree; a missing one is fine (it may never have been created).
+/// Removes a directory tree durably (a missing one is fine: it may never have been
+/// created), so that a discarded checkpoint cannot reappear after a storage crash.
 async fn remove_dir(storage: &StorageRef, dir: &Path) {
     match storage.remove_dir_all(dir).await {
-        Ok(()) | Err(StorageError::NotFound { .. }) => {}
+        Ok(()) => {
+            if let Some(parent) = dir.parent()
+                && let Err(error) = storage.sync_dir(parent).await
+            {
+                tracing::warn!(%error, "cannot sync a directory after removing a checkpoint");
+            }
+        }
+        Err(StorageError::NotFound { .. }) => {}
         Err(error) => tracing::warn!(%error, "cannot remove a discarded checkpoint"),
     }
 }

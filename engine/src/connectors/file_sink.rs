@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub type LineFormat<T> = Arc<dyn Fn(&T, &mut String) + Send + Sync>;
 
 /// Bytes buffered before a write reaches storage.
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
+const WRITE_BUFFER_BYTES: usize = 4 << 10;
 
 /// A pre-committed transaction: durable, waiting for its checkpoint to complete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,9 @@ pub struct FileSink<T> {
     subtask_prefix: String,
     next_sequence: u64,
     checkpointing: bool,
+    /// A deliberately broken mode for the simulator's canary: commit at pre-commit, before
+    /// the checkpoint completes. A failure before completion then duplicates output.
+    eager_commit: bool,
     uid: Option<OperatorUid>,
     storage: Option<StorageRef>,
 }
@@ -83,9 +86,17 @@ impl<T: Send + 'static> FileSink<T> {
             subtask_prefix: String::new(),
             next_sequence: 0,
             checkpointing: false,
+            eager_commit: false,
             uid: None,
             storage: None,
         }
+    }
+
+    /// The broken canary variant: commits before the checkpoint completes. Never use it
+    /// outside the simulator's negative scenarios.
+    pub fn eager_commit(mut self) -> Self {
+        self.eager_commit = true;
+        self
     }
 
     /// A factory for the typed API's `sink`: one sink per subtask over the same directory.
@@ -124,6 +135,9 @@ impl<T: Send + 'static> FileSink<T> {
         self.write_buffer().await?;
         if let Some(mut transaction) = self.current.take() {
             transaction.file.sync().await?;
+            // The in-progress file's directory entry must be durable too, or a storage
+            // crash after the checkpoint completes loses a transaction it covers.
+            self.storage().sync_dir(&self.dir).await?;
             let rest = transaction.name.strip_prefix(&self.subtask_prefix).expect("named by this sink");
             let committed = format!("{}{:020}-{rest}", self.subtask_prefix, checkpoint.0);
             self.pending.push(PendingTransaction { checkpoint, name: transaction.name, committed });
@@ -226,6 +240,9 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
 
     async fn snapshot(&mut self, checkpoint: CheckpointId, state: &mut OperatorStateStore) -> Result<(), TaskError> {
         self.pre_commit(checkpoint).await?;
+        if self.eager_commit {
+            self.commit_up_to(checkpoint).await?;
+        }
         let uid = self.uid.clone().expect("opened");
         state.set(&PENDING, &self.pending).map_err(|source| TaskError::State { operator: uid, source })
     }

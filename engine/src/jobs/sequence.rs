@@ -34,6 +34,11 @@ pub const JOB: BuiltinJob = BuiltinJob {
         JobParameter { name: "records", default: Some("10000"), about: "records per partition" },
         JobParameter { name: "keys", default: Some("64"), about: "distinct keys, `number % keys` (1..=1000000)" },
         JobParameter {
+            name: "sink-mode",
+            default: Some("transactional"),
+            about: "`transactional`, or `eager-commit`: a deliberately broken sink for the simulator's canary",
+        },
+        JobParameter {
             name: "records-per-second",
             default: Some("0"),
             about: "pacing per source subtask; 0 = unpaced",
@@ -126,6 +131,18 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
     let records: u64 = parameters.number("records", 0, u64::MAX / 4096)?;
     let keys: u64 = parameters.number("keys", 1, 1_000_000)?;
     let records_per_second: u64 = parameters.number("records-per-second", 0, u64::MAX)?;
+    let eager_commit = match parameters.text("sink-mode") {
+        "transactional" => false,
+        "eager-commit" => true,
+        other => {
+            let message = format!("expected `transactional` or `eager-commit`, got `{other}`");
+            return Err(BuildError::InvalidParameter {
+                job: "sequence".into(),
+                parameter: "sink-mode".into(),
+                message,
+            });
+        }
+    };
     let fail_once_at = match parameters.text("fail-once-at") {
         "none" => None,
         _ => Some((parameters.number("fail-once-at", 0, u64::MAX)?, Arc::new(AtomicBool::new(false)))),
@@ -134,6 +151,9 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
     job.source("numbers", move || SequenceSource::paced(partitions, records, records_per_second))
         .key_by(move |record: &SequenceRecord| record.number % keys)
         .process("running-totals", move || RunningTotals { keys, fail_once_at: fail_once_at.clone() })
-        .sink("sink", FileSink::factory(output, format_line));
+        .sink("sink", move || {
+            let sink = FileSink::new(output.clone(), Arc::new(format_line));
+            if eager_commit { sink.eager_commit() } else { sink }
+        });
     job.build()
 }

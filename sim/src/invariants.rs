@@ -1,0 +1,60 @@
+//! The named invariants a scenario can check. A violation names the invariant, the seed,
+//! the simulated time and the event that broke it.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    /// The committed output equals a fault-free run of the same scenario and the job's
+    /// reference model: nothing lost, nothing duplicated.
+    ExactlyOnceOutput,
+    /// `sequence`: every record committed exactly once, numbers ascending per (partition,
+    /// key) in commit order.
+    NoLossNoDupInOrder,
+    /// The final keyed state (per-key totals or counts) equals the reference model's.
+    StateEqualsReference,
+    /// Completed checkpoint ids strictly increase over the whole run, across restarts.
+    CheckpointIdsIncrease,
+    /// At most `num-retained` `chk-*` directories remain per job.
+    RetainedCount,
+    /// No file in a retained checkpoint that its `_metadata` does not reference.
+    NoOrphanFiles,
+    /// Every retained `_metadata` parses, and every file it references exists and is intact.
+    MetadataReadable,
+    /// With the jobmanager backend, every retained `_metadata` is self-contained.
+    SelfContained,
+    /// The job finishes within the healing bound after faults stop.
+    Liveness,
+    /// AT_LEAST_ONCE: every record is committed at least once.
+    NothingLost,
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
+/// One broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    pub seed: u64,
+    /// Simulated time at which the evidence was taken, in milliseconds.
+    pub time_ms: u64,
+    /// What broke it, specifically.
+    pub event: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invariant `{}` violated (seed {}, at {} ms): {}",
+            self.invariant, self.seed, self.time_ms, self.event
+        )
+    }
+}

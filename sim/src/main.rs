@@ -1,0 +1,293 @@
+//! `weir-sim`: runs scenario suites over many seeds, replays one seed with its trace, and
+//! checks that seeds replay deterministically.
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sim::scenario::{self, Scenario};
+use sim::suite::{self, ScenarioSummary};
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "weir-sim",
+    about = "Deterministic simulation of weir: scenario suites over seeds, replay, determinism checks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every scenario under a file or directory over a range of seeds.
+    Run {
+        path: PathBuf,
+        /// Seeds as `start..end` (end exclusive) or a count.
+        #[arg(long, default_value = "0..32")]
+        seeds: String,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write a JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a JUnit XML report here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Run each seed twice and compare traces instead of checking invariants only.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Replays one seed of one scenario and writes its trace.
+    Replay {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the trace (default: `<scenario name>-seed-<n>.trace`).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { path, seeds, jobs, json, junit, check_determinism } => {
+            run(&path, &seeds, jobs, json.as_deref(), junit.as_deref(), check_determinism)
+        }
+        Command::Replay { scenario, seed, trace } => replay(&scenario, seed, trace),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
+    let bad = || format!("--seeds: expected `start..end` or a count, got `{text}`");
+    match text.split_once("..") {
+        Some((start, end)) => {
+            let (start, end): (u64, u64) = (start.parse().map_err(|_| bad())?, end.parse().map_err(|_| bad())?);
+            if start >= end { Err(bad()) } else { Ok(start..end) }
+        }
+        None => text.parse::<u64>().ok().filter(|&n| n > 0).map(|n| 0..n).ok_or_else(bad),
+    }
+}
+
+fn load_all(path: &Path) -> Result<Vec<Scenario>, String> {
+    let paths = scenario::discover(path).map_err(|e| e.to_string())?;
+    if paths.is_empty() {
+        return Err(format!("no scenario files (*.toml) under `{}`", path.display()));
+    }
+    paths.iter().map(|p| scenario::load(p).map_err(|e| e.to_string())).collect()
+}
+
+fn run(
+    path: &Path,
+    seeds: &str,
+    jobs: Option<usize>,
+    json: Option<&Path>,
+    junit: Option<&Path>,
+    determinism: bool,
+) -> Result<bool, String> {
+    let seeds = parse_seeds(seeds)?;
+    let scenarios = load_all(path)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if determinism {
+        return check_determinism(&scenarios, seeds);
+    }
+    let total = (seeds.end - seeds.start) * scenarios.len() as u64;
+    let progress = ProgressBar::new(total);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {elapsed} elapsed, {msg}").expect("a valid template"),
+    );
+    let mut summaries = Vec::new();
+    for scenario in &scenarios {
+        progress.set_message(scenario.name().to_string());
+        let summary = suite::run_seeds(scenario, seeds.clone(), jobs, &|_| progress.inc(1));
+        progress.suspend(|| print_summary(&summary));
+        summaries.push(summary);
+    }
+    progress.finish_and_clear();
+    let failed: Vec<&ScenarioSummary> = summaries.iter().filter(|s| !s.failures.is_empty()).collect();
+    let seeds_total: u64 = summaries.iter().map(|s| s.seeds).sum();
+    let wall: f64 = summaries.iter().map(|s| s.wall_time.as_secs_f64()).sum();
+    let sim: f64 = summaries.iter().map(|s| s.sim_time_ms as f64 / 1000.0).sum();
+    println!(
+        "{} scenarios, {seeds_total} seeds: {} passed, {} failed; {:.1} seeds/s, simulated/wall {:.0}x",
+        summaries.len(),
+        summaries.len() - failed.len(),
+        failed.len(),
+        seeds_total as f64 / wall.max(1e-9),
+        sim / wall.max(1e-9)
+    );
+    if let Some(path) = json {
+        std::fs::write(path, json_report(&summaries)).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    }
+    if let Some(path) = junit {
+        std::fs::write(path, junit_report(&summaries))
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    }
+    Ok(failed.is_empty())
+}
+
+fn print_summary(summary: &ScenarioSummary) {
+    let kind = match summary.canary {
+        Some(invariant) => format!(" (canary: must break `{invariant}`)"),
+        None => String::new(),
+    };
+    println!(
+        "{:<44} {:>4}/{:<4} seeds passed{kind}  {:>7.1} seeds/s  simulated/wall {:>6.0}x",
+        summary.name,
+        summary.passed,
+        summary.seeds,
+        summary.seeds_per_second(),
+        summary.sim_wall_ratio()
+    );
+    for failure in summary.failures.iter().take(5) {
+        match (&failure.error, failure.violations.first(), summary.canary) {
+            (_, _, Some(invariant)) => {
+                println!("  seed {}: the canary was not caught (`{invariant}` held)", failure.seed)
+            }
+            (_, Some(violation), None) => println!("  {violation}"),
+            (Some(error), None, None) => println!("  seed {}: {error}", failure.seed),
+            (None, None, None) => {}
+        }
+        println!("    replay: {}", suite::replay_command(Path::new(&summary.path), failure.seed));
+    }
+    if summary.failures.len() > 5 {
+        println!("  ... and {} more failing seeds", summary.failures.len() - 5);
+    }
+}
+
+fn check_determinism(scenarios: &[Scenario], seeds: Range<u64>) -> Result<bool, String> {
+    let mut ok = true;
+    for scenario in scenarios {
+        let fault_free = suite::fault_free_output(scenario).ok();
+        for seed in seeds.clone() {
+            match suite::check_determinism(scenario, seed, fault_free.as_deref()) {
+                Ok(lines) => println!("{} seed {seed}: deterministic ({lines} trace lines)", scenario.name()),
+                Err(divergence) => {
+                    ok = false;
+                    println!("{}: NOT deterministic: {divergence}", scenario.name());
+                    println!("    replay: {}", suite::replay_command(&scenario.path, seed));
+                }
+            }
+        }
+    }
+    Ok(ok)
+}
+
+fn replay(path: &Path, seed: u64, trace: Option<PathBuf>) -> Result<bool, String> {
+    let scenario = scenario::load(path).map_err(|e| e.to_string())?;
+    let fault_free = suite::fault_free_output(&scenario).ok();
+    let report =
+        sim::runner::run(&scenario, seed, sim::runner::RunOptions { faults: true, trace: true }, fault_free.as_deref());
+    println!("scenario {} ({}), seed {seed}", scenario.name(), path.display());
+    for (key, value) in &report.chosen {
+        println!("  chosen by the seed: {key} = {value}");
+    }
+    let trace_path = trace.unwrap_or_else(|| PathBuf::from(format!("{}-seed-{seed}.trace", scenario.name())));
+    std::fs::write(&trace_path, report.trace.join("\n") + "\n")
+        .map_err(|e| format!("cannot write `{}`: {e}", trace_path.display()))?;
+    println!(
+        "simulated {} ms in {:.3} s; {} checkpoints completed; {} restores; trace: {} ({} lines)",
+        report.sim_time_ms,
+        report.wall_time.as_secs_f64(),
+        report.completed.len(),
+        report.restores,
+        trace_path.display(),
+        report.trace.len()
+    );
+    if let Some(error) = &report.error {
+        println!("  {error}");
+    }
+    for violation in &report.violations {
+        println!("  {violation}");
+    }
+    let passed = suite::seed_passed(&scenario, &report);
+    println!("{}", if passed { "passed" } else { "FAILED" });
+    Ok(passed)
+}
+
+fn json_report(summaries: &[ScenarioSummary]) -> String {
+    let scenarios: Vec<serde_json::Value> = summaries
+        .iter()
+        .map(|s| {
+            let failures: Vec<serde_json::Value> = s
+                .failures
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "seed": f.seed,
+                        "error": f.error,
+                        "violations": f.violations,
+                        "replay": suite::replay_command(Path::new(&s.path), f.seed),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": s.name, "path": s.path, "seeds": s.seeds, "passed": s.passed,
+                "failed": s.failures.len(), "seeds_per_second": s.seeds_per_second(),
+                "simulated_per_wall": s.sim_wall_ratio(), "canary": s.canary.map(|c| c.to_string()),
+                "failures": failures,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "scenarios": scenarios })).expect("JSON values serialize")
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn junit_report(summaries: &[ScenarioSummary]) -> String {
+    let failures = summaries.iter().filter(|s| !s.failures.is_empty()).count();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"weir-sim\" tests=\"{}\" failures=\"{failures}\">\n",
+        summaries.len()
+    );
+    for summary in summaries {
+        let _ = write!(
+            xml,
+            "  <testcase classname=\"scenarios\" name=\"{}\" time=\"{:.3}\"",
+            xml_escape(&summary.name),
+            summary.wall_time.as_secs_f64()
+        );
+        if summary.failures.is_empty() {
+            xml.push_str("/>\n");
+            continue;
+        }
+        let mut message = String::new();
+        for failure in &summary.failures {
+            let what = failure
+                .violations
+                .first()
+                .map(|v| v.to_string())
+                .or_else(|| failure.error.clone())
+                .unwrap_or_else(|| "canary not caught".into());
+            let _ = writeln!(
+                message,
+                "seed {}: {what}\n  replay: {}",
+                failure.seed,
+                suite::replay_command(Path::new(&summary.path), failure.seed)
+            );
+        }
+        let _ = write!(
+            xml,
+            ">\n    <failure message=\"{} of {} seeds failed\">{}</failure>\n  </testcase>\n",
+            summary.failures.len(),
+            summary.seeds,
+            xml_escape(&message)
+        );
+    }
+    xml.push_str("</testsuite>\n");
+    xml
+}

@@ -1,0 +1,386 @@
+//! Runs one scenario for one seed: the faults phase, the healing phase, whole-job restarts
+//! from externalized checkpoints, then the checkers. Every run is a function of (scenario,
+//! seed, build).
+
+use crate::checkers::{self, Evidence};
+use crate::checks;
+use crate::harness::{CHECKPOINT_DIR, OUTPUT_DIR};
+use crate::injector::{self, Injector, Nodes};
+use crate::invariants::Violation;
+use crate::scenario::{RestartHow, Scenario, job_parameters};
+use crate::storage::SimStorage;
+use engine::cluster::messages::RestoreRequest;
+use engine::cluster::{Cluster, JobHandle};
+use engine::config::{JobConfig, StateBackendKind};
+use engine::faults::{CheckpointPhase, FaultHook, RpcFate, RpcKind};
+use engine::ids::CheckpointId;
+use engine::jobs;
+use engine::local;
+use engine::seam::runtime;
+use engine::seam::storage::StorageRef;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Inject the scenario's faults and restarts (off for the fault-free reference run).
+    pub faults: bool,
+    /// Record the trace: one line per event.
+    pub trace: bool,
+}
+
+/// What one seed of one scenario did.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub scenario: String,
+    pub seed: u64,
+    /// Settings drawn from the seed.
+    pub chosen: Vec<(String, String)>,
+    pub violations: Vec<Violation>,
+    /// A failure of the run itself (the job failed for good, a harness error).
+    pub error: Option<String>,
+    pub sim_time_ms: u64,
+    pub wall_time: Duration,
+    /// The committed output.
+    pub output: String,
+    pub completed: Vec<CheckpointId>,
+    pub restores: u32,
+    pub trace: Vec<String>,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.error.is_none()
+    }
+}
+
+/// Settings drawn from the seed (unless the scenario fixes them): the batch size and
+/// channel capacity decide where backpressure and interleavings happen.
+fn choose(seed: u64, scenario: &Scenario, config: &mut JobConfig) -> Vec<(String, String)> {
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        // splitmix64: a seed-only generator, independent of the simulation's.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut chosen = Vec::new();
+    if !scenario.file.config.contains_key("weir.channel.batch-size-records") {
+        config.batch_size_records = [1, 4, 16, 64][(next() % 4) as usize];
+    }
+    if !scenario.file.config.contains_key("weir.channel.capacity-batches") {
+        config.channel_capacity_batches = [1, 2, 4][(next() % 3) as usize];
+    }
+    chosen.push(("weir.channel.batch-size-records".into(), config.batch_size_records.to_string()));
+    chosen.push(("weir.channel.capacity-batches".into(), config.channel_capacity_batches.to_string()));
+    chosen
+}
+
+/// Records completions, in order, across every job manager and job of the run, then hands
+/// every fault point to the injector.
+struct Recorder {
+    injector: Arc<Injector>,
+    completed: Mutex<Vec<CheckpointId>>,
+}
+
+impl FaultHook for Recorder {
+    fn on_checkpoint_phase(&self, checkpoint: CheckpointId, phase: CheckpointPhase) {
+        if phase == CheckpointPhase::Completed {
+            self.completed.lock().expect("recorder lock").push(checkpoint);
+        }
+        self.injector.on_checkpoint_phase(checkpoint, phase);
+    }
+
+    fn on_rpc(&self, kind: RpcKind, task: engine::checkpoint::coordinator::TaskRef) -> RpcFate {
+        self.injector.on_rpc(kind, task)
+    }
+
+    fn barrier_delay(
+        &self,
+        checkpoint: CheckpointId,
+        from: engine::checkpoint::coordinator::TaskRef,
+        to: u32,
+    ) -> Option<Duration> {
+        self.injector.barrier_delay(checkpoint, from, to)
+    }
+
+    fn snapshot_stall(
+        &self,
+        checkpoint: CheckpointId,
+        task: engine::checkpoint::coordinator::TaskRef,
+    ) -> Option<Duration> {
+        self.injector.snapshot_stall(checkpoint, task)
+    }
+}
+
+/// A deterministic text for `wordcount` scenarios: `lines` lines drawn from a fixed
+/// vocabulary with case and punctuation, seeded by the line count only, so that every seed
+/// of a scenario reads the same input.
+pub fn generated_text(lines: u32) -> String {
+    const WORDS: &[&str] =
+        &["The", "quick", "brown", "fox", "jumps", "over", "LAZY", "dog's", "naïve", "co-op", "x2y", "end."];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(lines);
+    let mut text = String::new();
+    for _ in 0..lines {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let words = (state % 9) as usize;
+        let line: Vec<&str> = (0..words).map(|i| WORDS[((state >> (i * 5)) % WORDS.len() as u64) as usize]).collect();
+        text.push_str(&line.join(" "));
+        text.push('\n');
+    }
+    text
+}
+
+/// The job's expected committed output (sorted lines), from its parameters alone.
+pub fn reference_output(scenario: &Scenario) -> Vec<String> {
+    let params = job_parameters(&scenario.file.job);
+    let number = |name: &str, default: u64| params.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let mut lines = Vec::new();
+    match scenario.file.job.name.as_str() {
+        "sequence" => {
+            let (partitions, records, keys) = (number("partitions", 4), number("records", 10_000), number("keys", 64));
+            for partition in 0..partitions {
+                for n in 0..records {
+                    lines.push(format!("r {partition} {n} {}", n % keys));
+                }
+            }
+            for (key, (count, sum)) in jobs::sequence::reference_totals(partitions as u32, records, keys) {
+                lines.push(format!("k {key} {count} {sum}"));
+            }
+        }
+        "wordcount" => {
+            let text = generated_text(scenario.file.job.input_lines.unwrap_or(1000));
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let mut word = String::new();
+            for &byte in text.as_bytes().iter().chain(std::iter::once(&b' ')) {
+                if byte.is_ascii_alphabetic() {
+                    word.push(byte.to_ascii_lowercase() as char);
+                } else if !word.is_empty() {
+                    *counts.entry(std::mem::take(&mut word)).or_default() += 1;
+                }
+            }
+            lines.extend(counts.into_iter().map(|(w, c)| format!("{w} {c}")));
+        }
+        other => panic!("no reference model for job `{other}`"),
+    }
+    lines.sort();
+    lines
+}
+
+/// A writer appending trace lines to a shared buffer.
+#[derive(Clone, Default)]
+struct TraceBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for TraceBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("trace lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `scenario` for `seed`. `fault_free` is the sorted committed output of a fault-free
+/// run, when the exactly-once check should compare with one.
+pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Option<&[String]>) -> RunReport {
+    let started = Instant::now();
+    let mut config = scenario.config.clone();
+    let chosen = choose(seed, scenario, &mut config);
+    if config.checkpoint.interval_ms.is_some() && config.checkpoint.dir.is_none() {
+        config.checkpoint.dir = Some(CHECKPOINT_DIR.to_string());
+    }
+    let buffer = TraceBuffer::default();
+    let simulated = {
+        let scenario = scenario.clone();
+        let config = config.clone();
+        let writer = buffer.clone();
+        let simulation = move || runtime::run(seed, simulate(scenario, config, options));
+        if options.trace {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("weir::trace=info,engine=warn,sim=warn"))
+                .with_timer(engine::logging::RuntimeClock)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, simulation)
+        } else {
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), simulation)
+        }
+    };
+    let trace: Vec<String> =
+        String::from_utf8_lossy(&buffer.0.lock().expect("trace lock")).lines().map(str::to_string).collect();
+    let reference = reference_output(scenario);
+    let mut report = RunReport {
+        scenario: scenario.name().to_string(),
+        seed,
+        chosen,
+        violations: Vec::new(),
+        error: simulated.error.clone(),
+        sim_time_ms: simulated.sim_time_ms,
+        wall_time: started.elapsed(),
+        output: simulated.output.clone(),
+        completed: simulated.completed.clone(),
+        restores: simulated.restores,
+        trace,
+    };
+    let evidence = Evidence {
+        seed,
+        time_ms: simulated.sim_time_ms,
+        output: &simulated.output,
+        reference: &reference,
+        fault_free,
+        completed: &simulated.completed,
+        checkpoint_dirs: &simulated.checkpoint_dirs,
+        num_retained: config.checkpoint.num_retained,
+        jobmanager_backend: config.state_backend == StateBackendKind::JobManager,
+        finished_at_ms: simulated.finished_at_ms,
+        healing_bound_ms: scenario.file.healing.finish_within.as_millis() as u64,
+        self_contained: simulated.checkpoint_dirs.iter().flat_map(|r| r.self_contained.iter().cloned()).collect(),
+    };
+    report.violations = checkers::check(&scenario.file.checks.invariants, &evidence);
+    report
+}
+
+/// What the simulation itself returns.
+struct Simulated {
+    output: String,
+    completed: Vec<CheckpointId>,
+    restores: u32,
+    checkpoint_dirs: Vec<checks::CheckpointDirReport>,
+    finished_at_ms: Option<u64>,
+    sim_time_ms: u64,
+    error: Option<String>,
+}
+
+async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) -> Simulated {
+    let file = &scenario.file;
+    let storage = SimStorage::new();
+    if file.job.name == "wordcount" {
+        storage.put_file(Path::new("/input/text.txt"), generated_text(file.job.input_lines.unwrap_or(1000)).as_bytes());
+    }
+    let faults = if options.faults { file.faults.clone() } else { Vec::new() };
+    let (injector, actions) = Injector::new(faults, file.job.task_managers, storage.clone());
+    let injector = Arc::new(injector);
+    let recorder = Arc::new(Recorder { injector: injector.clone(), completed: Mutex::new(Vec::new()) });
+    let nodes: Arc<Mutex<Nodes>> = Arc::new(Mutex::new(BTreeMap::new()));
+    runtime::spawn(injector::controller(actions, nodes.clone()));
+    for (index, at) in injector.timed() {
+        let injector = injector.clone();
+        runtime::spawn(async move {
+            runtime::sleep(at).await;
+            injector.fire(index);
+        });
+    }
+    let healer = injector.clone();
+    let faults_until = file.healing.faults_until;
+    runtime::spawn(async move {
+        runtime::sleep(faults_until).await;
+        healer.heal();
+    });
+
+    let storage_ref: StorageRef = Arc::new(storage.clone());
+    let spec = local::cluster_spec(file.job.parallelism, file.job.task_managers);
+    let start_cluster = || {
+        let cluster = Cluster::start_with_faults(&spec, storage_ref.clone(), recorder.clone());
+        let mut map = nodes.lock().expect("nodes lock");
+        map.insert("jm".to_string(), cluster.job_manager().clone());
+        for node in cluster.task_managers() {
+            map.insert(node.name().to_string(), node.clone());
+        }
+        drop(map);
+        cluster
+    };
+    let mut parameters = job_parameters(&file.job);
+    parameters.insert("output".into(), OUTPUT_DIR.into());
+    if file.job.name == "wordcount" {
+        parameters.insert("input".into(), "/input/text.txt".into());
+    }
+    let builtin = jobs::find(&file.job.name).expect("validated job name");
+    let deadline = faults_until + file.healing.finish_within;
+    let failure = |message: String| Simulated {
+        output: String::new(),
+        completed: Vec::new(),
+        restores: 0,
+        checkpoint_dirs: Vec::new(),
+        finished_at_ms: None,
+        sim_time_ms: runtime::elapsed().as_millis() as u64,
+        error: Some(message),
+    };
+
+    let mut cluster = start_cluster();
+    let submit = async |cluster: &Cluster, restore: Option<RestoreRequest>| -> Result<JobHandle, String> {
+        let graph = builtin.build_graph(&parameters, config.clone()).map_err(|e| e.to_string())?;
+        cluster.submit(graph, restore).await.map_err(|e| e.to_string())
+    };
+    let mut handle = match submit(&cluster, None).await {
+        Ok(handle) => handle,
+        Err(error) => return failure(error),
+    };
+    let mut restores = 0;
+    let restarts = if options.faults { file.restarts.clone() } else { Vec::new() };
+    for restart in restarts {
+        let now = runtime::elapsed();
+        if restart.at > now {
+            runtime::sleep(restart.at - now).await;
+        }
+        let job = handle.job;
+        match restart.how {
+            RestartHow::Cancel => {
+                tracing::info!(target: "weir::trace", %job, "restart: canceling the job");
+                if cluster.cancel(job).await.is_err() {
+                    break; // The job already ended: nothing to restart.
+                }
+            }
+            RestartHow::Crash => {
+                tracing::info!(target: "weir::trace", %job, "restart: every node of the job crashes");
+                let _ = cluster.job_manager().kill();
+                for node in cluster.task_managers() {
+                    let _ = node.kill();
+                }
+                cluster = start_cluster();
+            }
+        }
+        let job_dir = Path::new(CHECKPOINT_DIR).join(job.to_string());
+        let latest = match checks::latest_checkpoint(&storage_ref, &job_dir).await {
+            Ok(latest) => latest,
+            Err(error) => return failure(error.to_string()),
+        };
+        tracing::info!(target: "weir::trace", from = ?latest, "restart: new job from the latest externalized checkpoint");
+        restores += 1;
+        let restore = latest.map(|path| RestoreRequest { path, allow_non_restored_state: false });
+        handle = match submit(&cluster, restore).await {
+            Ok(handle) => handle,
+            Err(error) => return failure(error),
+        };
+    }
+    let remaining = deadline.saturating_sub(runtime::elapsed());
+    let (finished_at_ms, error) = tokio::select! {
+        outcome = handle.wait() => match outcome {
+            Ok(_) => (Some(runtime::elapsed().as_millis() as u64), None),
+            Err(error) => (None, Some(format!("the job failed: {error}"))),
+        },
+        _ = runtime::sleep(remaining) => (None, None),
+    };
+    let output = local::read_parts(&storage_ref, Path::new(OUTPUT_DIR)).await.unwrap_or_default();
+    let checkpoint_dirs =
+        checks::inspect_checkpoint_root(&storage_ref, Path::new(CHECKPOINT_DIR)).await.unwrap_or_default();
+    let completed = recorder.completed.lock().expect("recorder lock").clone();
+    Simulated {
+        output,
+        completed,
+        restores,
+        checkpoint_dirs,
+        finished_at_ms,
+        sim_time_ms: runtime::elapsed().as_millis() as u64,
+        error,
+    }
+}

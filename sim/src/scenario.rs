@@ -1,0 +1,408 @@
+//! Scenario files: a simulation test as data. A TOML file names a job and its parameters,
+//! the cluster, the configuration (Flink's keys), the faults, full-job restarts from
+//! externalized checkpoints, the healing bound and the invariants to check.
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere): a misspelt key is an error naming
+//! the file, the line and the key, never an option silently ignored. A file that parses is
+//! then validated (references to nodes, phases, rates), again with the file and line.
+
+use engine::config::{self, ConfigEntry, JobConfig, RawValue};
+use engine::faults::{CheckpointPhase, RpcKind};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A scenario file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario `{path}`: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}:{line}: {message}")]
+    Invalid { path: PathBuf, line: usize, message: String },
+}
+
+/// A parsed, validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub file: ScenarioFile,
+    /// The job configuration, from `[config]` (Flink's keys).
+    pub config: JobConfig,
+}
+
+impl Scenario {
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub name: String,
+    pub about: String,
+    pub job: JobSpec,
+    /// Flink configuration keys and values, as in a `flink-conf.yaml`.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultSpec>,
+    /// Whole-job crashes or cancels, each followed by a new job started from the latest
+    /// externalized checkpoint (what `weir run -s` does).
+    #[serde(default, rename = "restart")]
+    pub restarts: Vec<RestartSpec>,
+    pub healing: HealingSpec,
+    pub checks: ChecksSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// A built-in job: `sequence` or `wordcount`.
+    pub name: String,
+    /// The job's parameters (see `weir jobs`); `output` is set by the runner.
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    pub parallelism: u32,
+    pub task_managers: u32,
+    /// For `wordcount`: a generated input text of this many lines (seeded by the scenario).
+    #[serde(default)]
+    pub input_lines: Option<u32>,
+}
+
+/// When a scripted fault fires: at a simulated time, or when a checkpoint reaches a phase.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub at: Option<Duration>,
+    #[serde(default)]
+    pub checkpoint: Option<u64>,
+    #[serde(default)]
+    pub phase: Option<CheckpointPhase>,
+}
+
+/// A node: `jm`, `tm-<n>`, or `random` (a task manager drawn from the seed).
+pub type NodeName = String;
+
+/// One fault. Scripted ones fire once (`when`); random ones fire at `rate` per opportunity
+/// during the faults phase.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// Kill a task manager (its subtasks die with it) and restart it after a while.
+    CrashTaskManager {
+        node: NodeName,
+        when: When,
+        #[serde(deserialize_with = "duration")]
+        restart_after: Duration,
+    },
+    /// Kill the job manager and restart it after a while; it recovers its jobs.
+    CrashJobManager {
+        when: When,
+        #[serde(deserialize_with = "duration")]
+        restart_after: Duration,
+    },
+    /// Hold barriers on output channels: each barrier, on each channel, with probability
+    /// `rate`, for a duration drawn from `delay`.
+    DelayBarriers { rate: f64, delay: DurationRange },
+    /// Lose RPC messages of one kind (or `any`) with probability `rate`.
+    DropRpc { message: RpcSelector, rate: f64 },
+    /// Delay RPC messages of one kind (or `any`) with probability `rate`.
+    DelayRpc { message: RpcSelector, rate: f64, delay: DurationRange },
+    /// Stall the asynchronous part of snapshots with probability `rate`.
+    StallSnapshot { rate: f64, delay: DurationRange },
+    /// Seeded IO errors on write, fsync and read.
+    StorageErrors {
+        #[serde(default)]
+        write_rate: f64,
+        #[serde(default)]
+        fsync_rate: f64,
+        #[serde(default)]
+        read_rate: f64,
+    },
+    /// Storage is full (every write fails) from `when` for `duration`.
+    StorageFull {
+        when: When,
+        #[serde(deserialize_with = "duration")]
+        duration: Duration,
+    },
+    /// Every storage operation takes a duration drawn from `latency`, from `when` on.
+    SlowStorage { when: When, latency: DurationRange },
+    /// The storage node loses power: unsynced writes and renames are lost, the last write
+    /// may be torn.
+    StorageCrash { when: When },
+    /// Cut a task manager off: RPCs to and from its subtasks are lost for `duration`.
+    PartitionNode {
+        node: NodeName,
+        when: When,
+        #[serde(deserialize_with = "duration")]
+        duration: Duration,
+    },
+}
+
+/// Which RPC messages a fault applies to.
+#[derive(Copy, Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcSelector {
+    Any,
+    Trigger,
+    Notify,
+    Abort,
+    Finish,
+    Ack,
+    Decline,
+    EndOfData,
+}
+
+impl RpcSelector {
+    pub fn matches(self, kind: RpcKind) -> bool {
+        matches!(
+            (self, kind),
+            (RpcSelector::Any, _)
+                | (RpcSelector::Trigger, RpcKind::Trigger)
+                | (RpcSelector::Notify, RpcKind::Notify)
+                | (RpcSelector::Abort, RpcKind::Abort)
+                | (RpcSelector::Finish, RpcKind::Finish)
+                | (RpcSelector::Ack, RpcKind::Ack)
+                | (RpcSelector::Decline, RpcKind::Decline)
+                | (RpcSelector::EndOfData, RpcKind::EndOfData)
+        )
+    }
+}
+
+/// `"50..800 ms"`: a range of durations, drawn uniformly; or one duration.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl<'de> Deserialize<'de> for DurationRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_range(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_range(text: &str) -> Result<DurationRange, String> {
+    let expected = || format!("expected a duration or a range such as `50..800 ms`, got `{text}`");
+    match text.split_once("..") {
+        None => {
+            let d = config::parse_duration(text).map_err(|_| expected())?;
+            Ok(DurationRange { min: d, max: d })
+        }
+        Some((low, high)) => {
+            // The unit may be written once, after the upper bound.
+            let unit: String = high.trim().trim_start_matches(|c: char| c.is_ascii_digit()).to_string();
+            let low = if low.trim().chars().all(|c| c.is_ascii_digit()) {
+                format!("{}{unit}", low.trim())
+            } else {
+                low.to_string()
+            };
+            let min = config::parse_duration(&low).map_err(|_| expected())?;
+            let max = config::parse_duration(high).map_err(|_| expected())?;
+            if min > max {
+                return Err(format!("the range `{text}` is empty"));
+            }
+            Ok(DurationRange { min, max })
+        }
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    config::parse_duration(&text)
+        .map_err(|_| serde::de::Error::custom(format!("expected a duration such as `500 ms`, got `{text}`")))
+}
+
+fn duration_opt<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
+/// A whole-job restart: at `at` after the job started, `cancel` it (Ctrl-C) or `crash` it
+/// (every node dies, as with `kill -9`), then start a new job from the latest externalized
+/// checkpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    #[serde(deserialize_with = "duration")]
+    pub at: Duration,
+    pub how: RestartHow,
+}
+
+#[derive(Copy, Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartHow {
+    Cancel,
+    Crash,
+}
+
+/// The two phases: faults until `faults_until`, then healing: faults stop, and the job must
+/// finish within `finish_within`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealingSpec {
+    #[serde(deserialize_with = "duration")]
+    pub faults_until: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub finish_within: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksSpec {
+    pub invariants: Vec<crate::invariants::Invariant>,
+    /// A canary: the scenario passes only if this invariant is violated (the harness must
+    /// be able to fail).
+    #[serde(default)]
+    pub expect_violation: Option<crate::invariants::Invariant>,
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ScenarioError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    parse(&text, path)
+}
+
+/// Parses and validates scenario `text`, read from `path`.
+pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+    let invalid = |line: usize, message: String| ScenarioError::Invalid { path: path.to_path_buf(), line, message };
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |span| line_of(text, span.start));
+        invalid(line, e.message().replace('\n', " "))
+    })?;
+    // `[config]`: Flink's keys, checked by the engine's configuration reader.
+    let entries: Vec<ConfigEntry> = file
+        .config
+        .iter()
+        .map(|(key, value)| ConfigEntry {
+            key: key.clone(),
+            value: raw_value(value),
+            line: find_line(text, &format!("\"{key}\"")),
+        })
+        .collect();
+    let origin = path.display().to_string();
+    let config = config::from_entries(entries, &origin).map_err(|e| invalid(0, e.to_string()))?;
+    let mut config = config;
+    config.parallelism = Some(file.job.parallelism);
+    if engine::jobs::find(&file.job.name).is_none() {
+        return Err(invalid(find_line(text, "[job]").unwrap_or(1), format!("unknown job `{}`", file.job.name)));
+    }
+    if file.job.task_managers == 0 || file.job.parallelism == 0 {
+        return Err(invalid(
+            find_line(text, "[job]").unwrap_or(1),
+            "parallelism and task_managers must be at least 1".into(),
+        ));
+    }
+    for (index, fault) in file.faults.iter().enumerate() {
+        let line = nth_line(text, "[[fault]]", index).unwrap_or(1);
+        validate_fault(fault, file.job.task_managers).map_err(|message| invalid(line, message))?;
+    }
+    if file.checks.invariants.is_empty() {
+        return Err(invalid(find_line(text, "[checks]").unwrap_or(1), "no invariants to check".into()));
+    }
+    Ok(Scenario { path: path.to_path_buf(), file, config })
+}
+
+fn validate_fault(fault: &FaultSpec, task_managers: u32) -> Result<(), String> {
+    let rate_ok =
+        |rate: f64| if (0.0..=1.0).contains(&rate) { Ok(()) } else { Err(format!("rate {rate} is not in 0..=1")) };
+    let node_ok = |node: &str| {
+        let known = node == "random"
+            || node.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < task_managers);
+        if known {
+            Ok(())
+        } else {
+            Err(format!("unknown node `{node}` (task managers are tm-0..tm-{})", task_managers - 1))
+        }
+    };
+    let when_ok = |when: &When| match (when.at, when.checkpoint, when.phase) {
+        (Some(_), None, None) | (None, Some(_), Some(_)) => Ok(()),
+        _ => Err("`when` needs either `at = \"<duration>\"` or both `checkpoint` and `phase`".to_string()),
+    };
+    match fault {
+        FaultSpec::CrashTaskManager { node, when, .. } => {
+            node_ok(node)?;
+            when_ok(when)
+        }
+        FaultSpec::CrashJobManager { when, .. }
+        | FaultSpec::StorageFull { when, .. }
+        | FaultSpec::SlowStorage { when, .. }
+        | FaultSpec::StorageCrash { when } => when_ok(when),
+        FaultSpec::PartitionNode { node, when, .. } => {
+            node_ok(node)?;
+            when_ok(when)
+        }
+        FaultSpec::DelayBarriers { rate, .. }
+        | FaultSpec::DropRpc { rate, .. }
+        | FaultSpec::DelayRpc { rate, .. }
+        | FaultSpec::StallSnapshot { rate, .. } => rate_ok(*rate),
+        FaultSpec::StorageErrors { write_rate, fsync_rate, read_rate } => {
+            rate_ok(*write_rate)?;
+            rate_ok(*fsync_rate)?;
+            rate_ok(*read_rate)
+        }
+    }
+}
+
+fn raw_value(value: &toml::Value) -> RawValue {
+    match value {
+        toml::Value::String(s) => RawValue::String(s.clone()),
+        toml::Value::Integer(i) => RawValue::Integer(*i),
+        toml::Value::Float(f) => RawValue::Float(*f),
+        toml::Value::Boolean(b) => RawValue::Bool(*b),
+        other => RawValue::String(other.to_string()),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn find_line(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|offset| line_of(text, offset))
+}
+
+fn nth_line(text: &str, needle: &str, n: usize) -> Option<usize> {
+    text.match_indices(needle).nth(n).map(|(offset, _)| line_of(text, offset))
+}
+
+/// Every scenario file under `path` (a file, or a directory searched recursively), sorted.
+pub fn discover(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| ScenarioError::Read { path: dir.clone(), message: e.to_string() })?;
+        for entry in entries.flatten() {
+            let entry_path = entry.path();
+            if entry_path.is_dir() {
+                stack.push(entry_path);
+            } else if entry_path.extension().is_some_and(|e| e == "toml") {
+                found.push(entry_path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The job's parameters as text, as the built-in job registry takes them.
+pub fn job_parameters(spec: &JobSpec) -> BTreeMap<String, String> {
+    spec.params
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
