@@ -251,11 +251,16 @@ pub async fn controller(mut actions: tokio::sync::mpsc::UnboundedReceiver<NodeAc
             NodeAction::Kill { node, restart_after } => {
                 let Some(handle) = nodes.lock().expect("nodes lock").get(&node).cloned() else { continue };
                 tracing::info!(target: "weir::trace", %node, ?restart_after, "fault: node killed");
-                handle.kill().expect("nodes can be killed under simulation");
+                if let Err(error) = handle.kill() {
+                    tracing::warn!(%error, "cannot inject a node fault");
+                    continue;
+                }
                 runtime::spawn(async move {
                     runtime::sleep(restart_after).await;
                     tracing::info!(target: "weir::trace", node = handle.name(), "node restarted");
-                    handle.restart().expect("nodes can be restarted under simulation");
+                    if let Err(error) = handle.restart() {
+                        tracing::warn!(%error, "cannot restart a node");
+                    }
                 });
             }
         }

@@ -262,6 +262,10 @@ struct Simulated {
 }
 
 async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) -> Simulated {
+    // Times are measured from this run's start: on tokio the runtime's clock is the
+    // process's, shared by every run in it.
+    let started = runtime::now();
+    let elapsed = move || started.elapsed();
     let file = &scenario.file;
     let storage = SimStorage::new();
     if file.job.name == "wordcount" {
@@ -312,7 +316,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         restores: 0,
         checkpoint_dirs: Vec::new(),
         finished_at_ms: None,
-        sim_time_ms: runtime::elapsed().as_millis() as u64,
+        sim_time_ms: elapsed().as_millis() as u64,
         error: Some(message),
     };
 
@@ -328,7 +332,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     let mut restores = 0;
     let restarts = if options.faults { file.restarts.clone() } else { Vec::new() };
     for restart in restarts {
-        let now = runtime::elapsed();
+        let now = elapsed();
         if restart.at > now {
             runtime::sleep(restart.at - now).await;
         }
@@ -362,10 +366,10 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
             Err(error) => return failure(error),
         };
     }
-    let remaining = deadline.saturating_sub(runtime::elapsed());
+    let remaining = deadline.saturating_sub(elapsed());
     let (finished_at_ms, error) = tokio::select! {
         outcome = handle.wait() => match outcome {
-            Ok(_) => (Some(runtime::elapsed().as_millis() as u64), None),
+            Ok(_) => (Some(elapsed().as_millis() as u64), None),
             Err(error) => (None, Some(format!("the job failed: {error}"))),
         },
         _ = runtime::sleep(remaining) => (None, None),

@@ -271,7 +271,15 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let invalid = |line: usize, message: String| ScenarioError::Invalid { path: path.to_path_buf(), line, message };
     let file: ScenarioFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |span| line_of(text, span.start));
+        let mut line = e.span().map_or(1, |span| line_of(text, span.start));
+        // For a bad key or value inside a table, toml points at the table; name the line of
+        // the offending key or value itself when the message quotes it.
+        if let Some(start) = e.span().map(|span| span.start)
+            && let Some(offset) =
+                e.message().split('`').skip(1).step_by(2).find_map(|quoted| text[start..].find(quoted))
+        {
+            line = line_of(text, start + offset);
+        }
         invalid(line, e.message().replace('\n', " "))
     })?;
     // `[config]`: Flink's keys, checked by the engine's configuration reader.

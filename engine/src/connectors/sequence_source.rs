@@ -80,9 +80,10 @@ impl Source for SequenceSource {
         }
         let mut slice = (max_records / unfinished).max(1) as u64;
         if self.records_per_second > 0 {
-            // Emit in 10 ms steps at the configured rate.
-            slice = slice.min((self.records_per_second / 100).max(1));
-            runtime::sleep(Duration::from_micros(slice * 1_000_000 / self.records_per_second)).await;
+            // Paced: a slice of 10 ms worth of records every 10 ms, whatever the batch size,
+            // so that real timers (millisecond granularity) keep the rate too.
+            slice = (self.records_per_second / 100).max(1);
+            runtime::sleep(Duration::from_millis(10)).await;
         }
         for _ in 0..self.positions.len() {
             let index = self.next % self.positions.len();
