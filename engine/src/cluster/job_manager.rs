@@ -455,6 +455,10 @@ impl JobManager {
         // was started from, else nothing.
         let source = run.completed.values().next_back().or(run.initial_restore.as_ref()).cloned();
         let allow = run.allow_non_restored_state;
+        if let Some(checkpoint) = &source {
+            let (id, path) = (checkpoint.metadata.checkpoint_id, checkpoint.metadata_path.display().to_string());
+            tracing::info!(target: "weir::trace", %job, checkpoint = %id, %path, "restoring state");
+        }
         let plan: RestorePlan = match &source {
             Some(checkpoint) => match restore::plan(&self.storage, checkpoint, &graph, allow).await {
                 Ok(plan) => plan,

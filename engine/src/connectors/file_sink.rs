@@ -154,6 +154,7 @@ impl<T: Send + 'static> FileSink<T> {
         }
         for transaction in &ready {
             commit(self.storage(), &self.dir, transaction, self.uid.as_ref().expect("opened")).await?;
+            tracing::info!(target: "weir::trace", transaction = %transaction.committed, checkpoint = %transaction.checkpoint, "sink committed");
         }
         self.storage().sync_dir(&self.dir).await?;
         self.pending.retain(|t| t.checkpoint > checkpoint);
@@ -204,6 +205,7 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
             let pending = restored.get(&PENDING).map_err(|e| context.state_error(e))?;
             for transaction in &pending {
                 commit(&storage, &self.dir, transaction, context.uid).await?;
+                tracing::info!(target: "weir::trace", transaction = %transaction.committed, checkpoint = %transaction.checkpoint, "sink committed on restore");
             }
             // Abort what earlier deployments left in progress and the checkpoint does not
             // know: it holds records after the restored checkpoint, which will be replayed.

@@ -166,7 +166,10 @@ impl<T: Send + 'static> Subtask<T> {
                 runtime::sleep(stall).await;
             }
             let report = match writer.write(checkpoint, &info, snapshot).await {
-                Ok(state) => TaskReport::Ack { checkpoint, state },
+                Ok(state) => {
+                    tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot written, acking");
+                    TaskReport::Ack { checkpoint, state }
+                }
                 Err(error) => {
                     tracing::warn!(%checkpoint, %error, "declining checkpoint");
                     TaskReport::Decline { checkpoint, reason: error.to_string(), counts_as_failure: true }

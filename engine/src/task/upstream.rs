@@ -126,7 +126,11 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
             self.source.open(context, restored.as_ref()).await?;
         }
         match self.source.poll(out, self.batch_size_records).await? {
-            SourcePoll::More => Ok(Pulled::Records),
+            SourcePoll::More => {
+                let (vertex, subtask) = (&self.info.vertex_name, self.info.subtask.0);
+                tracing::info!(target: "weir::trace", %vertex, subtask, records = out.len(), "records emitted");
+                Ok(Pulled::Records)
+            }
             SourcePoll::Finished => Ok(Pulled::End),
         }
     }
