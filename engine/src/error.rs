@@ -69,4 +69,6 @@ pub enum JobError {
     CheckpointStorage(StorageError),
     #[error("{0}")]
     Setup(String),
+    #[error("savepoint {id} failed: {reason}")]
+    SavepointFailed { id: u64, reason: String },
 }

@@ -5,6 +5,11 @@
 use crate::checkers::{self, Evidence};
 use crate::checks;
 use crate::harness::{CHECKPOINT_DIR, OUTPUT_DIR};
+
+/// Where savepoints go in simulated runs (`state.savepoints.dir`).
+pub const SAVEPOINT_DIR: &str = "/savepoints";
+/// Where relocated checkpoints and savepoints are moved to.
+pub const RELOCATED_DIR: &str = "/relocated";
 use crate::injector::{self, Injector, Nodes};
 use crate::invariants::Violation;
 use crate::scenario::{RestartHow, Scenario, job_parameters};
@@ -19,7 +24,7 @@ use engine::local;
 use engine::seam::runtime;
 use engine::seam::storage::StorageRef;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -292,7 +297,10 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     });
 
     let storage_ref: StorageRef = Arc::new(storage.clone());
-    let spec = local::cluster_spec(file.job.parallelism, file.job.task_managers);
+    // Slots for the highest parallelism any of the run's jobs uses.
+    let most_parallel =
+        file.restarts.iter().filter_map(|r| r.parallelism).chain([file.job.parallelism]).max().unwrap_or(1);
+    let spec = local::cluster_spec(most_parallel, file.job.task_managers);
     let start_cluster = || {
         let cluster = Cluster::start_with_faults(&spec, storage_ref.clone(), recorder.clone());
         let mut map = nodes.lock().expect("nodes lock");
@@ -321,11 +329,13 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     };
 
     let mut cluster = start_cluster();
-    let submit = async |cluster: &Cluster, restore: Option<RestoreRequest>| -> Result<JobHandle, String> {
-        let graph = builtin.build_graph(&parameters, config.clone()).map_err(|e| e.to_string())?;
-        cluster.submit(graph, restore).await.map_err(|e| e.to_string())
-    };
-    let mut handle = match submit(&cluster, None).await {
+    let submit =
+        async |cluster: &Cluster, config: &JobConfig, restore: Option<RestoreRequest>| -> Result<JobHandle, String> {
+            let graph = builtin.build_graph(&parameters, config.clone()).map_err(|e| e.to_string())?;
+            cluster.submit(graph, restore).await.map_err(|e| e.to_string())
+        };
+    let mut config = config;
+    let mut handle = match submit(&cluster, &config, None).await {
         Ok(handle) => handle,
         Err(error) => return failure(error),
     };
@@ -337,11 +347,29 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
             runtime::sleep(restart.at - now).await;
         }
         let job = handle.job;
+        let mut savepoint = None;
         match restart.how {
             RestartHow::Cancel => {
                 tracing::info!(target: "weir::trace", %job, "restart: canceling the job");
                 if cluster.cancel(job).await.is_err() {
                     break; // The job already ended: nothing to restart.
+                }
+            }
+            RestartHow::StopWithSavepoint => {
+                tracing::info!(target: "weir::trace", %job, "restart: stopping the job with a savepoint");
+                match cluster.trigger_savepoint(job, Some(PathBuf::from(SAVEPOINT_DIR)), true).await {
+                    Ok(path) => {
+                        let _ = handle.wait().await;
+                        savepoint = Some(path);
+                    }
+                    // The savepoint failed (faults) or the job ended: fall back to a cancel
+                    // and the latest checkpoint.
+                    Err(error) => {
+                        tracing::info!(target: "weir::trace", %job, %error, "restart: the savepoint failed, canceling");
+                        if cluster.cancel(job).await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
             RestartHow::Crash => {
@@ -354,14 +382,44 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
             }
         }
         let job_dir = Path::new(CHECKPOINT_DIR).join(job.to_string());
-        let latest = match checks::latest_checkpoint(&storage_ref, &job_dir).await {
-            Ok(latest) => latest,
-            Err(error) => return failure(error.to_string()),
+        let mut latest = match savepoint {
+            Some(path) => Some(path),
+            None => match checks::latest_checkpoint(&storage_ref, &job_dir).await {
+                Ok(latest) => latest,
+                Err(error) => return failure(error.to_string()),
+            },
         };
+        if restart.relocate
+            && let Some(from) = latest.take()
+        {
+            let to = Path::new(RELOCATED_DIR).join(format!(
+                "{restores}-{}",
+                from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ));
+            let moved = async {
+                storage_ref.create_dir_all(Path::new(RELOCATED_DIR)).await?;
+                storage_ref.rename(&from, &to).await?;
+                storage_ref.sync_dir(Path::new(RELOCATED_DIR)).await?;
+                storage_ref.sync_dir(from.parent().unwrap_or(Path::new("/"))).await
+            };
+            if let Err(error) = moved.await {
+                return failure(format!("cannot relocate {}: {error}", from.display()));
+            }
+            tracing::info!(target: "weir::trace", from = %from.display(), to = %to.display(), "restart: relocated");
+            latest = Some(to);
+        }
+        if let Some(parallelism) = restart.parallelism {
+            config.parallelism = Some(parallelism);
+        }
+        match restart.backend.as_deref() {
+            Some("jobmanager") => config.state_backend = StateBackendKind::JobManager,
+            Some("filesystem") => config.state_backend = StateBackendKind::FileSystem,
+            _ => {}
+        }
         tracing::info!(target: "weir::trace", from = ?latest, "restart: new job from the latest externalized checkpoint");
         restores += 1;
         let restore = latest.map(|path| RestoreRequest { path, allow_non_restored_state: false });
-        handle = match submit(&cluster, restore).await {
+        handle = match submit(&cluster, &config, restore).await {
             Ok(handle) => handle,
             Err(error) => return failure(error),
         };

@@ -221,15 +221,25 @@ fn duration_opt<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opt
     duration(deserializer).map(Some)
 }
 
-/// A whole-job restart: at `at` after the job started, `cancel` it (Ctrl-C) or `crash` it
-/// (every node dies, as with `kill -9`), then start a new job from the latest externalized
-/// checkpoint.
+/// A whole-job restart: at `at` after the job started, `cancel` it (Ctrl-C), `crash` it
+/// (every node dies, as with `kill -9`) or `stop_with_savepoint`, then start a new job from
+/// the latest externalized checkpoint (or the savepoint), possibly at another parallelism,
+/// with another backend, after moving what it restores from elsewhere.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartSpec {
     #[serde(deserialize_with = "duration")]
     pub at: Duration,
     pub how: RestartHow,
+    /// The new job's parallelism (default: unchanged).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// The new job's state backend, `jobmanager` or `filesystem` (default: unchanged).
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Move the checkpoint or savepoint directory elsewhere before restoring from it.
+    #[serde(default)]
+    pub relocate: bool,
 }
 
 #[derive(Copy, Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -237,6 +247,7 @@ pub struct RestartSpec {
 pub enum RestartHow {
     Cancel,
     Crash,
+    StopWithSavepoint,
 }
 
 /// The two phases: faults until `faults_until`, then healing: faults stop, and the job must
@@ -308,6 +319,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     for (index, fault) in file.faults.iter().enumerate() {
         let line = nth_line(text, "[[fault]]", index).unwrap_or(1);
         validate_fault(fault, file.job.task_managers).map_err(|message| invalid(line, message))?;
+    }
+    for (index, restart) in file.restarts.iter().enumerate() {
+        let line = nth_line(text, "[[restart]]", index).unwrap_or(1);
+        if restart.parallelism == Some(0) {
+            return Err(invalid(line, "a restart's parallelism must be at least 1".into()));
+        }
+        if let Some(backend) = &restart.backend
+            && backend != "jobmanager"
+            && backend != "filesystem"
+        {
+            return Err(invalid(line, format!("unknown backend `{backend}` (jobmanager or filesystem)")));
+        }
     }
     if file.checks.invariants.is_empty() {
         return Err(invalid(find_line(text, "[checks]").unwrap_or(1), "no invariants to check".into()));

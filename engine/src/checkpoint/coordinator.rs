@@ -158,6 +158,8 @@ pub struct Coordinator<S> {
     last_completion_ms: Option<u64>,
     /// The latest `now_ms` seen, kept to catch a job manager whose clock runs backwards.
     last_now_ms: u64,
+    /// Periodic triggers are held (a stop-with-savepoint is in progress); expiry goes on.
+    periodic_paused: bool,
 }
 
 impl<S> Coordinator<S> {
@@ -181,6 +183,7 @@ impl<S> Coordinator<S> {
             periodic_anchor_ms: now_ms,
             last_completion_ms: None,
             last_now_ms: now_ms,
+            periodic_paused: false,
         }
     }
 
@@ -207,6 +210,12 @@ impl<S> Coordinator<S> {
             actions.push(Action::Trigger { id, kind: TriggerKind::Periodic });
         }
         actions
+    }
+
+    /// Holds (or resumes) periodic triggers: while a stop-with-savepoint is in progress no
+    /// checkpoint may follow the savepoint, as in Flink, where the sources stop with it.
+    pub fn pause_periodic(&mut self, paused: bool) {
+        self.periodic_paused = paused;
     }
 
     /// Triggers a forced checkpoint now, ignoring interval, min pause and max concurrent as Flink does for savepoints.
@@ -380,6 +389,9 @@ impl<S> Coordinator<S> {
 
     /// Whether the pending checkpoints leave room for a periodic trigger.
     fn periodic_allowed(&self) -> bool {
+        if self.periodic_paused {
+            return false;
+        }
         let pending = self.pending.len();
         // With a min pause, Flink allows effectively one checkpoint at a time, because the pause is measured from the
         // completion of the previous one.

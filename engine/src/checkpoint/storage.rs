@@ -47,7 +47,6 @@ pub enum WriteError {
 }
 
 /// Where and how subtasks write their checkpointed state.
-#[derive(Clone)]
 pub struct CheckpointWriter {
     pub storage: StorageRef,
     /// `<dir>/<job-id>`, or `None` when checkpoints live only in the job manager's memory.
@@ -55,6 +54,9 @@ pub struct CheckpointWriter {
     pub backend: StateBackendKind,
     pub inline_threshold_bytes: u64,
     pub jobmanager_max_state_bytes: u64,
+    /// Savepoints in progress and their directories: their state goes there, not to
+    /// `chk-<n>`.
+    pub savepoints: std::sync::Mutex<std::collections::BTreeMap<CheckpointId, PathBuf>>,
 }
 
 impl CheckpointWriter {
@@ -67,7 +69,11 @@ impl CheckpointWriter {
         snapshot: SubtaskSnapshot,
     ) -> Result<AckedState, WriteError> {
         let mut acked = AckedState::new();
-        match self.backend {
+        let savepoint_dir = self.savepoints.lock().expect("savepoints lock").get(&id).cloned();
+        // Savepoints are canonical and self-contained whatever the backend: key groups in
+        // files beside `_metadata` (above the inline threshold), with relative paths.
+        let backend = if savepoint_dir.is_some() { StateBackendKind::FileSystem } else { self.backend };
+        match backend {
             StateBackendKind::JobManager => {
                 for (uid, operator) in snapshot.operators {
                     let size = operator.size_bytes() as u64;
@@ -83,8 +89,10 @@ impl CheckpointWriter {
                 }
             }
             StateBackendKind::FileSystem | StateBackendKind::Embedded => {
-                let job_dir = self.job_dir.as_ref().ok_or(WriteError::NoCheckpointDirectory)?;
-                let dir = checkpoint_dir(job_dir, id);
+                let dir = match savepoint_dir {
+                    Some(dir) => dir,
+                    None => checkpoint_dir(self.job_dir.as_ref().ok_or(WriteError::NoCheckpointDirectory)?, id),
+                };
                 let mut file_bytes: Vec<u8> = Vec::new();
                 let name = format!("state-{}-{}-{}", info.vertex.0, info.subtask.0, info.attempt.0);
                 for (uid, operator) in snapshot.operators {

@@ -51,6 +51,13 @@ struct DeployedTask {
     finished: bool,
 }
 
+/// A requested savepoint.
+struct SavepointRequest {
+    dir: PathBuf,
+    stop: bool,
+    reply: Option<oneshot::Sender<Result<PathBuf, JobError>>>,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Phase {
     WaitingForSlots { since_ms: u64 },
@@ -90,6 +97,13 @@ struct JobRun {
     /// The checkpoint `Finish` was sent with; a task that reports its end of data again
     /// missed it and gets it again.
     finished_with: Option<CheckpointId>,
+    /// Savepoints in progress, by checkpoint id.
+    savepoints: BTreeMap<CheckpointId, SavepointRequest>,
+    /// A stop-with-savepoint: the job finishes once this savepoint completed.
+    stop_with: Option<CheckpointId>,
+    /// A stop-with-savepoint in progress: no checkpoint after this savepoint may commit,
+    /// since the job resumed from the savepoint will replay what follows it.
+    stopping_at: Option<CheckpointId>,
     /// The first checkpoint id of this job manager's coordinator: past every id an earlier
     /// one used, complete or not.
     first_checkpoint_id: CheckpointId,
@@ -242,6 +256,24 @@ impl JobManager {
                 };
                 let _ = reply.send(result);
             }
+            JobManagerMessage::TriggerSavepoint { job, target_dir, stop, reply } => {
+                self.trigger_savepoint(job, target_dir, stop, reply).await;
+            }
+            JobManagerMessage::Status { job, reply } => {
+                let status = self.jobs.get(&job).map(|run| super::messages::JobStatus {
+                    job: job.to_string(),
+                    name: run.graph.name.clone(),
+                    state: match run.phase {
+                        Phase::Running if run.stop_with.is_some() => "STOPPING".into(),
+                        Phase::Running => "RUNNING".into(),
+                        Phase::WaitingForSlots { .. } => "CREATED".into(),
+                        Phase::Restarting { .. } => "RESTARTING".into(),
+                    },
+                    attempt: run.attempt.0,
+                    completed_checkpoints: run.completed_ids.iter().map(|c| c.0).collect(),
+                });
+                let _ = reply.send(status.ok_or(JobError::UnknownJob(job)));
+            }
             JobManagerMessage::TaskReport { job, attempt, task, report } => {
                 if self.jobs.get(&job).is_some_and(|run| run.attempt == attempt && run.phase == Phase::Running) {
                     self.on_report(job, task, report).await;
@@ -383,6 +415,9 @@ impl JobManager {
             allow_non_restored_state,
             finishing_from: None,
             finished_with: None,
+            savepoints: BTreeMap::new(),
+            stop_with: None,
+            stopping_at: None,
             first_checkpoint_id,
             restarts: 0,
             completed_ids: Vec::new(),
@@ -429,6 +464,7 @@ impl JobManager {
             backend: graph.config.state_backend,
             inline_threshold_bytes: settings.inline_threshold_bytes,
             jobmanager_max_state_bytes: settings.jobmanager_max_state_bytes,
+            savepoints: Default::default(),
         };
         Ok((Some(Arc::new(writer)), initial_restore, allow))
     }
@@ -566,6 +602,52 @@ impl JobManager {
         self.schedule_wake(job);
     }
 
+    async fn trigger_savepoint(
+        &mut self,
+        job: JobId,
+        target_dir: Option<PathBuf>,
+        stop: bool,
+        reply: oneshot::Sender<Result<PathBuf, JobError>>,
+    ) {
+        let now_ms = self.now_ms();
+        let Some(run) = self.jobs.get_mut(&job) else {
+            let _ = reply.send(Err(JobError::UnknownJob(job)));
+            return;
+        };
+        let (Some(writer), Some(coordinator), Phase::Running) =
+            (run.writer.clone(), run.coordinator.as_mut(), run.phase)
+        else {
+            let _ = reply.send(Err(JobError::Setup("a savepoint needs a running job that checkpoints".into())));
+            return;
+        };
+        let Some(base) = target_dir.or_else(|| run.graph.config.checkpoint.savepoint_dir.as_ref().map(PathBuf::from))
+        else {
+            let _ = reply
+                .send(Err(JobError::Setup("no savepoint directory: give one, or set state.savepoints.dir".into())));
+            return;
+        };
+        let dir = base.join(format!("savepoint-{}-{:012x}", job.short(), runtime::random_u64() & 0xffff_ffff_ffff));
+        let id = coordinator.next_id();
+        let created = match self.storage.create_dir_all(&dir).await {
+            Ok(()) => self.storage.sync_dir(&base).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = created {
+            let _ = reply.send(Err(JobError::CheckpointStorage(error)));
+            return;
+        }
+        tracing::info!(target: "weir::trace", %job, savepoint = %id, dir = %dir.display(), stop, "savepoint triggered");
+        writer.savepoints.lock().expect("savepoints lock").insert(id, dir.clone());
+        let run = self.jobs.get_mut(&job).expect("present");
+        run.savepoints.insert(id, SavepointRequest { dir, stop, reply: Some(reply) });
+        if stop {
+            run.stopping_at = Some(id);
+            run.coordinator.as_mut().expect("checked").pause_periodic(true);
+        }
+        let actions = run.coordinator.as_mut().expect("checked").trigger_forced(now_ms);
+        self.execute(job, actions).await;
+    }
+
     async fn on_report(&mut self, job: JobId, task: TaskRef, report: TaskReport) {
         let now_ms = self.now_ms();
         let Some(run) = self.jobs.get_mut(&job) else { return };
@@ -612,6 +694,9 @@ impl JobManager {
 
     async fn on_task_finished(&mut self, job: JobId, task: TaskRef, result: Result<(), TaskError>) {
         let Some(run) = self.jobs.get_mut(&job) else { return };
+        // After a stop's `Finish`, subtasks end in any order, and those still reading see
+        // their finished peers' channels close: that is the job stopping, not failing.
+        let result = if run.stop_with.is_some() { Ok(()) } else { result };
         match result {
             Ok(()) => {
                 if let Some(deployed) = run.tasks.get_mut(&task) {
@@ -764,11 +849,14 @@ impl JobManager {
                         checkpoint: id,
                         triggered_at_ms: now_ms,
                         kind: match kind {
+                            TriggerKind::Forced if run.savepoints.contains_key(&id) => CheckpointKind::Savepoint,
                             TriggerKind::Periodic | TriggerKind::Forced => CheckpointKind::Checkpoint,
                         },
                     };
+                    // A savepoint's directory exists already; a checkpoint's is made here.
+                    let is_savepoint = run.savepoints.contains_key(&id);
                     tracing::info!(target: "weir::trace", %job, checkpoint = %id, ?kind, "checkpoint triggered");
-                    let created = match run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+                    let created = match run.writer.as_ref().and_then(|w| w.job_dir.clone()).filter(|_| !is_savepoint) {
                         // The new directory's entry is made durable with its parent's fsync.
                         Some(dir) => match self.storage.create_dir_all(&storage::checkpoint_dir(&dir, id)).await {
                             Ok(()) => self.storage.sync_dir(&dir).await,
@@ -798,14 +886,19 @@ impl JobManager {
                     self.directory.faults.on_checkpoint_phase(id, CheckpointPhase::Acked);
                     let run = self.jobs.get_mut(&job).expect("present");
                     run.pending.remove(&id);
-                    let metadata = build_metadata(&run.graph, job, id, states, runtime::wall_clock_ms());
-                    match run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
-                        Some(dir) => {
+                    let mut metadata = build_metadata(&run.graph, job, id, states, runtime::wall_clock_ms());
+                    let savepoint_dir = run.savepoints.get(&id).map(|request| request.dir.clone());
+                    if savepoint_dir.is_some() {
+                        metadata.kind = SnapshotKind::Savepoint;
+                        metadata.format = SnapshotFormat::Canonical;
+                    }
+                    let job_dir = run.writer.as_ref().and_then(|w| w.job_dir.clone());
+                    match savepoint_dir.or(job_dir.map(|dir| storage::checkpoint_dir(&dir, id))) {
+                        Some(chk) => {
                             run.completing.insert(id, metadata.clone());
                             let (storage, mailbox, attempt) = (self.storage.clone(), self.mailbox.clone(), run.attempt);
                             let faults = self.directory.faults.clone();
                             runtime::spawn(async move {
-                                let chk = storage::checkpoint_dir(&dir, id);
                                 let result = storage::write_metadata(&storage, &chk, &metadata, &faults)
                                     .await
                                     .map_err(|e| e.to_string());
@@ -831,6 +924,23 @@ impl JobManager {
                     tracing::info!(target: "weir::trace", %job, checkpoint = %id, ?reason, "checkpoint aborted");
                     run.pending.remove(&id);
                     run.completing.remove(&id);
+                    if let Some(mut request) = run.savepoints.remove(&id) {
+                        if let Some(writer) = &run.writer {
+                            writer.savepoints.lock().expect("savepoints lock").remove(&id);
+                        }
+                        if run.stopping_at == Some(id) {
+                            // The stop failed: the job keeps running, checkpointing and committing.
+                            run.stopping_at = None;
+                            if let Some(coordinator) = run.coordinator.as_mut() {
+                                coordinator.pause_periodic(false);
+                            }
+                        }
+                        if let Some(reply) = request.reply.take() {
+                            let _ =
+                                reply.send(Err(JobError::SavepointFailed { id: id.0, reason: format!("{reason:?}") }));
+                        }
+                        remove_dir(&self.storage, &request.dir).await;
+                    }
                     let faults = self.directory.faults.clone();
                     for (task, deployed) in &run.tasks {
                         send_command(&faults, *task, deployed, TaskCommand::NotifyAborted(id));
@@ -845,7 +955,11 @@ impl JobManager {
                     let faults = self.directory.faults.clone();
                     let run = self.jobs.get_mut(&job).expect("present");
                     run.completed_ids.push(id);
-                    let finishing = run.finishing_from.is_some_and(|from| id >= from);
+                    if run.stopping_at.is_some_and(|savepoint| id > savepoint) {
+                        // Completed after the stop's savepoint: durable, but never committed.
+                        continue;
+                    }
+                    let finishing = run.finishing_from.is_some_and(|from| id >= from) || run.stop_with == Some(id);
                     if finishing {
                         run.finished_with = Some(id);
                     }
@@ -864,11 +978,10 @@ impl JobManager {
                         }
                     }
                 }
-                Action::Discard { id } => {
-                    run.completed.remove(&id);
-                    if let Some(dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
-                        remove_dir(&self.storage, &storage::checkpoint_dir(&dir, id)).await;
-                    }
+                Action::Discard { .. } => {
+                    // Retention is enforced over the job manager's own completed set (on
+                    // `Notify`), which also holds checkpoints an earlier job manager made
+                    // and never holds savepoints: those are the user's.
                 }
                 Action::FailJob { consecutive_failures } => {
                     fail_over = Some(JobError::TooManyCheckpointFailures { consecutive: consecutive_failures });
@@ -895,6 +1008,28 @@ impl JobManager {
             return;
         }
         let Some(coordinator) = run.coordinator.as_mut() else { return };
+        if let Some(mut request) = run.savepoints.remove(&id) {
+            if let Some(writer) = &run.writer {
+                writer.savepoints.lock().expect("savepoints lock").remove(&id);
+            }
+            let actions = match result {
+                Ok(()) => {
+                    tracing::info!(target: "weir::trace", %job, savepoint = %id, dir = %request.dir.display(), "savepoint complete");
+                    if request.stop {
+                        run.stop_with = Some(id);
+                    }
+                    if let Some(reply) = request.reply.take() {
+                        let _ = reply.send(Ok(request.dir.clone()));
+                    }
+                    drop(metadata);
+                    coordinator.completion_succeeded(now_ms, id)
+                }
+                Err(reason) => coordinator.completion_failed(now_ms, id, reason),
+            };
+            self.execute(job, actions).await;
+            self.schedule_wake(job);
+            return;
+        }
         let actions = match result {
             Ok(()) => {
                 let dir =

@@ -24,6 +24,16 @@ pub struct JobOutcome {
     pub completed: Vec<CheckpointId>,
 }
 
+/// What `weir list` shows of a job.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub name: String,
+    pub state: String,
+    pub attempt: u32,
+    pub completed_checkpoints: Vec<u64>,
+}
+
 /// Restore a new job from a checkpoint or savepoint (`weir run -s`).
 #[derive(Clone, Debug)]
 pub struct RestoreRequest {
@@ -47,6 +57,18 @@ pub enum JobManagerMessage {
     CancelJob {
         job: JobId,
         reply: oneshot::Sender<Result<(), JobError>>,
+    },
+    /// Take a savepoint (and, with `stop`, finish the job once it completed and the sinks
+    /// committed up to it).
+    TriggerSavepoint {
+        job: JobId,
+        target_dir: Option<PathBuf>,
+        stop: bool,
+        reply: oneshot::Sender<Result<PathBuf, JobError>>,
+    },
+    Status {
+        job: JobId,
+        reply: oneshot::Sender<Result<JobStatus, JobError>>,
     },
     TaskReport {
         job: JobId,

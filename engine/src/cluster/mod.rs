@@ -162,6 +162,27 @@ impl Cluster {
         done.await.map_err(|_| JobError::JobManagerUnreachable)?
     }
 
+    /// Takes a savepoint of a running job into `target_dir` (default:
+    /// `state.savepoints.dir`); with `stop`, the job finishes once it completed. Returns the
+    /// savepoint's directory.
+    pub async fn trigger_savepoint(
+        &self,
+        job: JobId,
+        target_dir: Option<std::path::PathBuf>,
+        stop: bool,
+    ) -> Result<std::path::PathBuf, JobError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.send(JobManagerMessage::TriggerSavepoint { job, target_dir, stop, reply }).await?;
+        done.await.map_err(|_| JobError::JobManagerUnreachable)?
+    }
+
+    /// A running job's status.
+    pub async fn status(&self, job: JobId) -> Result<messages::JobStatus, JobError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.send(JobManagerMessage::Status { job, reply }).await?;
+        done.await.map_err(|_| JobError::JobManagerUnreachable)?
+    }
+
     /// Sends to the job manager, which may still be starting: waits for its mailbox a
     /// bounded while.
     async fn send(&self, message: JobManagerMessage) -> Result<(), JobError> {

@@ -129,7 +129,13 @@ impl<T: Send + 'static> Subtask<T> {
             }
             TaskCommand::NotifyComplete(checkpoint) => self.notify_complete(checkpoint).await?,
             TaskCommand::NotifyAborted(_) => {}
-            TaskCommand::Finish { .. } => return Ok(Next::Exit),
+            TaskCommand::Finish { last_completed } => {
+                // A stop with savepoint: commit exactly up to the savepoint, then stop.
+                if let Some(checkpoint) = last_completed {
+                    self.notify_complete(checkpoint).await?;
+                }
+                return Ok(Next::Exit);
+            }
         }
         Ok(Next::Continue)
     }
