@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod control;
+
 #[derive(Parser)]
 #[command(name = "weir", version, about = "A Flink-style stateful stream processor, built to be tested")]
 struct Cli {
@@ -32,6 +34,22 @@ enum Command {
     /// Lists or inspects checkpoints.
     #[command(subcommand)]
     Checkpoints(CheckpointsCommand),
+    /// Lists the jobs running on this machine.
+    List,
+    /// Takes a savepoint of a running job.
+    Savepoint {
+        job: String,
+        /// Where the savepoint directory goes (default: the job's `state.savepoints.dir`).
+        target_dir: Option<PathBuf>,
+    },
+    /// Stops a running job with a savepoint: sinks commit up to it, then the job ends.
+    Stop {
+        #[arg(long = "savepoint-path", short = 'p')]
+        savepoint_path: Option<PathBuf>,
+        job: String,
+    },
+    /// Cancels a running job; its checkpoints are kept or deleted per the retention setting.
+    Cancel { job: String },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +116,8 @@ enum CliError {
     Storage(#[from] StorageError),
     #[error("the job was canceled")]
     Canceled,
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
 }
 
 impl From<JobError> for CliError {
@@ -116,6 +136,12 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => run(args),
         Command::Checkpoints(command) => checkpoints(command),
+        Command::List => control::list().map_err(CliError::from),
+        Command::Savepoint { job, target_dir } => {
+            control::request(&job, "savepoint", target_dir).map_err(CliError::from)
+        }
+        Command::Stop { savepoint_path, job } => control::request(&job, "stop", savepoint_path).map_err(CliError::from),
+        Command::Cancel { job } => control::request(&job, "cancel", None).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,12 +224,23 @@ fn run(args: RunArgs) -> Result<(), CliError> {
             }
             None => eprintln!("job {job_id} started"),
         }
-        let outcome = tokio::select! {
-            outcome = handle.wait() => outcome?,
-            _ = runtime::ctrl_c() => {
-                cluster.cancel(job_id).await?;
-                return Err(CliError::Canceled);
+        let (endpoint, mut requests) = control::serve(job_id, &job)?;
+        let wait = handle.wait();
+        tokio::pin!(wait);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut wait => break outcome,
+                _ = runtime::ctrl_c() => {
+                    cluster.cancel(job_id).await?;
+                    return Err(CliError::Canceled);
+                }
+                Some(request) = requests.recv() => control::answer(&cluster, job_id, request).await,
             }
+        };
+        drop(endpoint);
+        let outcome = match outcome {
+            Err(engine::error::JobError::Canceled) => return Err(CliError::Canceled),
+            other => other?,
         };
         let text = local::read_parts(&storage, &parts).await?;
         // The part files stay: they are the committed output a later `-s` resume builds on.

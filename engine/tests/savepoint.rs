@@ -1,0 +1,154 @@
+//! Savepoints as a user drives them: start `sequence` at parallelism 2, take a savepoint with
+//! `weir savepoint` while it runs, stop it with `weir stop --savepoint-path`, move the
+//! savepoint directory elsewhere, and resume from the moved copy at parallelism 3 and at 1:
+//! each resumed run's committed output equals an uninterrupted run's (the reference model).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: u32 = 4;
+const RECORDS: u64 = 8000;
+const KEYS: u64 = 16;
+
+fn reference() -> Vec<String> {
+    let mut expected = Vec::new();
+    for partition in 0..PARTITIONS {
+        for number in 0..RECORDS {
+            expected.push(format!("r {partition} {number} {}", number % KEYS));
+        }
+    }
+    for (key, (count, sum)) in engine::jobs::sequence::reference_totals(PARTITIONS, RECORDS, KEYS) {
+        expected.push(format!("k {key} {count} {sum}"));
+    }
+    expected.sort();
+    expected
+}
+
+fn weir_in(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).env("WEIR_HOME", home).output().expect("weir runs")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn stop_with_savepoint_move_it_and_resume_at_parallelism_3_and_1() {
+    let dir = scratch("savepoint");
+    let home = dir.join("home");
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "execution.checkpointing.interval: 100 ms\nstate.checkpoints.dir: {}\nstate.savepoints.dir: {}\nstate.backend: filesystem\nstate.backend.fs.memory-threshold: 0\n",
+            dir.join("checkpoints").display(),
+            dir.join("savepoints").display()
+        ),
+    )
+    .unwrap();
+    let output = dir.join("out.txt");
+    let params = [
+        format!("partitions={PARTITIONS}"),
+        format!("records={RECORDS}"),
+        format!("keys={KEYS}"),
+        "records-per-second=4000".to_string(),
+    ];
+    let mut args = vec![
+        "run",
+        "--job",
+        "sequence",
+        "--output",
+        output.to_str().unwrap(),
+        "-p",
+        "2",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    for param in &params {
+        args.extend(["--param", param.as_str()]);
+    }
+    let mut run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .env("WEIR_HOME", &home)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait for the job to register and complete a checkpoint.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let listed = String::from_utf8(weir_in(&home, &["list"]).stdout).unwrap();
+        if let Some(line) = listed.lines().find(|l| l.contains("RUNNING") && !l.contains("checkpoints completed: 0")) {
+            break line.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the job never showed up in `weir list`: {listed}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let taken = weir_in(&home, &["savepoint", &job[..8]]);
+    assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
+    let savepoint = PathBuf::from(String::from_utf8(taken.stdout).unwrap().trim());
+    assert!(savepoint.join("_metadata").is_file(), "no savepoint at {}", savepoint.display());
+    assert!(savepoint.file_name().unwrap().to_string_lossy().starts_with(&format!("savepoint-{}-", &job[..6])));
+
+    let stopped = weir_in(&home, &["stop", "--savepoint-path", dir.join("stops").to_str().unwrap(), &job]);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    let stop_savepoint = PathBuf::from(String::from_utf8(stopped.stdout).unwrap().trim());
+    let status = run.wait().unwrap();
+    assert!(status.success(), "the stopped job must end cleanly");
+    let listed = String::from_utf8(weir_in(&home, &["list"]).stdout).unwrap();
+    assert!(!listed.contains(&job), "a stopped job is no longer listed: {listed}");
+
+    // Move the savepoint: it is relocatable. Each resume needs the output committed so far.
+    let moved = dir.join("elsewhere").join("my-savepoint");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&stop_savepoint, &moved).unwrap();
+    let parts = dir.join("out.txt.parts");
+    for parallelism in ["3", "1"] {
+        let resumed_output = dir.join(format!("resumed-{parallelism}.txt"));
+        copy_dir(&parts, &dir.join(format!("resumed-{parallelism}.txt.parts")));
+        let mut args = vec![
+            "run",
+            "--job",
+            "sequence",
+            "--output",
+            resumed_output.to_str().unwrap(),
+            "-p",
+            parallelism,
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        for param in &params {
+            args.extend(["--param", param.as_str()]);
+        }
+        args.extend(["-s", moved.to_str().unwrap()]);
+        let resumed = weir_in(&home, &args);
+        assert!(resumed.status.success(), "resume at p={parallelism}: {}", String::from_utf8_lossy(&resumed.stderr));
+        assert_eq!(
+            sorted_lines(&resumed_output),
+            reference(),
+            "resume at p={parallelism}: output differs from an uninterrupted run"
+        );
+    }
+
+    // A savepoint missing a state file is a precise error, not a panic.
+    let broken = dir.join("broken-savepoint");
+    copy_dir(&moved, &broken);
+    let state_file =
+        std::fs::read_dir(&broken).unwrap().flatten().find(|e| e.file_name() != "_metadata").expect("a state file");
+    std::fs::remove_file(state_file.path()).unwrap();
+    let never = dir.join("never.txt");
+    let mut args = vec!["run", "--job", "sequence", "--output", never.to_str().unwrap(), "-p", "2"];
+    args.extend(["-s", broken.to_str().unwrap()]);
+    let failed = weir_in(&home, &args);
+    let error = String::from_utf8(failed.stderr).unwrap();
+    assert!(!failed.status.success() && !error.contains("panicked"), "{error}");
+    assert!(error.contains(&*state_file.file_name().to_string_lossy()) && error.contains("is missing"), "{error}");
+}
