@@ -29,6 +29,9 @@ pub enum Invariant {
     Liveness,
     /// AT_LEAST_ONCE: every record is committed at least once.
     NothingLost,
+    /// Every savepoint taken still exists at the end, parses, and has every file it
+    /// references: the engine never deletes or subsumes savepoints.
+    SavepointsKept,
 }
 
 impl fmt::Display for Invariant {

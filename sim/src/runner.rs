@@ -250,6 +250,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Opti
         finished_at_ms: simulated.finished_at_ms,
         healing_bound_ms: scenario.file.healing.finish_within.as_millis() as u64,
         self_contained: simulated.checkpoint_dirs.iter().flat_map(|r| r.self_contained.iter().cloned()).collect(),
+        savepoints: &simulated.savepoints,
     };
     report.violations = checkers::check(&scenario.file.checks.invariants, &evidence);
     report
@@ -257,6 +258,8 @@ pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Opti
 
 /// What the simulation itself returns.
 struct Simulated {
+    /// Savepoints taken by `[[savepoint]]` steps, and their state at the end.
+    savepoints: Vec<(String, Option<String>)>,
     output: String,
     completed: Vec<CheckpointId>,
     restores: u32,
@@ -319,6 +322,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     let builtin = jobs::find(&file.job.name).expect("validated job name");
     let deadline = faults_until + file.healing.finish_within;
     let failure = |message: String| Simulated {
+        savepoints: Vec::new(),
         output: String::new(),
         completed: Vec::new(),
         restores: 0,
@@ -328,7 +332,27 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         error: Some(message),
     };
 
-    let mut cluster = start_cluster();
+    // Savepoint steps run beside the restarts; they ask whichever job runs at their time.
+    let current: Arc<Mutex<Option<(Arc<Cluster>, engine::ids::JobId)>>> = Arc::new(Mutex::new(None));
+    let taken: Arc<Mutex<Vec<PathBuf>>> = Arc::new(Mutex::new(Vec::new()));
+    let steps = if options.faults { file.savepoints.clone() } else { Vec::new() };
+    for step in steps {
+        let (current, taken) = (current.clone(), taken.clone());
+        runtime::spawn(async move {
+            let now = started.elapsed();
+            if step.at > now {
+                runtime::sleep(step.at - now).await;
+            }
+            let target = current.lock().expect("current lock").clone();
+            if let Some((cluster, job)) = target {
+                match cluster.trigger_savepoint(job, Some(PathBuf::from(SAVEPOINT_DIR)), false).await {
+                    Ok(path) => taken.lock().expect("taken lock").push(path),
+                    Err(error) => tracing::info!(target: "weir::trace", %error, "savepoint step failed"),
+                }
+            }
+        });
+    }
+    let mut cluster = Arc::new(start_cluster());
     let submit =
         async |cluster: &Cluster, config: &JobConfig, restore: Option<RestoreRequest>| -> Result<JobHandle, String> {
             let graph = builtin.build_graph(&parameters, config.clone()).map_err(|e| e.to_string())?;
@@ -339,6 +363,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         Ok(handle) => handle,
         Err(error) => return failure(error),
     };
+    *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
     let mut restores = 0;
     let restarts = if options.faults { file.restarts.clone() } else { Vec::new() };
     for restart in restarts {
@@ -378,7 +403,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
                 for node in cluster.task_managers() {
                     let _ = node.kill();
                 }
-                cluster = start_cluster();
+                cluster = Arc::new(start_cluster());
             }
         }
         let job_dir = Path::new(CHECKPOINT_DIR).join(job.to_string());
@@ -423,6 +448,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
             Ok(handle) => handle,
             Err(error) => return failure(error),
         };
+        *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
     }
     let remaining = deadline.saturating_sub(elapsed());
     let (finished_at_ms, error) = tokio::select! {
@@ -436,7 +462,19 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     let checkpoint_dirs =
         checks::inspect_checkpoint_root(&storage_ref, Path::new(CHECKPOINT_DIR)).await.unwrap_or_default();
     let completed = recorder.completed.lock().expect("recorder lock").clone();
+    let mut savepoints = Vec::new();
+    let taken: Vec<PathBuf> = taken.lock().expect("taken lock").clone();
+    for path in taken {
+        let problem = match engine::checkpoint::restore::load(&storage_ref, &path).await {
+            Ok(loaded) => {
+                engine::checkpoint::restore::resolve(&storage_ref, &loaded).await.err().map(|e| e.to_string())
+            }
+            Err(error) => Some(error.to_string()),
+        };
+        savepoints.push((path.display().to_string(), problem));
+    }
     Simulated {
+        savepoints,
         output,
         completed,
         restores,

@@ -52,6 +52,9 @@ pub struct ScenarioFile {
     /// externalized checkpoint (what `weir run -s` does).
     #[serde(default, rename = "restart")]
     pub restarts: Vec<RestartSpec>,
+    /// Savepoints taken while the job keeps running (`weir savepoint`).
+    #[serde(default, rename = "savepoint")]
+    pub savepoints: Vec<SavepointSpec>,
     pub healing: HealingSpec,
     pub checks: ChecksSpec,
 }
@@ -240,6 +243,14 @@ pub struct RestartSpec {
     /// Move the checkpoint or savepoint directory elsewhere before restoring from it.
     #[serde(default)]
     pub relocate: bool,
+}
+
+/// A savepoint of the running job at `at`; the job goes on.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavepointSpec {
+    #[serde(deserialize_with = "duration")]
+    pub at: Duration,
 }
 
 #[derive(Copy, Clone, Debug, Deserialize, PartialEq, Eq)]

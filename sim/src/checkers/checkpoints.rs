@@ -61,3 +61,17 @@ pub fn self_contained(evidence: &Evidence<'_>) -> Vec<Violation> {
         .map(|(path, _)| evidence.violation(Invariant::SelfContained, format!("{path} references state files")))
         .collect()
 }
+
+pub fn savepoints_kept(evidence: &Evidence<'_>) -> Vec<Violation> {
+    let mut violations: Vec<Violation> = evidence
+        .savepoints
+        .iter()
+        .filter_map(|(path, problem)| {
+            problem.as_ref().map(|p| evidence.violation(Invariant::SavepointsKept, format!("{path}: {p}")))
+        })
+        .collect();
+    if evidence.savepoints.is_empty() {
+        violations.push(evidence.violation(Invariant::SavepointsKept, "no savepoint was taken"));
+    }
+    violations
+}

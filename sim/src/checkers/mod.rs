@@ -29,6 +29,9 @@ pub struct Evidence<'a> {
     pub finished_at_ms: Option<u64>,
     pub healing_bound_ms: u64,
     pub self_contained: Vec<(String, bool)>,
+    /// Savepoints taken during the run, and what became of each: `None` if intact, else
+    /// the problem.
+    pub savepoints: &'a [(String, Option<String>)],
 }
 
 impl Evidence<'_> {
@@ -52,6 +55,7 @@ pub fn check(invariants: &[Invariant], evidence: &Evidence<'_>) -> Vec<Violation
             Invariant::MetadataReadable => checkpoints::metadata_readable(evidence),
             Invariant::SelfContained => checkpoints::self_contained(evidence),
             Invariant::Liveness => liveness::finished_in_bound(evidence),
+            Invariant::SavepointsKept => checkpoints::savepoints_kept(evidence),
         };
         violations.extend(found);
     }
