@@ -94,17 +94,20 @@ pub fn serve(
     let entry = Entry { job: job.to_string(), name: name.to_string(), port, pid: std::process::id() };
     let file = dir.join(format!("{job}.json"));
     let temporary = dir.join(format!(".{job}.json.tmp"));
-    std::fs::write(&temporary, serde_json::to_vec(&entry).expect("entries serialize"))
-        .map_err(|e| registry_error(&temporary, e))?; // real-only
-    std::fs::rename(&temporary, &file).map_err(|e| registry_error(&file, e))?; // real-only
+    let bytes = serde_json::to_vec(&entry).expect("entries serialize");
+    let written = std::fs::write(&temporary, bytes); // real-only
+    written.map_err(|e| registry_error(&temporary, e))?;
+    let renamed = std::fs::rename(&temporary, &file); // real-only
+    renamed.map_err(|e| registry_error(&file, e))?;
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        // real-only: the endpoint's blocking accept loop
+    // The endpoint's blocking accept loop, one thread per connection.
+    let accept = move || {
         for stream in listener.incoming().flatten() {
             let sender = sender.clone();
             std::thread::spawn(move || relay(stream, sender)); // real-only
         }
-    });
+    };
+    std::thread::spawn(accept); // real-only
     Ok((Endpoint { file }, receiver))
 }
 

@@ -152,3 +152,48 @@ fn stop_with_savepoint_move_it_and_resume_at_parallelism_3_and_1() {
     assert!(!failed.status.success() && !error.contains("panicked"), "{error}");
     assert!(error.contains(&*state_file.file_name().to_string_lossy()) && error.contains("is missing"), "{error}");
 }
+
+#[test]
+fn weir_cancel_ends_a_running_job_and_unknown_jobs_are_clear_errors() {
+    let dir = scratch("cancel");
+    let home = dir.join("home");
+    let output = dir.join("out.txt");
+    let args = [
+        "run",
+        "--job",
+        "sequence",
+        "--output",
+        output.to_str().unwrap(),
+        "--param",
+        "records=1000000",
+        "--param",
+        "records-per-second=1000",
+    ];
+    let mut run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env("WEIR_HOME", &home)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let listed = String::from_utf8(weir_in(&home, &["list"]).stdout).unwrap();
+        if let Some(line) = listed.lines().find(|l| l.contains("RUNNING")) {
+            break line.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the job never showed up in `weir list`");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Without checkpointing there is nothing to take a savepoint of: a clear error.
+    let refused = weir_in(&home, &["savepoint", &job]);
+    let message = String::from_utf8(refused.stderr).unwrap();
+    assert!(!refused.status.success() && message.contains("checkpoints"), "{message}");
+
+    let canceled = weir_in(&home, &["cancel", &job[..10]]);
+    assert!(canceled.status.success(), "{}", String::from_utf8_lossy(&canceled.stderr));
+    assert_eq!(run.wait().unwrap().code(), Some(130), "a canceled `weir run` exits with 130");
+
+    let unknown = weir_in(&home, &["cancel", "ffffffff"]);
+    let message = String::from_utf8(unknown.stderr).unwrap();
+    assert!(!unknown.status.success() && message.contains("no running job matches `ffffffff`"), "{message}");
+}

@@ -303,7 +303,7 @@ mod tests {
     impl Fixture {
         fn new(name: &str) -> Self {
             let dir = std::env::temp_dir().join(format!("weir-file-sink-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&dir); // real-only: a test fixture
             Fixture { dir, storage: Arc::new(LocalStorage), uid: OperatorUid("sink".into()) }
         }
 
@@ -328,7 +328,8 @@ mod tests {
 
         /// Committed records, in commit order.
         fn committed(&self) -> Vec<u32> {
-            let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            let listing = std::fs::read_dir(&self.dir); // real-only: a test fixture
+            let mut names: Vec<String> = listing
                 .unwrap()
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -338,7 +339,7 @@ mod tests {
             names
                 .iter()
                 .flat_map(|n| {
-                    std::fs::read_to_string(self.dir.join(n))
+                    std::fs::read_to_string(self.dir.join(n)) // real-only: a test fixture
                         .unwrap()
                         .lines()
                         .map(|l| l.parse().unwrap())
@@ -393,11 +394,9 @@ mod tests {
             (0..4).collect::<Vec<_>>(),
             "checkpoint 1's transaction is committed on restore"
         );
-        let in_progress = std::fs::read_dir(&fixture.dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".inprogress"))
-            .count();
+        let listing = std::fs::read_dir(&fixture.dir); // real-only: a test fixture
+        let in_progress =
+            listing.unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".inprogress")).count();
         assert_eq!(in_progress, 0, "the uncovered transaction is aborted");
         // A second restore from the same checkpoint commits idempotently.
         drop(sink);
