@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod bench;
 mod control;
 
 #[derive(Parser)]
@@ -50,6 +51,8 @@ enum Command {
     },
     /// Cancels a running job; its checkpoints are kept or deleted per the retention setting.
     Cancel { job: String },
+    /// Measures throughput, checkpoint cost and restore time; prints a table, writes JSON.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +95,9 @@ struct RunArgs {
     /// Skip checkpointed state of operators the job no longer has.
     #[arg(long = "allow-non-restored-state", short = 'n')]
     allow_non_restored_state: bool,
+    /// Write the run's figures (job time, peak memory, checkpoints) as JSON here.
+    #[arg(long = "stats-json", value_name = "FILE")]
+    stats_json: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +124,8 @@ enum CliError {
     Canceled,
     #[error(transparent)]
     Control(#[from] control::ControlError),
+    #[error("benchmark: {0}")]
+    Bench(String),
 }
 
 impl From<JobError> for CliError {
@@ -142,6 +150,7 @@ fn main() -> ExitCode {
         }
         Command::Stop { savepoint_path, job } => control::request(&job, "stop", savepoint_path).map_err(CliError::from),
         Command::Cancel { job } => control::request(&job, "cancel", None).map_err(CliError::from),
+        Command::Bench(args) => bench::run(args).map_err(|message| CliError::Bench(message)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -201,6 +210,7 @@ fn run(args: RunArgs) -> Result<(), CliError> {
         .map(|path| RestoreRequest { path, allow_non_restored_state: args.allow_non_restored_state });
     let job = args.job.clone();
     let output = args.output.clone();
+    let stats_json = args.stats_json.clone();
 
     runtime::run(0, async move {
         let storage: StorageRef = Arc::new(LocalStorage);
@@ -245,6 +255,15 @@ fn run(args: RunArgs) -> Result<(), CliError> {
         let text = local::read_parts(&storage, &parts).await?;
         // The part files stay: they are the committed output a later `-s` resume builds on.
         storage::write_atomic(storage.as_ref(), &output, text.as_bytes()).await?;
+        if let Some(path) = &stats_json {
+            let stats = serde_json::json!({
+                "job_time_ms": outcome.duration.as_millis() as u64,
+                "attempts": outcome.attempts,
+                "peak_rss_kib": bench::peak_rss_kib(),
+                "checkpoints": outcome.checkpoint_stats,
+            });
+            storage::write_atomic(storage.as_ref(), path, stats.to_string().as_bytes()).await?;
+        }
         eprintln!(
             "job {} finished in {:.3} s ({} attempts, {} checkpoints); output in {}",
             outcome.job,

@@ -110,6 +110,9 @@ struct JobRun {
     restarts: u32,
     /// Every checkpoint completed over the job's life, ascending.
     completed_ids: Vec<CheckpointId>,
+    /// When each pending checkpoint was triggered, and the stats of completed ones.
+    triggered_at_ms: BTreeMap<CheckpointId, u64>,
+    checkpoint_stats: Vec<super::messages::CheckpointStats>,
     started_at: Option<Instant>,
     wake_at_ms: Option<u64>,
 }
@@ -421,6 +424,8 @@ impl JobManager {
             first_checkpoint_id,
             restarts: 0,
             completed_ids: Vec::new(),
+            triggered_at_ms: BTreeMap::new(),
+            checkpoint_stats: Vec::new(),
             started_at: None,
             wake_at_ms: None,
         }
@@ -708,6 +713,7 @@ impl JobManager {
                         attempts: run.attempt.0 + 1,
                         duration: run.started_at.map(|at| at.elapsed()).unwrap_or_default(),
                         completed: run.completed_ids.clone(),
+                        checkpoint_stats: run.checkpoint_stats.clone(),
                     };
                     tracing::info!(%job, duration = ?outcome.duration, checkpoints = outcome.completed.len(), "job finished");
                     self.terminate(job, Terminal::Finished, Ok(outcome)).await;
@@ -875,6 +881,7 @@ impl JobManager {
                     let faults = self.directory.faults.clone();
                     let run = self.jobs.get_mut(&job).expect("present");
                     run.pending.insert(id, (barrier, BTreeSet::new()));
+                    run.triggered_at_ms.insert(id, now_ms);
                     for (task, deployed) in &run.tasks {
                         if (deployed.is_source && !deployed.finished) || deployed.end_of_data {
                             send_command(&faults, *task, deployed, TaskCommand::TriggerCheckpoint(barrier));
@@ -955,6 +962,15 @@ impl JobManager {
                     let faults = self.directory.faults.clone();
                     let run = self.jobs.get_mut(&job).expect("present");
                     run.completed_ids.push(id);
+                    if let Some(triggered) = run.triggered_at_ms.remove(&id) {
+                        let size_bytes = run.completed.get(&id).map_or(0, |c| c.metadata.state_size_bytes());
+                        let duration_ms = now_ms.saturating_sub(triggered);
+                        run.checkpoint_stats.push(super::messages::CheckpointStats {
+                            id: id.0,
+                            duration_ms,
+                            size_bytes,
+                        });
+                    }
                     if run.stopping_at.is_some_and(|savepoint| id > savepoint) {
                         // Completed after the stop's savepoint: durable, but never committed.
                         continue;

@@ -22,6 +22,16 @@ pub struct JobOutcome {
     pub duration: Duration,
     /// The completed checkpoints, ascending.
     pub completed: Vec<CheckpointId>,
+    /// Each completed checkpoint's duration (trigger to durable `_metadata`) and size.
+    pub checkpoint_stats: Vec<CheckpointStats>,
+}
+
+/// How one checkpoint went.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointStats {
+    pub id: u64,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
 }
 
 /// What `weir list` shows of a job.

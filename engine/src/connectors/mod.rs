@@ -2,6 +2,7 @@
 //! numbered sequence, and a file sink writing one part file per subtask.
 
 pub mod file_sink;
+pub mod generator_source;
 pub mod line_source;
 pub mod sequence_source;
 

@@ -1,5 +1,6 @@
 //! The built-in jobs, registered by name so that scenarios and the CLI can pick them.
 
+pub mod keyed_sum;
 pub mod sequence;
 pub mod wordcount;
 
@@ -26,7 +27,7 @@ pub struct BuiltinJob {
 }
 
 /// Every built-in job, by name.
-pub const BUILTIN_JOBS: &[BuiltinJob] = &[wordcount::JOB, sequence::JOB];
+pub const BUILTIN_JOBS: &[BuiltinJob] = &[wordcount::JOB, sequence::JOB, keyed_sum::JOB];
 
 /// The built-in job called `name`.
 pub fn find(name: &str) -> Option<&'static BuiltinJob> {

@@ -1,0 +1,266 @@
+//! `weir bench`: the benchmark suite (real mode). Measures keyed-sum throughput against a
+//! hand-written loop, the cost of checkpointing, and checkpoint duration, size and restore
+//! time as state grows; prints tables and writes JSON. It reports; it never fails on a
+//! number.
+//!
+//! Every engine measurement is its own `weir run` process, so that its peak memory is its
+//! own; figures are medians over the runs, and each configuration's output is checked
+//! against the reference once.
+
+use engine::checkpoint::restore;
+use engine::config::{JobConfig, StateBackendKind};
+use engine::jobs::keyed_sum;
+use engine::seam::runtime;
+use engine::seam::storage::{LocalStorage, StorageRef};
+use engine::state::backend::{KeyedStateBackend, StateKind};
+use engine::state::heap::HeapKeyedBackend;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Records per throughput run.
+    #[arg(long, default_value_t = 10_000_000)]
+    n: u64,
+    /// Runs per configuration (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// State sizes (keys) for the checkpoint cost table.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1_000u64, 100_000, 1_000_000, 10_000_000])]
+    state_keys: Vec<u64>,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench.json")]
+    json: PathBuf,
+    /// A scratch directory (default: a fresh one in the temp dir).
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+}
+
+/// Peak resident memory of this process, in KiB (Linux; 0 elsewhere).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status") // real-only: a benchmark figure
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The hand-written limit: one thread, the same records, a hash map.
+fn hand_written(n: u64, keys: u64) -> f64 {
+    let started = Instant::now();
+    let mut totals: FxHashMap<String, (u64, u64)> = FxHashMap::default();
+    let mut key = String::new();
+    for i in 0..n {
+        key.clear();
+        let _ = write!(key, "k{}", i % keys);
+        match totals.get_mut(key.as_str()) {
+            Some((count, sum)) => {
+                *count += 1;
+                *sum = sum.wrapping_add(i);
+            }
+            None => {
+                totals.insert(key.clone(), (1, i));
+            }
+        }
+    }
+    assert_eq!(totals.len() as u64, keys.min(n), "the loop lost keys");
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+struct RunFigures {
+    job_time_ms: u64,
+    peak_rss_kib: u64,
+    checkpoints: Vec<(u64, u64)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_engine(
+    dir: &Path,
+    n: u64,
+    keys: u64,
+    parallelism: u32,
+    interval: Option<&str>,
+    backend: &str,
+    verify: bool,
+) -> Result<RunFigures, String> {
+    let _ = std::fs::remove_dir_all(dir); // real-only: the benchmark's scratch space
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?; // real-only
+    let mut yaml = format!("state.backend: {backend}\nweir.state.jobmanager.max-state-size: 4 gb\n");
+    if let Some(interval) = interval {
+        let _ = write!(
+            yaml,
+            "execution.checkpointing.interval: {interval}\nstate.checkpoints.dir: {}\nexecution.checkpointing.externalized-checkpoint-retention: RETAIN_ON_CANCELLATION\nexecution.checkpointing.timeout: 10 min\n",
+            dir.join("checkpoints").display()
+        );
+    }
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).map_err(|e| e.to_string())?; // real-only
+    let (output, stats) = (dir.join("out.txt"), dir.join("stats.json"));
+    let status = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["run", "--job", "keyed-sum", "--output", &output.display().to_string(), "-p", &parallelism.to_string()])
+        .args(["--config", &config.display().to_string(), "--stats-json", &stats.display().to_string()])
+        .args(["--param", &format!("n={n}"), "--param", &format!("keys={keys}")])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("a keyed-sum run failed ({status})"));
+    }
+    if verify {
+        let text = std::fs::read_to_string(&output).map_err(|e| e.to_string())?; // real-only
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        if lines != keyed_sum::reference(n, keys) {
+            return Err(format!("keyed-sum n={n} keys={keys} p={parallelism} produced wrong totals"));
+        }
+    }
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?; // real-only
+    let checkpoints = stats["checkpoints"]
+        .as_array()
+        .map(|a| {
+            a.iter().map(|c| (c["duration_ms"].as_u64().unwrap_or(0), c["size_bytes"].as_u64().unwrap_or(0))).collect()
+        })
+        .unwrap_or_default();
+    Ok(RunFigures {
+        job_time_ms: stats["job_time_ms"].as_u64().unwrap_or(0),
+        peak_rss_kib: stats["peak_rss_kib"].as_u64().unwrap_or(0),
+        checkpoints,
+    })
+}
+
+/// Restores the newest retained checkpoint under `root` into heap backends; returns
+/// milliseconds (load, verify, redistribute, decode).
+fn restore_time_ms(root: &Path, n: u64, keys: u64, backend: StateBackendKind) -> Result<f64, String> {
+    let storage: StorageRef = Arc::new(LocalStorage);
+    let newest = std::fs::read_dir(root) // real-only
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .flat_map(|job| std::fs::read_dir(job.path()).into_iter().flatten().flatten()) // real-only
+        .filter(|e| e.path().join("_metadata").is_file())
+        .max_by_key(|e| e.file_name().to_string_lossy().trim_start_matches("chk-").parse::<u64>().unwrap_or(0))
+        .ok_or("no retained checkpoint")?
+        .path();
+    let params = BTreeMap::from([
+        ("n".to_string(), n.to_string()),
+        ("keys".to_string(), keys.to_string()),
+        ("output".to_string(), "/unused".to_string()),
+    ]);
+    let config = JobConfig { state_backend: backend, ..JobConfig::default() };
+    let graph =
+        engine::jobs::find("keyed-sum").expect("registered").build_graph(&params, config).map_err(|e| e.to_string())?;
+    runtime::run(0, async move {
+        let started = Instant::now();
+        let loaded = restore::load(&storage, &newest).await.map_err(|e| e.to_string())?;
+        let plan = restore::plan(&storage, &loaded, &graph, false).await.map_err(|e| e.to_string())?;
+        for (vertex, subtasks) in graph.vertices.iter().zip(plan) {
+            for (index, snapshot) in subtasks.into_iter().enumerate() {
+                let Some(operator) = snapshot.operators.get(&engine::ids::OperatorUid("sum".into())) else { continue };
+                let range = engine::keygroup::KeyGroupRange::for_subtask(
+                    engine::ids::SubtaskIndex(index as u32),
+                    vertex.parallelism,
+                    graph.max_parallelism,
+                );
+                let mut heap = HeapKeyedBackend::<String>::new(range, &operator.keyed).map_err(|e| e.to_string())?;
+                heap.register::<(u64, u64)>("count-and-sum", StateKind::Value).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    })
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let scratch =
+        args.scratch.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("weir-bench-{}", std::process::id())));
+    let mut report = serde_json::Map::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("weir bench: n = {} records, {} runs per configuration (median), {cores} cores\n", args.n, args.runs);
+
+    // 1 and 2: throughput against the hand-written loop.
+    let mut rows = Vec::new();
+    println!(
+        "{:<8} {:<4} {:<12} {:<11} {:>14} {:>12} {:>12} {:>10}",
+        "keys", "p", "checkpoints", "backend", "records/s", "vs loop", "vs ckpt off", "peak RSS"
+    );
+    for keys in [1_000u64, 1_000_000] {
+        let limit = median((0..args.runs).map(|_| hand_written(args.n, keys)).collect());
+        println!(
+            "{keys:<8} {:<4} {:<12} {:<11} {:>14.0} {:>12} {:>12} {:>10}",
+            "-", "-", "hand loop", limit, "1.00", "-", "-"
+        );
+        rows.push(serde_json::json!({"keys": keys, "kind": "hand-written loop", "records_per_second": limit}));
+        for parallelism in [1u32, 2] {
+            for backend in ["jobmanager", "filesystem"] {
+                let mut off = None;
+                for interval in [None, Some("1 s"), Some("100 ms")] {
+                    let mut throughput = Vec::new();
+                    let mut rss = Vec::new();
+                    for run in 0..args.runs {
+                        let dir = scratch.join("throughput");
+                        let figures = run_engine(&dir, args.n, keys, parallelism, interval, backend, run == 0)?;
+                        throughput.push(args.n as f64 / (figures.job_time_ms.max(1) as f64 / 1000.0));
+                        rss.push(figures.peak_rss_kib as f64);
+                    }
+                    let records_per_second = median(throughput);
+                    let peak_rss_mib = median(rss) / 1024.0;
+                    let off_rate = *off.get_or_insert(records_per_second);
+                    let label = interval.unwrap_or("off");
+                    println!(
+                        "{keys:<8} {parallelism:<4} {label:<12} {backend:<11} {records_per_second:>14.0} {:>12.2} {:>12.2} {:>7.0} MiB",
+                        records_per_second / limit,
+                        records_per_second / off_rate,
+                        peak_rss_mib
+                    );
+                    rows.push(serde_json::json!({
+                        "keys": keys, "parallelism": parallelism, "checkpoints": label, "backend": backend,
+                        "records_per_second": records_per_second, "ratio_to_loop": records_per_second / limit,
+                        "ratio_to_checkpoints_off": records_per_second / off_rate, "peak_rss_mib": peak_rss_mib,
+                    }));
+                }
+            }
+        }
+    }
+    report.insert("throughput".into(), serde_json::Value::Array(rows));
+
+    // 3: checkpoint duration and size, and restore time, as state grows.
+    println!(
+        "\n{:<10} {:<11} {:>18} {:>16} {:>16}",
+        "state keys", "backend", "checkpoint ms", "size MiB", "restore ms"
+    );
+    let mut rows = Vec::new();
+    for &keys in &args.state_keys {
+        for (backend, kind) in
+            [("jobmanager", StateBackendKind::JobManager), ("filesystem", StateBackendKind::FileSystem)]
+        {
+            let (mut durations, mut sizes, mut restores) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..args.runs {
+                let dir = scratch.join("state");
+                // Every key once; a long interval, so the one checkpoint is the final one, holding all of it.
+                let figures = run_engine(&dir, keys, keys, 1, Some("1 h"), backend, false)?;
+                let (duration, size) = figures.checkpoints.last().copied().ok_or("no checkpoint completed")?;
+                durations.push(duration as f64);
+                sizes.push(size as f64);
+                restores.push(restore_time_ms(&dir.join("checkpoints"), keys, keys, kind)?);
+            }
+            let (duration, size, restore) = (median(durations), median(sizes), median(restores));
+            println!("{keys:<10} {backend:<11} {duration:>18.0} {:>16.1} {restore:>16.0}", size / (1 << 20) as f64);
+            rows.push(serde_json::json!({"keys": keys, "backend": backend, "checkpoint_ms": duration, "size_bytes": size, "restore_ms": restore}));
+        }
+    }
+    report.insert("state".into(), serde_json::Value::Array(rows));
+    let _ = std::fs::remove_dir_all(&scratch); // real-only
+    std::fs::write(&args.json, serde_json::to_string_pretty(&serde_json::Value::Object(report)).expect("JSON"))
+        .map_err(|e| e.to_string())?; // real-only
+    println!("\nJSON: {}", args.json.display());
+    Ok(())
+}
