@@ -201,3 +201,41 @@ fn ctrl_c_cancels_and_applies_the_retention_policy() {
         assert_eq!(!left.is_empty(), kept, "{retention}: checkpoints left after Ctrl-C: {left:?}");
     }
 }
+
+/// A job killed after its final checkpoint completed resumes from that final checkpoint: its
+/// operators had finished, so nothing is emitted again (FLIP-147's finished-on-restore) and
+/// the committed counts stay exact.
+#[test]
+fn resuming_from_the_final_checkpoint_emits_nothing_twice() {
+    let dir = scratch("final-checkpoint");
+    let input = dir.join("input.txt");
+    write_text(&input, 1 << 20);
+    let output = dir.join("counts.txt");
+    let args: Vec<String> = [
+        "run",
+        "--job",
+        "wordcount",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "-p",
+        "2",
+        "--config",
+        &config(&dir, "filesystem"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir")).args(&args).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let expected = coreutils_counts(&input);
+    assert_eq!(sorted_lines(&output), expected);
+    let (_, last) =
+        complete_checkpoints(&dir.join("checkpoints-filesystem")).pop().expect("the final checkpoint is retained");
+    let mut resumed_args = args.clone();
+    resumed_args.extend(["-s".to_string(), last.display().to_string()]);
+    let resumed = Command::new(env!("CARGO_BIN_EXE_weir")).args(&resumed_args).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(sorted_lines(&output), expected, "resuming from the final checkpoint duplicated output");
+}

@@ -273,10 +273,12 @@ impl<T: Send + 'static> Stream<T> {
             let upstream = upstream.clone();
             let tail = tail.clone();
             Box::pin(async move {
+                let restored = &context.restored.operators;
+                let finished_on_restore = !restored.is_empty() && restored.values().all(|operator| operator.finished);
                 let pulled = upstream(&mut context)?;
                 let pushed = tail(&mut context)?;
                 let batch = context.batch_size_records();
-                run_task(context.info, pulled, pushed, batch, context.services).await
+                run_task(context.info, pulled, pushed, batch, context.services, finished_on_restore).await
             })
         });
         let mut graph = self.graph.borrow_mut();

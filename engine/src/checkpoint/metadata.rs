@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 /// The first 8 bytes of every metadata file.
 pub const MAGIC: [u8; 8] = *b"WEIRMETA";
 /// The version of the frame and body layout this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Version 1 had no `finished` flag on subtask state; it is still read (as not finished).
+const FORMAT_VERSION_1: u32 = 1;
 /// The name of the metadata file inside a checkpoint or savepoint directory.
 pub const METADATA_FILE_NAME: &str = "_metadata";
 
@@ -82,6 +84,66 @@ pub struct SubtaskState {
     pub key_groups: Vec<KeyGroupHandle>,
     /// Operator list states, names unique.
     pub lists: Vec<ListStateSnapshot>,
+    /// The operator had processed all its input when snapshotted (a snapshot in the end of
+    /// data phase): restored, it must not process or emit its end-of-input results again.
+    pub finished: bool,
+}
+
+/// Version 1 of the body, read for compatibility.
+mod v1 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub struct CheckpointMetadata {
+        pub checkpoint_id: CheckpointId,
+        pub job_id: JobId,
+        pub job_name: String,
+        pub kind: SnapshotKind,
+        pub format: SnapshotFormat,
+        pub timestamp_ms: u64,
+        pub operators: Vec<OperatorState>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct OperatorState {
+        pub uid: OperatorUid,
+        pub parallelism: u32,
+        pub max_parallelism: u32,
+        pub subtasks: Vec<SubtaskState>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SubtaskState {
+        pub key_groups: Vec<KeyGroupHandle>,
+        pub lists: Vec<ListStateSnapshot>,
+    }
+
+    impl From<CheckpointMetadata> for super::CheckpointMetadata {
+        fn from(m: CheckpointMetadata) -> Self {
+            super::CheckpointMetadata {
+                checkpoint_id: m.checkpoint_id,
+                job_id: m.job_id,
+                job_name: m.job_name,
+                kind: m.kind,
+                format: m.format,
+                timestamp_ms: m.timestamp_ms,
+                operators: m
+                    .operators
+                    .into_iter()
+                    .map(|o| super::OperatorState {
+                        uid: o.uid,
+                        parallelism: o.parallelism,
+                        max_parallelism: o.max_parallelism,
+                        subtasks: o
+                            .subtasks
+                            .into_iter()
+                            .map(|s| super::SubtaskState { key_groups: s.key_groups, lists: s.lists, finished: false })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+    }
 }
 
 /// Where the keyed state of one key group is.
@@ -206,7 +268,7 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<CheckpointMetadata, Metadat
         return Err(truncated(FIXED_LEN as u64));
     };
     let version = u32::from_le_bytes(*version);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
         return Err(MetadataError::UnsupportedVersion { path: path(), version });
     }
     let Some((body_len, _)) = rest.split_first_chunk::<8>() else {
@@ -234,7 +296,12 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<CheckpointMetadata, Metadat
     };
     // `take_from_bytes` rather than `from_bytes`, because the latter ignores bytes left over after the
     // value, and a body longer than its value means the writer and this reader disagree about the layout.
-    let metadata = match postcard::take_from_bytes::<CheckpointMetadata>(body) {
+    let decoded = if version == FORMAT_VERSION_1 {
+        postcard::take_from_bytes::<v1::CheckpointMetadata>(body).map(|(m, rest)| (CheckpointMetadata::from(m), rest))
+    } else {
+        postcard::take_from_bytes::<CheckpointMetadata>(body)
+    };
+    let metadata = match decoded {
         Ok((metadata, [])) => metadata,
         Ok((_, unused)) => {
             let message = format!("{} unused bytes after the encoded metadata", unused.len());
@@ -457,6 +524,7 @@ mod tests {
                             group(1, file("shared/a", 0, 10)),
                         ],
                         lists: vec![],
+                        finished: false,
                     },
                     SubtaskState {
                         key_groups: vec![
@@ -466,6 +534,7 @@ mod tests {
                             group(3, file("shared/a", 10, 20)),
                         ],
                         lists: vec![list("pending", &[b"xy", b"z"])],
+                        finished: false,
                     },
                 ],
             ),
@@ -473,7 +542,11 @@ mod tests {
                 "source",
                 1,
                 128,
-                vec![SubtaskState { key_groups: vec![], lists: vec![list("offsets", &[b"12345678"])] }],
+                vec![SubtaskState {
+                    key_groups: vec![],
+                    lists: vec![list("offsets", &[b"12345678"])],
+                    finished: false,
+                }],
             ),
         ])
     }
@@ -521,6 +594,7 @@ mod tests {
                         StateHandle::File(FileRef { path: "f".to_string(), offset: 1, length: 2, checksum: 3 }),
                     )],
                     lists: vec![],
+                    finished: false,
                 }],
             )],
         };
@@ -541,14 +615,18 @@ mod tests {
             1,                  // handle: variant 1, File
             1, b'f', 1, 2, 3,   // path "f", offset 1, length 2, checksum 3
             0,                  // no lists
+            0,                  // not finished (version 2)
         ];
         let encoded = encode(&minimal);
         assert_eq!(&encoded[..8], b"WEIRMETA");
-        assert_eq!(&encoded[8..12], &[1, 0, 0, 0]);
+        assert_eq!(&encoded[8..12], &[2, 0, 0, 0]);
         assert_eq!(&encoded[12..20], &(body.len() as u64).to_le_bytes());
         assert_eq!(&encoded[20..encoded.len() - 4], body);
         assert_eq!(&encoded[encoded.len() - 4..], &checksum(&encoded[..encoded.len() - 4]).to_le_bytes());
-        assert_eq!(decode(&encoded, origin()), Ok(minimal));
+        assert_eq!(decode(&encoded, origin()), Ok(minimal.clone()));
+        // Version 1 files, without the finished flag, still decode, as not finished.
+        let version_1 = frame(1, &body[..body.len() - 1]);
+        assert_eq!(decode(&version_1, origin()), Ok(minimal));
     }
 
     #[test]
@@ -579,7 +657,11 @@ mod tests {
             "count",
             1,
             2,
-            vec![SubtaskState { key_groups: vec![group(1, StateHandle::Inline(vec![9; 5]))], lists: vec![] }],
+            vec![SubtaskState {
+                key_groups: vec![group(1, StateHandle::Inline(vec![9; 5]))],
+                lists: vec![],
+                finished: false,
+            }],
         )]);
         assert!(inline.is_self_contained());
         assert!(inline.referenced_files().is_empty());
@@ -605,6 +687,7 @@ mod tests {
             vec![SubtaskState {
                 key_groups: vec![group(0, file("a", 0, u64::MAX)), group(1, file("b", 0, 1))],
                 lists: vec![],
+                finished: false,
             }],
         )]);
         assert_eq!(huge.state_size_bytes(), u64::MAX);
@@ -642,11 +725,11 @@ mod tests {
 
     #[test]
     fn unsupported_version_message() {
-        let error = decode(&frame(2, b""), origin()).unwrap_err();
-        assert_eq!(error, MetadataError::UnsupportedVersion { path: origin().into(), version: 2 });
+        let error = decode(&frame(3, b""), origin()).unwrap_err();
+        assert_eq!(error, MetadataError::UnsupportedVersion { path: origin().into(), version: 3 });
         assert_eq!(
             error.to_string(),
-            "`/ckpt/job/chk-7/_metadata`: unsupported checkpoint metadata format version 2 (this build reads version 1)"
+            "`/ckpt/job/chk-7/_metadata`: unsupported checkpoint metadata format version 3 (this build reads version 2)"
         );
     }
 
@@ -666,7 +749,7 @@ mod tests {
     fn checksum_mismatch_message() {
         // An empty body, whose crc32 covers the header alone; the pinned value was computed outside Rust
         // with Python's `zlib.crc32`.
-        let mut framed = frame(FORMAT_VERSION, b"");
+        let mut framed = frame(FORMAT_VERSION_1, b"");
         assert_eq!(framed.len(), 24);
         let computed = checksum(&framed[..20]);
         framed[20..].copy_from_slice(&0xdead_beef_u32.to_le_bytes());
@@ -744,7 +827,7 @@ mod tests {
     fn validate_rejects_max_parallelism_above_the_bound() {
         let bad = metadata(vec![operator("count", 1, 32769, vec![])]);
         assert_eq!(problem(&bad), "operator `count`: max parallelism 32769 exceeds the upper bound 32768");
-        let subtask = SubtaskState { key_groups: vec![], lists: vec![] };
+        let subtask = SubtaskState { key_groups: vec![], lists: vec![], finished: false };
         validate(&metadata(vec![operator("count", 1, 32768, vec![subtask])]), origin())
             .expect("the bound itself is allowed");
     }
@@ -773,8 +856,9 @@ mod tests {
     #[test]
     fn validate_rejects_key_groups_outside_the_range() {
         // Subtask 1 of 4 at max parallelism 256 owns key groups 64..128, the engine's own example.
-        let empty = || SubtaskState { key_groups: vec![], lists: vec![] };
-        let subtask = SubtaskState { key_groups: vec![group(70, StateHandle::Inline(vec![]))], lists: vec![] };
+        let empty = || SubtaskState { key_groups: vec![], lists: vec![], finished: false };
+        let subtask =
+            SubtaskState { key_groups: vec![group(70, StateHandle::Inline(vec![]))], lists: vec![], finished: false };
         let good = metadata(vec![operator("count", 4, 256, vec![empty(), subtask, empty(), empty()])]);
         validate(&good, origin()).expect("70 is inside 64..128");
         let mut bad = good.clone();
@@ -904,7 +988,11 @@ mod tests {
                 .map(|key_group| handle().prop_map(move |handle| KeyGroupHandle { key_group, handle }))
                 .collect::<Vec<_>>()
         });
-        (key_groups, lists()).prop_map(|(key_groups, lists)| SubtaskState { key_groups, lists })
+        (key_groups, lists(), any::<bool>()).prop_map(|(key_groups, lists, finished)| SubtaskState {
+            key_groups,
+            lists,
+            finished,
+        })
     }
 
     fn operator_state(uid: String) -> impl Strategy<Value = OperatorState> {

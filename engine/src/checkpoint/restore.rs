@@ -41,6 +41,10 @@ pub enum RestoreError {
         "checkpoint `{metadata}`: operator `{operator}` was checkpointed with max parallelism {checkpointed}, but the job has {job}; max parallelism cannot change"
     )]
     MaxParallelismMismatch { metadata: PathBuf, operator: OperatorUid, checkpointed: u32, job: u32 },
+    #[error(
+        "checkpoint `{metadata}`: operator `{operator}` had finished in some subtasks only; it can be restored only at its checkpointed parallelism"
+    )]
+    PartiallyFinished { metadata: PathBuf, operator: OperatorUid },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -138,7 +142,7 @@ pub async fn resolve(
                 };
                 keyed.push(KeyGroupSnapshot { key_group: group.key_group, bytes });
             }
-            subtasks.push(OperatorSnapshot { keyed, lists: subtask.lists.clone() });
+            subtasks.push(OperatorSnapshot { keyed, lists: subtask.lists.clone(), finished: subtask.finished });
         }
         resolved.insert(operator.uid.clone(), subtasks);
     }
@@ -181,6 +185,19 @@ pub async fn plan(
                 operator: operator.uid.clone(),
                 checkpointed: operator.max_parallelism,
                 job: graph.max_parallelism,
+            });
+        }
+    }
+    for operator in &checkpoint.metadata.operators {
+        let Some(&vertex) = owners.get(&operator.uid) else { continue };
+        let finished = operator.subtasks.iter().filter(|s| s.finished).count();
+        if finished > 0
+            && finished < operator.subtasks.len()
+            && graph.vertices[vertex].parallelism != operator.parallelism
+        {
+            return Err(RestoreError::PartiallyFinished {
+                metadata: checkpoint.metadata_path.clone(),
+                operator: operator.uid.clone(),
             });
         }
     }

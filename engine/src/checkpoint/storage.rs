@@ -112,7 +112,7 @@ impl CheckpointWriter {
                         file_bytes.extend_from_slice(&group.bytes);
                         key_groups.push(KeyGroupHandle { key_group: group.key_group, handle: StateHandle::File(file) });
                     }
-                    acked.insert(uid, SubtaskState { key_groups, lists: operator.lists });
+                    acked.insert(uid, SubtaskState { key_groups, lists: operator.lists, finished: operator.finished });
                 }
                 if !file_bytes.is_empty() {
                     let mut file = self.storage.create(&dir.join(&name)).await?;
@@ -133,6 +133,7 @@ fn inline(operator: crate::state::snapshot::OperatorSnapshot) -> SubtaskState {
             .map(|g| KeyGroupHandle { key_group: g.key_group, handle: StateHandle::Inline(g.bytes) })
             .collect(),
         lists: operator.lists,
+        finished: operator.finished,
     }
 }
 

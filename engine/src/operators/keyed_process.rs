@@ -108,7 +108,8 @@ where
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
         let keyed = self.backend.snapshot().map_err(|e| self.state_error(e))?;
-        let previous = snapshot.operators.insert(self.uid.clone(), OperatorSnapshot { keyed, lists: Vec::new() });
+        let previous =
+            snapshot.operators.insert(self.uid.clone(), OperatorSnapshot { keyed, lists: Vec::new(), finished: false });
         assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
         Ok(())
     }

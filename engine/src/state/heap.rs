@@ -266,7 +266,7 @@ mod rescale_tests {
                     let mut context = KeyedContext::new(&mut backend, &mut registry, key, key_group_for_key(key, max));
                     context.value(&VALUE).unwrap().set(key.wrapping_mul(31)).unwrap();
                 }
-                snapshots.push(OperatorSnapshot { keyed: backend.snapshot().unwrap(), lists: Vec::new() });
+                snapshots.push(OperatorSnapshot { keyed: backend.snapshot().unwrap(), lists: Vec::new(), finished: false });
             }
             // Restore at the new parallelism and see where every key's value is.
             let mut found: BTreeMap<u64, Vec<(u32, u64)>> = BTreeMap::new();

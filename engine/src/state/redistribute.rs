@@ -42,6 +42,18 @@ pub fn redistribute(old: &[OperatorSnapshot], new_parallelism: u32, max_parallel
         target.keyed = groups.iter().filter(|g| range.contains(g.key_group)).map(|g| (*g).clone()).collect();
     }
 
+    // Finished flags (FLIP-147): an operator finished everywhere stays finished everywhere;
+    // a partially finished one keeps its flags per subtask, which only a restore at the same
+    // parallelism can do (the caller checks).
+    if old.iter().all(|s| s.finished) && !old.is_empty() {
+        new.iter_mut().for_each(|s| s.finished = true);
+    } else if old.iter().any(|s| s.finished) {
+        assert_eq!(old.len(), parts, "a partially finished operator cannot be rescaled");
+        for (target, source) in new.iter_mut().zip(old) {
+            target.finished = source.finished;
+        }
+    }
+
     // Operator list state: concatenate each named list over old subtasks in order.
     let mut lists: BTreeMap<&str, (Redistribution, Vec<Vec<u8>>)> = BTreeMap::new();
     for snapshot in old {
@@ -112,6 +124,7 @@ mod tests {
                 let range = KeyGroupRange::for_subtask(SubtaskIndex(i), old_p, max);
                 let elements: Vec<Vec<u8>> = lists[i as usize].iter().map(|e| e.to_le_bytes().to_vec()).collect();
                 OperatorSnapshot {
+                    finished: false,
                     keyed: range.iter().map(|kg| KeyGroupSnapshot { key_group: kg, bytes: kg.0.to_le_bytes().to_vec() }).collect(),
                     lists: vec![
                         ListStateSnapshot { name: "even".into(), mode: Redistribution::EvenSplit, elements: elements.clone() },

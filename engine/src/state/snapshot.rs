@@ -40,6 +40,9 @@ pub struct OperatorSnapshot {
     pub keyed: Vec<KeyGroupSnapshot>,
     /// Operator list states, ascending by name.
     pub lists: Vec<ListStateSnapshot>,
+    /// Snapshotted after the operator processed all its input (Flink's FLIP-147
+    /// "finished"): restored, it must not process or emit its end-of-input results again.
+    pub finished: bool,
 }
 
 impl OperatorSnapshot {

@@ -196,6 +196,10 @@ impl<T: Send> Upstream<T> for InputGate<T> {
         false
     }
 
+    async fn open(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
         // The gate holds no state: aligned barriers mean no in-flight records are captured.
         Ok(())

@@ -51,10 +51,19 @@ pub async fn run_task<T: Send + 'static>(
     tail: Box<dyn Tail<T>>,
     batch_size_records: usize,
     services: TaskServices,
+    finished_on_restore: bool,
 ) -> Result<(), TaskError> {
     let mut task = Subtask { info, upstream, tail, services, last_snapshot: None };
     let mut out: Vec<T> = Vec::with_capacity(batch_size_records);
-    loop {
+    if finished_on_restore {
+        // Every operator had finished when the restored checkpoint was taken: its
+        // end-of-input results are in that checkpoint's committed or pending output, so
+        // nothing is processed or emitted again (FLIP-147's finished-on-restore).
+        tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, "finished on restore");
+        task.upstream.open().await?;
+        task.tail.finish().await?;
+    }
+    while !finished_on_restore {
         while let Ok(command) = task.services.commands.try_recv() {
             if let Next::Exit = task.on_command_running(command).await? {
                 return Ok(());
@@ -158,6 +167,10 @@ impl<T: Send + 'static> Subtask<T> {
         let mut snapshot = SubtaskSnapshot::default();
         self.upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
         self.tail.snapshot(barrier.checkpoint, &mut snapshot).await?;
+        if !forward {
+            // Taken in the end-of-data phase: every operator has processed all its input.
+            snapshot.operators.values_mut().for_each(|operator| operator.finished = true);
+        }
         if forward {
             self.tail.forward_barrier(barrier).await?;
         }

@@ -231,7 +231,7 @@ impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
         self.sink.snapshot(checkpoint, &mut store).await?;
         let previous = snapshot
             .operators
-            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
+            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false });
         assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
         Ok(())
     }

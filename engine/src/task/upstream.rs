@@ -34,6 +34,9 @@ pub trait Upstream<T>: Send {
     async fn ready(&mut self) -> Result<(), TaskError>;
     /// Whether the head is a source (sources inject barriers on command).
     fn is_source(&self) -> bool;
+    /// Opens the head without pulling (a source restores its positions): for a subtask
+    /// that finished before its checkpoint and must only snapshot from now on.
+    async fn open(&mut self) -> Result<(), TaskError>;
     /// Snapshots the head and every chained operator, head first.
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
     fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
@@ -73,6 +76,10 @@ impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
 
     fn is_source(&self) -> bool {
         self.inner.is_source()
+    }
+
+    async fn open(&mut self) -> Result<(), TaskError> {
+        self.inner.open().await
     }
 
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
@@ -140,6 +147,19 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
         Ok(())
     }
 
+    async fn open(&mut self) -> Result<(), TaskError> {
+        if let Some(restored) = self.restored.take() {
+            let context = OperatorContext {
+                uid: &self.uid,
+                info: &self.info,
+                storage: &self.storage,
+                checkpointing: self.checkpointing,
+            };
+            self.source.open(context, restored.as_ref()).await?;
+        }
+        Ok(())
+    }
+
     fn is_source(&self) -> bool {
         true
     }
@@ -149,7 +169,7 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
         self.source.snapshot(checkpoint, &mut store)?;
         let previous = snapshot
             .operators
-            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot() });
+            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false });
         assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
         Ok(())
     }
