@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         }
         Command::Stop { savepoint_path, job } => control::request(&job, "stop", savepoint_path).map_err(CliError::from),
         Command::Cancel { job } => control::request(&job, "cancel", None).map_err(CliError::from),
-        Command::Bench(args) => bench::run(args).map_err(|message| CliError::Bench(message)),
+        Command::Bench(args) => bench::run(args).map_err(CliError::Bench),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -256,6 +256,9 @@ pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Opti
     report
 }
 
+/// The job running now, for steps that act on it.
+type RunningJob = (Arc<Cluster>, engine::ids::JobId);
+
 /// What the simulation itself returns.
 struct Simulated {
     /// Savepoints taken by `[[savepoint]]` steps, and their state at the end.
@@ -333,7 +336,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     };
 
     // Savepoint steps run beside the restarts; they ask whichever job runs at their time.
-    let current: Arc<Mutex<Option<(Arc<Cluster>, engine::ids::JobId)>>> = Arc::new(Mutex::new(None));
+    let current: Arc<Mutex<Option<RunningJob>>> = Arc::new(Mutex::new(None));
     let taken: Arc<Mutex<Vec<PathBuf>>> = Arc::new(Mutex::new(Vec::new()));
     let steps = if options.faults { file.savepoints.clone() } else { Vec::new() };
     for step in steps {

@@ -62,37 +62,8 @@ pub async fn run_task<T: Send + 'static>(
         tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, "finished on restore");
         task.upstream.open().await?;
         task.tail.finish().await?;
-    }
-    while !finished_on_restore {
-        while let Ok(command) = task.services.commands.try_recv() {
-            if let Next::Exit = task.on_command_running(command).await? {
-                return Ok(());
-            }
-        }
-        match task.upstream.pull(&mut out).await? {
-            Pulled::Records => task.tail.emit(&mut out).await?,
-            Pulled::Idle => {
-                task.tail.flush().await?;
-                tokio::select! {
-                    biased;
-                    command = task.services.commands.recv() => match command {
-                        Some(command) => {
-                            if let Next::Exit = task.on_command_running(command).await? {
-                                return Ok(());
-                            }
-                        }
-                        None => return Err(TaskError::Canceled),
-                    },
-                    ready = task.upstream.ready() => ready?,
-                }
-            }
-            Pulled::Barrier(barrier) => task.checkpoint(barrier, true).await?,
-            Pulled::End => {
-                task.tail.emit(&mut out).await?;
-                task.tail.finish().await?;
-                break;
-            }
-        }
+    } else if let Next::Exit = process(&mut task, &mut out).await? {
+        return Ok(());
     }
     if task.services.checkpoints.is_none() {
         return Ok(());
@@ -119,6 +90,42 @@ pub async fn run_task<T: Send + 'static>(
                     task.notify_complete(checkpoint).await?;
                 }
                 return Ok(());
+            }
+        }
+    }
+}
+
+/// The running phase: processes input until its end (or an exit command).
+/// `Continue` when the input ended, `Exit` when a command ended the subtask.
+async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> Result<Next, TaskError> {
+    loop {
+        while let Ok(command) = task.services.commands.try_recv() {
+            if let Next::Exit = task.on_command_running(command).await? {
+                return Ok(Next::Exit);
+            }
+        }
+        match task.upstream.pull(out).await? {
+            Pulled::Records => task.tail.emit(out).await?,
+            Pulled::Idle => {
+                task.tail.flush().await?;
+                tokio::select! {
+                    biased;
+                    command = task.services.commands.recv() => match command {
+                        Some(command) => {
+                            if let Next::Exit = task.on_command_running(command).await? {
+                                return Ok(Next::Exit);
+                            }
+                        }
+                        None => return Err(TaskError::Canceled),
+                    },
+                    ready = task.upstream.ready() => ready?,
+                }
+            }
+            Pulled::Barrier(barrier) => task.checkpoint(barrier, true).await?,
+            Pulled::End => {
+                task.tail.emit(out).await?;
+                task.tail.finish().await?;
+                return Ok(Next::Continue);
             }
         }
     }
