@@ -17,6 +17,8 @@ tasks:
   smoke          the main job: the smoke scenario suite over 200 seeds, then the canaries
   sim <args>     weir-sim under simulation, in release: `cargo x sim run scenarios/smoke
                  --seeds 0..500`, `cargo x sim replay <scenario> --seed N`
+  bench          the benchmarks: `weir bench` (writes bench.json), then the smoke suite's
+                 simulation speed on 1 and 2 worker threads (bench-sim-1.json, bench-sim-2.json)
   ci             what .ci/run runs: `test`
 ";
 
@@ -45,6 +47,11 @@ fn main() -> ExitCode {
             negative,
         ],
         "smoke" => vec![smoke, negative],
+        "bench" => vec![
+            vec!["run", "--release", "--quiet", "--package", "engine", "--bin", "weir", "--", "bench", "--json", "bench.json"],
+            [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..100", "--jobs", "1", "--json", "bench-sim-1.json"]].concat(),
+            [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..100", "--jobs", "2", "--json", "bench-sim-2.json"]].concat(),
+        ],
         "sim" => vec![[weir_sim, args[1..].iter().map(String::as_str).collect()].concat()],
         _ => {
             eprint!("{USAGE}");
