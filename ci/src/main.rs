@@ -48,9 +48,29 @@ fn main() -> ExitCode {
         ],
         "smoke" => vec![smoke, negative],
         "bench" => vec![
-            vec!["run", "--release", "--quiet", "--package", "engine", "--bin", "weir", "--", "bench", "--json", "bench.json"],
-            [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..100", "--jobs", "1", "--json", "bench-sim-1.json"]].concat(),
-            [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..100", "--jobs", "2", "--json", "bench-sim-2.json"]].concat(),
+            vec![
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "engine",
+                "--bin",
+                "weir",
+                "--",
+                "bench",
+                "--json",
+                "bench.json",
+            ],
+            [
+                weir_sim.clone(),
+                vec!["run", "scenarios/smoke", "--seeds", "0..100", "--jobs", "1", "--json", "bench-sim-1.json"],
+            ]
+            .concat(),
+            [
+                weir_sim.clone(),
+                vec!["run", "scenarios/smoke", "--seeds", "0..100", "--jobs", "2", "--json", "bench-sim-2.json"],
+            ]
+            .concat(),
         ],
         "sim" => vec![[weir_sim, args[1..].iter().map(String::as_str).collect()].concat()],
         _ => {

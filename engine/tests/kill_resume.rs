@@ -141,16 +141,7 @@ fn sequence_killed_three_times_commits_every_record_exactly_once() {
     .collect();
     run_with_kills(&args, &dir.join("checkpoints-filesystem"), 3);
 
-    let mut expected = Vec::new();
-    for partition in 0..partitions {
-        for number in 0..records {
-            expected.push(format!("r {partition} {number} {}", number % keys));
-        }
-    }
-    for (key, (count, sum)) in engine::jobs::sequence::reference_totals(partitions, records, keys) {
-        expected.push(format!("k {key} {count} {sum}"));
-    }
-    expected.sort();
+    let expected = engine::jobs::sequence::reference_lines(partitions, records, keys);
     assert_eq!(sorted_lines(&output), expected, "committed output after kills is not exactly once");
 }
 

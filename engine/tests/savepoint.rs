@@ -15,17 +15,7 @@ const RECORDS: u64 = 8000;
 const KEYS: u64 = 16;
 
 fn reference() -> Vec<String> {
-    let mut expected = Vec::new();
-    for partition in 0..PARTITIONS {
-        for number in 0..RECORDS {
-            expected.push(format!("r {partition} {number} {}", number % KEYS));
-        }
-    }
-    for (key, (count, sum)) in engine::jobs::sequence::reference_totals(PARTITIONS, RECORDS, KEYS) {
-        expected.push(format!("k {key} {count} {sum}"));
-    }
-    expected.sort();
-    expected
+    engine::jobs::sequence::reference_lines(PARTITIONS, RECORDS, KEYS)
 }
 
 fn weir_in(home: &Path, args: &[&str]) -> std::process::Output {

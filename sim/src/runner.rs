@@ -151,14 +151,7 @@ pub fn reference_output(scenario: &Scenario) -> Vec<String> {
     match scenario.file.job.name.as_str() {
         "sequence" => {
             let (partitions, records, keys) = (number("partitions", 4), number("records", 10_000), number("keys", 64));
-            for partition in 0..partitions {
-                for n in 0..records {
-                    lines.push(format!("r {partition} {n} {}", n % keys));
-                }
-            }
-            for (key, (count, sum)) in jobs::sequence::reference_totals(partitions as u32, records, keys) {
-                lines.push(format!("k {key} {count} {sum}"));
-            }
+            lines = jobs::sequence::reference_lines(partitions as u32, records, keys);
         }
         "wordcount" => {
             let text = generated_text(scenario.file.job.input_lines.unwrap_or(1000));

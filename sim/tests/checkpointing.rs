@@ -74,12 +74,7 @@ fn reference_records() -> Vec<String> {
 }
 
 fn reference_output() -> Vec<String> {
-    let mut lines = reference_records();
-    for (key, (count, sum)) in engine::jobs::sequence::reference_totals(PARTITIONS, RECORDS, KEYS) {
-        lines.push(format!("k {key} {count} {sum}"));
-    }
-    lines.sort();
-    lines
+    engine::jobs::sequence::reference_lines(PARTITIONS, RECORDS, KEYS)
 }
 
 /// Within the committed output (files in commit order), every (partition, key) sees its

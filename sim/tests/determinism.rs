@@ -87,17 +87,7 @@ fn sequence_job() -> SimJob {
 
 /// Every record once, plus the per-key totals from the parameters alone.
 fn reference_sequence() -> Vec<String> {
-    let mut lines = Vec::new();
-    for partition in 0..PARTITIONS {
-        for number in 0..RECORDS {
-            lines.push(format!("r {partition} {number} {}", number % KEYS));
-        }
-    }
-    for (key, (count, sum)) in engine::jobs::sequence::reference_totals(PARTITIONS, RECORDS, KEYS) {
-        lines.push(format!("k {key} {count} {sum}"));
-    }
-    lines.sort();
-    lines
+    engine::jobs::sequence::reference_lines(PARTITIONS, RECORDS, KEYS)
 }
 
 #[test]

@@ -118,6 +118,22 @@ pub fn reference_totals(partitions: u32, records: u64, keys: u64) -> BTreeMap<u6
     totals
 }
 
+/// The job's whole expected output, sorted: every record once, then the per-key totals,
+/// computed from the parameters alone (what checkers and tests compare runs with).
+pub fn reference_lines(partitions: u32, records: u64, keys: u64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for partition in 0..partitions {
+        for number in 0..records {
+            lines.push(format!("r {partition} {number} {}", number % keys));
+        }
+    }
+    for (key, (count, sum)) in reference_totals(partitions, records, keys) {
+        lines.push(format!("k {key} {count} {sum}"));
+    }
+    lines.sort();
+    lines
+}
+
 pub fn format_line(output: &SequenceOutput, line: &mut String) {
     let _ = match output {
         SequenceOutput::Record { partition, number, key } => write!(line, "r {partition} {number} {key}"),
