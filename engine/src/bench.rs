@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Instant; // real-only: benchmarks measure wall-clock time
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -124,8 +124,9 @@ fn run_engine(
             return Err(format!("keyed-sum n={n} keys={keys} p={parallelism} produced wrong totals"));
         }
     }
-    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?; // real-only
+    let text = std::fs::read_to_string(&stats); // real-only
+    let stats: serde_json::Value =
+        serde_json::from_str(&text.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?; // real-only
     let checkpoints = stats["checkpoints"]
         .as_array()
         .map(|a| {
@@ -259,8 +260,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     }
     report.insert("state".into(), serde_json::Value::Array(rows));
     let _ = std::fs::remove_dir_all(&scratch); // real-only
-    std::fs::write(&args.json, serde_json::to_string_pretty(&serde_json::Value::Object(report)).expect("JSON"))
-        .map_err(|e| e.to_string())?; // real-only
+    let json = serde_json::to_string_pretty(&serde_json::Value::Object(report)).expect("JSON values serialize");
+    let written = std::fs::write(&args.json, json); // real-only
+    written.map_err(|e| e.to_string())?; // real-only
     println!("\nJSON: {}", args.json.display());
     Ok(())
 }
