@@ -128,3 +128,19 @@ pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// Polls `weir list` (with `WEIR_HOME=home`) until a job's line satisfies `accept`; returns
+/// its job id. Fails after a minute.
+pub fn wait_for_listed_job(home: &Path, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listed =
+            Command::new(env!("CARGO_BIN_EXE_weir")).arg("list").env("WEIR_HOME", home).output().expect("weir runs");
+        let listed = String::from_utf8(listed.stdout).unwrap();
+        if let Some(line) = listed.lines().find(|l| accept(l)) {
+            return line.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "the job never showed up in `weir list`: {listed}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const PARTITIONS: u32 = 4;
 const RECORDS: u64 = 8000;
@@ -72,15 +71,7 @@ fn stop_with_savepoint_move_it_and_resume_at_parallelism_3_and_1() {
         .unwrap();
 
     // Wait for the job to register and complete a checkpoint.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let listed = String::from_utf8(weir_in(&home, &["list"]).stdout).unwrap();
-        if let Some(line) = listed.lines().find(|l| l.contains("RUNNING") && !l.contains("checkpoints completed: 0")) {
-            break line.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "the job never showed up in `weir list`: {listed}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let job = wait_for_listed_job(&home, |line| line.contains("RUNNING") && !line.contains("checkpoints completed: 0"));
 
     let taken = weir_in(&home, &["savepoint", &job[..8]]);
     assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
@@ -165,15 +156,7 @@ fn weir_cancel_ends_a_running_job_and_unknown_jobs_are_clear_errors() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let listed = String::from_utf8(weir_in(&home, &["list"]).stdout).unwrap();
-        if let Some(line) = listed.lines().find(|l| l.contains("RUNNING")) {
-            break line.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "the job never showed up in `weir list`");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let job = wait_for_listed_job(&home, |line| line.contains("RUNNING"));
     // Without checkpointing there is nothing to take a savepoint of: a clear error.
     let refused = weir_in(&home, &["savepoint", &job]);
     let message = String::from_utf8(refused.stderr).unwrap();
