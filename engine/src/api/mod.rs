@@ -269,16 +269,22 @@ impl<T: Send + 'static> Stream<T> {
     /// Ends this vertex with `tail` and gives it its task factory.
     fn close(self, tail: TailFactory<T>) {
         let upstream = self.upstream;
+        // Every operator of the vertex, stateless ones too: a task is finished on restore
+        // only if all of them were (a new operator in the vertex has work to do).
+        let operators: Arc<Vec<OperatorUid>> =
+            Arc::new(self.graph.borrow().vertices[self.vertex.0 as usize].operators.clone());
         let factory: VertexFactory = Arc::new(move |mut context: BuildContext| {
             let upstream = upstream.clone();
             let tail = tail.clone();
+            let operators = operators.clone();
             Box::pin(async move {
                 let restored = &context.restored.operators;
-                let finished_on_restore = !restored.is_empty() && restored.values().all(|operator| operator.finished);
+                let finished_on_restore =
+                    operators.iter().all(|uid| restored.get(uid).is_some_and(|operator| operator.finished));
                 let pulled = upstream(&mut context)?;
                 let pushed = tail(&mut context)?;
                 let batch = context.batch_size_records();
-                run_task(context.info, pulled, pushed, batch, context.services, finished_on_restore).await
+                run_task(context.info, pulled, pushed, batch, context.services, finished_on_restore, operators).await
             })
         });
         let mut graph = self.graph.borrow_mut();

@@ -36,6 +36,8 @@ struct Subtask<T> {
     /// direct trigger racing the barrier, or a resent command) and must be ignored: a second
     /// snapshot would pre-commit records that follow the barrier under its id.
     last_snapshot: Option<CheckpointId>,
+    /// The uids of the vertex's operators, head first.
+    operators: std::sync::Arc<Vec<crate::ids::OperatorUid>>,
 }
 
 /// What a command asks of the task loop.
@@ -52,8 +54,9 @@ pub async fn run_task<T: Send + 'static>(
     batch_size_records: usize,
     services: TaskServices,
     finished_on_restore: bool,
+    operators: std::sync::Arc<Vec<crate::ids::OperatorUid>>,
 ) -> Result<(), TaskError> {
-    let mut task = Subtask { info, upstream, tail, services, last_snapshot: None };
+    let mut task = Subtask { info, upstream, tail, services, last_snapshot: None, operators };
     let mut out: Vec<T> = Vec::with_capacity(batch_size_records);
     if finished_on_restore {
         // Every operator had finished when the restored checkpoint was taken: its
@@ -175,8 +178,11 @@ impl<T: Send + 'static> Subtask<T> {
         self.upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
         self.tail.snapshot(barrier.checkpoint, &mut snapshot).await?;
         if !forward {
-            // Taken in the end-of-data phase: every operator has processed all its input.
-            snapshot.operators.values_mut().for_each(|operator| operator.finished = true);
+            // Taken in the end-of-data phase: every operator, stateless ones included, has
+            // processed all its input.
+            for uid in self.operators.iter() {
+                snapshot.operators.entry(uid.clone()).or_default().finished = true;
+            }
         }
         if forward {
             self.tail.forward_barrier(barrier).await?;
