@@ -34,13 +34,14 @@ use crate::operators::map::MapOp;
 use crate::operators::sink::Sink;
 use crate::operators::source::Source;
 use crate::operators::{BuildContext, ChainOp};
-use crate::state::Key;
 use crate::state::heap::HeapKeyedBackend;
+use crate::state::{Key, KeySelector};
 use crate::task::gate::InputGate;
 use crate::task::run_task;
 use crate::task::tail::{NetworkOutput, Partitioner, SinkTail, Tail};
 use crate::task::upstream::{Chained, SourceHead, Upstream};
 use graph::{EdgeKind, EdgeSpec, JobGraph, VertexFactory, VertexSpec};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -240,7 +241,17 @@ impl<T: Send + 'static> Stream<T> {
 
     /// Partitions the stream by key: records with equal keys reach the same subtask.
     pub fn key_by<K: Key>(self, key_of: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<K, T> {
-        KeyedStream { stream: self, key_of: Arc::new(key_of) }
+        KeyedStream { stream: self, key_of: Arc::new(move |record| Cow::Owned(key_of(record))) }
+    }
+
+    /// As [`Stream::key_by`], for a key that is a field of the record: the key is borrowed
+    /// for routing and copied into a reused buffer by the keyed operator, so keying costs no
+    /// allocation per record.
+    pub fn key_by_ref<K: Key>(
+        self,
+        key_of: impl for<'a> Fn(&'a T) -> &'a K + Send + Sync + 'static,
+    ) -> KeyedStream<K, T> {
+        KeyedStream { stream: self, key_of: Arc::new(move |record| Cow::Borrowed(key_of(record))) }
     }
 
     /// Redistributes records round robin over the next vertex's subtasks.
@@ -345,7 +356,7 @@ impl<T: Send + 'static> Stream<T> {
 /// A stream partitioned by key, ready for a keyed process function.
 pub struct KeyedStream<K: Key, T> {
     stream: Stream<T>,
-    key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    key_of: KeySelector<T, K>,
 }
 
 impl<K: Key, T: Send + 'static> KeyedStream<K, T> {

@@ -45,7 +45,8 @@ pub async fn run(name: String, slots: u32, directory: Arc<Directory>) {
             match message {
                 TaskManagerMessage::Deploy(deployment) => {
                     let key = (deployment.job, deployment.attempt, deployment.vertex, deployment.subtask);
-                    running.insert(key, runtime::spawn(run_subtask(*deployment, directory.clone())));
+                    let thread = format!("{}-{}", deployment.context.info.vertex_name, deployment.subtask);
+                    running.insert(key, runtime::spawn_subtask(thread, run_subtask(*deployment, directory.clone())));
                 }
                 TaskManagerMessage::CancelJob { job, attempt } => {
                     for (_, handle) in running.extract_if(.., |key, _| key.0 == job && key.1 == attempt) {

@@ -68,8 +68,12 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
     let partitions: u32 = parameters.number("partitions", 1, 4096)?;
     let job = JobBuilder::new("keyed-sum", config)?;
     job.source("generator", move || GeneratorSource::new(n, keys, partitions))
-        .map("to-key", |record: Generated| (format!("k{}", record.key), record.value))
-        .key_by(|record: &SumRecord| record.0.clone())
+        .map("to-key", |record: Generated| {
+            let mut key = String::with_capacity(24);
+            let _ = write!(key, "k{}", record.key);
+            (key, record.value)
+        })
+        .key_by_ref(|record: &SumRecord| &record.0)
         .process("sum", || KeyedSum)
         .sink(
             "sink",

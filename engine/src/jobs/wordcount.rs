@@ -75,7 +75,7 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
     let job = JobBuilder::new("wordcount", config)?;
     job.source("lines", move || LineSource::new(input.clone(), partitions))
         .flat_map("tokenize", |line: String, words: &mut Vec<String>| tokenize(&line, words))
-        .key_by(|word: &String| word.clone())
+        .key_by_ref(|word: &String| word)
         .process("count", || CountWords)
         .sink(
             "sink",

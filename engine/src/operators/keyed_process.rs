@@ -1,7 +1,9 @@
 //! Keyed process functions: user logic with keyed state, run on a keyed stream.
 //!
 //! The operator recomputes each record's key (as Flink does after a `keyBy`), checks that
-//! its key group belongs to this subtask, and scopes every state access to that key.
+//! its key group belongs to this subtask, and scopes every state access to that key. A
+//! borrowed key is copied into one reused buffer (`clone_from`), so the per-record path
+//! allocates only when a key is new to the state.
 
 use super::{BuildContext, ChainOp};
 use crate::error::TaskError;
@@ -10,9 +12,9 @@ use crate::keygroup::key_group_for_key;
 use crate::state::backend::KeyedStateBackend;
 use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry};
 use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
-use crate::state::{Key, StateError};
+use crate::state::{Key, KeySelector, StateError};
+use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 /// User logic over a keyed stream. State lives in the backend, reached through the context,
 /// so the operator snapshots it; a function that keeps state in its own fields would lose
@@ -37,7 +39,9 @@ pub trait KeyedProcessFunction<K: Key, In, Out>: Send + 'static {
 /// Runs a [`KeyedProcessFunction`] over a backend `B`.
 pub struct KeyedProcessOperator<K: Key, In, Out, F, B> {
     uid: OperatorUid,
-    key_of: Arc<dyn Fn(&In) -> K + Send + Sync>,
+    key_of: KeySelector<In, K>,
+    /// The current record's key, reused from record to record.
+    current_key: Option<K>,
     function: F,
     backend: B,
     registry: Registry,
@@ -51,16 +55,11 @@ where
     F: KeyedProcessFunction<K, In, Out>,
     B: KeyedStateBackend<K>,
 {
-    pub fn new(
-        uid: OperatorUid,
-        key_of: Arc<dyn Fn(&In) -> K + Send + Sync>,
-        function: F,
-        backend: B,
-        context: &BuildContext,
-    ) -> Self {
+    pub fn new(uid: OperatorUid, key_of: KeySelector<In, K>, function: F, backend: B, context: &BuildContext) -> Self {
         KeyedProcessOperator {
             uid,
             key_of,
+            current_key: None,
             function,
             backend,
             registry: Registry::default(),
@@ -85,7 +84,11 @@ where
     fn process_batch(&mut self, input: &mut Vec<In>, out: &mut Vec<Out>) -> Result<(), TaskError> {
         let range = self.backend.key_group_range();
         for record in input.drain(..) {
-            let key = (self.key_of)(&record);
+            match ((self.key_of)(&record), &mut self.current_key) {
+                (Cow::Borrowed(key), Some(current)) => current.clone_from(key),
+                (key, current) => *current = Some(key.into_owned()),
+            }
+            let key = self.current_key.as_ref().expect("set just above");
             let key_group = key_group_for_key(&key, self.max_parallelism);
             // A record routed to the wrong subtask would silently split a key's state.
             assert!(
@@ -93,7 +96,7 @@ where
                 "operator `{}`: key group {key_group} routed to a subtask owning {range:?}",
                 self.uid
             );
-            let mut context = KeyedContext::new(&mut self.backend, &mut self.registry, &key, key_group);
+            let mut context = KeyedContext::new(&mut self.backend, &mut self.registry, key, key_group);
             if let Err(e) = self.function.process(record, &mut context, out) {
                 return Err(self.state_error(e));
             }

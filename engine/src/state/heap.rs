@@ -11,7 +11,7 @@ use super::{Key, StateError, StateValue};
 use crate::ids::KeyGroup;
 use crate::keygroup::KeyGroupRange;
 use rustc_hash::FxHashMap;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 
 /// One registered state's storage, with its type erased.
@@ -65,6 +65,8 @@ pub struct HeapKeyedBackend<K> {
     range: KeyGroupRange,
     names: Vec<String>,
     tables: Vec<Box<dyn ErasedTable<K>>>,
+    /// The `TypeId` of each table, checked without a virtual call on every access.
+    types: Vec<TypeId>,
     /// Restored bytes of states not registered yet, by state name then key group. They are
     /// carried into every snapshot until registered, so unread state is never dropped.
     pending: BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>>,
@@ -94,7 +96,7 @@ impl<K: Key> HeapKeyedBackend<K> {
                 pending.entry(name).or_default().insert(group.key_group, bytes);
             }
         }
-        Ok(HeapKeyedBackend { range, names: Vec::new(), tables: Vec::new(), pending })
+        Ok(HeapKeyedBackend { range, names: Vec::new(), tables: Vec::new(), types: Vec::new(), pending })
     }
 
     fn offset(&self, key_group: KeyGroup) -> usize {
@@ -103,14 +105,14 @@ impl<K: Key> HeapKeyedBackend<K> {
     }
 
     fn table<S: StateValue>(&mut self, state: StateIndex) -> Result<&mut Table<K, S>, StateError> {
-        let name = &self.names[state.0];
-        let table = &mut self.tables[state.0];
-        let registered = table.type_name();
-        table.as_any_mut().downcast_mut::<Table<K, S>>().ok_or_else(|| StateError::TypeMismatch {
-            name: name.clone(),
-            registered: registered.to_string(),
-            requested: std::any::type_name::<S>().to_string(),
-        })
+        if self.types[state.0] != TypeId::of::<Table<K, S>>() {
+            return Err(StateError::TypeMismatch {
+                name: self.names[state.0].clone(),
+                registered: self.tables[state.0].type_name().to_string(),
+                requested: std::any::type_name::<S>().to_string(),
+            });
+        }
+        Ok(self.tables[state.0].as_any_mut().downcast_mut::<Table<K, S>>().expect("the type was checked just above"))
     }
 }
 
@@ -138,6 +140,7 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         }
         self.names.push(name.to_string());
         self.tables.push(Box::new(Table { name: name.to_string(), kind, groups }));
+        self.types.push(TypeId::of::<Table<K, S>>());
         Ok(StateIndex(self.tables.len() - 1))
     }
 

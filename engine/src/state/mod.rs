@@ -17,6 +17,11 @@ use std::hash::Hash;
 pub trait Key: StableHash + Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 impl<T> Key for T where T: StableHash + Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
+/// Computes a record's key: borrowed from the record when the key is one of its fields
+/// (`key_by_ref`), owned when it is computed (`key_by`). Routing needs only a borrow, so a
+/// borrowed key costs no allocation on the sender.
+pub type KeySelector<T, K> = std::sync::Arc<dyn for<'a> Fn(&'a T) -> std::borrow::Cow<'a, K> + Send + Sync>;
+
 /// A value kept in state.
 pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
 impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + 'static {}

@@ -9,9 +9,9 @@ use crate::operators::sink::Sink;
 use crate::operators::{OperatorContext, SubtaskInfo};
 use crate::seam::runtime;
 use crate::seam::storage::StorageRef;
-use crate::state::Key;
 use crate::state::operator::OperatorStateStore;
 use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use crate::state::{Key, KeySelector};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
@@ -47,10 +47,11 @@ pub enum Partitioner<T> {
 
 impl<T: 'static> Partitioner<T> {
     /// The key-group partitioner for key selector `key_of`.
-    pub fn key_groups<K: Key>(key_of: Arc<dyn Fn(&T) -> K + Send + Sync>) -> Self {
+    pub fn key_groups<K: Key>(key_of: KeySelector<T, K>) -> Self {
         Partitioner::KeyGroups {
             route: Arc::new(move |record, parallelism, max_parallelism| {
-                subtask_for_key_group(key_group_for_key(&key_of(record), max_parallelism), parallelism, max_parallelism)
+                let key_group = key_group_for_key(&*key_of(record), max_parallelism);
+                subtask_for_key_group(key_group, parallelism, max_parallelism)
             }),
         }
     }

@@ -62,6 +62,32 @@ where
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts").block_on(future)
 }
 
+/// Spawns a subtask on a thread of its own with its own single-threaded runtime, as Flink
+/// runs each task in its own thread: the subtasks of a pipeline work in parallel instead
+/// of taking turns on one worker, and a blocking step of one subtask (writing a snapshot)
+/// stalls only that subtask. The thread ends when the subtask ends or is aborted through
+/// the returned handle; tasks the subtask spawned itself end with it.
+pub fn spawn_subtask<F>(name: String, future: F) -> super::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a subtask's runtime starts");
+    let (running, ended) = tokio::sync::oneshot::channel::<()>();
+    let handle = runtime.spawn(async move {
+        let _running = running;
+        future.await
+    });
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let _ = runtime.block_on(ended);
+        })
+        .expect("a subtask's thread starts");
+    handle
+}
+
 /// Completes when the process receives Ctrl-C (SIGINT).
 pub async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {

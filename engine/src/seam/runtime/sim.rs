@@ -56,6 +56,16 @@ impl Node {
     }
 }
 
+/// Spawns a subtask as a task of the current node: under simulation every task shares the
+/// one deterministic scheduler (real mode gives each subtask a thread).
+pub fn spawn_subtask<F>(_name: String, future: F) -> super::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
+}
+
 /// Runs `future` to completion in a fresh simulation driven by `seed`.
 pub fn run<F>(seed: u64, future: F) -> F::Output
 where
