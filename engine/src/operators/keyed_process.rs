@@ -11,7 +11,7 @@ use crate::ids::{CheckpointId, OperatorUid};
 use crate::keygroup::key_group_for_key;
 use crate::state::backend::KeyedStateBackend;
 use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry};
-use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use crate::state::snapshot::{OperatorSnapshot, SyncSnapshot};
 use crate::state::{Key, KeySelector, StateError};
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -109,11 +109,10 @@ where
         self.function.end_of_input(&mut context, out).map_err(|e| self.state_error(e))
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
-        let keyed = self.backend.snapshot().map_err(|e| self.state_error(e))?;
-        let previous =
-            snapshot.operators.insert(self.uid.clone(), OperatorSnapshot { keyed, lists: Vec::new(), finished: false });
-        assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
+    fn snapshot(&mut self, _checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
+        // Copy-on-write: the state is encoded by the asynchronous part, not here.
+        let frozen = self.backend.freeze().map_err(|e| self.state_error(e))?;
+        snapshot.insert(&self.uid, OperatorSnapshot::default(), Some(frozen));
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use super::ChainOp;
 use crate::error::TaskError;
 use crate::ids::CheckpointId;
-use crate::state::snapshot::SubtaskSnapshot;
+use crate::state::snapshot::SyncSnapshot;
 
 pub struct MapOp<F> {
     f: F,
@@ -28,7 +28,7 @@ where
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         // Stateless: nothing to snapshot.
         Ok(())
     }

@@ -19,7 +19,7 @@ use crate::faults::FaultHookRef;
 use crate::ids::{Attempt, CheckpointId, JobId, OperatorUid, SubtaskIndex, VertexId};
 use crate::keygroup::KeyGroupRange;
 use crate::seam::storage::StorageRef;
-use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot, SyncSnapshot};
 use crate::task::control::{Reporter, TaskCommand};
 use std::any::Any;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub trait ChainOp<In, Out>: Send {
     /// All input has arrived: append any final results to `out`.
     fn finish(&mut self, out: &mut Vec<Out>) -> Result<(), TaskError>;
     /// The synchronous part of a checkpoint: add this operator's state to `snapshot`.
-    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError>;
     /// Checkpoint `checkpoint` (and every lower one) is complete.
     fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
 }

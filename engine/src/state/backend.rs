@@ -6,7 +6,7 @@
 //! `V` for value state, `Vec<V>` for list state, a map for map state), so the trait is used
 //! through generics, not `dyn`.
 
-use super::snapshot::KeyGroupSnapshot;
+use super::snapshot::{FrozenKeyedState, KeyGroupSnapshot};
 use super::{Key, StateError, StateValue};
 use crate::ids::KeyGroup;
 use crate::keygroup::KeyGroupRange;
@@ -65,8 +65,14 @@ pub trait KeyedStateBackend<K: Key>: Send + 'static {
     /// Calls `f` for every key that has a value, key group by key group in ascending order.
     fn for_each<S: StateValue>(&mut self, state: StateIndex, f: impl FnMut(&K, &S)) -> Result<(), StateError>;
 
-    /// The synchronous part of a snapshot: an encoded copy of every non-empty key group.
-    fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>, StateError>;
+    /// The synchronous part of a snapshot: freezes the current state (copy-on-write, cheap)
+    /// for the asynchronous part to encode while processing goes on.
+    fn freeze(&mut self) -> Result<FrozenKeyedState, StateError>;
+
+    /// The state encoded now: one blob per non-empty key group, ascending.
+    fn snapshot(&mut self) -> Result<Vec<KeyGroupSnapshot>, StateError> {
+        self.freeze()?.encode()
+    }
 
     /// The key groups this backend holds.
     fn key_group_range(&self) -> KeyGroupRange;

@@ -1,32 +1,90 @@
 //! The heap keyed state backend: state as objects in per-key-group hash maps.
 //!
 //! Serves both the `jobmanager` and `filesystem` backends; they differ only in where
-//! snapshots are written. Hash maps use a fixed hasher (FxHash), so iteration order depends
+//! snapshots are written. Key groups are copy-on-write, as Flink's heap backend snapshots
+//! its `CopyOnWriteStateMap`: freezing the state for a snapshot only counts references,
+//! the asynchronous part encodes the frozen maps, and a key group written while a snapshot
+//! still holds it is copied once. The snapshot gets the copy and the live state keeps the
+//! original, so a checkpoint does not scatter the live state's memory. Hash maps use a fixed hasher (FxHash), so iteration order depends
 //! only on the history of operations, never on a random seed; even so, nothing that reaches
 //! an output relies on it without sorting.
 
 use super::backend::{KeyedStateBackend, StateIndex, StateKind};
-use super::snapshot::KeyGroupSnapshot;
+use super::snapshot::{FrozenKeyedState, KeyGroupSnapshot};
 use super::{Key, StateError, StateValue};
 use crate::ids::KeyGroup;
 use crate::keygroup::KeyGroupRange;
 use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
 
 /// One registered state's storage, with its type erased.
 trait ErasedTable<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn type_name(&self) -> &'static str;
     fn kind(&self) -> StateKind;
-    fn encode_group(&self, offset: usize) -> Result<Option<Vec<u8>>, StateError>;
+    /// Shares the current key-group maps with a snapshot.
+    fn freeze(&mut self) -> Box<dyn FrozenTable>;
     fn remove_key(&mut self, offset: usize, key: &K);
 }
+
+/// One state's key-group maps as a snapshot froze them.
+trait FrozenTable: Send {
+    fn encode_group(&self, offset: usize) -> Result<Option<Vec<u8>>, StateError>;
+}
+
+/// A key group's entries, shared with the snapshots that froze them.
+type Group<K, S> = Arc<FxHashMap<K, S>>;
 
 struct Table<K, S> {
     name: String,
     kind: StateKind,
-    groups: Vec<FxHashMap<K, S>>,
+    groups: Vec<Group<K, S>>,
+    /// The snapshots in flight that froze this table.
+    frozen: Vec<Weak<Frozen<K, S>>>,
+}
+
+/// One snapshot's hold on a table: each slot keeps a key group's map until the encoder
+/// takes it.
+struct Frozen<K, S> {
+    name: String,
+    slots: Vec<Mutex<Option<Group<K, S>>>>,
+}
+
+impl<K: Key, S: StateValue> Table<K, S> {
+    /// The key group at `offset`, for writing. If snapshots in flight still hold it, they
+    /// get a copy and the live state keeps the original; only a group the encoder is
+    /// reading at this moment is copied for the live state instead.
+    fn group_mut(&mut self, offset: usize) -> &mut FxHashMap<K, S> {
+        if Arc::strong_count(&self.groups[offset]) > 1 {
+            let live = &self.groups[offset];
+            let mut copy: Option<Group<K, S>> = None;
+            for frozen in self.frozen.iter().filter_map(Weak::upgrade) {
+                let mut slot = frozen.slots[offset].lock().expect("a frozen slot's lock is never poisoned");
+                if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, live)) {
+                    *slot = Some(copy.get_or_insert_with(|| Arc::new(FxHashMap::clone(live))).clone());
+                }
+            }
+        }
+        Arc::make_mut(&mut self.groups[offset])
+    }
+}
+
+impl<K: Key, S: StateValue> FrozenTable for Arc<Frozen<K, S>> {
+    fn encode_group(&self, offset: usize) -> Result<Option<Vec<u8>>, StateError> {
+        // Taken, so that the live state need not copy this group once it is encoded.
+        let taken = self.slots[offset].lock().expect("a frozen slot's lock is never poisoned").take();
+        let Some(group) = taken.filter(|group| !group.is_empty()) else {
+            return Ok(None);
+        };
+        // Sorted by key: a snapshot's bytes are a function of the state, not of its history.
+        let mut entries: Vec<(&K, &S)> = group.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        postcard::to_stdvec(&entries)
+            .map(Some)
+            .map_err(|e| StateError::Encode { name: self.name.clone(), message: e.to_string() })
+    }
 }
 
 impl<K: Key, S: StateValue> ErasedTable<K> for Table<K, S> {
@@ -42,21 +100,19 @@ impl<K: Key, S: StateValue> ErasedTable<K> for Table<K, S> {
         self.kind
     }
 
-    fn encode_group(&self, offset: usize) -> Result<Option<Vec<u8>>, StateError> {
-        let group = &self.groups[offset];
-        if group.is_empty() {
-            return Ok(None);
-        }
-        // Sorted by key: a snapshot's bytes are a function of the state, not of its history.
-        let mut entries: Vec<(&K, &S)> = group.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        postcard::to_stdvec(&entries)
-            .map(Some)
-            .map_err(|e| StateError::Encode { name: self.name.clone(), message: e.to_string() })
+    fn freeze(&mut self) -> Box<dyn FrozenTable> {
+        self.frozen.retain(|frozen| frozen.strong_count() > 0);
+        let slots = self.groups.iter().map(|group| Mutex::new(Some(group.clone()))).collect();
+        let frozen = Arc::new(Frozen { name: self.name.clone(), slots });
+        self.frozen.push(Arc::downgrade(&frozen));
+        Box::new(frozen)
     }
 
     fn remove_key(&mut self, offset: usize, key: &K) {
-        self.groups[offset].remove(key);
+        // Only a real removal copies a frozen group.
+        if self.groups[offset].contains_key(key) {
+            self.group_mut(offset).remove(key);
+        }
     }
 }
 
@@ -69,8 +125,11 @@ pub struct HeapKeyedBackend<K> {
     types: Vec<TypeId>,
     /// Restored bytes of states not registered yet, by state name then key group. They are
     /// carried into every snapshot until registered, so unread state is never dropped.
-    pending: BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>>,
+    pending: Arc<PendingState>,
 }
+
+/// Restored bytes by state name, then key group.
+type PendingState = BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>>;
 
 /// The encoding of one key group: each state's name with its encoded entries.
 type GroupEncoding = Vec<(String, Vec<u8>)>;
@@ -78,7 +137,7 @@ type GroupEncoding = Vec<(String, Vec<u8>)>;
 impl<K: Key> HeapKeyedBackend<K> {
     /// A backend over `range`, restoring the given key groups.
     pub fn new(range: KeyGroupRange, restored: &[KeyGroupSnapshot]) -> Result<Self, StateError> {
-        let mut pending: BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>> = BTreeMap::new();
+        let mut pending = PendingState::new();
         for group in restored {
             if !range.contains(group.key_group) {
                 return Err(StateError::ForeignKeyGroup {
@@ -96,7 +155,13 @@ impl<K: Key> HeapKeyedBackend<K> {
                 pending.entry(name).or_default().insert(group.key_group, bytes);
             }
         }
-        Ok(HeapKeyedBackend { range, names: Vec::new(), tables: Vec::new(), types: Vec::new(), pending })
+        Ok(HeapKeyedBackend {
+            range,
+            names: Vec::new(),
+            tables: Vec::new(),
+            types: Vec::new(),
+            pending: Arc::new(pending),
+        })
     }
 
     fn offset(&self, key_group: KeyGroup) -> usize {
@@ -129,17 +194,17 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
             }
             return Ok(StateIndex(index));
         }
-        let mut groups: Vec<FxHashMap<K, S>> = (0..self.range.len()).map(|_| FxHashMap::default()).collect();
-        for (key_group, bytes) in self.pending.remove(name).unwrap_or_default() {
+        let mut groups: Vec<Group<K, S>> = (0..self.range.len()).map(|_| Group::default()).collect();
+        for (key_group, bytes) in Arc::make_mut(&mut self.pending).remove(name).unwrap_or_default() {
             let entries: Vec<(K, S)> = postcard::from_bytes(&bytes).map_err(|e| StateError::Decode {
                 name: name.to_string(),
                 key_group: key_group.0,
                 message: e.to_string(),
             })?;
-            groups[(key_group.0 - self.range.start) as usize].extend(entries);
+            Arc::make_mut(&mut groups[(key_group.0 - self.range.start) as usize]).extend(entries);
         }
         self.names.push(name.to_string());
-        self.tables.push(Box::new(Table { name: name.to_string(), kind, groups }));
+        self.tables.push(Box::new(Table { name: name.to_string(), kind, groups, frozen: Vec::new() }));
         self.types.push(TypeId::of::<Table<K, S>>());
         Ok(StateIndex(self.tables.len() - 1))
     }
@@ -164,7 +229,7 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         f: impl FnOnce(&mut S) -> R,
     ) -> Result<R, StateError> {
         let offset = self.offset(key_group);
-        let group = &mut self.table::<S>(state)?.groups[offset];
+        let group = self.table::<S>(state)?.group_mut(offset);
         // Look up by reference first so that the key is cloned only when it is new.
         if let Some(value) = group.get_mut(key) {
             return Ok(f(value));
@@ -180,7 +245,7 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         value: S,
     ) -> Result<(), StateError> {
         let offset = self.offset(key_group);
-        let group = &mut self.table::<S>(state)?.groups[offset];
+        let group = self.table::<S>(state)?.group_mut(offset);
         match group.get_mut(key) {
             Some(slot) => *slot = value,
             None => {
@@ -207,30 +272,36 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>, StateError> {
-        let mut snapshot = Vec::new();
-        for key_group in self.range.iter() {
-            let offset = (key_group.0 - self.range.start) as usize;
-            let mut states: GroupEncoding = Vec::new();
-            for (name, table) in self.names.iter().zip(&self.tables) {
-                if let Some(bytes) = table.encode_group(offset)? {
-                    states.push((name.clone(), bytes));
+    fn freeze(&mut self) -> Result<FrozenKeyedState, StateError> {
+        let range = self.range;
+        let tables: Vec<(String, Box<dyn FrozenTable>)> =
+            self.names.iter().cloned().zip(self.tables.iter_mut().map(|table| table.freeze())).collect();
+        let pending = self.pending.clone();
+        Ok(FrozenKeyedState::new(move || {
+            let mut snapshot = Vec::new();
+            for key_group in range.iter() {
+                let offset = (key_group.0 - range.start) as usize;
+                let mut states: GroupEncoding = Vec::new();
+                for (name, table) in &tables {
+                    if let Some(bytes) = table.encode_group(offset)? {
+                        states.push((name.clone(), bytes));
+                    }
                 }
-            }
-            for (name, groups) in &self.pending {
-                if let Some(bytes) = groups.get(&key_group) {
-                    states.push((name.clone(), bytes.clone()));
+                for (name, groups) in pending.iter() {
+                    if let Some(bytes) = groups.get(&key_group) {
+                        states.push((name.clone(), bytes.clone()));
+                    }
                 }
+                if states.is_empty() {
+                    continue;
+                }
+                states.sort_by(|a, b| a.0.cmp(&b.0));
+                let bytes = postcard::to_stdvec(&states)
+                    .map_err(|e| StateError::Encode { name: "<key group>".into(), message: e.to_string() })?;
+                snapshot.push(KeyGroupSnapshot { key_group, bytes });
             }
-            if states.is_empty() {
-                continue;
-            }
-            states.sort_by(|a, b| a.0.cmp(&b.0));
-            let bytes = postcard::to_stdvec(&states)
-                .map_err(|e| StateError::Encode { name: "<key group>".into(), message: e.to_string() })?;
-            snapshot.push(KeyGroupSnapshot { key_group, bytes });
-        }
-        Ok(snapshot)
+            Ok(snapshot)
+        }))
     }
 
     fn key_group_range(&self) -> KeyGroupRange {

@@ -452,7 +452,7 @@ mod tests {
         let mut registry = Registry::default();
         with_key(&mut backend, &mut registry, "k", |c| c.value(&COUNT)?.set(7)).unwrap();
         let first = backend.snapshot().unwrap();
-        let untouched = HeapKeyedBackend::<String>::new(full_range(), &first).unwrap();
+        let mut untouched = HeapKeyedBackend::<String>::new(full_range(), &first).unwrap();
         assert_eq!(untouched.snapshot().unwrap(), first);
     }
 

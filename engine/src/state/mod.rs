@@ -23,8 +23,10 @@ impl<T> Key for T where T: StableHash + Hash + Eq + Ord + Clone + Serialize + De
 pub type KeySelector<T, K> = std::sync::Arc<dyn for<'a> Fn(&'a T) -> std::borrow::Cow<'a, K> + Send + Sync>;
 
 /// A value kept in state.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
-impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + 'static {}
+/// `Sync` because a snapshot's asynchronous part reads a frozen copy-on-write view of it
+/// from another thread.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T> StateValue for T where T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 /// Errors of state access, snapshot and restore.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! element as its own encoded blob, so even-split and union redistribution never decode
 //! either.
 
+use super::StateError;
 use crate::ids::{KeyGroup, OperatorUid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,4 +62,48 @@ impl OperatorSnapshot {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubtaskSnapshot {
     pub operators: BTreeMap<OperatorUid, OperatorSnapshot>,
+}
+
+/// Keyed state as a snapshot's synchronous part freezes it: a copy-on-write view that the
+/// asynchronous part encodes while the operator goes on changing its live state.
+pub struct FrozenKeyedState(Box<dyn FnOnce() -> Result<Vec<KeyGroupSnapshot>, StateError> + Send>);
+
+impl FrozenKeyedState {
+    pub fn new(encode: impl FnOnce() -> Result<Vec<KeyGroupSnapshot>, StateError> + Send + 'static) -> Self {
+        FrozenKeyedState(Box::new(encode))
+    }
+
+    /// Encodes the frozen state: one blob per non-empty key group, ascending.
+    pub fn encode(self) -> Result<Vec<KeyGroupSnapshot>, StateError> {
+        (self.0)()
+    }
+}
+
+/// What a checkpoint's synchronous part collects from a subtask's operators: their state,
+/// keyed state still frozen. `materialize` (the asynchronous part) encodes it.
+#[derive(Default)]
+pub struct SyncSnapshot {
+    pub operators: BTreeMap<OperatorUid, OperatorSnapshot>,
+    pub frozen: Vec<(OperatorUid, FrozenKeyedState)>,
+}
+
+impl SyncSnapshot {
+    /// Adds operator `uid`'s state; an operator snapshots once per checkpoint.
+    pub fn insert(&mut self, uid: &OperatorUid, operator: OperatorSnapshot, frozen: Option<FrozenKeyedState>) {
+        let previous = self.operators.insert(uid.clone(), operator);
+        assert!(previous.is_none(), "operator uid `{uid}` snapshotted twice");
+        if let Some(frozen) = frozen {
+            self.frozen.push((uid.clone(), frozen));
+        }
+    }
+
+    /// Encodes the frozen keyed state into the operators' snapshots.
+    pub fn materialize(self) -> Result<SubtaskSnapshot, (OperatorUid, StateError)> {
+        let SyncSnapshot { mut operators, frozen } = self;
+        for (uid, frozen) in frozen {
+            let keyed = frozen.encode().map_err(|e| (uid.clone(), e))?;
+            operators.get_mut(&uid).expect("inserted together with its frozen state").keyed = keyed;
+        }
+        Ok(SubtaskSnapshot { operators })
+    }
 }

@@ -12,7 +12,7 @@ use crate::error::TaskError;
 use crate::faults::{CheckpointPhase, FaultHookRef};
 use crate::ids::CheckpointId;
 use crate::operators::SubtaskInfo;
-use crate::state::snapshot::SubtaskSnapshot;
+use crate::state::snapshot::SyncSnapshot;
 use async_trait::async_trait;
 use std::task::Poll;
 use tokio::sync::mpsc::Receiver;
@@ -200,7 +200,7 @@ impl<T: Send> Upstream<T> for InputGate<T> {
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         // The gate holds no state: aligned barriers mean no in-flight records are captured.
         Ok(())
     }

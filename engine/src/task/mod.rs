@@ -17,7 +17,7 @@ use crate::error::TaskError;
 use crate::ids::CheckpointId;
 use crate::operators::{SubtaskInfo, TaskServices};
 use crate::seam::runtime;
-use crate::state::snapshot::SubtaskSnapshot;
+use crate::state::snapshot::SyncSnapshot;
 use control::{TaskCommand, TaskReport};
 use std::time::Duration;
 use tail::Tail;
@@ -64,7 +64,7 @@ pub async fn run_task<T: Send + 'static>(
         // nothing is processed or emitted again (FLIP-147's finished-on-restore).
         tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, "finished on restore");
         task.upstream.open().await?;
-        task.tail.finish().await?;
+        task.tail.finish_on_restore().await?;
     } else if let Next::Exit = process(&mut task, &mut out).await? {
         return Ok(());
     }
@@ -159,8 +159,9 @@ impl<T: Send + 'static> Subtask<T> {
         Ok(Next::Continue)
     }
 
-    /// The synchronous part of a snapshot, the barrier downstream, then the asynchronous
-    /// part (writing state) in its own task, which acks or declines when done.
+    /// The synchronous part of a snapshot (operator state, keyed state frozen copy-on-write),
+    /// the barrier downstream, then the asynchronous part (encoding and writing state) off
+    /// the subtask's thread, which acks or declines when done.
     async fn checkpoint(&mut self, barrier: CheckpointBarrier, forward: bool) -> Result<(), TaskError> {
         let Some(writer) = self.services.checkpoints.clone() else {
             // A barrier without checkpointing is a bug of the sender.
@@ -174,7 +175,7 @@ impl<T: Send + 'static> Subtask<T> {
             return Ok(());
         }
         self.last_snapshot = Some(barrier.checkpoint);
-        let mut snapshot = SubtaskSnapshot::default();
+        let mut snapshot = SyncSnapshot::default();
         self.upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
         self.tail.snapshot(barrier.checkpoint, &mut snapshot).await?;
         if !forward {
@@ -192,19 +193,23 @@ impl<T: Send + 'static> Subtask<T> {
         let faults = self.services.faults.clone();
         let checkpoint = barrier.checkpoint;
         tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot taken");
-        runtime::spawn(async move {
+        runtime::spawn_background(async move {
             if let Some(stall) = faults.snapshot_stall(checkpoint, info.task_ref()) {
                 tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, ?stall, "fault: snapshot stalled");
                 runtime::sleep(stall).await;
             }
-            let report = match writer.write(checkpoint, &info, snapshot).await {
+            let written = match snapshot.materialize() {
+                Ok(snapshot) => writer.write(checkpoint, &info, snapshot).await.map_err(|e| e.to_string()),
+                Err((operator, error)) => Err(TaskError::State { operator, source: error }.to_string()),
+            };
+            let report = match written {
                 Ok(state) => {
                     tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot written, acking");
                     TaskReport::Ack { checkpoint, state }
                 }
-                Err(error) => {
-                    tracing::warn!(%checkpoint, %error, "declining checkpoint");
-                    TaskReport::Decline { checkpoint, reason: error.to_string(), counts_as_failure: true }
+                Err(reason) => {
+                    tracing::warn!(%checkpoint, %reason, "declining checkpoint");
+                    TaskReport::Decline { checkpoint, reason, counts_as_failure: true }
                 }
             };
             reporter.report(report);

@@ -10,7 +10,7 @@ use crate::operators::{OperatorContext, SubtaskInfo};
 use crate::seam::runtime;
 use crate::seam::storage::StorageRef;
 use crate::state::operator::OperatorStateStore;
-use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use crate::state::snapshot::{OperatorSnapshot, SyncSnapshot};
 use crate::state::{Key, KeySelector};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -24,11 +24,16 @@ pub trait Tail<T>: Send {
     /// Sends partially filled buffers: the subtask's input went idle.
     async fn flush(&mut self) -> Result<(), TaskError>;
     /// Snapshots the tail's own state (a sink's pre-commit).
-    async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError>;
     /// Sends the barrier downstream, behind every record emitted before it.
     async fn forward_barrier(&mut self, barrier: CheckpointBarrier) -> Result<(), TaskError>;
     /// The input is exhausted: flush and signal the end downstream.
     async fn finish(&mut self) -> Result<(), TaskError>;
+    /// As `finish`, for a subtask that was finished when its checkpoint was taken: its
+    /// downstream subtasks may be finished on restore too and already gone.
+    async fn finish_on_restore(&mut self) -> Result<(), TaskError> {
+        self.finish().await
+    }
     async fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
 }
 
@@ -146,7 +151,7 @@ impl<T: Send + 'static> Tail<T> for NetworkOutput<T> {
         self.send_all_buffers().await
     }
 
-    async fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    async fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         // The network output holds no state: its buffers are sent before the barrier.
         Ok(())
     }
@@ -166,6 +171,16 @@ impl<T: Send + 'static> Tail<T> for NetworkOutput<T> {
 
     async fn finish(&mut self) -> Result<(), TaskError> {
         self.broadcast(|| StreamElement::EndOfInput).await
+    }
+
+    async fn finish_on_restore(&mut self) -> Result<(), TaskError> {
+        // A downstream subtask still running needs the end of its input. One that is gone
+        // was finished on restore as well (it had all its input when the checkpoint was
+        // taken), or failed and reports that itself.
+        for channel in 0..self.channels.len() {
+            let _ = self.channels[channel].send(StreamElement::EndOfInput).await;
+        }
+        Ok(())
     }
 
     async fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {
@@ -226,14 +241,12 @@ impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
         Ok(())
     }
 
-    async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         self.ensure_open().await?;
         let mut store = OperatorStateStore::default();
         self.sink.snapshot(checkpoint, &mut store).await?;
-        let previous = snapshot
-            .operators
-            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false });
-        assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
+        let operator = OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false };
+        snapshot.insert(&self.uid, operator, None);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use crate::operators::source::{Source, SourcePoll};
 use crate::operators::{ChainOp, OperatorContext, SubtaskInfo};
 use crate::seam::storage::StorageRef;
 use crate::state::operator::OperatorStateStore;
-use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use crate::state::snapshot::{OperatorSnapshot, SyncSnapshot};
 use async_trait::async_trait;
 
 /// What a pull produced.
@@ -38,7 +38,7 @@ pub trait Upstream<T>: Send {
     /// that finished before its checkpoint and must only snapshot from now on.
     async fn open(&mut self) -> Result<(), TaskError>;
     /// Snapshots the head and every chained operator, head first.
-    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError>;
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError>;
     fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
 }
 
@@ -82,7 +82,7 @@ impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
         self.inner.open().await
     }
 
-    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         self.inner.snapshot(checkpoint, snapshot)?;
         self.op.snapshot(checkpoint, snapshot)
     }
@@ -164,13 +164,11 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
         true
     }
 
-    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SubtaskSnapshot) -> Result<(), TaskError> {
+    fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         let mut store = OperatorStateStore::default();
         self.source.snapshot(checkpoint, &mut store)?;
-        let previous = snapshot
-            .operators
-            .insert(self.uid.clone(), OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false });
-        assert!(previous.is_none(), "operator uid `{}` snapshotted twice", self.uid);
+        let operator = OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false };
+        snapshot.insert(&self.uid, operator, None);
         Ok(())
     }
 

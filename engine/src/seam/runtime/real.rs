@@ -75,6 +75,7 @@ where
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a subtask's runtime starts");
     let (running, ended) = tokio::sync::oneshot::channel::<()>();
+    let shared = tokio::runtime::Handle::try_current().ok();
     let handle = runtime.spawn(async move {
         let _running = running;
         future.await
@@ -82,10 +83,30 @@ where
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            SHARED.with(|handle| *handle.borrow_mut() = shared);
             let _ = runtime.block_on(ended);
         })
         .expect("a subtask's thread starts");
     handle
+}
+
+thread_local! {
+    /// On a subtask's thread: the runtime that deployed it, shared by the whole process.
+    static SHARED: std::cell::RefCell<Option<tokio::runtime::Handle>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Spawns work that must not stall the calling subtask, such as a snapshot's asynchronous
+/// part (encoding and writing state): on a subtask's thread it goes to the process's shared
+/// runtime, elsewhere to the current one.
+pub fn spawn_background<F>(future: F) -> super::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match SHARED.with(|handle| handle.borrow().clone()) {
+        Some(shared) => shared.spawn(future),
+        None => tokio::spawn(future),
+    }
 }
 
 /// Completes when the process receives Ctrl-C (SIGINT).

@@ -66,6 +66,16 @@ where
     tokio::spawn(future)
 }
 
+/// Spawns work that must not stall the calling subtask (a snapshot's asynchronous part) as
+/// a task of the current node, so that it dies with the node.
+pub fn spawn_background<F>(future: F) -> super::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
+}
+
 /// Runs `future` to completion in a fresh simulation driven by `seed`.
 pub fn run<F>(seed: u64, future: F) -> F::Output
 where
