@@ -5,9 +5,12 @@
 //! its `CopyOnWriteStateMap`: freezing the state for a snapshot only counts references,
 //! the asynchronous part encodes the frozen maps, and a key group written while a snapshot
 //! still holds it is copied once. The snapshot gets the copy and the live state keeps the
-//! original, so a checkpoint does not scatter the live state's memory. Hash maps use a fixed hasher (FxHash), so iteration order depends
-//! only on the history of operations, never on a random seed; even so, nothing that reaches
-//! an output relies on it without sorting.
+//! original, so a checkpoint does not scatter the live state's memory.
+//!
+//! Hash maps use a fixed hasher (FxHash), so iteration order depends only on the history
+//! of operations, never on a random seed: a snapshot's bytes are the same for the same
+//! seed. Snapshots keep that order (sorting would make them superlinear); what reaches an
+//! output (`for_each`) is sorted by key.
 
 use super::backend::{KeyedStateBackend, StateIndex, StateKind};
 use super::snapshot::{FrozenKeyedState, KeyGroupSnapshot};
@@ -78,10 +81,9 @@ impl<K: Key, S: StateValue> FrozenTable for Arc<Frozen<K, S>> {
         let Some(group) = taken.filter(|group| !group.is_empty()) else {
             return Ok(None);
         };
-        // Sorted by key: a snapshot's bytes are a function of the state, not of its history.
-        let mut entries: Vec<(&K, &S)> = group.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        postcard::to_stdvec(&entries)
+        // In the map's order, unsorted: encoding stays linear in the state's size. Postcard
+        // encodes a map as a sequence of pairs, which restore reads back as `Vec<(K, S)>`.
+        postcard::to_stdvec(&*group)
             .map(Some)
             .map_err(|e| StateError::Encode { name: self.name.clone(), message: e.to_string() })
     }
