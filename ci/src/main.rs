@@ -4,6 +4,8 @@
 //! cannot silently turn a simulation build into a normal one. Simulation builds use their
 //! own target directory (`target/sim`), so they never invalidate the normal build.
 
+mod flink;
+
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -17,8 +19,10 @@ tasks:
   smoke          the main job: the smoke scenario suite over 200 seeds, then the canaries
   sim <args>     weir-sim under simulation, in release: `cargo x sim run scenarios/smoke
                  --seeds 0..500`, `cargo x sim replay <scenario> --seed N`
-  bench          the benchmarks: `weir bench` (writes bench.json), then the smoke suite's
-                 simulation speed on 1 and 2 worker threads (bench-sim-1.json, bench-sim-2.json)
+  bench          the benchmarks: `weir bench` (writes bench.json) against Apache Flink on the
+                 same job when Java and Flink's jars can be had (fetched with pip into
+                 target/flink), then the smoke suite's simulation speed on 1 and 2 worker
+                 threads (bench-sim-1.json, bench-sim-2.json)
   ci             what .ci/run runs: `test`
 ";
 
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
         [&["run", "--release", "--quiet", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
     let smoke = [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..200"]].concat();
     let negative = [weir_sim.clone(), vec!["run", "scenarios/negative", "--seeds", "0..200"]].concat();
+    // The Flink comparison's arguments for `weir bench`; empty (after saying why) when it is skipped.
+    let flink = if task == "bench" { flink::bench_args() } else { Vec::new() };
     let steps: Vec<Vec<&str>> = match task.as_str() {
         "build" => vec![
             vec!["build", "--workspace", "--all-targets"],
@@ -48,19 +54,12 @@ fn main() -> ExitCode {
         ],
         "smoke" => vec![smoke, negative],
         "bench" => vec![
-            vec![
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "engine",
-                "--bin",
-                "weir",
-                "--",
-                "bench",
-                "--json",
-                "bench.json",
-            ],
+            [
+                &["run", "--release", "--quiet", "--package", "engine", "--bin", "weir", "--", "bench"][..],
+                &["--json", "bench.json"],
+                &flink.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
             [
                 weir_sim.clone(),
                 vec!["run", "scenarios/smoke", "--seeds", "0..100", "--jobs", "1", "--json", "bench-sim-1.json"],

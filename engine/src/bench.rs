@@ -6,6 +6,10 @@
 //! Every engine measurement is its own `weir run` process, so that its peak memory is its
 //! own; figures are medians over the runs, and each configuration's output is checked
 //! against the reference once.
+//!
+//! Given `--flink-classpath`, the throughput section also runs the same job on Apache Flink
+//! (our own `ci/flink/KeyedSum.java`, on a local MiniCluster, one `java` process per run) and
+//! compares. Flink's figure is from the job's net runtime, as weir's is from its job time.
 
 use engine::checkpoint::restore;
 use engine::config::{JobConfig, StateBackendKind};
@@ -39,7 +43,22 @@ pub struct BenchArgs {
     /// A scratch directory (default: a fresh one in the temp dir).
     #[arg(long)]
     scratch: Option<PathBuf>,
+    /// Also run the job on Apache Flink: a Java classpath holding Flink's jars and the
+    /// compiled `KeyedSum` job (ci/flink/KeyedSum.java; `cargo x bench` prepares both).
+    #[arg(long)]
+    flink_classpath: Option<String>,
+    /// JVM options for the Flink runs, separated by spaces.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    flink_java_opts: String,
 }
+
+/// The Flink configurations run at p = 1: checkpoint interval and state backend.
+const FLINK_CONFIGS: [(&str, &str); 3] = [("off", "hashmap"), ("1 s", "hashmap"), ("1 s", "rocksdb")];
+
+/// The weir configuration each Flink row is compared with, at the same checkpoint interval:
+/// `filesystem`, which like Flink's `hashmap` backend with a checkpoint directory keeps state
+/// on the heap and writes checkpoints to files.
+const WEIR_MATCH: (u32, &str) = (1, "filesystem");
 
 /// Peak resident memory of this process, in KiB (Linux; 0 elsewhere).
 pub fn peak_rss_kib() -> u64 {
@@ -76,6 +95,121 @@ fn hand_written(n: u64, keys: u64) -> f64 {
     }
     assert_eq!(totals.len() as u64, keys.min(n), "the loop lost keys");
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What one Flink run reports.
+struct FlinkFigures {
+    net_runtime_ms: u64,
+    peak_rss_kib: u64,
+    version: String,
+}
+
+/// Runs the Flink job once in its own JVM; with `verify`, checks its output against the reference.
+#[allow(clippy::too_many_arguments)]
+fn run_flink(
+    classpath: &str,
+    java_opts: &str,
+    dir: &Path,
+    n: u64,
+    keys: u64,
+    interval: &str,
+    backend: &str,
+    verify: bool,
+) -> Result<FlinkFigures, String> {
+    let _ = std::fs::remove_dir_all(dir); // real-only: the benchmark's scratch space
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?; // real-only
+    let output = dir.join("out.txt");
+    let result = Command::new("java")
+        .args(java_opts.split_whitespace())
+        .args(["-cp", classpath, "KeyedSum", &n.to_string(), &keys.to_string(), interval, backend])
+        .args([output.display().to_string(), dir.join("checkpoints").display().to_string()])
+        .output()
+        .map_err(|e| format!("cannot run java: {e}"))?;
+    if !result.status.success() {
+        // Flink wraps the failure; its innermost cause is the telling line.
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let cause = lines.iter().rev().find(|l| l.starts_with("Caused by:")).or(lines.last()).copied();
+        return Err(format!("the Flink job failed ({}): {}", result.status, cause.unwrap_or("no output")));
+    }
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("flink-keyed-sum ")).ok_or("the Flink job printed no result")?;
+    let field = |name: &str| {
+        line.split_whitespace().find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')).unwrap_or("").to_string()
+    };
+    let net_runtime_ms = field("net_runtime_ms").parse().map_err(|_| format!("unreadable Flink result: {line}"))?;
+    if verify {
+        let text = std::fs::read_to_string(&output).map_err(|e| e.to_string())?; // real-only
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        if lines != keyed_sum::reference(n, keys) {
+            return Err(format!("Flink's keyed-sum n={n} keys={keys} {backend} produced wrong totals"));
+        }
+    }
+    Ok(FlinkFigures {
+        net_runtime_ms,
+        peak_rss_kib: field("peak_rss_kib").parse().unwrap_or(0),
+        version: field("flink_version"),
+    })
+}
+
+/// The Flink rows of the throughput section: each configuration's median over the runs, and
+/// weir's throughput on the matching configuration over Flink's. A failure stops the Flink
+/// runs (it is reported in the table and the JSON), not the bench.
+fn flink_throughput(
+    args: &BenchArgs,
+    classpath: &str,
+    dir: &Path,
+    weir: &BTreeMap<(u64, u32, &str, &str), f64>,
+) -> serde_json::Value {
+    let mut rows = Vec::new();
+    let mut version = String::new();
+    println!(
+        "\nApache Flink, the same job (local MiniCluster; weir / Flink: weir at p = {}, {} backend, same checkpoints)",
+        WEIR_MATCH.0, WEIR_MATCH.1
+    );
+    println!(
+        "{:<8} {:<4} {:<12} {:<11} {:>14} {:>12} {:>12} {:>10}",
+        "keys", "p", "checkpoints", "backend", "records/s", "net ms", "weir / Flink", "peak RSS"
+    );
+    for keys in [1_000u64, 1_000_000] {
+        for (interval, backend) in FLINK_CONFIGS {
+            let mut throughput = Vec::new();
+            let (mut net, mut rss) = (Vec::new(), Vec::new());
+            for run in 0..args.runs {
+                match run_flink(classpath, &args.flink_java_opts, dir, args.n, keys, interval, backend, run == 0) {
+                    Ok(figures) => {
+                        throughput.push(args.n as f64 / (figures.net_runtime_ms.max(1) as f64 / 1000.0));
+                        net.push(figures.net_runtime_ms as f64);
+                        rss.push(figures.peak_rss_kib as f64);
+                        version = figures.version;
+                    }
+                    Err(error) => {
+                        println!("Flink comparison stopped: {error}");
+                        return serde_json::json!({"version": version, "rows": rows, "error": error});
+                    }
+                }
+            }
+            let records_per_second = median(throughput);
+            let (net_ms, peak_rss_mib) = (median(net), median(rss) / 1024.0);
+            let weir_rate = weir.get(&(keys, WEIR_MATCH.0, interval, WEIR_MATCH.1)).copied();
+            let ratio = weir_rate.map(|w| w / records_per_second);
+            println!(
+                "{keys:<8} {:<4} {interval:<12} {backend:<11} {records_per_second:>14.0} {net_ms:>12.0} {:>12} {:>7.0} MiB",
+                1,
+                ratio.map_or("-".to_string(), |r| format!("{r:.2}")),
+                peak_rss_mib
+            );
+            rows.push(serde_json::json!({
+                "keys": keys, "parallelism": 1, "checkpoints": interval, "backend": backend,
+                "records_per_second": records_per_second, "net_runtime_ms": net_ms, "peak_rss_mib": peak_rss_mib,
+                "weir_parallelism": WEIR_MATCH.0, "weir_backend": WEIR_MATCH.1,
+                "weir_records_per_second": weir_rate, "weir_to_flink": ratio,
+            }));
+        }
+    }
+    println!("(Apache Flink {version})");
+    serde_json::json!({"version": version, "rows": rows})
 }
 
 struct RunFigures {
@@ -187,8 +321,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("weir bench: n = {} records, {} runs per configuration (median), {cores} cores\n", args.n, args.runs);
 
-    // 1 and 2: throughput against the hand-written loop.
+    // 1 and 2: throughput against the hand-written loop (and against Flink, when given).
     let mut rows = Vec::new();
+    let mut weir_rates = BTreeMap::new();
     println!(
         "{:<8} {:<4} {:<12} {:<11} {:>14} {:>12} {:>12} {:>10}",
         "keys", "p", "checkpoints", "backend", "records/s", "vs loop", "vs ckpt off", "peak RSS"
@@ -216,6 +351,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     let peak_rss_mib = median(rss) / 1024.0;
                     let off_rate = *off.get_or_insert(records_per_second);
                     let label = interval.unwrap_or("off");
+                    weir_rates.insert((keys, parallelism, label, backend), records_per_second);
                     println!(
                         "{keys:<8} {parallelism:<4} {label:<12} {backend:<11} {records_per_second:>14.0} {:>12.2} {:>12.2} {:>7.0} MiB",
                         records_per_second / limit,
@@ -232,6 +368,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         }
     }
     report.insert("throughput".into(), serde_json::Value::Array(rows));
+    if let Some(classpath) = &args.flink_classpath {
+        let flink = flink_throughput(&args, classpath, &scratch.join("flink"), &weir_rates);
+        report.insert("flink".into(), flink);
+    }
 
     // 3: checkpoint duration and size, and restore time, as state grows.
     println!(
