@@ -2,7 +2,7 @@
 //! from externalized checkpoints, then the checkers. Every run is a function of (scenario,
 //! seed, build).
 
-use crate::checkers::{self, Evidence};
+use crate::checkers::{self, Evidence, ExpectedOutput};
 use crate::checks;
 use crate::harness::{CHECKPOINT_DIR, OUTPUT_DIR};
 
@@ -172,6 +172,32 @@ pub fn reference_output(scenario: &Scenario) -> Vec<String> {
     lines
 }
 
+/// What a job's reference output depends on: the job, its parameters and its input.
+type ReferenceKey = (String, BTreeMap<String, String>, Option<u32>);
+
+/// Reference outputs computed so far in this process, by what they depend on: every seed of
+/// a scenario, and every scenario of the same job and parameters, shares one. Kept small:
+/// past [`REFERENCES_KEPT`] entries it starts over.
+static REFERENCES: Mutex<Vec<(ReferenceKey, Arc<ExpectedOutput>)>> = Mutex::new(Vec::new());
+const REFERENCES_KEPT: usize = 16;
+
+/// [`reference_output`] prepared for the checkers, computed once per job and parameters.
+pub fn expected_output(scenario: &Scenario) -> Arc<ExpectedOutput> {
+    let job = &scenario.file.job;
+    let key: ReferenceKey = (job.name.clone(), job_parameters(job), job.input_lines);
+    // A panic while computing leaves the cache as it was, so a poisoned lock is still usable.
+    let mut references = REFERENCES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, expected)) = references.iter().find(|(known, _)| *known == key) {
+        return expected.clone();
+    }
+    let expected = Arc::new(ExpectedOutput::new(reference_output(scenario)));
+    if references.len() >= REFERENCES_KEPT {
+        references.clear();
+    }
+    references.push((key, expected.clone()));
+    expected
+}
+
 /// A writer appending trace lines to a shared buffer.
 #[derive(Clone, Default)]
 struct TraceBuffer(Arc<Mutex<Vec<u8>>>);
@@ -187,9 +213,54 @@ impl std::io::Write for TraceBuffer {
     }
 }
 
-/// Runs `scenario` for `seed`. `fault_free` is the sorted committed output of a fault-free
-/// run, when the exactly-once check should compare with one.
+/// Runs `scenario` for `seed`, then the checkers. `fault_free` is the sorted committed output
+/// of a fault-free run, when the exactly-once check should compare with one.
 pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Option<&[String]>) -> RunReport {
+    simulate_seed(scenario, seed, options).check(fault_free)
+}
+
+/// A simulated seed whose evidence the checkers have not looked at yet.
+pub struct Finished<'a> {
+    scenario: &'a Scenario,
+    config: JobConfig,
+    simulated: Simulated,
+    /// Everything but the violations, the output and the checkpoints completed, which stay
+    /// in `simulated` until the checkers have seen them.
+    report: RunReport,
+}
+
+impl Finished<'_> {
+    /// Runs the scenario's checkers; see [`run`] for `fault_free`.
+    pub fn check(self, fault_free: Option<&[String]>) -> RunReport {
+        let reference = expected_output(self.scenario);
+        let simulated = &self.simulated;
+        let evidence = Evidence {
+            seed: self.report.seed,
+            time_ms: simulated.sim_time_ms,
+            output: &simulated.output,
+            reference: &reference,
+            fault_free,
+            completed: &simulated.completed,
+            checkpoint_dirs: &simulated.checkpoint_dirs,
+            num_retained: self.config.checkpoint.num_retained,
+            jobmanager_backend: self.config.state_backend == StateBackendKind::JobManager,
+            finished_at_ms: simulated.finished_at_ms,
+            healing_bound_ms: self.scenario.file.healing.finish_within.as_millis() as u64,
+            self_contained: simulated.checkpoint_dirs.iter().flat_map(|r| r.self_contained.iter().cloned()).collect(),
+            savepoints: &simulated.savepoints,
+        };
+        let violations = checkers::check(&self.scenario.file.checks.invariants, &evidence);
+        RunReport { violations, ..self.unchecked() }
+    }
+
+    /// The report without running the checkers.
+    pub fn unchecked(self) -> RunReport {
+        RunReport { output: self.simulated.output, completed: self.simulated.completed, ..self.report }
+    }
+}
+
+/// Runs `scenario` for `seed`, leaving the checkers for [`Finished::check`].
+pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Finished<'_> {
     let started = Instant::now();
     let mut config = scenario.config.clone();
     let chosen = choose(seed, scenario, &mut config);
@@ -216,8 +287,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Opti
     };
     let trace: Vec<String> =
         String::from_utf8_lossy(&buffer.0.lock().expect("trace lock")).lines().map(str::to_string).collect();
-    let reference = reference_output(scenario);
-    let mut report = RunReport {
+    let report = RunReport {
         scenario: scenario.name().to_string(),
         seed,
         chosen,
@@ -225,28 +295,12 @@ pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Opti
         error: simulated.error.clone(),
         sim_time_ms: simulated.sim_time_ms,
         wall_time: started.elapsed(),
-        output: simulated.output.clone(),
-        completed: simulated.completed.clone(),
+        output: String::new(),
+        completed: Vec::new(),
         restores: simulated.restores,
         trace,
     };
-    let evidence = Evidence {
-        seed,
-        time_ms: simulated.sim_time_ms,
-        output: &simulated.output,
-        reference: &reference,
-        fault_free,
-        completed: &simulated.completed,
-        checkpoint_dirs: &simulated.checkpoint_dirs,
-        num_retained: config.checkpoint.num_retained,
-        jobmanager_backend: config.state_backend == StateBackendKind::JobManager,
-        finished_at_ms: simulated.finished_at_ms,
-        healing_bound_ms: scenario.file.healing.finish_within.as_millis() as u64,
-        self_contained: simulated.checkpoint_dirs.iter().flat_map(|r| r.self_contained.iter().cloned()).collect(),
-        savepoints: &simulated.savepoints,
-    };
-    report.violations = checkers::check(&scenario.file.checks.invariants, &evidence);
-    report
+    Finished { scenario, config, simulated, report }
 }
 
 /// The job running now, for steps that act on it.

@@ -188,6 +188,8 @@ enum Inode {
 struct State {
     inodes: BTreeMap<InodeId, Inode>,
     next_inode: InodeId,
+    /// How many inodes the last sweep kept: see [`State::collect_garbage`].
+    live_after_sweep: usize,
     faults: StorageFaults,
     stats: StorageStats,
 }
@@ -197,6 +199,7 @@ impl Default for State {
         State {
             inodes: BTreeMap::from([(ROOT, Inode::Dir(DirInode::default()))]),
             next_inode: ROOT + 1,
+            live_after_sweep: 1,
             faults: StorageFaults::default(),
             stats: StorageStats::default(),
         }
@@ -287,6 +290,16 @@ impl State {
         counted.iter().filter_map(|id| self.file(*id)).map(|file| file.current.len() as u64).sum()
     }
 
+    /// Sweeps once the inodes have grown past twice what the last sweep kept (plus a margin),
+    /// so that the sweeps' cost stays linear in the inodes allocated. Unreachable inodes left
+    /// until then are invisible: nothing names them, `used_bytes` counts only reachable and
+    /// open files, and a crash sweeps first.
+    fn collect_garbage(&mut self) {
+        if self.inodes.len() > 2 * self.live_after_sweep + 64 {
+            self.sweep();
+        }
+    }
+
     /// Frees inodes that neither view reaches and no handle holds open. Directories reached
     /// in either view keep the entries of both, so nothing a crash could bring back is freed.
     fn sweep(&mut self) {
@@ -305,6 +318,7 @@ impl State {
             }
         }
         self.inodes.retain(|id, _| live.contains(id));
+        self.live_after_sweep = self.inodes.len();
     }
 
     /// The files of `view`, sorted.
@@ -420,7 +434,7 @@ impl SimStorage {
         let parent = state.dir_mut(dir).expect("the parent");
         parent.current.insert(name.clone(), file);
         parent.durable.insert(name.clone(), file);
-        state.sweep();
+        state.collect_garbage();
     }
 
     /// The storage node loses power: see the module documentation.
@@ -588,7 +602,7 @@ impl Drop for SimFile {
         let closed = file.open_handles == 0;
         // Only a file that was unlinked or renamed while open can have become garbage.
         if closed && state.resolve(View::Current, &components(&self.path)) != Some(self.inode) {
-            state.sweep();
+            state.collect_garbage();
         }
     }
 }
@@ -679,7 +693,7 @@ impl Storage for SimStorage {
         state.dir_mut(from_parent).expect("resolved to a directory").current.remove(from_name);
         state.dir_mut(to_parent).expect("resolved to a directory").current.insert(to_name.clone(), moved);
         if replaced.is_some() {
-            state.sweep();
+            state.collect_garbage();
         }
         Ok(())
     }
@@ -696,7 +710,7 @@ impl Storage for SimStorage {
         }
         let entries = state.dir_mut(id).expect("resolved to a directory");
         entries.durable.clone_from(&entries.current);
-        state.sweep();
+        state.collect_garbage();
         Ok(())
     }
 
@@ -755,7 +769,7 @@ impl Storage for SimStorage {
             Some((_, _, id)) if state.is_dir(id) => Err(io_error("remove", path, "is a directory")),
             Some((parent, name, _)) => {
                 state.dir_mut(parent).expect("resolved to a directory").current.remove(name);
-                state.sweep();
+                state.collect_garbage();
                 Ok(())
             }
             None if names.is_empty() => Err(io_error("remove", path, "is a directory")),
@@ -777,7 +791,7 @@ impl Storage for SimStorage {
         if state.dir_mut(parent).expect("resolved to a directory").current.remove(name).is_none() {
             return Err(not_found("remove", path));
         }
-        state.sweep();
+        state.collect_garbage();
         Ok(())
     }
 }
@@ -1190,10 +1204,33 @@ mod tests {
             storage.remove_file(path("/d/f")).await.unwrap();
             file.write_all(b"into the void").await.unwrap();
             file.sync().await.unwrap();
+            // Sweeps are amortized: force one on each side of the close.
+            storage.lock().sweep();
             let inodes = storage.lock().inodes.len();
+            assert_eq!(inodes, 3, "the root, `/d` and the open, unlinked file");
             drop(file);
+            storage.lock().sweep();
             assert_eq!(storage.lock().inodes.len(), inodes - 1, "the closed, unlinked inode is freed");
             assert!(storage.current_files().is_empty());
+        });
+    }
+
+    #[test]
+    fn garbage_is_collected_as_it_accumulates() {
+        let storage = SimStorage::new();
+        block_on(async {
+            storage.create_dir_all(path("/d")).await.unwrap();
+            storage.put_file(path("/d/kept"), b"kept");
+            for round in 0..1000 {
+                let mut file = storage.create(path("/d/f")).await.unwrap();
+                file.write_all(b"garbage soon").await.unwrap();
+                drop(file);
+                storage.remove_file(path("/d/f")).await.unwrap();
+                storage.sync_dir(path("/d")).await.unwrap();
+                let inodes = storage.lock().inodes.len();
+                assert!(inodes <= 2 * 3 + 64 + 1, "round {round}: {inodes} inodes for 3 live ones");
+            }
+            assert_eq!(storage.current_files(), vec![PathBuf::from("/d/kept")]);
         });
     }
 }

@@ -7,8 +7,8 @@ use crate::runner::{self, RunOptions, RunReport};
 use crate::scenario::Scenario;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How one scenario fared over its seeds.
@@ -42,15 +42,22 @@ pub fn replay_command(path: &Path, seed: u64) -> String {
     format!("cargo x sim replay {} --seed {seed}", path.display())
 }
 
-/// The fault-free run's committed output, sorted: what every seed must commit.
+/// The fault-free run's committed output, sorted: what every seed must commit. It is seed 0
+/// with the scenario's faults, restarts and savepoint steps off; its own checkers are not
+/// run, since only its output is used.
 pub fn fault_free_output(scenario: &Scenario) -> Result<Vec<String>, String> {
-    let report = runner::run(scenario, 0, RunOptions { faults: false, trace: false }, None);
+    let report = runner::simulate_seed(scenario, 0, RunOptions { faults: false, trace: false }).unchecked();
     if let Some(error) = report.error {
         return Err(format!("the fault-free run failed: {error}"));
     }
-    let mut lines: Vec<String> = report.output.lines().map(str::to_string).collect();
-    lines.sort();
-    Ok(lines)
+    // Normally it committed the reference output, whose lines are sorted already.
+    let reference = runner::expected_output(scenario);
+    if reference.matches(&report.output) {
+        return Ok(reference.lines().to_vec());
+    }
+    let mut lines: Vec<&str> = report.output.lines().collect();
+    lines.sort_unstable();
+    Ok(lines.into_iter().map(str::to_string).collect())
 }
 
 /// Whether a seed's report passes: no violation, or, for a canary, the expected one.
@@ -62,6 +69,9 @@ pub fn seed_passed(scenario: &Scenario, report: &RunReport) -> bool {
 }
 
 /// Runs `seeds` of `scenario` on `jobs` threads; `on_seed` is called after each seed.
+///
+/// The fault-free run is the first thing a worker takes; the other workers simulate seeds
+/// meanwhile and wait for it only to check them.
 pub fn run_seeds(
     scenario: &Scenario,
     seeds: Range<u64>,
@@ -69,24 +79,36 @@ pub fn run_seeds(
     on_seed: &(dyn Fn(&RunReport) + Sync),
 ) -> ScenarioSummary {
     let started = Instant::now();
-    let fault_free = fault_free_output(scenario);
+    let fault_free_taken = AtomicBool::new(false);
+    let fault_free: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
     let next = AtomicU64::new(seeds.start);
     let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| {
+                if !fault_free_taken.swap(true, Ordering::SeqCst) {
+                    // Set it even if the run panics, so that no worker waits for it forever;
+                    // the panic still fails the whole run when the threads are joined.
+                    match std::panic::catch_unwind(|| fault_free_output(scenario)) {
+                        Ok(outcome) => {
+                            let _ = fault_free.set(outcome);
+                        }
+                        Err(panic) => {
+                            let _ = fault_free.set(Err("the fault-free run panicked".into()));
+                            std::panic::resume_unwind(panic);
+                        }
+                    }
+                }
                 loop {
                     let seed = next.fetch_add(1, Ordering::SeqCst);
                     if seed >= seeds.end {
                         return;
                     }
-                    let mut report = match &fault_free {
-                        Ok(lines) => {
-                            runner::run(scenario, seed, RunOptions { faults: true, trace: false }, Some(lines))
-                        }
+                    let finished = runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: false });
+                    let mut report = match fault_free.wait() {
+                        Ok(lines) => finished.check(Some(lines)),
                         Err(error) => {
-                            let mut report =
-                                runner::run(scenario, seed, RunOptions { faults: true, trace: false }, None);
+                            let mut report = finished.check(None);
                             report.error = Some(error.clone());
                             report
                         }

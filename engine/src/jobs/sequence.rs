@@ -20,7 +20,6 @@ use crate::state::StateError;
 use crate::state::backend::KeyedStateBackend;
 use crate::state::keyed::{KeyedContext, KeyedEndContext, ValueStateDescriptor};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,11 +133,27 @@ pub fn reference_lines(partitions: u32, records: u64, keys: u64) -> Vec<String> 
     lines
 }
 
+/// Appends `r <partition> <number> <key>` or `k <key> <count> <sum>`.
 pub fn format_line(output: &SequenceOutput, line: &mut String) {
-    let _ = match output {
-        SequenceOutput::Record { partition, number, key } => write!(line, "r {partition} {number} {key}"),
-        SequenceOutput::KeyTotal { key, count, sum } => write!(line, "k {key} {count} {sum}"),
-    };
+    let mut digits = itoa::Buffer::new();
+    match *output {
+        SequenceOutput::Record { partition, number, key } => {
+            line.push_str("r ");
+            line.push_str(digits.format(partition));
+            line.push(' ');
+            line.push_str(digits.format(number));
+            line.push(' ');
+            line.push_str(digits.format(key));
+        }
+        SequenceOutput::KeyTotal { key, count, sum } => {
+            line.push_str("k ");
+            line.push_str(digits.format(key));
+            line.push(' ');
+            line.push_str(digits.format(count));
+            line.push(' ');
+            line.push_str(digits.format(sum));
+        }
+    }
 }
 
 fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, BuildError> {

@@ -17,7 +17,6 @@ use crate::operators::keyed_process::KeyedProcessFunction;
 use crate::state::StateError;
 use crate::state::backend::KeyedStateBackend;
 use crate::state::keyed::{KeyedContext, KeyedEndContext, ValueStateDescriptor};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 pub const JOB: BuiltinJob = BuiltinJob {
@@ -80,7 +79,9 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
         .sink(
             "sink",
             FileSink::factory(output, |(word, count): &(String, u64), line: &mut String| {
-                let _ = write!(line, "{word} {count}");
+                line.push_str(word);
+                line.push(' ');
+                line.push_str(itoa::Buffer::new().format(*count));
             }),
         );
     job.build()

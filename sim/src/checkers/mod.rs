@@ -9,6 +9,7 @@ pub mod output;
 use crate::checks::CheckpointDirReport;
 use crate::invariants::{Invariant, Violation};
 use engine::ids::CheckpointId;
+pub use output::ExpectedOutput;
 
 /// What a run left behind, for the checkers.
 pub struct Evidence<'a> {
@@ -16,8 +17,8 @@ pub struct Evidence<'a> {
     pub time_ms: u64,
     /// The committed output, part files concatenated in commit order per subtask.
     pub output: &'a str,
-    /// The job's reference output (sorted lines), from its parameters alone.
-    pub reference: &'a [String],
+    /// The job's reference output, from its parameters alone.
+    pub reference: &'a ExpectedOutput,
     /// A fault-free run's committed output (sorted lines).
     pub fault_free: Option<&'a [String]>,
     /// Checkpoints completed over the run, in completion order across every job.
@@ -42,13 +43,14 @@ impl Evidence<'_> {
 
 /// Runs the checkers of `invariants`.
 pub fn check(invariants: &[Invariant], evidence: &Evidence<'_>) -> Vec<Violation> {
+    let committed = output::Committed::new(evidence.output);
     let mut violations = Vec::new();
     for invariant in invariants {
         let found = match invariant {
-            Invariant::ExactlyOnceOutput => output::exactly_once(evidence),
-            Invariant::NoLossNoDupInOrder => output::sequence_in_order(evidence),
-            Invariant::StateEqualsReference => output::state_equals_reference(evidence),
-            Invariant::NothingLost => output::nothing_lost(evidence),
+            Invariant::ExactlyOnceOutput => output::exactly_once(evidence, &committed),
+            Invariant::NoLossNoDupInOrder => output::sequence_in_order(evidence, &committed),
+            Invariant::StateEqualsReference => output::state_equals_reference(evidence, &committed),
+            Invariant::NothingLost => output::nothing_lost(evidence, &committed),
             Invariant::CheckpointIdsIncrease => checkpoints::ids_increase(evidence),
             Invariant::RetainedCount => checkpoints::retained_count(evidence),
             Invariant::NoOrphanFiles => checkpoints::no_orphans(evidence),

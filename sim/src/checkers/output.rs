@@ -1,76 +1,206 @@
 //! Output checkers: exactly-once committed output, ordering, final state, nothing lost.
+//!
+//! The expected side ([`ExpectedOutput`]) is prepared once per job and shared by every seed.
+//! A seed's committed output ([`Committed`]) is split into lines once for all the checkers,
+//! compared by hash lookups, and sorted only to describe a difference (or for a final state
+//! made of every line).
 
 use super::Evidence;
 use crate::invariants::{Invariant, Violation};
-use std::collections::{BTreeMap, BTreeSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::cell::OnceCell;
 
-fn sorted(output: &str) -> Vec<String> {
-    let mut lines: Vec<String> = output.lines().map(str::to_string).collect();
-    lines.sort();
+/// A job's reference output, with what the checkers derive from it computed once.
+#[derive(Debug)]
+pub struct ExpectedOutput {
+    /// Every line, sorted.
+    lines: Vec<String>,
+    /// Each distinct line's index in `counts`.
+    index: FxHashMap<String, usize>,
+    /// How many times each distinct line occurs.
+    counts: Vec<u32>,
+    /// The `(partition, number)` of every `r` line, sorted, without duplicates.
+    records: Vec<(u64, u64)>,
+    /// The final-state lines (see [`state_lines`]), sorted.
+    state: Vec<String>,
+}
+
+impl ExpectedOutput {
+    /// Prepares the reference output `lines`, which must be sorted.
+    pub fn new(lines: Vec<String>) -> Self {
+        debug_assert!(lines.is_sorted(), "reference lines must be sorted");
+        let mut index = FxHashMap::default();
+        let mut counts = Vec::new();
+        for line in &lines {
+            let next = counts.len();
+            let at = *index.entry(line.clone()).or_insert(next);
+            if at == next {
+                counts.push(0);
+            }
+            counts[at] += 1;
+        }
+        let mut records: Vec<(u64, u64)> =
+            lines.iter().filter_map(|line| record(line)).map(|(p, n, _)| (p, n)).collect();
+        records.sort_unstable();
+        records.dedup();
+        let state = state_lines(&lines).iter().map(|l| l.to_string()).collect();
+        ExpectedOutput { lines, index, counts, records, state }
+    }
+
+    /// Every line, sorted.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// Whether `output`'s lines are exactly these, each as often, in any order.
+    pub fn matches(&self, output: &str) -> bool {
+        self.matches_lines(&split_lines(output))
+    }
+
+    /// Whether `lines` are exactly these, each as often, in any order: one hash lookup per
+    /// line rather than a sort.
+    fn matches_lines(&self, lines: &[&str]) -> bool {
+        if lines.len() != self.lines.len() {
+            return false;
+        }
+        let mut counts = vec![0u32; self.counts.len()];
+        for line in lines {
+            match self.index.get(*line) {
+                Some(&at) => counts[at] += 1,
+                None => return false,
+            }
+        }
+        counts == self.counts
+    }
+}
+
+/// One run's committed output, split into lines once, and sorted at most once, for every
+/// checker.
+pub struct Committed<'a> {
+    text: &'a str,
+    lines: OnceCell<Vec<&'a str>>,
+    sorted: OnceCell<Vec<&'a str>>,
+}
+
+impl<'a> Committed<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Committed { text, lines: OnceCell::new(), sorted: OnceCell::new() }
+    }
+
+    /// The lines in commit order (part files concatenated).
+    fn lines(&self) -> &[&'a str] {
+        self.lines.get_or_init(|| split_lines(self.text))
+    }
+
+    /// The lines, sorted.
+    fn sorted(&self) -> &[&'a str] {
+        self.sorted.get_or_init(|| {
+            let mut lines = self.lines().to_vec();
+            lines.sort_unstable();
+            lines
+        })
+    }
+}
+
+/// `text.lines()`, collected by a plain byte loop, which beats the pattern searcher on short
+/// lines: split after each `\n`, dropping it and a `\r` before it; no line after a final `\n`.
+fn split_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::with_capacity(text.len() / 16);
+    let mut start = 0;
+    for (at, &byte) in text.as_bytes().iter().enumerate() {
+        if byte == b'\n' {
+            let line = &text[start..at];
+            lines.push(line.strip_suffix('\r').unwrap_or(line));
+            start = at + 1;
+        }
+    }
+    if start < text.len() {
+        lines.push(&text[start..]);
+    }
     lines
 }
 
-/// The first difference between two sorted line lists, as a readable event.
-fn first_difference(got: &[String], expected: &[String]) -> String {
-    let got_set: BTreeMap<&String, usize> = got.iter().fold(BTreeMap::new(), |mut m, l| {
-        *m.entry(l).or_default() += 1;
-        m
-    });
-    let expected_set: BTreeMap<&String, usize> = expected.iter().fold(BTreeMap::new(), |mut m, l| {
-        *m.entry(l).or_default() += 1;
-        m
-    });
-    for (line, &count) in &got_set {
-        let want = expected_set.get(line).copied().unwrap_or(0);
-        if count > want {
-            return format!(
-                "`{line}` committed {count} times, expected {want} ({} lines, expected {})",
-                got.len(),
-                expected.len()
-            );
-        }
-    }
-    for (line, &want) in &expected_set {
-        let count = got_set.get(line).copied().unwrap_or(0);
-        if count < want {
-            return format!(
-                "`{line}` committed {count} times, expected {want} ({} lines, expected {})",
-                got.len(),
-                expected.len()
-            );
-        }
-    }
-    "outputs differ".to_string()
+/// Whether two sorted line lists are equal.
+fn same_lines<A: AsRef<str>, B: AsRef<str>>(got: &[A], expected: &[B]) -> bool {
+    got.len() == expected.len() && got.iter().zip(expected).all(|(a, b)| a.as_ref() == b.as_ref())
 }
 
-pub fn exactly_once(evidence: &Evidence<'_>) -> Vec<Violation> {
-    let got = sorted(evidence.output);
+/// How many times `lines[start]` repeats from `start` on.
+fn run_length<S: AsRef<str>>(lines: &[S], start: usize, line: &str) -> usize {
+    lines[start..].iter().take_while(|l| l.as_ref() == line).count()
+}
+
+/// The first difference between two sorted line lists, as a readable event: the first line
+/// (in sorted order) committed more often than expected, else the first committed less often.
+fn first_difference<A: AsRef<str>, B: AsRef<str>>(got: &[A], expected: &[B]) -> String {
+    let message = |line: &str, count: usize, want: usize| {
+        format!("`{line}` committed {count} times, expected {want} ({} lines, expected {})", got.len(), expected.len())
+    };
+    let (mut i, mut j) = (0, 0);
+    let mut first_missing = None;
+    loop {
+        let line = match (got.get(i).map(AsRef::as_ref), expected.get(j).map(AsRef::as_ref)) {
+            (None, None) => break,
+            (Some(line), None) | (None, Some(line)) => line,
+            (Some(a), Some(b)) => a.min(b),
+        };
+        let (count, want) = (run_length(got, i, line), run_length(expected, j, line));
+        (i, j) = (i + count, j + want);
+        if count > want {
+            return message(line, count, want);
+        }
+        if count < want && first_missing.is_none() {
+            first_missing = Some(message(line, count, want));
+        }
+    }
+    first_missing.unwrap_or_else(|| "outputs differ".to_string())
+}
+
+pub fn exactly_once(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
+    let reference = evidence.reference;
+    let matches_reference = reference.matches_lines(committed.lines());
     let mut violations = Vec::new();
-    if got != evidence.reference {
-        let event = format!("versus the reference model: {}", first_difference(&got, evidence.reference));
+    if !matches_reference {
+        let event = format!("versus the reference model: {}", first_difference(committed.sorted(), reference.lines()));
         violations.push(evidence.violation(Invariant::ExactlyOnceOutput, event));
     }
-    if let Some(fault_free) = evidence.fault_free
-        && got != fault_free
-    {
-        let event = format!("versus a fault-free run: {}", first_difference(&got, fault_free));
-        violations.push(evidence.violation(Invariant::ExactlyOnceOutput, event));
+    if let Some(fault_free) = evidence.fault_free {
+        // The fault-free run normally committed the reference output: then so is the answer,
+        // without sorting this run's lines.
+        let matches_fault_free = if same_lines(fault_free, reference.lines()) {
+            matches_reference
+        } else {
+            same_lines(committed.sorted(), fault_free)
+        };
+        if !matches_fault_free {
+            let event = format!("versus a fault-free run: {}", first_difference(committed.sorted(), fault_free));
+            violations.push(evidence.violation(Invariant::ExactlyOnceOutput, event));
+        }
     }
     violations
 }
 
-/// `r <partition> <number> <key>` lines.
-fn records(output: &str) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-    output.lines().filter(|l| l.starts_with("r ")).filter_map(|l| {
-        let mut fields = l[2..].split(' ').map(|f| f.parse::<u64>().ok());
-        Some((fields.next()??, fields.next()??, fields.next()??))
-    })
+/// The fields of an `r <partition> <number> <key>` line (what `split(' ')` gives, without a
+/// pattern searcher: the lines are short); further fields are ignored.
+fn record(line: &str) -> Option<(u64, u64, u64)> {
+    let mut rest = line.strip_prefix("r ")?;
+    let mut field = || {
+        let (field, tail) = match rest.bytes().position(|b| b == b' ') {
+            Some(space) => (&rest[..space], &rest[space + 1..]),
+            None => (rest, ""),
+        };
+        rest = tail;
+        field.parse::<u64>().ok()
+    };
+    Some((field()?, field()?, field()?))
 }
 
-pub fn sequence_in_order(evidence: &Evidence<'_>) -> Vec<Violation> {
-    let mut last: BTreeMap<(u64, u64), u64> = BTreeMap::new();
-    let mut seen: BTreeSet<(u64, u64)> = BTreeSet::new();
-    for (partition, number, key) in records(evidence.output) {
+pub fn sequence_in_order(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
+    let expected = &evidence.reference.records;
+    let mut last: FxHashMap<(u64, u64), u64> = FxHashMap::default();
+    let mut seen: FxHashSet<(u64, u64)> = FxHashSet::default();
+    seen.reserve(expected.len());
+    for (partition, number, key) in committed.lines().iter().filter_map(|line| record(line)) {
         if !seen.insert((partition, number)) {
             return vec![evidence.violation(
                 Invariant::NoLossNoDupInOrder,
@@ -84,9 +214,9 @@ pub fn sequence_in_order(evidence: &Evidence<'_>) -> Vec<Violation> {
             return vec![evidence.violation(Invariant::NoLossNoDupInOrder, event)];
         }
     }
-    let expected: BTreeSet<(u64, u64)> = records(&evidence.reference.join("\n")).map(|(p, n, _)| (p, n)).collect();
-    if let Some((partition, number)) = expected.difference(&seen).next() {
-        let missing = expected.difference(&seen).count();
+    let mut lost = expected.iter().filter(|record| !seen.contains(record));
+    if let Some((partition, number)) = lost.next() {
+        let missing = 1 + lost.count();
         return vec![evidence.violation(
             Invariant::NoLossNoDupInOrder,
             format!("{missing} records lost, e.g. partition {partition} number {number}"),
@@ -96,34 +226,107 @@ pub fn sequence_in_order(evidence: &Evidence<'_>) -> Vec<Violation> {
 }
 
 /// Final state lines: `k ...` for `sequence`, every line for `wordcount`.
-fn state_lines(lines: &[String]) -> Vec<String> {
-    let keyed: Vec<String> = lines.iter().filter(|l| l.starts_with("k ")).cloned().collect();
-    if keyed.is_empty() && !lines.iter().any(|l| l.starts_with("r ")) { lines.to_vec() } else { keyed }
+fn state_lines<S: AsRef<str>>(lines: &[S]) -> Vec<&str> {
+    let keyed: Vec<&str> = lines.iter().map(AsRef::as_ref).filter(|l| l.starts_with("k ")).collect();
+    if keyed.is_empty() && !lines.iter().any(|l| l.as_ref().starts_with("r ")) {
+        lines.iter().map(AsRef::as_ref).collect()
+    } else {
+        keyed
+    }
 }
 
-pub fn state_equals_reference(evidence: &Evidence<'_>) -> Vec<Violation> {
-    let got = state_lines(&sorted(evidence.output));
-    let expected = state_lines(evidence.reference);
-    if got == expected {
+pub fn state_equals_reference(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
+    // The `k` lines are few: filter them in commit order, then sort, rather than sorting
+    // every line first. Every line counts only when there are neither `k` nor `r` lines.
+    let mut keyed: Vec<&str> = committed.lines().iter().copied().filter(|l| l.starts_with("k ")).collect();
+    let got: &[&str] = if keyed.is_empty() && !committed.lines().iter().any(|l| l.starts_with("r ")) {
+        committed.sorted()
+    } else {
+        keyed.sort_unstable();
+        &keyed
+    };
+    let expected = &evidence.reference.state;
+    if same_lines(got, expected) {
         return Vec::new();
     }
     vec![
         evidence
-            .violation(Invariant::StateEqualsReference, format!("final state: {}", first_difference(&got, &expected))),
+            .violation(Invariant::StateEqualsReference, format!("final state: {}", first_difference(got, expected))),
     ]
 }
 
-pub fn nothing_lost(evidence: &Evidence<'_>) -> Vec<Violation> {
-    let got: BTreeSet<&str> = evidence.output.lines().collect();
-    let missing: Vec<&String> =
-        evidence.reference.iter().filter(|l| l.starts_with("r ") && !got.contains(l.as_str())).collect();
-    match missing.first() {
+pub fn nothing_lost(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
+    let got: FxHashSet<&str> = committed.lines().iter().copied().collect();
+    let mut missing = evidence.reference.lines().iter().filter(|l| l.starts_with("r ") && !got.contains(l.as_str()));
+    match missing.next() {
         None => Vec::new(),
         Some(first) => {
-            vec![evidence.violation(
-                Invariant::NothingLost,
-                format!("{} records never committed, e.g. `{first}`", missing.len()),
-            )]
+            let count = 1 + missing.count();
+            vec![evidence.violation(Invariant::NothingLost, format!("{count} records never committed, e.g. `{first}`"))]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The difference as it was computed with counting maps, for comparison.
+    fn by_counting(got: &[&str], expected: &[&str]) -> String {
+        let count = |lines: &[&str]| {
+            lines.iter().fold(BTreeMap::<String, usize>::new(), |mut m, l| {
+                *m.entry(l.to_string()).or_default() += 1;
+                m
+            })
+        };
+        let (got_set, expected_set) = (count(got), count(expected));
+        let message = |line: &str, count: usize, want: usize| {
+            format!(
+                "`{line}` committed {count} times, expected {want} ({} lines, expected {})",
+                got.len(),
+                expected.len()
+            )
+        };
+        for (line, &count) in &got_set {
+            let want = expected_set.get(line).copied().unwrap_or(0);
+            if count > want {
+                return message(line, count, want);
+            }
+        }
+        for (line, &want) in &expected_set {
+            let count = got_set.get(line).copied().unwrap_or(0);
+            if count < want {
+                return message(line, count, want);
+            }
+        }
+        "outputs differ".to_string()
+    }
+
+    #[test]
+    fn lines_are_split_as_str_lines_does() {
+        for text in
+            ["", "\n", "a", "a\n", "a\r\n", "a\r", "\r\n\r\n", "a\rb\nc", "r 1 2 3\nk 1 2 3\n\n", "\r", "naïve\r\r\n"]
+        {
+            assert_eq!(split_lines(text), text.lines().collect::<Vec<_>>(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_difference_is_the_first_extra_line_else_the_first_missing_one() {
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["a", "b", "c"], &["a", "b", "c"]),
+            (&["a", "b", "b", "c"], &["a", "b", "c"]),
+            (&["a", "c"], &["a", "b", "c"]),
+            (&["a", "c", "d"], &["a", "b", "c"]),
+            (&["b", "b"], &["a", "a", "b", "c"]),
+            (&[], &["a"]),
+            (&["a"], &[]),
+            (&["x", "y", "y"], &["a", "x", "y"]),
+            (&["a", "a", "a"], &["a", "a", "b", "b"]),
+        ];
+        for (got, expected) in cases {
+            assert_eq!(first_difference(got, expected), by_counting(got, expected), "{got:?} vs {expected:?}");
         }
     }
 }
