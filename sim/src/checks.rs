@@ -1,6 +1,6 @@
-//! Checks of what a run left in its checkpoint directory: which checkpoints are retained,
-//! that each `_metadata` parses and every file it references exists and is intact, and that
-//! no file is left that no retained checkpoint references.
+//! Checks of what a run left in its checkpoint directory: which checkpoints are retained and
+//! which were left incomplete, that each `_metadata` parses and every file it references
+//! exists and is intact, and that no file is left that no retained checkpoint references.
 
 use engine::checkpoint::metadata::METADATA_FILE_NAME;
 use engine::checkpoint::restore;
@@ -15,8 +15,11 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointDirReport {
     pub job_dir: PathBuf,
-    /// Retained `chk-<n>` ids, ascending.
+    /// Retained `chk-<n>` ids (those with a `_metadata`), ascending.
     pub retained: Vec<CheckpointId>,
+    /// `chk-<n>` ids without a `_metadata`, ascending: checkpoints that never completed and
+    /// whose directory no one discarded.
+    pub incomplete: Vec<CheckpointId>,
     /// Violations found: unreadable metadata, missing or corrupt files, orphan files.
     pub problems: Vec<String>,
     /// Each readable retained checkpoint's path, and whether it is self-contained.
@@ -59,11 +62,17 @@ pub async fn inspect_checkpoint_root(storage: &StorageRef, root: &Path) -> Resul
 
 /// Inspects one job's checkpoint directory.
 pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<CheckpointDirReport, RunError> {
-    let retained = checkpoint_ids(storage, job_dir).await?;
+    let mut retained = Vec::new();
+    let mut incomplete = Vec::new();
     let mut problems = Vec::new();
     let mut self_contained = Vec::new();
-    for id in &retained {
+    for id in checkpoint_ids(storage, job_dir).await? {
         let dir = job_dir.join(format!("chk-{}", id.0));
+        if !storage.exists(&dir.join(METADATA_FILE_NAME)).await? {
+            incomplete.push(id);
+            continue;
+        }
+        retained.push(id);
         let loaded = match restore::load(storage, &dir).await {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -84,5 +93,5 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
             }
         }
     }
-    Ok(CheckpointDirReport { job_dir: job_dir.to_path_buf(), retained, problems, self_contained })
+    Ok(CheckpointDirReport { job_dir: job_dir.to_path_buf(), retained, incomplete, problems, self_contained })
 }

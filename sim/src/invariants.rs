@@ -17,11 +17,14 @@ pub enum Invariant {
     StateEqualsReference,
     /// Completed checkpoint ids strictly increase over the whole run, across restarts.
     CheckpointIdsIncrease,
-    /// At most `num-retained` `chk-*` directories remain per job.
+    /// At most `num-retained` complete `chk-*` directories remain per job, besides one that
+    /// completed as a crash abandoned the job.
     RetainedCount,
     /// No file in a retained checkpoint that its `_metadata` does not reference.
     NoOrphanFiles,
-    /// Every retained `_metadata` parses, and every file it references exists and is intact.
+    /// Every retained `_metadata` parses, and every file it references exists and is intact;
+    /// no `chk-*` directory without a `_metadata` remains, except those of checkpoints in
+    /// flight when a crash abandoned their job.
     MetadataReadable,
     /// With the jobmanager backend, every retained `_metadata` is self-contained.
     SelfContained,

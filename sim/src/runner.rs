@@ -242,6 +242,7 @@ impl Finished<'_> {
             fault_free,
             completed: &simulated.completed,
             checkpoint_dirs: &simulated.checkpoint_dirs,
+            abandoned: &simulated.abandoned,
             num_retained: self.config.checkpoint.num_retained,
             jobmanager_backend: self.config.state_backend == StateBackendKind::JobManager,
             finished_at_ms: simulated.finished_at_ms,
@@ -314,6 +315,9 @@ struct Simulated {
     completed: Vec<CheckpointId>,
     restores: u32,
     checkpoint_dirs: Vec<checks::CheckpointDirReport>,
+    /// Jobs a crash abandoned, by job directory, with the highest checkpoint id completed
+    /// before the crash.
+    abandoned: BTreeMap<PathBuf, Option<CheckpointId>>,
     finished_at_ms: Option<u64>,
     sim_time_ms: u64,
     error: Option<String>,
@@ -377,6 +381,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         completed: Vec::new(),
         restores: 0,
         checkpoint_dirs: Vec::new(),
+        abandoned: BTreeMap::new(),
         finished_at_ms: None,
         sim_time_ms: elapsed().as_millis() as u64,
         error: Some(message),
@@ -415,6 +420,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     };
     *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
     let mut restores = 0;
+    let mut abandoned = BTreeMap::new();
     let restarts = if options.faults { file.restarts.clone() } else { Vec::new() };
     for restart in restarts {
         let now = elapsed();
@@ -453,6 +459,10 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
                 for node in cluster.task_managers() {
                     let _ = node.kill();
                 }
+                // The new cluster does not know the job: no one completes or discards the
+                // checkpoints it had in flight, as after a Flink job manager's crash without HA.
+                let completed = recorder.completed.lock().expect("recorder lock").iter().max().copied();
+                abandoned.insert(Path::new(CHECKPOINT_DIR).join(job.to_string()), completed);
                 cluster = Arc::new(start_cluster());
             }
         }
@@ -529,6 +539,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         completed,
         restores,
         checkpoint_dirs,
+        abandoned,
         finished_at_ms,
         sim_time_ms: runtime::elapsed().as_millis() as u64,
         error,

@@ -92,6 +92,7 @@ fn assert_in_order(seed: u64, outcome: &SimOutcome) {
 fn assert_clean_checkpoint_dirs(seed: u64, outcome: &SimOutcome) {
     for report in &outcome.checkpoint_dirs {
         assert!(report.problems.is_empty(), "seed {seed}: {}: {:?}", report.job_dir.display(), report.problems);
+        assert!(report.incomplete.is_empty(), "seed {seed}: {}: {:?}", report.job_dir.display(), report.incomplete);
     }
 }
 
@@ -154,6 +155,7 @@ fn num_retained_keeps_exactly_the_newest_checkpoints_and_no_orphans() {
         let newest_three = &outcome.completed[outcome.completed.len() - 3..];
         assert_eq!(report.retained, newest_three, "seed {seed}: not the newest three completed checkpoints");
         assert!(report.problems.is_empty(), "seed {seed}: {:?}", report.problems);
+        assert!(report.incomplete.is_empty(), "seed {seed}: incomplete checkpoints left: {:?}", report.incomplete);
     }
 }
 
@@ -163,7 +165,7 @@ fn delete_on_cancellation_leaves_no_checkpoint_after_cancel() {
         let job = sequence_job(Setup { retention: ExternalizedRetention::DeleteOnCancellation, ..Setup::default() });
         let outcome = harness::run_cancel_and_resume(seed, &job, 150).unwrap();
         assert!(
-            outcome.checkpoint_dirs.iter().all(|r| r.retained.is_empty()),
+            outcome.checkpoint_dirs.iter().all(|r| r.retained.is_empty() && r.incomplete.is_empty()),
             "seed {seed}: checkpoints left after cancel: {:?}",
             outcome.checkpoint_dirs
         );

@@ -10,6 +10,8 @@ use crate::checks::CheckpointDirReport;
 use crate::invariants::{Invariant, Violation};
 use engine::ids::CheckpointId;
 pub use output::ExpectedOutput;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// What a run left behind, for the checkers.
 pub struct Evidence<'a> {
@@ -24,6 +26,10 @@ pub struct Evidence<'a> {
     /// Checkpoints completed over the run, in completion order across every job.
     pub completed: &'a [CheckpointId],
     pub checkpoint_dirs: &'a [CheckpointDirReport],
+    /// Jobs that a whole-cluster crash abandoned, by job directory, with the highest
+    /// checkpoint id completed before the crash. No one is left to complete or discard the
+    /// checkpoints the job had in flight (those above it), so their directories may remain.
+    pub abandoned: &'a BTreeMap<PathBuf, Option<CheckpointId>>,
     pub num_retained: u32,
     pub jobmanager_backend: bool,
     /// `None` if the job did not finish within the healing bound.
@@ -38,6 +44,12 @@ pub struct Evidence<'a> {
 impl Evidence<'_> {
     pub fn violation(&self, invariant: Invariant, event: impl Into<String>) -> Violation {
         Violation { invariant, seed: self.seed, time_ms: self.time_ms, event: event.into() }
+    }
+
+    /// Whether checkpoint `id` of the job in `job_dir` was in flight when a crash abandoned
+    /// the job.
+    pub fn in_flight_at_crash(&self, job_dir: &Path, id: CheckpointId) -> bool {
+        self.abandoned.get(job_dir).is_some_and(|&completed| completed.is_none_or(|completed| id > completed))
     }
 }
 
