@@ -12,6 +12,7 @@ use crate::error::TaskError;
 use crate::faults::{CheckpointPhase, FaultHookRef};
 use crate::ids::CheckpointId;
 use crate::operators::SubtaskInfo;
+use crate::seam::runtime;
 use crate::state::snapshot::SyncSnapshot;
 use async_trait::async_trait;
 use std::task::Poll;
@@ -155,7 +156,10 @@ impl<T: Send> Upstream<T> for InputGate<T> {
             }
             let next = match self.stash.take() {
                 Some(stashed) => Some(stashed),
-                None => self.try_next()?,
+                None => match self.try_next()? {
+                    Some(next) => Some(next),
+                    None => runtime::spin_for(|| self.try_next().transpose()).transpose()?,
+                },
             };
             let Some((channel, element)) = next else { return Ok(Pulled::Idle) };
             match element {

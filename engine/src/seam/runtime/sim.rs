@@ -66,6 +66,12 @@ where
     tokio::spawn(future)
 }
 
+/// Under simulation nothing runs while a task spins, so there is nothing to wait for: the
+/// caller parks at once (real mode polls `attempt` for a few microseconds first).
+pub fn spin_for<R>(_attempt: impl FnMut() -> Option<R>) -> Option<R> {
+    None
+}
+
 /// Spawns work that must not stall the calling subtask (a snapshot's asynchronous part) as
 /// a task of the current node, so that it dies with the node.
 pub fn spawn_background<F>(future: F) -> super::JoinHandle<F::Output>
