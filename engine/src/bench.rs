@@ -97,6 +97,17 @@ fn hand_written(n: u64, keys: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Checks a run's `key,count,sum` lines against the reference model; `run` names the run.
+fn verify_output(output: &Path, n: u64, keys: u64, run: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(output).map_err(|e| format!("{}: {e}", output.display()))?; // real-only
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    if lines != keyed_sum::reference(n, keys) {
+        return Err(format!("{run} produced wrong totals"));
+    }
+    Ok(())
+}
+
 /// What one Flink run reports.
 struct FlinkFigures {
     net_runtime_ms: u64,
@@ -139,12 +150,7 @@ fn run_flink(
     };
     let net_runtime_ms = field("net_runtime_ms").parse().map_err(|_| format!("unreadable Flink result: {line}"))?;
     if verify {
-        let text = std::fs::read_to_string(&output).map_err(|e| e.to_string())?; // real-only
-        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-        lines.sort();
-        if lines != keyed_sum::reference(n, keys) {
-            return Err(format!("Flink's keyed-sum n={n} keys={keys} {backend} produced wrong totals"));
-        }
+        verify_output(&output, n, keys, &format!("Flink's keyed-sum n={n} keys={keys} {backend}"))?;
     }
     Ok(FlinkFigures {
         net_runtime_ms,
@@ -251,12 +257,7 @@ fn run_engine(
         return Err(format!("a keyed-sum run failed ({status})"));
     }
     if verify {
-        let text = std::fs::read_to_string(&output).map_err(|e| e.to_string())?; // real-only
-        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-        lines.sort();
-        if lines != keyed_sum::reference(n, keys) {
-            return Err(format!("keyed-sum n={n} keys={keys} p={parallelism} produced wrong totals"));
-        }
+        verify_output(&output, n, keys, &format!("keyed-sum n={n} keys={keys} p={parallelism}"))?;
     }
     let text = std::fs::read_to_string(&stats); // real-only
     let stats: serde_json::Value =

@@ -135,24 +135,15 @@ pub fn reference_lines(partitions: u32, records: u64, keys: u64) -> Vec<String> 
 
 /// Appends `r <partition> <number> <key>` or `k <key> <count> <sum>`.
 pub fn format_line(output: &SequenceOutput, line: &mut String) {
+    let (tag, fields) = match *output {
+        SequenceOutput::Record { partition, number, key } => ('r', [u64::from(partition), number, key]),
+        SequenceOutput::KeyTotal { key, count, sum } => ('k', [key, count, sum]),
+    };
     let mut digits = itoa::Buffer::new();
-    match *output {
-        SequenceOutput::Record { partition, number, key } => {
-            line.push_str("r ");
-            line.push_str(digits.format(partition));
-            line.push(' ');
-            line.push_str(digits.format(number));
-            line.push(' ');
-            line.push_str(digits.format(key));
-        }
-        SequenceOutput::KeyTotal { key, count, sum } => {
-            line.push_str("k ");
-            line.push_str(digits.format(key));
-            line.push(' ');
-            line.push_str(digits.format(count));
-            line.push(' ');
-            line.push_str(digits.format(sum));
-        }
+    line.push(tag);
+    for field in fields {
+        line.push(' ');
+        line.push_str(digits.format(field));
     }
 }
 
