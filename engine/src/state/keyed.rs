@@ -369,6 +369,7 @@ mod tests {
     use super::*;
     use crate::keygroup::{KeyGroupRange, key_group_for_key};
     use crate::state::heap::HeapKeyedBackend;
+    use crate::state::snapshot::KeyGroupSnapshot;
 
     const COUNT: ValueStateDescriptor<u64> = ValueStateDescriptor::new("count");
     const SEEN: ListStateDescriptor<String> = ListStateDescriptor::new("seen");
@@ -444,6 +445,56 @@ mod tests {
             })
             .unwrap();
         }
+    }
+
+    /// Every key's count in `backend`, read back as a user would.
+    fn counts(backend: &mut HeapKeyedBackend<String>) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        let mut registry = Registry::default();
+        KeyedEndContext::new(backend, &mut registry)
+            .for_each_value(&COUNT, |key, count| {
+                counts.insert(key.clone(), *count);
+            })
+            .unwrap();
+        counts
+    }
+
+    #[test]
+    fn a_frozen_snapshot_holds_the_state_as_it_was_whatever_is_written_after() {
+        let mut backend = HeapKeyedBackend::<String>::new(full_range(), &[]).unwrap();
+        let mut registry = Registry::default();
+        let mut model: BTreeMap<String, u64> = BTreeMap::new();
+        for i in 0..200u64 {
+            let key = format!("k{i}");
+            with_key(&mut backend, &mut registry, &key, |c| c.value(&COUNT)?.set(i)).unwrap();
+            model.insert(key, i);
+        }
+        let first = backend.freeze().unwrap();
+        let at_first = model.clone();
+        // Written while the first snapshot is in flight: an update, a removal, a new key.
+        with_key(&mut backend, &mut registry, "k1", |c| c.value(&COUNT)?.set(1000)).unwrap();
+        with_key(&mut backend, &mut registry, "k2", |c| c.value(&COUNT)?.clear()).unwrap();
+        with_key(&mut backend, &mut registry, "new", |c| c.value(&COUNT)?.set(7)).unwrap();
+        model.insert("k1".into(), 1000);
+        model.remove("k2");
+        model.insert("new".into(), 7);
+        // A second snapshot in flight at the same time, then more writes.
+        let second = backend.freeze().unwrap();
+        let at_second = model.clone();
+        for i in 0..200u64 {
+            let key = format!("k{i}");
+            if model.contains_key(&key) {
+                with_key(&mut backend, &mut registry, &key, |c| c.value(&COUNT)?.update(|| 0, |v| *v += 1)).unwrap();
+                *model.get_mut(&key).unwrap() += 1;
+            }
+        }
+        // Encoded after all of it, in either order, each snapshot is the state at its freeze.
+        let second = second.encode().unwrap();
+        let first = first.encode().unwrap();
+        let restore = |groups: &[KeyGroupSnapshot]| HeapKeyedBackend::<String>::new(full_range(), groups).unwrap();
+        assert_eq!(counts(&mut restore(&first)), at_first);
+        assert_eq!(counts(&mut restore(&second)), at_second);
+        assert_eq!(counts(&mut backend), model);
     }
 
     #[test]
