@@ -123,15 +123,8 @@ impl<S: Source> SourceHead<S> {
 #[async_trait]
 impl<S: Source> Upstream<S::Out> for SourceHead<S> {
     async fn pull(&mut self, out: &mut Vec<S::Out>) -> Result<Pulled, TaskError> {
-        if let Some(restored) = self.restored.take() {
-            let context = OperatorContext {
-                uid: &self.uid,
-                info: &self.info,
-                storage: &self.storage,
-                checkpointing: self.checkpointing,
-            };
-            self.source.open(context, restored.as_ref()).await?;
-        }
+        // The first pull opens the source (a no-op afterwards).
+        self.open().await?;
         match self.source.poll(out, self.batch_size_records).await? {
             SourcePoll::More => {
                 let (vertex, subtask) = (&self.info.vertex_name, self.info.subtask.0);
