@@ -244,6 +244,7 @@ fn run(args: RunArgs) -> Result<(), CliError> {
         tokio::pin!(wait);
         let outcome = loop {
             tokio::select! {
+                biased;
                 outcome = &mut wait => break outcome,
                 _ = runtime::ctrl_c() => {
                     cluster.cancel(job_id).await?;

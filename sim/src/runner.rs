@@ -512,6 +512,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     }
     let remaining = deadline.saturating_sub(elapsed());
     let (finished_at_ms, error) = tokio::select! {
+        biased;
         outcome = handle.wait() => match outcome {
             Ok(_) => (Some(elapsed().as_millis() as u64), None),
             Err(error) => (None, Some(format!("the job failed: {error}"))),

@@ -25,6 +25,7 @@ pub async fn run(name: String, slots: u32, directory: Arc<Directory>) {
         tracing::debug!(task_manager = %name, slots, epoch, "registered");
         loop {
             let message = tokio::select! {
+                biased;
                 message = messages.recv() => message,
                 _ = runtime::sleep(Duration::from_millis(LEADER_CHECK_MS)) => {
                     if directory.epoch() == epoch {

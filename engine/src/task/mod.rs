@@ -75,6 +75,7 @@ pub async fn run_task<T: Send + 'static>(
     loop {
         // The report may be lost: repeat it until the job manager answers with `Finish`.
         let command = tokio::select! {
+            biased;
             command = task.services.commands.recv() => command,
             _ = runtime::sleep(Duration::from_millis(END_OF_DATA_REPEAT_MS)) => {
                 task.services.reporter.report(TaskReport::EndOfData);
