@@ -15,7 +15,8 @@ usage: cargo x <task>
 tasks:
   build          build the workspace, normally and under simulation (--cfg madsim)
   test           every test: the normal build, then the simulation build, then the smoke
-                 and negative scenario suites over 200 seeds each (what CI runs)
+                 and negative scenario suites over 200 seeds each, then the determinism
+                 check over every scenario (what CI runs)
   smoke          the main job: the smoke scenario suite over 200 seeds, then the canaries
   sim <args>     weir-sim under simulation, in release: `cargo x sim run scenarios/smoke
                  --seeds 0..500`, `cargo x sim replay <scenario> --seed N`
@@ -33,9 +34,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().cloned().unwrap_or_default();
     let weir_sim: Vec<&str> =
-        [&["run", "--release", "--quiet", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
+        [&["run", "--release", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
     let smoke = [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..200"]].concat();
     let negative = [weir_sim.clone(), vec!["run", "scenarios/negative", "--seeds", "0..200"]].concat();
+    // Every scenario of every suite, a few seeds each: untraced, traced, and in a fresh process.
+    let determinism = [weir_sim.clone(), vec!["run", "scenarios", "--seeds", "0..4", "--check-determinism"]].concat();
     // The Flink comparison's arguments for `weir bench`; empty (after saying why) when it is skipped.
     let flink = if task == "bench" { flink::bench_args() } else { Vec::new() };
     let steps: Vec<Vec<&str>> = match task.as_str() {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
             [&["test", "--package", "sim"][..], SIMULATION].concat(),
             smoke,
             negative,
+            determinism,
         ],
         "smoke" => vec![smoke, negative],
         "bench" => vec![

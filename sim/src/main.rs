@@ -54,6 +54,14 @@ enum Command {
         #[arg(long)]
         trace: Option<PathBuf>,
     },
+    /// Runs one seed and prints its fingerprint, then its trace: the fresh process of the
+    /// determinism check.
+    #[command(hide = true)]
+    Trace {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +71,7 @@ fn main() -> ExitCode {
             run(&path, &seeds, jobs, json.as_deref(), junit.as_deref(), check_determinism)
         }
         Command::Replay { scenario, seed, trace } => replay(&scenario, seed, trace),
+        Command::Trace { scenario, seed } => print_trace(&scenario, seed),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -105,7 +114,7 @@ fn run(
     let scenarios = load_all(path)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if determinism {
-        return check_determinism(&scenarios, seeds);
+        return check_determinism(&scenarios, seeds, jobs);
     }
     let total = (seeds.end - seeds.start) * scenarios.len() as u64;
     let progress = ProgressBar::new(total);
@@ -171,22 +180,49 @@ fn print_summary(summary: &ScenarioSummary) {
     }
 }
 
-fn check_determinism(scenarios: &[Scenario], seeds: Range<u64>) -> Result<bool, String> {
+fn check_determinism(scenarios: &[Scenario], seeds: Range<u64>, jobs: usize) -> Result<bool, String> {
+    let program = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let fresh = suite::FreshProcess { program };
+    let progress = ProgressBar::new((seeds.end - seeds.start) * scenarios.len() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds checked, {elapsed} elapsed").expect("a valid template"),
+    );
+    let summaries = suite::check_determinism_all(scenarios, seeds, jobs, &fresh, &|| progress.inc(1));
+    progress.finish_and_clear();
     let mut ok = true;
-    for scenario in scenarios {
-        let fault_free = suite::fault_free_output(scenario).ok();
-        for seed in seeds.clone() {
-            match suite::check_determinism(scenario, seed, fault_free.as_deref()) {
-                Ok(lines) => println!("{} seed {seed}: deterministic ({lines} trace lines)", scenario.name()),
-                Err(divergence) => {
-                    ok = false;
-                    println!("{}: NOT deterministic: {divergence}", scenario.name());
-                    println!("    replay: {}", suite::replay_command(&scenario.path, seed));
-                }
-            }
+    for summary in &summaries {
+        if summary.divergences.is_empty() {
+            println!("{:<44} {} seeds deterministic", summary.name, summary.seeds);
+            continue;
+        }
+        ok = false;
+        println!("{:<44} NOT deterministic on {} of {} seeds", summary.name, summary.divergences.len(), summary.seeds);
+        for (seed, divergence) in summary.divergences.iter().take(5) {
+            println!("  {divergence}");
+            println!("    replay: {}", suite::replay_command(Path::new(&summary.path), *seed));
         }
     }
+    let seeds_total: u64 = summaries.iter().map(|s| s.seeds).sum();
+    let divergent: usize = summaries.iter().map(|s| s.divergences.len()).sum();
+    println!(
+        "{} scenarios, {seeds_total} seeds: each run untraced in this process, traced in this process and traced in a fresh process; {divergent} diverged",
+        summaries.len()
+    );
     Ok(ok)
+}
+
+fn print_trace(path: &Path, seed: u64) -> Result<bool, String> {
+    let scenario = scenario::load(path).map_err(|e| e.to_string())?;
+    let options = sim::runner::RunOptions { faults: true, trace: true };
+    let report = sim::runner::simulate_seed(&scenario, seed, options).unchecked();
+    let mut out = format!("fingerprint {:016x}\n", report.fingerprint);
+    for line in &report.trace {
+        out.push_str(line);
+        out.push('\n');
+    }
+    use std::io::Write as _;
+    std::io::stdout().write_all(out.as_bytes()).map_err(|e| format!("cannot write the trace: {e}"))?;
+    Ok(true)
 }
 
 fn replay(path: &Path, seed: u64, trace: Option<PathBuf>) -> Result<bool, String> {
@@ -201,6 +237,7 @@ fn replay(path: &Path, seed: u64, trace: Option<PathBuf>) -> Result<bool, String
     let trace_path = trace.unwrap_or_else(|| PathBuf::from(format!("{}-seed-{seed}.trace", scenario.name())));
     std::fs::write(&trace_path, report.trace.join("\n") + "\n")
         .map_err(|e| format!("cannot write `{}`: {e}", trace_path.display()))?;
+    println!("fingerprint {:016x}", report.fingerprint);
     println!(
         "simulated {} ms in {:.3} s; {} checkpoints completed; {} restores; trace: {} ({} lines)",
         report.sim_time_ms,

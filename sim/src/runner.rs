@@ -48,6 +48,10 @@ pub struct RunReport {
     /// A failure of the run itself (the job failed for good, a harness error).
     pub error: Option<String>,
     pub sim_time_ms: u64,
+    /// A digest of what the run did, exact to the simulated nanosecond it ended at: equal
+    /// for two runs of a seed exactly when they took the same course (the trace, if
+    /// recorded, says where they part). Computed whether or not the trace is recorded.
+    pub fingerprint: u64,
     pub wall_time: Duration,
     /// The committed output.
     pub output: String,
@@ -295,6 +299,7 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Fin
         violations: Vec::new(),
         error: simulated.error.clone(),
         sim_time_ms: simulated.sim_time_ms,
+        fingerprint: simulated.fingerprint(),
         wall_time: started.elapsed(),
         output: String::new(),
         completed: Vec::new(),
@@ -320,7 +325,32 @@ struct Simulated {
     abandoned: BTreeMap<PathBuf, Option<CheckpointId>>,
     finished_at_ms: Option<u64>,
     sim_time_ms: u64,
+    /// Simulated time at the end, in nanoseconds: every poll moves madsim's clock, so any
+    /// difference in the schedule shows here.
+    sim_time_ns: u128,
     error: Option<String>,
+}
+
+impl Simulated {
+    /// 64-bit FNV-1a over the end time, the committed output, the completed checkpoints,
+    /// the restores and the error.
+    fn fingerprint(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for &byte in bytes {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        feed(&self.sim_time_ns.to_le_bytes());
+        feed(self.output.as_bytes());
+        for id in &self.completed {
+            feed(&id.0.to_le_bytes());
+        }
+        feed(&self.restores.to_le_bytes());
+        feed(self.error.as_deref().unwrap_or("").as_bytes());
+        hash
+    }
 }
 
 async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) -> Simulated {
@@ -384,6 +414,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         abandoned: BTreeMap::new(),
         finished_at_ms: None,
         sim_time_ms: elapsed().as_millis() as u64,
+        sim_time_ns: runtime::elapsed().as_nanos(),
         error: Some(message),
     };
 
@@ -543,6 +574,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         abandoned,
         finished_at_ms,
         sim_time_ms: runtime::elapsed().as_millis() as u64,
+        sim_time_ns: runtime::elapsed().as_nanos(),
         error,
     }
 }

@@ -137,21 +137,126 @@ pub fn run_seeds(
     }
 }
 
-/// Runs `seed` twice with its trace; the first line where the traces differ, if any.
-pub fn check_determinism(scenario: &Scenario, seed: u64, fault_free: Option<&[String]>) -> Result<usize, String> {
-    let options = RunOptions { faults: true, trace: true };
-    let first = runner::run(scenario, seed, options, fault_free);
-    let second = runner::run(scenario, seed, options, fault_free);
-    for (index, (a, b)) in first.trace.iter().zip(&second.trace).enumerate() {
+/// How to run one seed in a fresh process: a program whose `trace <scenario> --seed <n>`
+/// prints the seed's fingerprint on its first line (`fingerprint <hex>`), then its trace
+/// (`weir-sim` has it, and so has a binary made with `main_with`).
+#[derive(Clone, Debug)]
+pub struct FreshProcess {
+    pub program: std::path::PathBuf,
+}
+
+/// One seed's trace and fingerprint, from a fresh process.
+fn fresh_trace(fresh: &FreshProcess, scenario: &Scenario, seed: u64) -> Result<(u64, Vec<String>), String> {
+    let output = std::process::Command::new(&fresh.program)
+        .arg("trace")
+        .arg(&scenario.path)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .output()
+        .map_err(|e| format!("cannot start `{}`: {e}", fresh.program.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!("the fresh process failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr)));
+    }
+    let mut lines = stdout.lines();
+    let fingerprint = lines
+        .next()
+        .and_then(|l| l.strip_prefix("fingerprint "))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| "the fresh process printed no fingerprint".to_string())?;
+    Ok((fingerprint, lines.map(str::to_string).collect()))
+}
+
+/// The first line where two traces differ, described.
+fn first_trace_difference(first: &[String], second: &[String], labels: (&str, &str)) -> Option<String> {
+    for (index, (a, b)) in first.iter().zip(second).enumerate() {
         if a != b {
-            return Err(format!("seed {seed}: trace line {} differs:\n  first:  {a}\n  second: {b}", index + 1));
+            return Some(format!("trace line {} differs:\n  {}: {a}\n  {}: {b}", index + 1, labels.0, labels.1));
         }
     }
-    if first.trace.len() != second.trace.len() {
-        return Err(format!("seed {seed}: traces have {} and {} lines", first.trace.len(), second.trace.len()));
+    (first.len() != second.len()).then(|| {
+        format!("traces have {} ({}) and {} ({}) lines", first.len(), labels.0, second.len(), labels.1)
+    })
+}
+
+/// Checks that `seed` runs the same three ways: untraced as a suite runs it, traced in the
+/// same process right after, and traced in a fresh process (what `replay` does). The
+/// process may have run any other scenarios before. Returns the trace's length, or where
+/// the runs part.
+pub fn check_determinism(scenario: &Scenario, seed: u64, fresh: &FreshProcess) -> Result<usize, String> {
+    let in_suite = runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: false }).unchecked();
+    let traced = runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: true }).unchecked();
+    let (fresh_fingerprint, fresh_trace) = fresh_trace(fresh, scenario, seed)?;
+    if let Some(difference) = first_trace_difference(&traced.trace, &fresh_trace, ("this process", "fresh process")) {
+        return Err(format!("seed {seed}: {difference}"));
     }
-    if first.output != second.output {
-        return Err(format!("seed {seed}: the traces agree but the committed outputs differ"));
+    if traced.fingerprint != fresh_fingerprint {
+        return Err(format!(
+            "seed {seed}: the traces agree but the runs end differently ({:016x} here, {fresh_fingerprint:016x} in a fresh process)",
+            traced.fingerprint
+        ));
     }
-    Ok(first.trace.len())
+    if in_suite.fingerprint != traced.fingerprint {
+        return Err(format!(
+            "seed {seed}: the untraced run ended differently from the traced ones ({:016x}, traced {:016x}): recording the trace, or an earlier run in this process, changed the schedule",
+            in_suite.fingerprint, traced.fingerprint
+        ));
+    }
+    Ok(traced.trace.len())
+}
+
+/// How one scenario fared in the determinism check.
+#[derive(Clone, Debug)]
+pub struct DeterminismSummary {
+    pub name: String,
+    pub path: String,
+    pub seeds: u64,
+    /// `(seed, where the runs part)`, ascending by seed.
+    pub divergences: Vec<(u64, String)>,
+}
+
+/// The determinism check over every seed of every scenario, on `jobs` threads. Each thread
+/// takes (scenario, seed) pairs in order, so most seeds run after other scenarios did in
+/// the same thread, as they would in a suite.
+pub fn check_determinism_all(
+    scenarios: &[Scenario],
+    seeds: Range<u64>,
+    jobs: usize,
+    fresh: &FreshProcess,
+    on_seed: &(dyn Fn() + Sync),
+) -> Vec<DeterminismSummary> {
+    let pairs: Vec<(usize, u64)> =
+        (0..scenarios.len()).flat_map(|s| seeds.clone().map(move |seed| (s, seed))).collect();
+    let next = AtomicU64::new(0);
+    let found: Mutex<Vec<(usize, u64, String)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let at = next.fetch_add(1, Ordering::SeqCst) as usize;
+                    let Some(&(index, seed)) = pairs.get(at) else { return };
+                    if let Err(divergence) = check_determinism(&scenarios[index], seed, fresh) {
+                        found.lock().expect("divergences lock").push((index, seed, divergence));
+                    }
+                    on_seed();
+                }
+            });
+        }
+    });
+    let mut found = found.into_inner().expect("divergences lock");
+    found.sort_by_key(|(index, seed, _)| (*index, *seed));
+    scenarios
+        .iter()
+        .enumerate()
+        .map(|(index, scenario)| DeterminismSummary {
+            name: scenario.name().to_string(),
+            path: scenario.path.display().to_string(),
+            seeds: seeds.end - seeds.start,
+            divergences: found
+                .iter()
+                .filter(|(i, _, _)| *i == index)
+                .map(|(_, seed, divergence)| (*seed, divergence.clone()))
+                .collect(),
+        })
+        .collect()
 }

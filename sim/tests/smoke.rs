@@ -108,9 +108,12 @@ fn the_canary_is_caught() {
 }
 
 #[test]
-fn a_seed_replays_with_the_same_trace_byte_for_byte() {
+fn a_seed_replays_in_a_fresh_process_with_the_same_trace_byte_for_byte() {
+    let fresh = suite::FreshProcess { program: env!("CARGO_BIN_EXE_weir-sim").into() };
+    // After the other scenarios have run in this process, as in a suite.
     for scenario in scenarios("negative").iter().chain(scenarios("smoke").iter().take(3)) {
-        let lines = suite::check_determinism(scenario, 5, None).unwrap_or_else(|e| panic!("{}: {e}", scenario.name()));
+        let lines =
+            suite::check_determinism(scenario, 5, &fresh).unwrap_or_else(|e| panic!("{}: {e}", scenario.name()));
         assert!(lines > 50, "{}: a trace of {lines} lines is too short to mean anything", scenario.name());
     }
 }

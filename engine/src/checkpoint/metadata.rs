@@ -17,7 +17,7 @@ use crate::ids::{CheckpointId, JobId, KeyGroup, OperatorUid, SubtaskIndex};
 use crate::keygroup::{KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND};
 use crate::state::snapshot::ListStateSnapshot;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -382,7 +382,7 @@ fn validate_subtask(subtask: &SubtaskState, range: KeyGroupRange) -> Result<(), 
             validate_file_ref(file).map_err(|problem| format!("key group {key_group}: {problem}"))?;
         }
     }
-    let mut names = HashSet::new();
+    let mut names = BTreeSet::new();
     for list in &subtask.lists {
         if !names.insert(list.name.as_str()) {
             return Err(format!("list state `{}` appears twice", list.name));
@@ -412,7 +412,7 @@ impl CheckpointMetadata {
     /// The file ranges that the state lives in, in operator, subtask and key-group order, each range (path
     /// and offset) once, so that a checker or a garbage collector visits every range exactly once.
     pub fn referenced_files(&self) -> Vec<&FileRef> {
-        let mut seen = HashSet::new();
+        let mut seen = BTreeSet::new();
         self.operators
             .iter()
             .flat_map(|operator| &operator.subtasks)
