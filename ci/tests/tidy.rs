@@ -46,7 +46,11 @@ fn code(line: &str) -> &str {
 
 /// Source directories whose code can run under simulation.
 fn simulated_dirs() -> Vec<PathBuf> {
-    ["engine/src", "sim/src", "sim/tests", "sim/examples"].iter().map(|d| root().join(d)).filter(|d| d.exists()).collect()
+    ["engine/src", "sim/src", "sim/tests", "sim/examples"]
+        .iter()
+        .map(|d| root().join(d))
+        .filter(|d| d.exists())
+        .collect()
 }
 
 #[test]

@@ -185,7 +185,8 @@ fn check_determinism(scenarios: &[Scenario], seeds: Range<u64>, jobs: usize) -> 
     let fresh = suite::FreshProcess { program };
     let progress = ProgressBar::new((seeds.end - seeds.start) * scenarios.len() as u64);
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds checked, {elapsed} elapsed").expect("a valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds checked, {elapsed} elapsed")
+            .expect("a valid template"),
     );
     let summaries = suite::check_determinism_all(scenarios, seeds, jobs, &fresh, &|| progress.inc(1));
     progress.finish_and_clear();

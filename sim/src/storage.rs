@@ -525,7 +525,17 @@ impl SimStorage {
     /// Reads a current file, failing with an injected read error at the configured rate.
     async fn read_file(&self, path: &Path, read: impl FnOnce(&[u8]) -> Vec<u8>) -> Result<Vec<u8>, StorageError> {
         let mut state = self.begin().await;
-        let id = Self::file_id(&state, "read", path)?;
+        Self::read_locked(&mut state, path, read)
+    }
+
+    /// Reads a current file under the lock, failing with an injected read error at the
+    /// configured rate.
+    fn read_locked(
+        state: &mut State,
+        path: &Path,
+        read: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
+        let id = Self::file_id(state, "read", path)?;
         if State::draw_failure(state.faults.read_error_rate) {
             state.stats.injected_read_errors += 1;
             return Err(io_error("read", path, "injected read error"));
@@ -643,12 +653,18 @@ impl Storage for SimStorage {
     }
 
     async fn read_range(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
-        self.read_file(path, |data| {
+        self.delay().await;
+        self.read_range_now(path, offset, len)
+    }
+
+    fn read_range_now(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        let mut state = self.lock();
+        state.stats.operations += 1;
+        Self::read_locked(&mut state, path, |data| {
             let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
             let end = start.saturating_add(len).min(data.len());
             data[start..end].to_vec()
         })
-        .await
     }
 
     async fn file_len(&self, path: &Path) -> Result<u64, StorageError> {

@@ -156,7 +156,11 @@ fn fresh_trace(fresh: &FreshProcess, scenario: &Scenario, seed: u64) -> Result<(
         .map_err(|e| format!("cannot start `{}`: {e}", fresh.program.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        return Err(format!("the fresh process failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "the fresh process failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     let mut lines = stdout.lines();
     let fingerprint = lines
@@ -174,9 +178,8 @@ fn first_trace_difference(first: &[String], second: &[String], labels: (&str, &s
             return Some(format!("trace line {} differs:\n  {}: {a}\n  {}: {b}", index + 1, labels.0, labels.1));
         }
     }
-    (first.len() != second.len()).then(|| {
-        format!("traces have {} ({}) and {} ({}) lines", first.len(), labels.0, second.len(), labels.1)
-    })
+    (first.len() != second.len())
+        .then(|| format!("traces have {} ({}) and {} ({}) lines", first.len(), labels.0, second.len(), labels.1))
 }
 
 /// Checks that `seed` runs the same three ways: untraced as a suite runs it, traced in the

@@ -56,6 +56,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn read(&self, path: &Path) -> Result<Vec<u8>, StorageError>;
     /// Reads up to `len` bytes at `offset`; fewer at the end of the file.
     async fn read_range(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError>;
+    /// As `read_range`, without suspending: a positioned read of a local file from
+    /// synchronous code (the embedded state backend reading a block on a cache miss while
+    /// it processes a record), as RocksDB's `pread` is. It never waits out injected latency
+    /// or a stall, but fails as `read_range` would.
+    fn read_range_now(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError>;
     /// The length of a file in bytes.
     async fn file_len(&self, path: &Path) -> Result<u64, StorageError>;
     /// Atomically renames `from` to `to`, replacing `to`. Durable after `sync_dir`.
