@@ -28,11 +28,20 @@ pub enum StorageError {
     NoSpace { op: &'static str, path: PathBuf },
     #[error("cannot {op} `{path}`: {message}")]
     Io { op: &'static str, path: PathBuf, message: String },
+    /// The operation spans a crash of the storage: a write or fsync through a handle opened
+    /// before it, or a directory fsync covering changes made before it. Whatever was not
+    /// durable before the crash may or may not have survived it.
+    #[error("cannot {op} `{path}`: stale after a storage crash (unsynced changes made before it may be lost)")]
+    Stale { op: &'static str, path: PathBuf },
 }
 
 impl StorageError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
+    }
+
+    pub fn is_stale(&self) -> bool {
+        matches!(self, StorageError::Stale { .. })
     }
 }
 
