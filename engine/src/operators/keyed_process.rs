@@ -5,7 +5,7 @@
 //! borrowed key is copied into one reused buffer (`clone_from`), so the per-record path
 //! allocates only when a key is new to the state.
 
-use super::{BuildContext, ChainOp};
+use super::{BuildContext, ChainOp, MaintenanceFuture};
 use crate::error::TaskError;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::keygroup::key_group_for_key;
@@ -118,5 +118,16 @@ where
 
     fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {
         Ok(())
+    }
+
+    fn needs_maintenance(&self) -> bool {
+        self.backend.needs_maintenance()
+    }
+
+    fn maintain(&mut self) -> MaintenanceFuture<'_> {
+        Box::pin(async move {
+            let result = self.backend.maintain().await;
+            result.map_err(|e| self.state_error(e))
+        })
     }
 }

@@ -34,7 +34,22 @@ pub trait ChainOp<In, Out>: Send {
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError>;
     /// Checkpoint `checkpoint` (and every lower one) is complete.
     fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError>;
+    /// Whether [`ChainOp::maintain`] has work to do: checked after every batch, so cheap.
+    fn needs_maintenance(&self) -> bool {
+        false
+    }
+    /// The operator's IO between batches (an on-disk state backend's flushes and
+    /// compactions, and its write stall). The chain awaits it after a batch when
+    /// [`ChainOp::needs_maintenance`] says so; operators without IO have none.
+    fn maintain(&mut self) -> MaintenanceFuture<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// What [`ChainOp::maintain`] returns: boxed, and built only when there is work, so the
+/// per-batch check costs no allocation.
+pub type MaintenanceFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TaskError>> + Send + 'a>>;
 
 /// Where a subtask sits in its job.
 #[derive(Clone, Debug)]

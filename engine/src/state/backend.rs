@@ -76,4 +76,19 @@ pub trait KeyedStateBackend<K: Key>: Send + 'static {
 
     /// The key groups this backend holds.
     fn key_group_range(&self) -> KeyGroupRange;
+
+    /// Whether [`KeyedStateBackend::maintain`] has work to do. Called after every batch, so
+    /// it must be cheap. A backend that does no IO never has any.
+    fn needs_maintenance(&self) -> bool {
+        false
+    }
+
+    /// The backend's IO between batches: an on-disk backend flushes and compacts here
+    /// (in the background; this call only installs and starts that work), and stalls the
+    /// operator while its memory is over budget. The operator awaits it after a batch when
+    /// [`KeyedStateBackend::needs_maintenance`] says so; without those calls an on-disk
+    /// backend would keep everything in memory.
+    fn maintain(&mut self) -> impl std::future::Future<Output = Result<(), StateError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }

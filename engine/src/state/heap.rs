@@ -313,52 +313,90 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
 
 #[cfg(test)]
 mod rescale_tests {
+    //! Rescaling through snapshots, for each pair of backends: the old subtasks on one, the
+    //! new ones on the same or the other (a savepoint restores into either backend).
+
     use super::*;
     use crate::ids::SubtaskIndex;
     use crate::keygroup::{key_group_for_key, subtask_for_key_group};
+    use crate::state::embedded::EmbeddedKeyedBackend;
+    use crate::state::embedded::testing::BackendUnderTest;
     use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry, ValueStateDescriptor};
     use crate::state::redistribute::redistribute;
     use crate::state::snapshot::OperatorSnapshot;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
+    use proptest::test_runner::TestCaseError;
+    use std::collections::{BTreeMap, BTreeSet};
 
     const VALUE: ValueStateDescriptor<u64> = ValueStateDescriptor::new("value");
 
+    fn every_keys_state_lands_in_exactly_the_subtask_its_key_group_names<Old, New>(
+        keys: &BTreeSet<u64>,
+        old_p: u32,
+        new_p: u32,
+        max: u32,
+    ) -> Result<(), TestCaseError>
+    where
+        Old: BackendUnderTest<u64>,
+        New: BackendUnderTest<u64>,
+    {
+        // Old subtasks hold the keys of their ranges, each key's value derived from it.
+        let mut snapshots = Vec::new();
+        for i in 0..old_p {
+            let range = KeyGroupRange::for_subtask(SubtaskIndex(i), old_p, max);
+            let mut backend = Old::open_for_test(range, &[]).unwrap();
+            let mut registry = Registry::default();
+            for key in keys.iter().filter(|k| range.contains(key_group_for_key(*k, max))) {
+                let mut context = KeyedContext::new(&mut backend, &mut registry, key, key_group_for_key(key, max));
+                context.value(&VALUE).unwrap().set(key.wrapping_mul(31)).unwrap();
+            }
+            let mut backend = backend.settled();
+            snapshots.push(OperatorSnapshot { keyed: backend.snapshot().unwrap(), lists: Vec::new(), finished: false });
+        }
+        // Restore at the new parallelism and see where every key's value is.
+        let mut found: BTreeMap<u64, Vec<(u32, u64)>> = BTreeMap::new();
+        for (j, snapshot) in redistribute(&snapshots, new_p, max).into_iter().enumerate() {
+            let range = KeyGroupRange::for_subtask(SubtaskIndex(j as u32), new_p, max);
+            let mut backend = New::open_for_test(range, &snapshot.keyed).unwrap().settled();
+            let mut registry = Registry::default();
+            KeyedEndContext::new(&mut backend, &mut registry)
+                .for_each_value(&VALUE, |key, value| found.entry(*key).or_default().push((j as u32, *value)))
+                .unwrap();
+        }
+        prop_assert_eq!(found.len(), keys.len(), "a key's state was lost");
+        for key in keys {
+            let expected = subtask_for_key_group(key_group_for_key(key, max), new_p, max).0;
+            prop_assert_eq!(&found[key], &vec![(expected, key.wrapping_mul(31))], "key {}", key);
+        }
+        Ok(())
+    }
+
+    type Heap = HeapKeyedBackend<u64>;
+    type Embedded = EmbeddedKeyedBackend<u64>;
+
     proptest! {
         #[test]
-        fn every_keys_state_lands_in_exactly_the_subtask_its_key_group_names(
-            keys in proptest::collection::btree_set(any::<u64>(), 0..300),
-            old_p in 1u32..9,
-            new_p in 1u32..9,
-            max in 9u32..300,
-        ) {
-            // Old subtasks hold the keys of their ranges, each key's value derived from it.
-            let mut snapshots = Vec::new();
-            for i in 0..old_p {
-                let range = KeyGroupRange::for_subtask(SubtaskIndex(i), old_p, max);
-                let mut backend = HeapKeyedBackend::<u64>::new(range, &[]).unwrap();
-                let mut registry = Registry::default();
-                for key in keys.iter().filter(|k| range.contains(key_group_for_key(*k, max))) {
-                    let mut context = KeyedContext::new(&mut backend, &mut registry, key, key_group_for_key(key, max));
-                    context.value(&VALUE).unwrap().set(key.wrapping_mul(31)).unwrap();
-                }
-                snapshots.push(OperatorSnapshot { keyed: backend.snapshot().unwrap(), lists: Vec::new(), finished: false });
-            }
-            // Restore at the new parallelism and see where every key's value is.
-            let mut found: BTreeMap<u64, Vec<(u32, u64)>> = BTreeMap::new();
-            for (j, snapshot) in redistribute(&snapshots, new_p, max).into_iter().enumerate() {
-                let range = KeyGroupRange::for_subtask(SubtaskIndex(j as u32), new_p, max);
-                let mut backend = HeapKeyedBackend::<u64>::new(range, &snapshot.keyed).unwrap();
-                let mut registry = Registry::default();
-                KeyedEndContext::new(&mut backend, &mut registry)
-                    .for_each_value(&VALUE, |key, value| found.entry(*key).or_default().push((j as u32, *value)))
-                    .unwrap();
-            }
-            prop_assert_eq!(found.len(), keys.len(), "a key's state was lost");
-            for key in &keys {
-                let expected = subtask_for_key_group(key_group_for_key(key, max), new_p, max).0;
-                prop_assert_eq!(&found[key], &vec![(expected, key.wrapping_mul(31))], "key {}", key);
-            }
+        fn heap_to_heap(keys in proptest::collection::btree_set(any::<u64>(), 0..300), old_p in 1u32..9, new_p in 1u32..9, max in 9u32..300) {
+            every_keys_state_lands_in_exactly_the_subtask_its_key_group_names::<Heap, Heap>(&keys, old_p, new_p, max)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn embedded_to_embedded(keys in proptest::collection::btree_set(any::<u64>(), 0..300), old_p in 1u32..9, new_p in 1u32..9, max in 9u32..300) {
+            every_keys_state_lands_in_exactly_the_subtask_its_key_group_names::<Embedded, Embedded>(&keys, old_p, new_p, max)?;
+        }
+
+        #[test]
+        fn heap_to_embedded(keys in proptest::collection::btree_set(any::<u64>(), 0..300), old_p in 1u32..9, new_p in 1u32..9, max in 9u32..300) {
+            every_keys_state_lands_in_exactly_the_subtask_its_key_group_names::<Heap, Embedded>(&keys, old_p, new_p, max)?;
+        }
+
+        #[test]
+        fn embedded_to_heap(keys in proptest::collection::btree_set(any::<u64>(), 0..300), old_p in 1u32..9, new_p in 1u32..9, max in 9u32..300) {
+            every_keys_state_lands_in_exactly_the_subtask_its_key_group_names::<Embedded, Heap>(&keys, old_p, new_p, max)?;
         }
     }
 }

@@ -366,9 +366,13 @@ impl<'a, K: Key, B: KeyedStateBackend<K>> KeyedEndContext<'a, K, B> {
 
 #[cfg(test)]
 mod tests {
+    //! Every test runs against both backends (the `for_each_backend!` list at the end): the
+    //! heap backend and the embedded on-disk one, which is also made to flush and compact
+    //! (`settled`) where that could change what a later read or snapshot sees.
+
     use super::*;
     use crate::keygroup::{KeyGroupRange, key_group_for_key};
-    use crate::state::heap::HeapKeyedBackend;
+    use crate::state::embedded::testing::BackendUnderTest;
     use crate::state::snapshot::KeyGroupSnapshot;
 
     const COUNT: ValueStateDescriptor<u64> = ValueStateDescriptor::new("count");
@@ -384,11 +388,11 @@ mod tests {
 
     const MAX_PARALLELISM: u32 = 128;
 
-    fn with_key<R>(
-        backend: &mut HeapKeyedBackend<String>,
+    fn with_key<B: KeyedStateBackend<String>, R>(
+        backend: &mut B,
         registry: &mut Registry,
         key: &str,
-        f: impl FnOnce(&mut KeyedContext<'_, String, HeapKeyedBackend<String>>) -> R,
+        f: impl FnOnce(&mut KeyedContext<'_, String, B>) -> R,
     ) -> R {
         let key = key.to_string();
         let key_group = key_group_for_key(&key, MAX_PARALLELISM);
@@ -400,9 +404,8 @@ mod tests {
         KeyGroupRange { start: 0, end: MAX_PARALLELISM }
     }
 
-    #[test]
-    fn every_state_kind_is_scoped_to_the_current_key_and_survives_snapshot_and_restore() {
-        let mut backend = HeapKeyedBackend::<String>::new(full_range(), &[]).unwrap();
+    fn every_state_kind_is_scoped_to_the_current_key_and_survives_snapshot_and_restore<B: BackendUnderTest<String>>() {
+        let mut backend = B::open_for_test(full_range(), &[]).unwrap();
         let mut registry = Registry::default();
         for (key, n) in [("a", 3u64), ("b", 5)] {
             for i in 1..=n {
@@ -416,8 +419,9 @@ mod tests {
                 .unwrap();
             }
         }
+        let mut backend = backend.settled();
         let snapshot = backend.snapshot().unwrap();
-        let mut restored = HeapKeyedBackend::<String>::new(full_range(), &snapshot).unwrap();
+        let mut restored = B::open_for_test(full_range(), &snapshot).unwrap().settled();
         for backend in [&mut backend, &mut restored] {
             // A registry caches one backend's indexes, so each backend gets its own.
             let mut registry = Registry::default();
@@ -448,7 +452,7 @@ mod tests {
     }
 
     /// Every key's count in `backend`, read back as a user would.
-    fn counts(backend: &mut HeapKeyedBackend<String>) -> BTreeMap<String, u64> {
+    fn counts<B: KeyedStateBackend<String>>(backend: &mut B) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
         let mut registry = Registry::default();
         KeyedEndContext::new(backend, &mut registry)
@@ -459,9 +463,8 @@ mod tests {
         counts
     }
 
-    #[test]
-    fn a_frozen_snapshot_holds_the_state_as_it_was_whatever_is_written_after() {
-        let mut backend = HeapKeyedBackend::<String>::new(full_range(), &[]).unwrap();
+    fn a_frozen_snapshot_holds_the_state_as_it_was_whatever_is_written_after<B: BackendUnderTest<String>>() {
+        let mut backend = B::open_for_test(full_range(), &[]).unwrap();
         let mut registry = Registry::default();
         let mut model: BTreeMap<String, u64> = BTreeMap::new();
         for i in 0..200u64 {
@@ -469,6 +472,7 @@ mod tests {
             with_key(&mut backend, &mut registry, &key, |c| c.value(&COUNT)?.set(i)).unwrap();
             model.insert(key, i);
         }
+        let mut backend = backend.settled();
         let first = backend.freeze().unwrap();
         let at_first = model.clone();
         // Written while the first snapshot is in flight: an update, a removal, a new key.
@@ -478,7 +482,9 @@ mod tests {
         model.insert("k1".into(), 1000);
         model.remove("k2");
         model.insert("new".into(), 7);
-        // A second snapshot in flight at the same time, then more writes.
+        // A second snapshot in flight at the same time, then more writes, flushed and
+        // compacted while both snapshots hold their files.
+        let mut backend = backend.settled();
         let second = backend.freeze().unwrap();
         let at_second = model.clone();
         for i in 0..200u64 {
@@ -488,29 +494,28 @@ mod tests {
                 *model.get_mut(&key).unwrap() += 1;
             }
         }
+        let mut backend = backend.settled();
         // Encoded after all of it, in either order, each snapshot is the state at its freeze.
         let second = second.encode().unwrap();
         let first = first.encode().unwrap();
-        let restore = |groups: &[KeyGroupSnapshot]| HeapKeyedBackend::<String>::new(full_range(), groups).unwrap();
+        let restore = |groups: &[KeyGroupSnapshot]| B::open_for_test(full_range(), groups).unwrap().settled();
         assert_eq!(counts(&mut restore(&first)), at_first);
         assert_eq!(counts(&mut restore(&second)), at_second);
         assert_eq!(counts(&mut backend), model);
     }
 
-    #[test]
-    fn restored_but_unregistered_state_is_carried_into_the_next_snapshot() {
-        let mut backend = HeapKeyedBackend::<String>::new(full_range(), &[]).unwrap();
+    fn restored_but_unregistered_state_is_carried_into_the_next_snapshot<B: BackendUnderTest<String>>() {
+        let mut backend = B::open_for_test(full_range(), &[]).unwrap();
         let mut registry = Registry::default();
         with_key(&mut backend, &mut registry, "k", |c| c.value(&COUNT)?.set(7)).unwrap();
         let first = backend.snapshot().unwrap();
-        let mut untouched = HeapKeyedBackend::<String>::new(full_range(), &first).unwrap();
+        let mut untouched = B::open_for_test(full_range(), &first).unwrap().settled();
         assert_eq!(untouched.snapshot().unwrap(), first);
     }
 
-    #[test]
-    fn accessing_a_state_as_another_type_is_an_error() {
+    fn accessing_a_state_as_another_type_is_an_error<B: BackendUnderTest<String>>() {
         const AS_TEXT: ValueStateDescriptor<String> = ValueStateDescriptor::new("count");
-        let mut backend = HeapKeyedBackend::<String>::new(full_range(), &[]).unwrap();
+        let mut backend = B::open_for_test(full_range(), &[]).unwrap();
         let mut registry = Registry::default();
         with_key(&mut backend, &mut registry, "k", |c| c.value(&COUNT)?.set(1)).unwrap();
         let mut other_registry = Registry::default();
@@ -518,13 +523,38 @@ mod tests {
         assert!(matches!(err, StateError::TypeMismatch { .. }), "{err}");
     }
 
-    #[test]
-    fn a_backend_refuses_key_groups_outside_its_range() {
-        let mut backend = HeapKeyedBackend::<String>::new(full_range(), &[]).unwrap();
+    fn a_backend_refuses_key_groups_outside_its_range<B: BackendUnderTest<String>>() {
+        let mut backend = B::open_for_test(full_range(), &[]).unwrap();
         let mut registry = Registry::default();
         with_key(&mut backend, &mut registry, "k", |c| c.value(&COUNT)?.set(1)).unwrap();
         let snapshot = backend.snapshot().unwrap();
-        let err = HeapKeyedBackend::<String>::new(KeyGroupRange { start: 0, end: 0 }, &snapshot).err().unwrap();
+        let err = B::open_for_test(KeyGroupRange { start: 0, end: 0 }, &snapshot).err().unwrap();
         assert!(matches!(err, StateError::ForeignKeyGroup { .. }));
     }
+
+    /// One `#[test]` per backend for each of the generic tests above.
+    macro_rules! for_each_backend {
+        ($($test:ident),* $(,)?) => {
+            mod heap {
+                $(#[test]
+                fn $test() {
+                    super::$test::<crate::state::heap::HeapKeyedBackend<String>>();
+                })*
+            }
+            mod embedded {
+                $(#[test]
+                fn $test() {
+                    super::$test::<crate::state::embedded::EmbeddedKeyedBackend<String>>();
+                })*
+            }
+        };
+    }
+
+    for_each_backend!(
+        every_state_kind_is_scoped_to_the_current_key_and_survives_snapshot_and_restore,
+        a_frozen_snapshot_holds_the_state_as_it_was_whatever_is_written_after,
+        restored_but_unregistered_state_is_carried_into_the_next_snapshot,
+        accessing_a_state_as_another_type_is_an_error,
+        a_backend_refuses_key_groups_outside_its_range,
+    );
 }

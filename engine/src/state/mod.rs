@@ -2,6 +2,7 @@
 //! list state, the snapshot format they share, and redistribution on rescale.
 
 pub mod backend;
+pub mod embedded;
 pub mod heap;
 pub mod keyed;
 pub mod operator;
@@ -43,4 +44,16 @@ pub enum StateError {
     Injected { message: String },
     #[error("key group {key_group} does not belong to this subtask's range {start}..{end}")]
     ForeignKeyGroup { key_group: u32, start: u32, end: u32 },
+    /// The embedded store's local files could not be written or read.
+    #[error("embedded state store: {0}")]
+    Storage(#[from] crate::seam::storage::StorageError),
+    /// A block of one of the embedded store's files failed its checksum or does not parse.
+    #[error("embedded state store: corrupt file `{}` at offset {offset}: {message}", .file.display())]
+    Corrupt { file: std::path::PathBuf, offset: u64, message: String },
+    /// The embedded store's options are inconsistent.
+    #[error("embedded state store: invalid options: {message}")]
+    InvalidOptions { message: String },
+    /// A flush or compaction of the embedded store ended without a result.
+    #[error("embedded state store: {job} ended abnormally: {message}")]
+    BackgroundJob { job: &'static str, message: String },
 }

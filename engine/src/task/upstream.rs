@@ -53,6 +53,15 @@ impl<Mid, T> Chained<Mid, T> {
     pub fn new(inner: Box<dyn Upstream<Mid>>, op: Box<dyn ChainOp<Mid, T>>) -> Self {
         Chained { inner, op, buffer: Vec::new() }
     }
+
+    /// The operator's IO after a batch (an on-disk backend's flushes and compactions; it
+    /// may stall here while its memory is over budget), only when it has some.
+    async fn maintain(&mut self) -> Result<(), TaskError> {
+        if self.op.needs_maintenance() {
+            self.op.maintain().await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -60,9 +69,13 @@ impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
     async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
         let pulled = self.inner.pull(&mut self.buffer).await?;
         match pulled {
-            Pulled::Records => self.op.process_batch(&mut self.buffer, out)?,
+            Pulled::Records => {
+                self.op.process_batch(&mut self.buffer, out)?;
+                self.maintain().await?;
+            }
             Pulled::End => {
                 self.op.process_batch(&mut self.buffer, out)?;
+                self.maintain().await?;
                 self.op.finish(out)?;
             }
             Pulled::Idle | Pulled::Barrier(_) => assert!(self.buffer.is_empty()),

@@ -1,0 +1,340 @@
+//! The embedded keyed state backend: keyed state as encoded entries in the subtask's own
+//! on-disk store, so state can be larger than memory (Flink's RocksDB backend's role).
+//!
+//! Every access decodes the value from the store and every write encodes it back: a
+//! `ValueState::update` is a read and a put. Restored key groups are stored as they came
+//! (one blob per state and key group, under [`Namespace::RESTORED`]), because a blob can
+//! only be split into entries once its state is registered and its value type is known;
+//! the first access to a state in a key group unpacks that group's blob. A state that is
+//! restored but never registered is never unpacked, and its blobs go into every snapshot
+//! as they came.
+
+use super::canonical::{self, GroupEncoding};
+use super::frozen::FrozenStore;
+use super::key::{self, Namespace, PREFIX_BYTES};
+use super::options::EmbeddedOptions;
+use super::store::Store;
+use crate::ids::KeyGroup;
+use crate::keygroup::KeyGroupRange;
+use crate::seam::storage::StorageRef;
+use crate::state::backend::{KeyedStateBackend, StateIndex, StateKind};
+use crate::state::snapshot::{FrozenKeyedState, KeyGroupSnapshot};
+use crate::state::{Key, StateError, StateValue};
+use std::any::TypeId;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+/// Unpacks a state's restored blob in one key group, knowing the state's value type.
+type Unpack<K> = fn(&mut EmbeddedKeyedBackend<K>, StateIndex, KeyGroup) -> Result<(), StateError>;
+
+struct RegisteredState<K> {
+    name: String,
+    kind: StateKind,
+    type_id: TypeId,
+    type_name: &'static str,
+    /// By key-group offset: whether the group still holds this state's restored blob.
+    /// `None` once no group does.
+    restored: Option<Vec<bool>>,
+    unpack: Unpack<K>,
+}
+
+/// Keyed state in an embedded on-disk store, for one operator in one subtask.
+pub struct EmbeddedKeyedBackend<K> {
+    range: KeyGroupRange,
+    store: Store,
+    states: Vec<RegisteredState<K>>,
+    /// Restored states not registered yet: by name, which key groups hold a blob of them.
+    unregistered: BTreeMap<String, Vec<bool>>,
+    /// The current access's stored key, reused from access to access.
+    key: Vec<u8>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K: Key> EmbeddedKeyedBackend<K> {
+    /// A backend over `key_group_range` whose store lives in `work_dir` (a directory on the
+    /// task manager's local disk, for this operator subtask alone; it may hold leftovers
+    /// of earlier attempts, which the store removes), restoring `restored` (canonical key
+    /// groups, from either backend).
+    ///
+    /// Synchronous and without IO: the restored blobs go into memtables, and the first
+    /// [`KeyedStateBackend::maintain`] call makes the store's directory and flushes them
+    /// (stalling until the memtables are within their budget).
+    pub fn open(
+        storage: StorageRef,
+        work_dir: PathBuf,
+        key_group_range: KeyGroupRange,
+        options: EmbeddedOptions,
+        restored: &[KeyGroupSnapshot],
+    ) -> Result<Self, StateError> {
+        let mut store = Store::open(storage, work_dir, options)?;
+        let mut unregistered: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+        let mut stored_key = Vec::new();
+        for group in restored {
+            if !key_group_range.contains(group.key_group) {
+                return Err(StateError::ForeignKeyGroup {
+                    key_group: group.key_group.0,
+                    start: key_group_range.start,
+                    end: key_group_range.end,
+                });
+            }
+            let offset = (group.key_group.0 - key_group_range.start) as usize;
+            let states: GroupEncoding = canonical::decode_group(group)?;
+            for (name, bytes) in states {
+                key::start_key(&mut stored_key, group.key_group, Namespace::RESTORED);
+                stored_key.extend_from_slice(name.as_bytes());
+                store.put(&stored_key, bytes);
+                unregistered.entry(name).or_insert_with(|| vec![false; key_group_range.len()])[offset] = true;
+            }
+        }
+        Ok(EmbeddedKeyedBackend {
+            range: key_group_range,
+            store,
+            states: Vec::new(),
+            unregistered,
+            key: Vec::new(),
+            _key: PhantomData,
+        })
+    }
+
+    /// The store underneath, for its statistics and files.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Maintains until the store is quiet (every due flush and compaction done).
+    pub async fn settle(&mut self) -> Result<(), StateError> {
+        self.store.settle().await
+    }
+
+    /// Freezes the store for a snapshot, returning it with the registered states' names
+    /// by namespace: what an incremental snapshot (phase 2) builds on.
+    pub fn freeze_store(&mut self) -> (FrozenStore, Vec<String>) {
+        let names = self.states.iter().map(|s| s.name.clone()).collect();
+        (self.store.freeze(), names)
+    }
+
+    fn offset(&self, key_group: KeyGroup) -> usize {
+        assert!(self.range.contains(key_group), "key group {key_group} outside {:?}", self.range);
+        (key_group.0 - self.range.start) as usize
+    }
+
+    fn check_type<S: StateValue>(&self, state: StateIndex) -> Result<(), StateError> {
+        let registered = &self.states[state.0];
+        if registered.type_id != TypeId::of::<S>() {
+            return Err(StateError::TypeMismatch {
+                name: registered.name.clone(),
+                registered: registered.type_name.to_string(),
+                requested: std::any::type_name::<S>().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Unpacks the state's restored blob in `key_group`, if it still has one there.
+    fn ensure_unpacked(&mut self, state: StateIndex, key_group: KeyGroup) -> Result<(), StateError> {
+        let offset = self.offset(key_group);
+        let registered = &self.states[state.0];
+        if registered.restored.as_ref().is_some_and(|groups| groups[offset]) {
+            (registered.unpack)(self, state, key_group)?;
+        }
+        Ok(())
+    }
+
+    fn unpack<S: StateValue>(&mut self, state: StateIndex, key_group: KeyGroup) -> Result<(), StateError> {
+        let name = self.states[state.0].name.clone();
+        let mut blob_key = Vec::new();
+        key::start_key(&mut blob_key, key_group, Namespace::RESTORED);
+        blob_key.extend_from_slice(name.as_bytes());
+        if let Some(blob) = self.store.get(&blob_key)? {
+            let entries: Vec<(K, S)> = postcard::from_bytes(&blob).map_err(|e| StateError::Decode {
+                name: name.clone(),
+                key_group: key_group.0,
+                message: e.to_string(),
+            })?;
+            for (user_key, value) in entries {
+                self.encode_key(state, key_group, &user_key)?;
+                let value = self.encode_value(state, &value)?;
+                self.store.put(&self.key, value);
+            }
+            self.store.delete(&blob_key);
+        }
+        let offset = self.offset(key_group);
+        let registered = &mut self.states[state.0];
+        let groups = registered.restored.as_mut().expect("unpacking a restored state");
+        groups[offset] = false;
+        if groups.iter().all(|pending| !pending) {
+            registered.restored = None;
+        }
+        Ok(())
+    }
+
+    /// Sets `self.key` to the stored key of `key` in `state` and `key_group`.
+    fn encode_key(&mut self, state: StateIndex, key_group: KeyGroup, key: &K) -> Result<(), StateError> {
+        let mut buffer = std::mem::take(&mut self.key);
+        key::start_key(&mut buffer, key_group, Namespace::of_state(state.0));
+        self.key = postcard::to_extend(key, buffer).map_err(|e| StateError::Encode {
+            name: self.states[state.0].name.clone(),
+            message: format!("key: {e}"),
+        })?;
+        Ok(())
+    }
+
+    fn encode_value<S: StateValue>(&self, state: StateIndex, value: &S) -> Result<Vec<u8>, StateError> {
+        postcard::to_stdvec(value)
+            .map_err(|e| StateError::Encode { name: self.states[state.0].name.clone(), message: e.to_string() })
+    }
+
+    fn decode_value<S: StateValue>(
+        &self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        bytes: &[u8],
+    ) -> Result<S, StateError> {
+        postcard::from_bytes(bytes).map_err(|e| StateError::Decode {
+            name: self.states[state.0].name.clone(),
+            key_group: key_group.0,
+            message: e.to_string(),
+        })
+    }
+
+    /// The state's value for the key in `self.key`, decoded.
+    fn current<S: StateValue>(&self, state: StateIndex, key_group: KeyGroup) -> Result<Option<S>, StateError> {
+        match self.store.get(&self.key)? {
+            Some(bytes) => self.decode_value(state, key_group, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
+    fn register<S: StateValue>(&mut self, name: &str, kind: StateKind) -> Result<StateIndex, StateError> {
+        if let Some(index) = self.states.iter().position(|s| s.name == name) {
+            let registered = &self.states[index];
+            if registered.kind != kind || registered.type_id != TypeId::of::<S>() {
+                return Err(StateError::TypeMismatch {
+                    name: name.to_string(),
+                    registered: format!("{:?} of {}", registered.kind, registered.type_name),
+                    requested: format!("{:?} of {}", kind, std::any::type_name::<S>()),
+                });
+            }
+            return Ok(StateIndex(index));
+        }
+        // Checked before the state is added: its namespace must exist.
+        let namespace = Namespace::of_state(self.states.len());
+        assert_ne!(namespace, Namespace::RESTORED);
+        self.states.push(RegisteredState {
+            name: name.to_string(),
+            kind,
+            type_id: TypeId::of::<S>(),
+            type_name: std::any::type_name::<S>(),
+            restored: self.unregistered.remove(name),
+            unpack: Self::unpack::<S>,
+        });
+        Ok(StateIndex(self.states.len() - 1))
+    }
+
+    fn read<S: StateValue, R>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        f: impl FnOnce(Option<&S>) -> R,
+    ) -> Result<R, StateError> {
+        self.check_type::<S>(state)?;
+        self.ensure_unpacked(state, key_group)?;
+        self.encode_key(state, key_group, key)?;
+        let value: Option<S> = self.current(state, key_group)?;
+        Ok(f(value.as_ref()))
+    }
+
+    fn update<S: StateValue, R>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        init: impl FnOnce() -> S,
+        f: impl FnOnce(&mut S) -> R,
+    ) -> Result<R, StateError> {
+        self.check_type::<S>(state)?;
+        self.ensure_unpacked(state, key_group)?;
+        self.encode_key(state, key_group, key)?;
+        let mut value = match self.current(state, key_group)? {
+            Some(value) => value,
+            None => init(),
+        };
+        let result = f(&mut value);
+        let bytes = self.encode_value(state, &value)?;
+        self.store.put(&self.key, bytes);
+        Ok(result)
+    }
+
+    fn put<S: StateValue>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        key: &K,
+        value: S,
+    ) -> Result<(), StateError> {
+        self.check_type::<S>(state)?;
+        self.ensure_unpacked(state, key_group)?;
+        self.encode_key(state, key_group, key)?;
+        let bytes = self.encode_value(state, &value)?;
+        self.store.put(&self.key, bytes);
+        Ok(())
+    }
+
+    fn remove(&mut self, state: StateIndex, key_group: KeyGroup, key: &K) -> Result<(), StateError> {
+        self.ensure_unpacked(state, key_group)?;
+        self.encode_key(state, key_group, key)?;
+        self.store.delete(&self.key);
+        Ok(())
+    }
+
+    fn for_each<S: StateValue>(&mut self, state: StateIndex, mut f: impl FnMut(&K, &S)) -> Result<(), StateError> {
+        self.check_type::<S>(state)?;
+        let mut entries: Vec<(K, S)> = Vec::new();
+        for key_group in self.range.iter() {
+            self.ensure_unpacked(state, key_group)?;
+            let (start, end) = key::namespace_range(key_group, Namespace::of_state(state.0));
+            entries.clear();
+            let name = &self.states[state.0].name;
+            let decode_error = |e: postcard::Error| StateError::Decode {
+                name: name.clone(),
+                key_group: key_group.0,
+                message: e.to_string(),
+            };
+            self.store.scan(&start, &end, |stored_key, value| {
+                let user_key: K = postcard::from_bytes(&stored_key[PREFIX_BYTES..]).map_err(decode_error)?;
+                let value: S = postcard::from_bytes(value).map_err(decode_error)?;
+                entries.push((user_key, value));
+                Ok(())
+            })?;
+            // Stored keys sort by their encoding; what reaches an output sorts by key.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (user_key, value) in &entries {
+                f(user_key, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn freeze(&mut self) -> Result<FrozenKeyedState, StateError> {
+        let (frozen, names) = self.freeze_store();
+        let range = self.range;
+        Ok(FrozenKeyedState::new(move || canonical::encode_key_groups(&frozen, &names, range)))
+    }
+
+    fn key_group_range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    fn needs_maintenance(&self) -> bool {
+        self.store.needs_maintenance()
+    }
+
+    fn maintain(&mut self) -> impl Future<Output = Result<(), StateError>> + Send {
+        self.store.maintain()
+    }
+}
