@@ -9,7 +9,7 @@
 use super::memtable::Memtable;
 use super::store::scan_sources;
 use super::tombstone::RangeTombstone;
-use super::version::{LiveFile, Version};
+use super::version::{LiveFile, Manifest, Version};
 use crate::state::StateError;
 use std::sync::Arc;
 
@@ -39,6 +39,11 @@ impl FrozenStore {
     /// immutable, and kept on disk while this frozen store lives.
     pub fn files(&self) -> Vec<LiveFile> {
         self.version.files()
+    }
+
+    /// This frozen version as data: its files and range tombstones.
+    pub fn manifest(&self) -> Manifest {
+        self.version.manifest()
     }
 
     /// Range tombstones of this frozen version: part of its contents beside the files.

@@ -44,7 +44,8 @@ pub struct StoreStats {
     pub bytes_compacted: u64,
     pub bytes_compaction_read: u64,
     pub files_removed: u64,
-    /// Maintenance calls that had to wait for a job (memtables or level 0 over bound).
+    /// Times maintenance waited for a job because the memtables or level 0 were over their
+    /// bound (RocksDB's write stall).
     pub stalls: u64,
 }
 

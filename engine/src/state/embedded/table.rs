@@ -53,7 +53,6 @@ pub struct TableMeta {
     pub size_bytes: u64,
     /// CRC-32 of the whole file.
     pub checksum_crc32: u32,
-    #[serde(flatten)]
     pub properties: Properties,
 }
 

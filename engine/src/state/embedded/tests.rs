@@ -253,6 +253,7 @@ fn memtables_stay_within_their_budget_after_every_maintenance() {
                 store.put(&key(k), vec![1; 20]);
                 model.insert(key(k), vec![1; 20]);
             }
+            assert!(store.needs_maintenance(), "a full memtable needs maintenance");
             store.maintain().await.unwrap();
             // ...and maintenance brings it back before the next one.
             assert!(
@@ -265,6 +266,7 @@ fn memtables_stay_within_their_budget_after_every_maintenance() {
         }
         assert!(store.stats().stalls > 0, "batches this size stall the operator");
         store.settle().await.unwrap();
+        assert!(!store.needs_maintenance(), "a settled store has nothing to do");
         assert_eq!(everything(&store).unwrap(), model);
     });
 }
@@ -302,6 +304,16 @@ fn file_names_are_never_reused_and_dead_files_go_once_no_snapshot_holds_them() {
         let dir = store.dir().unwrap().to_path_buf();
         let frozen = store.freeze();
         let pinned: Vec<PathBuf> = frozen.files().iter().map(|f| dir.join(&f.meta.name)).collect();
+        // What an incremental checkpoint would list: each file's name, size and checksum,
+        // as the files on disk have them.
+        let manifest = frozen.manifest();
+        assert!(!manifest.files.is_empty() && manifest.tombstones.is_empty());
+        for file in &manifest.files {
+            let bytes = storage.file(&dir.join(&file.meta.name)).unwrap();
+            assert_eq!((file.meta.size_bytes, file.meta.checksum_crc32), (bytes.len() as u64, crc32fast::hash(&bytes)));
+        }
+        let encoded = postcard::to_stdvec(&manifest).unwrap();
+        assert_eq!(postcard::from_bytes::<super::version::Manifest>(&encoded).unwrap(), manifest);
         let at_freeze = frozen_contents(&frozen);
         // Rewrite everything: every pinned file is compacted away from the live version.
         for k in 0..400u64 {

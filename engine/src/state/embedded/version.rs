@@ -25,6 +25,15 @@ pub struct LiveFile {
     pub meta: TableMeta,
 }
 
+/// A version as data: what an incremental checkpoint records to rebuild the store from
+/// its files (phase 2), and what tests compare.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Level 0 newest first, then each deeper level in key order.
+    pub files: Vec<LiveFile>,
+    pub tombstones: Vec<RangeTombstone>,
+}
+
 /// The live files and range tombstones.
 #[derive(Clone, Debug)]
 pub struct Version {
@@ -56,6 +65,10 @@ impl Version {
         (0..LEVELS)
             .flat_map(|level| self.levels[level].iter().map(move |f| LiveFile { level, meta: f.meta().clone() }))
             .collect()
+    }
+
+    pub fn manifest(&self) -> Manifest {
+        Manifest { files: self.files(), tombstones: self.tombstones.clone() }
     }
 
     pub fn file_count(&self) -> usize {
