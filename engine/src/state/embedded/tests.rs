@@ -493,3 +493,42 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn a_store_on_the_local_file_system_keeps_its_contents_through_flushes_and_compactions() {
+    if crate::seam::runtime::SIMULATED {
+        // The local file system is real mode's; under simulation the memory storage serves.
+        return;
+    }
+    block_on(async {
+        let storage: crate::seam::storage::StorageRef = Arc::new(crate::seam::storage::LocalStorage);
+        let root = std::env::temp_dir().join(format!("weir-embedded-{:016x}", crate::seam::runtime::random_u64()));
+        let mut store = Store::open(storage.clone(), root.join("op"), small_options()).unwrap();
+        let mut model = Model::new();
+        let mut numbers = Numbers(5);
+        for i in 0..5000u64 {
+            let k = numbers.next() % 1500;
+            if i % 7 == 0 {
+                store.delete(&key(k));
+                model.remove(&key(k));
+            } else {
+                store.put(&key(k), vec![i as u8; 12]);
+                model.insert(key(k), vec![i as u8; 12]);
+            }
+            if i % 100 == 99 {
+                store.maintain().await.unwrap();
+            }
+        }
+        store.settle().await.unwrap();
+        assert!(store.version().deepest_level() >= Some(1));
+        assert_eq!(everything(&store).unwrap(), model);
+        store.compact_all().await.unwrap();
+        assert_eq!(everything(&store).unwrap(), model);
+        let dir = store.dir().unwrap().to_path_buf();
+        let mut live: Vec<String> = store.files().iter().map(|f| f.meta.name.clone()).collect();
+        live.sort();
+        assert_eq!(storage.list(&dir).await.unwrap(), live, "dead files are removed");
+        drop(store);
+        storage.remove_dir_all(&root).await.unwrap();
+    });
+}
