@@ -19,6 +19,52 @@ pub enum TaskError {
     ChannelClosed { vertex: String, subtask: SubtaskIndex, what: &'static str },
     #[error("task canceled")]
     Canceled,
+    /// The subtask's code panicked: a bug, caught so that the job manager hears of it
+    /// instead of waiting for a subtask that is gone.
+    #[error("panicked: {message}")]
+    Panicked { message: String },
+    /// Restoring the operator cannot succeed: the restored state and what is on storage
+    /// contradict each other, and they will on every retry.
+    #[error("operator `{operator}`: {message}")]
+    RestoreRefused { operator: OperatorUid, message: String },
+}
+
+impl TaskError {
+    /// Whether the subtask ended because its deployment was canceled (a user's cancel, a
+    /// failover of the whole job), not because something went wrong: it is logged as a
+    /// cancellation, not as a failure.
+    pub fn is_cancellation(&self) -> bool {
+        matches!(self, TaskError::Canceled)
+    }
+
+    /// Whether the same restore would fail the same way again: a restart from the same
+    /// checkpoint cannot help, so the job should fail instead of restarting forever.
+    ///
+    /// Corrupt or mismatched restored state, a restore that contradicts the output on
+    /// storage and code that uses state wrongly are deterministic. Storage errors, lost
+    /// peers, injected faults and panics are not: a restart may well get past them, as
+    /// Flink's restart strategies assume.
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            TaskError::State { source, .. } => match source {
+                StateError::TypeMismatch { .. }
+                | StateError::Encode { .. }
+                | StateError::Decode { .. }
+                | StateError::DecodeListElement { .. }
+                | StateError::ForeignKeyGroup { .. } => true,
+                StateError::Injected { .. } => false,
+                // A kind of state error added later restarts, the conservative default.
+                #[allow(unreachable_patterns)]
+                _ => false,
+            },
+            TaskError::RestoreRefused { .. } => true,
+            TaskError::Storage(_)
+            | TaskError::User { .. }
+            | TaskError::ChannelClosed { .. }
+            | TaskError::Canceled
+            | TaskError::Panicked { .. } => false,
+        }
+    }
 }
 
 /// Why a job could not be built from the typed API.
@@ -71,4 +117,66 @@ pub enum JobError {
     Setup(String),
     #[error("savepoint {id} failed: {reason}")]
     SavepointFailed { id: u64, reason: String },
+}
+
+impl JobError {
+    /// Whether the job ended because it was canceled (`weir cancel`, Ctrl-C): the outcome a
+    /// user asked for, logged at info rather than as a warning.
+    pub fn is_cancellation(&self) -> bool {
+        matches!(self, JobError::Canceled)
+    }
+
+    /// Whether restarting the job from the same checkpoint would fail the same way (see
+    /// [`TaskError::is_deterministic`]); a restore that cannot even be planned is, too.
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            JobError::TaskFailed { error, .. } => error.is_deterministic(),
+            JobError::Build(_) | JobError::Restore(_) => true,
+            JobError::NotEnoughSlots { .. }
+            | JobError::JobManagerUnreachable
+            | JobError::Canceled
+            | JobError::UnknownJob(_)
+            | JobError::RestartsExhausted { .. }
+            | JobError::TooManyCheckpointFailures { .. }
+            | JobError::CheckpointStorage(_)
+            | JobError::Setup(_)
+            | JobError::SavepointFailed { .. } => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operator() -> OperatorUid {
+        OperatorUid("count".into())
+    }
+
+    #[test]
+    fn restored_state_that_cannot_be_decoded_fails_the_same_way_on_every_restart() {
+        let decode = TaskError::State {
+            operator: operator(),
+            source: StateError::DecodeListElement { name: "offsets".into(), index: 3, message: "eof".into() },
+        };
+        assert!(decode.is_deterministic());
+        let refused = TaskError::RestoreRefused { operator: operator(), message: "newer output".into() };
+        assert!(refused.is_deterministic());
+        let failed = JobError::TaskFailed { vertex: "v".into(), subtask: SubtaskIndex(0), error: refused };
+        assert!(failed.is_deterministic());
+    }
+
+    #[test]
+    fn transient_failures_and_cancellations_are_retried_or_reported_as_such() {
+        let injected =
+            TaskError::State { operator: operator(), source: StateError::Injected { message: "test".into() } };
+        assert!(!injected.is_deterministic());
+        let storage = TaskError::Storage(StorageError::NoSpace { op: "write", path: "/x".into() });
+        assert!(!storage.is_deterministic());
+        assert!(!TaskError::Panicked { message: "bug".into() }.is_deterministic());
+        assert!(TaskError::Canceled.is_cancellation() && !TaskError::Canceled.is_deterministic());
+        assert!(!TaskError::Panicked { message: "bug".into() }.is_cancellation());
+        assert!(JobError::Canceled.is_cancellation());
+        assert!(!JobError::RestartsExhausted { attempts: 3, last_failure: "x".into() }.is_cancellation());
+    }
 }

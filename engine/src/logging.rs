@@ -1,8 +1,13 @@
 //! Log setup: every log line is stamped with the runtime's time (simulated time under
 //! simulation), never the wall clock, and with the simulation's seed, so that a replayed
 //! seed logs identically and every line says which seed it came from.
+//!
+//! Logging never fails the program: a closed or full stderr (`weir run ... 2>&1 | head`)
+//! loses log lines, and nothing else. A failed write must not panic, because a panic in a
+//! subtask's thread used to leave the job waiting forever for a subtask that was gone.
 
 use std::fmt;
+use std::io::Write;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
@@ -32,12 +37,32 @@ impl FormatTime for RuntimeClock {
     }
 }
 
+/// Stderr that swallows write errors: a log line that cannot be written is lost, and the
+/// program goes on (tracing's own fallback, `eprintln!`, would panic on a closed stderr).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossyStderr;
+
+impl Write for LossyStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        // Claiming the whole buffer written ends `write_all` at once, whatever happened.
+        let _ = std::io::stderr().write_all(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Installs a subscriber writing to stderr, filtered by the `WEIR_LOG` environment variable
-/// (default `warn`). Does nothing if one is installed already.
+/// (default `warn`), and starts the process's log clock: every line of the process carries
+/// the time since it started. Does nothing if a subscriber is installed already.
 pub fn init() {
+    crate::seam::runtime::start_clock();
     let _ = builder()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .try_init();
 }
 
@@ -56,5 +81,19 @@ type Builder = tracing_subscriber::fmt::SubscriberBuilder<
 fn builder() -> Builder {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_timer(RuntimeClock)
+    // No internal error reports: they are `eprintln!`s, which panic when stderr is closed.
+    tracing_subscriber::fmt().with_env_filter(filter).with_timer(RuntimeClock).log_internal_errors(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writing_a_log_line_never_fails() {
+        let mut writer = LossyStderr;
+        assert_eq!(writer.write(b"").unwrap(), 0);
+        writer.write_all(b"a log line the test harness may swallow\n").unwrap();
+        writer.flush().unwrap();
+    }
 }

@@ -21,9 +21,18 @@ pub fn random_u64() -> u64 {
     rand::random()
 }
 
-/// Time since the runtime started; in real mode, since the first call.
+/// The process's clock: one monotonic clock for every line it logs, from every thread.
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Starts the process's clock, if nothing has started it yet. The CLI calls it first thing
+/// (through `logging::init`), so that log times count from the process's start: a clock
+/// started by the first log line would stamp that line 0 however late it came.
+pub fn start_clock() {
+    START.get_or_init(std::time::Instant::now);
+}
+
+/// Time since the runtime started: since [`start_clock`], or else since the first call.
 pub fn elapsed() -> Duration {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     START.get_or_init(std::time::Instant::now).elapsed()
 }
 
@@ -76,9 +85,18 @@ where
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a subtask's runtime starts");
     let (running, ended) = tokio::sync::oneshot::channel::<()>();
     let shared = tokio::runtime::Handle::try_current().ok();
+    let thread = name.clone();
     let handle = runtime.spawn(async move {
         let _running = running;
-        future.await
+        match catch_panic(future).await {
+            Ok(output) => output,
+            Err(message) => {
+                // The subtask's own future reports its failures; reaching here means code
+                // around it panicked, and all that can be done is to say so.
+                tracing::error!(thread = %thread, %message, "a subtask's thread panicked");
+                std::panic::panic_any(message)
+            }
+        }
     });
     std::thread::Builder::new()
         .name(name)
@@ -88,6 +106,31 @@ where
         })
         .expect("a subtask's thread starts");
     handle
+}
+
+/// Runs `future`, turning a panic inside it into `Err` with the panic's message, so that a
+/// subtask whose code panics ends as a failed task that the job manager hears about (a
+/// thread that dies silently leaves the job waiting for it forever). The future is not
+/// polled again after it panicked.
+pub async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => std::task::Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    })
+    .await
+}
+
+/// The message a panic was raised with, when it is text.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_string(),
+        (None, Some(text)) => text.clone(),
+        (None, None) => "a panic without a message".to_string(),
+    }
 }
 
 /// How long a subtask polls for its peer's next batch before it parks its thread.
@@ -139,4 +182,25 @@ pub async fn ctrl_c() {
 /// How long ago, in the runtime's time, `since` was.
 pub fn millis_since(since: super::Instant) -> u64 {
     since.elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_a_future_becomes_an_error_with_its_message() {
+        let caught = run(
+            0,
+            catch_panic(async {
+                super::super::yield_now().await;
+                if std::hint::black_box(true) {
+                    panic!("the subtask broke at record {}", 7);
+                }
+                1
+            }),
+        );
+        assert_eq!(caught, Err("the subtask broke at record 7".to_string()));
+        assert_eq!(run(0, catch_panic(async { 5 })), Ok(5));
+    }
 }

@@ -21,6 +21,9 @@ pub fn random_u64() -> u64 {
     madsim::rand::random()
 }
 
+/// The simulated clock starts with the simulation; there is nothing to start.
+pub fn start_clock() {}
+
 /// Simulated time since the simulation started; zero outside a simulation (madsim logs
 /// while it builds its runtime, before its clock exists).
 pub fn elapsed() -> Duration {
@@ -64,6 +67,13 @@ where
     F::Output: Send + 'static,
 {
     tokio::spawn(future)
+}
+
+/// Runs `future` as it is: under simulation a panic is a bug that must stop the whole run
+/// (madsim reports it with the seed), not a task failure to restart from, so nothing is
+/// caught (real mode turns it into `Err`).
+pub async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
+    Ok(future.await)
 }
 
 /// Under simulation nothing runs while a task spins, so there is nothing to wait for: the
