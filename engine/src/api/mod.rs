@@ -34,8 +34,10 @@ use crate::operators::map::MapOp;
 use crate::operators::sink::Sink;
 use crate::operators::source::Source;
 use crate::operators::{BuildContext, ChainOp};
+use crate::seam::runtime;
 use crate::state::heap::HeapKeyedBackend;
 use crate::state::{Key, KeySelector};
+use crate::task::channel::{self, Receiver, Sender};
 use crate::task::gate::InputGate;
 use crate::task::run_task;
 use crate::task::tail::{NetworkOutput, Partitioner, SinkTail, Tail};
@@ -46,7 +48,6 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
-use tokio::sync::mpsc::{Receiver, Sender};
 
 type UpstreamFactory<T> = Arc<dyn Fn(&mut BuildContext) -> Result<Box<dyn Upstream<T>>, TaskError> + Send + Sync>;
 type TailFactory<T> = Arc<dyn Fn(&mut BuildContext) -> Result<Box<dyn Tail<T>>, TaskError> + Send + Sync>;
@@ -288,7 +289,7 @@ impl<T: Send + 'static> Stream<T> {
             let upstream = upstream.clone();
             let tail = tail.clone();
             let operators = operators.clone();
-            Box::pin(async move {
+            let task = async move {
                 let restored = &context.restored.operators;
                 let finished_on_restore =
                     operators.iter().all(|uid| restored.get(uid).is_some_and(|operator| operator.finished));
@@ -296,6 +297,14 @@ impl<T: Send + 'static> Stream<T> {
                 let pushed = tail(&mut context)?;
                 let batch = context.batch_size_records();
                 run_task(context.info, pulled, pushed, batch, context.services, finished_on_restore, operators).await
+            };
+            // A panic in the subtask's code (in real mode) ends it as a failed task, reported
+            // like any other failure, instead of a thread that is gone without a word.
+            Box::pin(async move {
+                match runtime::catch_panic(task).await {
+                    Ok(result) => result,
+                    Err(message) => Err(TaskError::Panicked { message }),
+                }
             })
         });
         let mut graph = self.graph.borrow_mut();
@@ -329,8 +338,10 @@ impl<T: Send + 'static> Stream<T> {
             from,
             to,
             kind,
+            // weir's own channel: it allocates nothing until something is sent, because an
+            // all-to-all edge has a channel per pair of subtasks.
             make_channel: Arc::new(|capacity| {
-                let (sender, receiver) = tokio::sync::mpsc::channel::<StreamElement<T>>(capacity);
+                let (sender, receiver) = channel::bounded::<StreamElement<T>>(capacity);
                 (Box::new(sender), Box::new(receiver))
             }),
         });

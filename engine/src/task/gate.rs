@@ -5,6 +5,7 @@
 //! nothing is blocked; the snapshot happens when the last barrier arrives, and records after
 //! the barrier on the fast channels may be replayed after a restore.
 
+use super::channel::{Receiver, TryRecvError};
 use super::upstream::{Pulled, Upstream};
 use crate::config::CheckpointingMode;
 use crate::element::{CheckpointBarrier, StreamElement};
@@ -16,8 +17,6 @@ use crate::seam::runtime;
 use crate::state::snapshot::SyncSnapshot;
 use async_trait::async_trait;
 use std::task::Poll;
-use tokio::sync::mpsc::Receiver;
-use tokio::sync::mpsc::error::TryRecvError;
 
 /// Alignment of one checkpoint in progress.
 struct Alignment {

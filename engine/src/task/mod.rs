@@ -7,6 +7,7 @@
 //! data: with checkpointing on, it reports that it is done and waits for the final
 //! checkpoint, so that a transactional sink can commit its last records; `Finish` ends it.
 
+pub mod channel;
 pub mod control;
 pub mod gate;
 pub mod tail;

@@ -1,5 +1,6 @@
 //! The push side of a subtask: the network output (with its partitioner) or a sink.
 
+use super::channel::Sender;
 use crate::element::{CheckpointBarrier, StreamElement};
 use crate::error::TaskError;
 use crate::faults::FaultHookRef;
@@ -14,7 +15,6 @@ use crate::state::snapshot::{OperatorSnapshot, SyncSnapshot};
 use crate::state::{Key, KeySelector};
 use async_trait::async_trait;
 use std::sync::Arc;
-use tokio::sync::mpsc::Sender;
 
 /// Where a subtask's output batches go.
 #[async_trait]
@@ -62,12 +62,22 @@ impl<T: 'static> Partitioner<T> {
     }
 }
 
+/// The capacity a channel's first buffer starts with when nothing has been sent on it yet.
+const FIRST_BUFFER_RECORDS: usize = 16;
+
 /// Sends records to downstream subtasks in batches.
+///
+/// A buffer per channel, allocated when its first record arrives and handed over with the
+/// batch it holds: at parallelism `p` there are `p` channels per subtask, and most of them
+/// may never carry a record. A buffer starts at the size of the last batch sent on its
+/// channel, so a busy channel allocates once per batch and an idle one not at all.
 pub struct NetworkOutput<T> {
     info: SubtaskInfo,
     faults: FaultHookRef,
     channels: Vec<Sender<StreamElement<T>>>,
     buffers: Vec<Vec<T>>,
+    /// The length of the last batch sent on each channel (0 before the first).
+    last_batch_records: Vec<u32>,
     partitioner: Partitioner<T>,
     batch_size_records: usize,
     next_round_robin: usize,
@@ -85,10 +95,31 @@ impl<T: Send + 'static> NetworkOutput<T> {
         if matches!(partitioner, Partitioner::Forward) {
             assert_eq!(channels.len() as u32, info.parallelism, "a forward edge needs equal parallelism");
         }
-        let buffers = channels.iter().map(|_| Vec::with_capacity(batch_size_records)).collect();
+        assert!(batch_size_records >= 1, "a batch holds at least one record");
+        let buffers = channels.iter().map(|_| Vec::new()).collect();
+        let last_batch_records = vec![0; channels.len()];
         // Start round robin at the subtask's own index so that subtasks spread their load.
         let next_round_robin = info.subtask.index() % channels.len();
-        NetworkOutput { info, faults, channels, buffers, partitioner, batch_size_records, next_round_robin }
+        NetworkOutput {
+            info,
+            faults,
+            channels,
+            buffers,
+            last_batch_records,
+            partitioner,
+            batch_size_records,
+            next_round_robin,
+        }
+    }
+
+    /// Appends `record` to `channel`'s buffer, allocating the buffer if it has none.
+    fn buffer(&mut self, channel: usize, record: T) {
+        let buffer = &mut self.buffers[channel];
+        if buffer.capacity() == 0 {
+            let expected = (self.last_batch_records[channel] as usize).max(FIRST_BUFFER_RECORDS);
+            buffer.reserve_exact(expected.min(self.batch_size_records));
+        }
+        buffer.push(record);
     }
 
     fn closed(&self) -> TaskError {
@@ -106,7 +137,9 @@ impl<T: Send + 'static> NetworkOutput<T> {
         if self.buffers[channel].is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.buffers[channel], Vec::with_capacity(self.batch_size_records));
+        // The batch takes the buffer's memory along; the next record allocates anew.
+        let batch = std::mem::take(&mut self.buffers[channel]);
+        self.last_batch_records[channel] = u32::try_from(batch.len()).unwrap_or(u32::MAX);
         self.send(channel, StreamElement::Records(batch)).await
     }
 
@@ -139,7 +172,7 @@ impl<T: Send + 'static> Tail<T> for NetworkOutput<T> {
                 }
                 Partitioner::KeyGroups { route } => route(&record, parallelism, self.info.max_parallelism).index(),
             };
-            self.buffers[channel].push(record);
+            self.buffer(channel, record);
             if self.buffers[channel].len() >= self.batch_size_records {
                 self.send_buffer(channel).await?;
             }
