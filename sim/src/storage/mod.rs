@@ -51,7 +51,7 @@
 //! | `create` of an existing file (truncation) | `sync` of the file | the old durable content, whole, and nothing written since; or the truncation, then what `write_all` allows of the bytes written since |
 //! | `create` of a new file (its entry) | `sync_dir` of its directory | the entry or no entry, independently of the file's data: a surviving entry may name an empty file, a prefix, or zero-filled blocks |
 //! | `rename(a, b)` | `sync_dir` of `a`'s or of `b`'s directory | the whole rename or none of it (`b` names the moved inode and `a` is gone; or `a` names it and `b` what it named before), independently of the moved file's data |
-//! | `remove_file`, `remove_dir_all` | `sync_dir` of the parent | the entry gone, or still there with its subtree as it last was durably |
+//! | `remove_file`, `remove_dir_all` | `sync_dir` of the parent | the entry gone, or still there (a removed directory's contents as the rest of the model leaves them) |
 //! | `create_dir_all`, `put_file`, `mount` | none | (durable at once) |
 //!
 //! Unsynced directory changes survive in any combination closed under two dependencies:
