@@ -35,6 +35,20 @@ const DEFAULT_BATCH_SIZE_RECORDS: u32 = 1024;
 const MAX_MAX_PARALLELISM: u32 = 32768;
 /// Flink stores integer options in Java `int`s, so nothing larger is a valid Flink value.
 const JAVA_INT_MAX: u32 = i32::MAX as u32;
+/// The highest parallelism weir runs (`parallelism.default`, `weir run -p`). In real mode each
+/// subtask is a thread of its own, and an all-to-all edge has a channel per pair of subtasks:
+/// at 2048, about 4,000 threads and 4 million channels (about 1 GiB) for a job of two vertices.
+pub const PARALLELISM_MAX: u32 = 2048;
+/// Each retained checkpoint's metadata stays in the job manager's memory.
+const NUM_RETAINED_MAX: u32 = 1000;
+/// A channel holds this many batches at most; every pair of subtasks has one.
+const CHANNEL_CAPACITY_BATCHES_MAX: u32 = 1024;
+/// Buffers of a batch's size are allocated per channel and subtask.
+const BATCH_SIZE_RECORDS_MAX: u32 = 65_536;
+/// Flink's own upper bound for `state.storage.fs.memory-threshold`.
+const INLINE_THRESHOLD_BYTES_MAX: u64 = 1 << 20;
+/// The jobmanager backend keeps a snapshot's state inline in `_metadata`, read whole.
+const JOBMANAGER_MAX_STATE_BYTES_MAX: u64 = 1 << 30;
 
 const DURATION_EXPECTED: &str = "a duration such as `10 min` or `500 ms`";
 const POSITIVE_DURATION_EXPECTED: &str = "a positive duration such as `10 min` or `500 ms`";
@@ -42,6 +56,9 @@ const DURATION_OVERFLOW_EXPECTED: &str = "a duration of at most 1844674407370955
 const MEMORY_EXPECTED: &str = "a memory size such as `20 kb` or `5 mb`";
 const MEMORY_OVERFLOW_EXPECTED: &str = "a memory size of at most 18446744073709551615 bytes";
 const PATH_EXPECTED: &str = "a non-empty local path or `file:///` URI";
+/// A retention that keeps or deletes checkpoints on cancellation needs somewhere to keep them.
+const RETENTION_NEEDS_DIR: &str = "externalized checkpoints are written to the checkpoint directory, but none is \
+     set (`execution.checkpointing.dir`, or Flink 1.x's `state.checkpoints.dir`)";
 
 /// One scalar value as a configuration source supplies it, before it is interpreted for a key.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +105,10 @@ pub struct JobConfig {
     pub channel_capacity_batches: u32,
     /// `weir.channel.batch-size-records`: how many records travel together in one batch.
     pub batch_size_records: u32,
+    /// On a restore from a checkpoint older than the newest committed output, the built-in
+    /// sinks delete the newer parts instead of refusing (`weir run --discard-newer-output`).
+    /// Not a configuration key: it is a decision about one restore, not about the job.
+    pub restore_discards_newer_output: bool,
 }
 
 impl Default for JobConfig {
@@ -100,6 +121,7 @@ impl Default for JobConfig {
             restart: RestartStrategy::None,
             channel_capacity_batches: DEFAULT_CHANNEL_CAPACITY_BATCHES,
             batch_size_records: DEFAULT_BATCH_SIZE_RECORDS,
+            restore_discards_newer_output: false,
         }
     }
 }
@@ -208,6 +230,8 @@ pub enum ConfigError {
     InvalidValue { origin: String, line: Option<usize>, key: String, value: String, expected: String },
     #[error("{origin}: {}", conflict_message(.key, .other_key))]
     Conflict { origin: String, key: String, other_key: String },
+    #[error("{origin}{}: `{key}: {value}` cannot be honoured: {problem}", at_line(*.line))]
+    Unsatisfied { origin: String, line: Option<usize>, key: String, value: String, problem: String },
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -232,11 +256,32 @@ pub fn known_keys() -> &'static [KeyInfo] {
 }
 
 /// Parses a YAML configuration; `origin` names the file in error messages.
+///
+/// A YAML file is a whole job's configuration, so settings that need another one must have
+/// it: keeping or deleting checkpoints on cancellation needs a checkpoint directory.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<JobConfig, ConfigError> {
+    let (config, items) = parse_yaml_settings(text, origin)?;
+    if config.checkpoint.externalized != ExternalizedRetention::NoExternalizedCheckpoints
+        && config.checkpoint.dir.is_none()
+        && let Some((key, value, line)) =
+            items.into_iter().find(|(key, _, _)| lookup(key).is_some_and(|info| info.setting == Setting::Externalized))
+    {
+        let problem = RETENTION_NEEDS_DIR.to_string();
+        return Err(ConfigError::Unsatisfied { origin: origin.to_string(), line, key, value, problem });
+    }
+    Ok(config)
+}
+
+/// A key as a file gave it: the key, its value as text, its line.
+type GivenKey = (String, String, Option<usize>);
+
+/// Parses a YAML configuration without the checks across settings: the keys given, with
+/// their values and lines, and the configuration they make.
+fn parse_yaml_settings(text: &str, origin: &str) -> Result<(JobConfig, Vec<GivenKey>), ConfigError> {
     let document: Value = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, text, origin))?;
     let mapping = match document {
         // An empty file, or one holding only comments, asks for nothing but the defaults.
-        Value::Null => return Ok(JobConfig::default()),
+        Value::Null => return Ok((JobConfig::default(), Vec::new())),
         Value::Mapping(mapping) => mapping,
         _ => {
             return Err(ConfigError::NotAMapping { origin: origin.to_string() });
@@ -245,10 +290,23 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<JobConfig, ConfigError> {
     let lines: Vec<&str> = text.lines().collect();
     let mut items = Vec::new();
     flatten(&mapping, &mut Vec::new(), &lines, &mut items, origin)?;
-    build(items, origin)
+    let given = items
+        .iter()
+        .map(|item| {
+            let value = match &item.value {
+                Val::Raw(raw) => raw.to_string(),
+                Val::Other(text) => text.clone(),
+            };
+            (item.key.clone(), value, item.line)
+        })
+        .collect();
+    Ok((build(items, origin)?, given))
 }
 
 /// Parses configuration entries that another format has already split into keys and values.
+///
+/// Unlike [`parse_yaml`], settings that need another one are not checked: the caller may
+/// supply it (the simulator gives every job a checkpoint directory).
 pub fn from_entries(entries: Vec<ConfigEntry>, origin: &str) -> Result<JobConfig, ConfigError> {
     let items = entries.into_iter().map(|e| Item { key: e.key, value: Val::Raw(e.value), line: e.line }).collect();
     build(items, origin)
@@ -284,7 +342,7 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "parallelism.default",
         aliases: &[],
-        value_type: "integer >= 1",
+        value_type: "integer from 1 to 2048",
         default: "unset (the runner decides)",
         meaning: "Number of parallel instances of each operator.",
         setting: Setting::Parallelism,
@@ -332,7 +390,7 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "execution.checkpointing.max-concurrent-checkpoints",
         aliases: &[],
-        value_type: "integer >= 1",
+        value_type: "integer from 1 to 2147483647",
         default: "1",
         meaning: "Most checkpoints that may be in progress at once.",
         setting: Setting::MaxConcurrent,
@@ -340,7 +398,7 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "execution.checkpointing.tolerable-failed-checkpoints",
         aliases: &[],
-        value_type: "integer >= 0",
+        value_type: "integer from 0 to 2147483647",
         default: "0",
         meaning: "Consecutive checkpoint failures tolerated before the job fails.",
         setting: Setting::TolerableFailed,
@@ -350,21 +408,21 @@ static KEYS: &[KeyInfo] = &[
         aliases: &["execution.checkpointing.externalized-checkpoints"],
         value_type: "RETAIN_ON_CANCELLATION, DELETE_ON_CANCELLATION or NO_EXTERNALIZED_CHECKPOINTS",
         default: "NO_EXTERNALIZED_CHECKPOINTS",
-        meaning: "Whether completed checkpoints outlive a cancelled job.",
+        meaning: "Whether completed checkpoints outlive a cancelled job; keeping or deleting them needs a checkpoint directory.",
         setting: Setting::Externalized,
     },
     KeyInfo {
         key: "execution.checkpointing.dir",
         aliases: &["state.checkpoints.dir", "state.backend.fs.checkpointdir"],
-        value_type: "path or file:// URI",
+        value_type: "local path or file:// URI",
         default: "unset",
-        meaning: "Directory that checkpoints are written to.",
+        meaning: "Directory that checkpoints are written to; other schemes (s3://, hdfs://) are errors.",
         setting: Setting::CheckpointDir,
     },
     KeyInfo {
         key: "execution.checkpointing.num-retained",
         aliases: &["state.checkpoints.num-retained"],
-        value_type: "integer >= 1",
+        value_type: "integer from 1 to 1000",
         default: "1",
         meaning: "Number of completed checkpoints kept.",
         setting: Setting::NumRetained,
@@ -391,7 +449,7 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "execution.checkpointing.data-inline-threshold",
         aliases: &["state.backend.fs.memory-threshold"],
-        value_type: "memory size",
+        value_type: "memory size from 0 b to 1 mb",
         default: "20 kb",
         meaning: "State smaller than this is stored inside the checkpoint metadata instead of its own file.",
         setting: Setting::InlineThreshold,
@@ -399,15 +457,15 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "execution.checkpointing.savepoint-dir",
         aliases: &["state.savepoints.dir"],
-        value_type: "path or file:// URI",
+        value_type: "local path or file:// URI",
         default: "unset",
-        meaning: "Default directory for savepoints.",
+        meaning: "Default directory for savepoints; other schemes (s3://, hdfs://) are errors.",
         setting: Setting::SavepointDir,
     },
     KeyInfo {
         key: "weir.state.jobmanager.max-state-size",
         aliases: &[],
-        value_type: "memory size",
+        value_type: "memory size from 1 b to 1 gb",
         default: "5 mb",
         meaning: "Most state the JobManager backend accepts in one snapshot.",
         setting: Setting::JobManagerMaxState,
@@ -423,7 +481,7 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "restart-strategy.fixed-delay.attempts",
         aliases: &[],
-        value_type: "integer >= 0",
+        value_type: "integer from 0 to 2147483647",
         default: "1",
         meaning: "Restarts tried before the job fails, when the strategy is fixed-delay.",
         setting: Setting::RestartAttempts,
@@ -439,7 +497,7 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "weir.channel.capacity-batches",
         aliases: &[],
-        value_type: "integer >= 1",
+        value_type: "integer from 1 to 1024",
         default: "8",
         meaning: "Batches a channel buffers before the sender waits.",
         setting: Setting::ChannelCapacity,
@@ -447,7 +505,7 @@ static KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "weir.channel.batch-size-records",
         aliases: &[],
-        value_type: "integer >= 1",
+        value_type: "integer from 1 to 65536",
         default: "1024",
         meaning: "Records sent together in one batch.",
         setting: Setting::BatchSize,
@@ -532,8 +590,11 @@ enum Parsed {
 fn parse_value(setting: Setting, raw: &RawValue) -> Result<Parsed, String> {
     use Setting as S;
     match setting {
-        S::Parallelism | S::MaxConcurrent | S::NumRetained => parse_count(raw, 1, JAVA_INT_MAX).map(Parsed::Count),
-        S::ChannelCapacity | S::BatchSize => parse_count(raw, 1, u32::MAX).map(Parsed::Count),
+        S::Parallelism => parse_count(raw, 1, PARALLELISM_MAX).map(Parsed::Count),
+        S::MaxConcurrent => parse_count(raw, 1, JAVA_INT_MAX).map(Parsed::Count),
+        S::NumRetained => parse_count(raw, 1, NUM_RETAINED_MAX).map(Parsed::Count),
+        S::ChannelCapacity => parse_count(raw, 1, CHANNEL_CAPACITY_BATCHES_MAX).map(Parsed::Count),
+        S::BatchSize => parse_count(raw, 1, BATCH_SIZE_RECORDS_MAX).map(Parsed::Count),
         S::TolerableFailed | S::RestartAttempts => parse_count(raw, 0, JAVA_INT_MAX).map(Parsed::Count),
         S::MaxParallelism => parse_count(raw, 1, MAX_MAX_PARALLELISM).map(Parsed::Count),
         S::CheckpointInterval | S::CheckpointTimeout => match parse_duration_ms(raw)? {
@@ -541,7 +602,8 @@ fn parse_value(setting: Setting, raw: &RawValue) -> Result<Parsed, String> {
             ms => Ok(Parsed::Millis(ms)),
         },
         S::MinPause | S::RestartDelay => parse_duration_ms(raw).map(Parsed::Millis),
-        S::InlineThreshold | S::JobManagerMaxState => parse_memory_bytes(raw).map(Parsed::Bytes),
+        S::InlineThreshold => parse_size(raw, 0, INLINE_THRESHOLD_BYTES_MAX).map(Parsed::Bytes),
+        S::JobManagerMaxState => parse_size(raw, 1, JOBMANAGER_MAX_STATE_BYTES_MAX).map(Parsed::Bytes),
         S::CheckpointDir | S::SavepointDir => parse_path(raw).map(Parsed::Path),
         S::CheckpointMode => parse_choice(
             raw,
@@ -604,13 +666,7 @@ fn expected_for(setting: Setting) -> String {
 
 /// Reads an integer given as a YAML/TOML integer or as a string of digits.
 fn parse_count(raw: &RawValue, min: u32, max: u32) -> Result<u32, String> {
-    let expected = || {
-        if max == JAVA_INT_MAX || max == u32::MAX {
-            format!("an integer >= {min}")
-        } else {
-            format!("an integer from {min} to {max}")
-        }
-    };
+    let expected = || format!("an integer from {min} to {max}");
     let number: Option<i128> = match raw {
         RawValue::Integer(i) => Some(i128::from(*i)),
         RawValue::String(s) => parse_digits(s.trim()).and_then(|n| i128::try_from(n).ok()),
@@ -697,12 +753,43 @@ fn parse_memory_bytes(raw: &RawValue) -> Result<u64, String> {
     u64::try_from(bytes).map_err(|_| overflow())
 }
 
-/// Reads a directory; a `file://` URI becomes its path because weir only writes local files.
+/// A memory size within `min..=max` bytes.
+fn parse_size(raw: &RawValue, min: u64, max: u64) -> Result<u64, String> {
+    let bytes = parse_memory_bytes(raw)?;
+    if !(min..=max).contains(&bytes) {
+        return Err(format!("a memory size from {} to {}", show_size(min), show_size(max)));
+    }
+    Ok(bytes)
+}
+
+/// A size as Flink writes it: the largest unit that divides it.
+fn show_size(bytes: u64) -> String {
+    for (unit, size) in [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{} {unit}", bytes / size);
+        }
+    }
+    format!("{bytes} b")
+}
+
+/// Reads a directory; a `file://` URI becomes its path because weir only writes local files,
+/// and any other scheme (`s3://`, `hdfs://`) is an error naming it, rather than a local
+/// directory called `s3:`.
 fn parse_path(raw: &RawValue) -> Result<String, String> {
     // YAML reads `dir: 2024` as a number, but a configuration file means the text.
     let text = raw.to_string();
     let text = text.trim();
-    let path = match text.strip_prefix("file://") {
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.eq_ignore_ascii_case("file")
+        && !scheme.is_empty()
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Err(format!(
+            "{PATH_EXPECTED}: the `{scheme}://` scheme is not supported (weir reads and writes local files only)"
+        ));
+    }
+    let file_scheme = text.get(..7).is_some_and(|prefix| prefix.eq_ignore_ascii_case("file://"));
+    let path = match text.get(7..).filter(|_| file_scheme) {
         // `file://host/path` names another machine, which weir cannot write to.
         Some(rest) if !rest.starts_with('/') => return Err(PATH_EXPECTED.to_string()),
         Some(rest) => rest,
@@ -890,6 +977,7 @@ fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
         restart,
         channel_capacity_batches: given.count(Setting::ChannelCapacity).unwrap_or(DEFAULT_CHANNEL_CAPACITY_BATCHES),
         batch_size_records: given.count(Setting::BatchSize).unwrap_or(DEFAULT_BATCH_SIZE_RECORDS),
+        restore_discards_newer_output: false,
     })
 }
 
@@ -1243,7 +1331,8 @@ mod tests {
                 RawValue::String(v) => format!("{key}: \"{v}\"\n"),
                 other => format!("{key}: {other}\n"),
             };
-            assert_eq!(yaml(&text), config, "YAML {text:?}");
+            let (from_yaml, _) = parse_yaml_settings(&text, ORIGIN).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(from_yaml, config, "YAML {text:?}");
         }
     }
 
@@ -1448,19 +1537,26 @@ restart-strategy:
         assert_eq!(one("parallelism.default", s(" 8 ")).unwrap().parallelism, Some(8));
         assert_eq!(one("pipeline.max-parallelism", RawValue::Integer(32768)).unwrap().max_parallelism, Some(32768));
         let cases: &[(&str, RawValue, &str)] = &[
-            ("parallelism.default", RawValue::Integer(0), "an integer >= 1"),
-            ("parallelism.default", s("-2"), "an integer >= 1"),
-            ("parallelism.default", RawValue::Float(2.0), "an integer >= 1"),
-            ("parallelism.default", s("2147483648"), "an integer >= 1"),
+            ("parallelism.default", RawValue::Integer(0), "an integer from 1 to 2048"),
+            ("parallelism.default", s("-2"), "an integer from 1 to 2048"),
+            ("parallelism.default", RawValue::Float(2.0), "an integer from 1 to 2048"),
+            ("parallelism.default", s("2049"), "an integer from 1 to 2048"),
             ("pipeline.max-parallelism", RawValue::Integer(0), "an integer from 1 to 32768"),
             ("pipeline.max-parallelism", s("32769"), "an integer from 1 to 32768"),
-            ("execution.checkpointing.max-concurrent-checkpoints", s("0"), "an integer >= 1"),
-            ("execution.checkpointing.num-retained", RawValue::Integer(0), "an integer >= 1"),
-            ("weir.channel.capacity-batches", RawValue::Integer(0), "an integer >= 1"),
-            ("weir.channel.batch-size-records", s("0"), "an integer >= 1"),
-            ("weir.channel.batch-size-records", s("99999999999999999999"), "an integer >= 1"),
-            ("restart-strategy.fixed-delay.attempts", RawValue::Integer(-1), "an integer >= 0"),
-            ("execution.checkpointing.tolerable-failed-checkpoints", RawValue::Bool(true), "an integer >= 0"),
+            ("execution.checkpointing.max-concurrent-checkpoints", s("0"), "an integer from 1 to 2147483647"),
+            ("execution.checkpointing.num-retained", RawValue::Integer(0), "an integer from 1 to 1000"),
+            ("execution.checkpointing.num-retained", RawValue::Integer(1001), "an integer from 1 to 1000"),
+            ("weir.channel.capacity-batches", RawValue::Integer(0), "an integer from 1 to 1024"),
+            ("weir.channel.capacity-batches", RawValue::Integer(1025), "an integer from 1 to 1024"),
+            ("weir.channel.batch-size-records", s("0"), "an integer from 1 to 65536"),
+            ("weir.channel.batch-size-records", s("4294967295"), "an integer from 1 to 65536"),
+            ("weir.channel.batch-size-records", s("99999999999999999999"), "an integer from 1 to 65536"),
+            ("restart-strategy.fixed-delay.attempts", RawValue::Integer(-1), "an integer from 0 to 2147483647"),
+            (
+                "execution.checkpointing.tolerable-failed-checkpoints",
+                RawValue::Bool(true),
+                "an integer from 0 to 2147483647",
+            ),
         ];
         for (key, raw, expected) in cases {
             match one(key, raw.clone()) {
@@ -1475,8 +1571,71 @@ restart-strategy:
         assert_eq!(
             yaml_err("weir.channel.batch-size-records: 18446744073709551615\n"),
             "flink-conf.yaml:1: invalid value `18446744073709551615` for \
-             `weir.channel.batch-size-records`: expected an integer >= 1"
+             `weir.channel.batch-size-records`: expected an integer from 1 to 65536"
         );
+        // The largest values are accepted.
+        assert_eq!(one("weir.channel.batch-size-records", s("65536")).unwrap().batch_size_records, 65536);
+        assert_eq!(one("parallelism.default", s("2048")).unwrap().parallelism, Some(2048));
+    }
+
+    #[test]
+    fn a_batch_size_that_would_not_fit_in_memory_is_an_error_naming_file_line_key_and_range() {
+        assert_eq!(
+            yaml_err("parallelism.default: 2\nweir.channel.batch-size-records: 4294967295\n"),
+            "flink-conf.yaml:2: invalid value `4294967295` for `weir.channel.batch-size-records`: \
+             expected an integer from 1 to 65536"
+        );
+    }
+
+    #[test]
+    fn memory_sizes_are_range_checked() {
+        assert_eq!(
+            yaml_err("state.backend.fs.memory-threshold: 2 mb\n"),
+            "flink-conf.yaml:1: invalid value `2 mb` for `state.backend.fs.memory-threshold`: \
+             expected a memory size from 0 b to 1 mb"
+        );
+        assert_eq!(
+            yaml_err("weir.state.jobmanager.max-state-size: 0\n"),
+            "flink-conf.yaml:1: invalid value `0` for `weir.state.jobmanager.max-state-size`: \
+             expected a memory size from 1 b to 1 gb"
+        );
+        assert_eq!(yaml("state.backend.fs.memory-threshold: 1 mb\n").checkpoint.inline_threshold_bytes, 1 << 20);
+        assert_eq!(show_size(20 * 1024), "20 kb");
+        assert_eq!(show_size(1000), "1000 b");
+    }
+
+    #[test]
+    fn a_directory_with_another_scheme_than_file_is_an_error_naming_the_scheme() {
+        assert_eq!(
+            yaml_err("state.checkpoints.dir: s3://bucket/x\n"),
+            "flink-conf.yaml:1: invalid value `s3://bucket/x` for `state.checkpoints.dir`: expected a \
+             non-empty local path or `file:///` URI: the `s3://` scheme is not supported (weir reads and \
+             writes local files only)"
+        );
+        assert!(yaml_err("state.savepoints.dir: hdfs://nn:8020/sp\n").contains("the `hdfs://` scheme"));
+        assert_eq!(yaml("state.checkpoints.dir: FILE:///data/cp\n").checkpoint.dir.as_deref(), Some("/data/cp"));
+    }
+
+    #[test]
+    fn keeping_checkpoints_on_cancellation_needs_a_checkpoint_directory() {
+        for retention in ["RETAIN_ON_CANCELLATION", "DELETE_ON_CANCELLATION"] {
+            let text = format!(
+                "execution.checkpointing.interval: 1 s\n\
+                 execution.checkpointing.externalized-checkpoint-retention: {retention}\n"
+            );
+            assert_eq!(
+                yaml_err(&text),
+                format!(
+                    "flink-conf.yaml:2: `execution.checkpointing.externalized-checkpoint-retention: {retention}` \
+                     cannot be honoured: externalized checkpoints are written to the checkpoint directory, but \
+                     none is set (`execution.checkpointing.dir`, or Flink 1.x's `state.checkpoints.dir`)"
+                )
+            );
+            yaml(&format!("{text}state.checkpoints.dir: /cp\n"));
+        }
+        yaml("execution.checkpointing.externalized-checkpoint-retention: NO_EXTERNALIZED_CHECKPOINTS\n");
+        // Entries from another format may leave the directory to their caller.
+        one("execution.checkpointing.externalized-checkpoint-retention", s("RETAIN_ON_CANCELLATION")).unwrap();
     }
 
     #[test]
@@ -1711,7 +1870,7 @@ restart-strategy:
     fn non_scalar_values_are_invalid() {
         assert_eq!(
             yaml_err("parallelism.default:\n  - 1\n  - 2\n"),
-            "flink-conf.yaml:1: invalid value `[1, 2]` for `parallelism.default`: expected an integer >= 1"
+            "flink-conf.yaml:1: invalid value `[1, 2]` for `parallelism.default`: expected an integer from 1 to 2048"
         );
         assert_eq!(
             yaml_err("state.checkpoints.dir: [a]\n"),
@@ -1730,7 +1889,7 @@ restart-strategy:
         );
         assert_eq!(
             yaml_err("weir.channel.capacity-batches: 2.5\n"),
-            "flink-conf.yaml:1: invalid value `2.5` for `weir.channel.capacity-batches`: expected an integer >= 1"
+            "flink-conf.yaml:1: invalid value `2.5` for `weir.channel.capacity-batches`: expected an integer from 1 to 1024"
         );
     }
 

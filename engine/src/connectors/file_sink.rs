@@ -11,6 +11,10 @@
 //! are committed and every other in-progress file of earlier attempts is aborted (deleted).
 //! Without checkpointing, the sink commits when its input ends.
 //!
+//! A restore from a checkpoint older than the newest committed part would replay records
+//! whose output is committed already, duplicating it, so the sink refuses it (naming both
+//! checkpoints) unless told to discard the newer parts first.
+//!
 //! The committed output is the set of `part-*` files; in-progress files are never output.
 
 use crate::error::TaskError;
@@ -45,6 +49,105 @@ pub struct PendingTransaction {
 /// them, and since commits are idempotent it does not matter which one commits.
 const PENDING: OperatorListDescriptor<PendingTransaction> = OperatorListDescriptor::union("pending-transactions");
 
+/// The checkpoint the snapshot was taken for, so that a restore knows which committed parts
+/// its state covers. Union: every subtask's entry is the same id.
+const SNAPSHOT_CHECKPOINT: OperatorListDescriptor<CheckpointId> = OperatorListDescriptor::union("snapshot-checkpoint");
+
+/// The id under which a sink without checkpointing commits at the end of its input.
+const END_OF_INPUT_COMMIT: CheckpointId = CheckpointId(u64::MAX);
+
+/// The checkpoint a committed part file belongs to: `part-<subtask>-<checkpoint>-…`.
+pub fn committed_part_checkpoint(name: &str) -> Option<CheckpointId> {
+    let rest = name.strip_prefix("part-")?;
+    let (_subtask, rest) = rest.split_once('-')?;
+    let checkpoint = rest.split('-').next()?;
+    checkpoint.parse().ok().map(CheckpointId)
+}
+
+/// The newest checkpoint with a committed part file in `dir`; `None` when there is none
+/// (or no `dir`).
+pub async fn newest_committed_checkpoint(
+    storage: &StorageRef,
+    dir: &Path,
+) -> Result<Option<CheckpointId>, StorageError> {
+    if !storage.exists(dir).await? {
+        return Ok(None);
+    }
+    Ok(storage.list(dir).await?.iter().filter_map(|name| committed_part_checkpoint(name)).max())
+}
+
+/// A restore from an older checkpoint than the newest committed output: resuming would
+/// duplicate everything committed after the restored checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputAheadOfRestore {
+    pub dir: PathBuf,
+    pub newest: CheckpointId,
+    pub restored: CheckpointId,
+}
+
+impl std::fmt::Display for OutputAheadOfRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (dir, newest, restored) = (self.dir.display(), self.newest, self.restored);
+        let discard = "or discard the newer parts (`weir run --discard-newer-output`)";
+        if newest == END_OF_INPUT_COMMIT {
+            write!(
+                f,
+                "the output `{dir}` holds parts committed at the end of a run without checkpoints, after the restored \
+                 checkpoint {restored}: resuming would duplicate them; write to another output, {discard}"
+            )
+        } else {
+            write!(
+                f,
+                "the output `{dir}` holds parts committed by checkpoint {newest}, newer than the restored checkpoint \
+                 {restored}: resuming would duplicate the output after checkpoint {restored}; resume from checkpoint \
+                 {newest} or later, {discard}"
+            )
+        }
+    }
+}
+
+impl std::error::Error for OutputAheadOfRestore {}
+
+/// Refuses, or with `discard` prepares, a restore of checkpoint `restored` into `dir`, which
+/// may hold parts committed after it.
+async fn reconcile_newer_output(
+    storage: &StorageRef,
+    dir: &Path,
+    restored: CheckpointId,
+    discard: bool,
+    uid: &OperatorUid,
+) -> Result<(), TaskError> {
+    let Err(ahead) = check_restore(storage, dir, restored).await? else { return Ok(()) };
+    if !discard {
+        return Err(TaskError::RestoreRefused { operator: uid.clone(), message: ahead.to_string() });
+    }
+    // Every subtask discards every newer part (a rescale may have renumbered them); a part
+    // another subtask removed first is gone already.
+    for name in storage.list(dir).await? {
+        if committed_part_checkpoint(&name).is_some_and(|checkpoint| checkpoint > restored) {
+            match storage.remove_file(&dir.join(&name)).await {
+                Ok(()) | Err(StorageError::NotFound { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
+            tracing::info!(target: "weir::trace", part = %name, checkpoint = %restored, "sink discarded a part newer than the restored checkpoint");
+        }
+    }
+    storage.sync_dir(dir).await?;
+    Ok(())
+}
+
+/// Checks that restoring `restored` into `dir` duplicates nothing.
+pub async fn check_restore(
+    storage: &StorageRef,
+    dir: &Path,
+    restored: CheckpointId,
+) -> Result<Result<(), OutputAheadOfRestore>, StorageError> {
+    Ok(match newest_committed_checkpoint(storage, dir).await? {
+        Some(newest) if newest > restored => Err(OutputAheadOfRestore { dir: dir.to_path_buf(), newest, restored }),
+        _ => Ok(()),
+    })
+}
+
 struct Transaction {
     name: String,
     file: Box<dyn WriteFile>,
@@ -65,6 +168,9 @@ pub struct FileSink<T> {
     /// A deliberately broken mode for the simulator's canary: commit at pre-commit, before
     /// the checkpoint completes. A failure before completion then duplicates output.
     eager_commit: bool,
+    /// On restore, delete committed parts newer than the restored checkpoint instead of
+    /// refusing to resume.
+    discard_newer_output: bool,
     uid: Option<OperatorUid>,
     storage: Option<StorageRef>,
 }
@@ -87,6 +193,7 @@ impl<T: Send + 'static> FileSink<T> {
             next_sequence: 0,
             checkpointing: false,
             eager_commit: false,
+            discard_newer_output: false,
             uid: None,
             storage: None,
         }
@@ -96,6 +203,14 @@ impl<T: Send + 'static> FileSink<T> {
     /// outside the simulator's negative scenarios.
     pub fn eager_commit(mut self) -> Self {
         self.eager_commit = true;
+        self
+    }
+
+    /// On a restore from a checkpoint older than the newest committed part, delete the
+    /// newer parts (durably) instead of refusing to resume: the records behind them are
+    /// replayed and committed again.
+    pub fn discard_newer_output(mut self, discard: bool) -> Self {
+        self.discard_newer_output = discard;
         self
     }
 
@@ -202,6 +317,12 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
         self.checkpointing = context.checkpointing;
         self.uid = Some(context.uid.clone());
         if let Some(restored) = restored {
+            // Snapshots taken before the sink recorded their checkpoint cannot be checked.
+            let snapshot_checkpoint = restored.get(&SNAPSHOT_CHECKPOINT).map_err(|e| context.state_error(e))?;
+            // The canary is broken on purpose: its duplicates are what the checkers must catch.
+            if let Some(checkpoint) = snapshot_checkpoint.into_iter().max().filter(|_| !self.eager_commit) {
+                reconcile_newer_output(&storage, &self.dir, checkpoint, self.discard_newer_output, context.uid).await?;
+            }
             let pending = restored.get(&PENDING).map_err(|e| context.state_error(e))?;
             for transaction in &pending {
                 commit(&storage, &self.dir, transaction, context.uid).await?;
@@ -246,6 +367,9 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
             self.commit_up_to(checkpoint).await?;
         }
         let uid = self.uid.clone().expect("opened");
+        state
+            .set(&SNAPSHOT_CHECKPOINT, &[checkpoint])
+            .map_err(|source| TaskError::State { operator: uid.clone(), source })?;
         state.set(&PENDING, &self.pending).map_err(|source| TaskError::State { operator: uid, source })
     }
 
@@ -254,7 +378,7 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
             // The final checkpoint pre-commits and commits what is left.
             return self.write_buffer().await;
         }
-        let last = CheckpointId(u64::MAX);
+        let last = END_OF_INPUT_COMMIT;
         self.pre_commit(last).await?;
         self.commit_up_to(last).await
     }
@@ -405,6 +529,62 @@ mod tests {
         fixture.snapshot(&mut sink, 2);
         block_on(sink.notify_checkpoint_complete(CheckpointId(2))).unwrap();
         assert_eq!(fixture.committed(), (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_restore_older_than_the_committed_output_is_refused_unless_newer_parts_are_discarded() {
+        let fixture = Fixture::new("older");
+        let mut sink = fixture.open(0, None);
+        fixture.write(&mut sink, 0..3);
+        let at_1 = fixture.snapshot(&mut sink, 1);
+        block_on(sink.notify_checkpoint_complete(CheckpointId(1))).unwrap();
+        fixture.write(&mut sink, 3..6);
+        let at_2 = fixture.snapshot(&mut sink, 2);
+        block_on(sink.notify_checkpoint_complete(CheckpointId(2))).unwrap();
+        drop(sink);
+        assert_eq!(fixture.committed(), (0..6).collect::<Vec<_>>());
+
+        // Restoring checkpoint 1 would replay 3..6, whose output checkpoint 2 committed.
+        let older = OperatorStateStore::restore(&at_1.snapshot());
+        let mut refused =
+            FileSink::new(fixture.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())));
+        let first = info(1);
+        let context =
+            OperatorContext { uid: &fixture.uid, info: &first, storage: &fixture.storage, checkpointing: true };
+        let error = block_on(refused.open(context, Some(&older))).unwrap_err();
+        assert!(error.is_deterministic(), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("committed by checkpoint 2, newer than the restored checkpoint 1")
+                && message.contains(&fixture.dir.display().to_string()),
+            "{message}"
+        );
+        assert_eq!(fixture.committed(), (0..6).collect::<Vec<_>>(), "a refused restore changes nothing");
+
+        // The newest checkpoint restores as before.
+        drop(fixture.open(2, Some(&OperatorStateStore::restore(&at_2.snapshot()))));
+
+        // Told to, the sink discards checkpoint 2's parts; the replay commits them again.
+        let mut discarding =
+            FileSink::new(fixture.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())))
+                .discard_newer_output(true);
+        let third = info(3);
+        let context =
+            OperatorContext { uid: &fixture.uid, info: &third, storage: &fixture.storage, checkpointing: true };
+        block_on(discarding.open(context, Some(&older))).unwrap();
+        assert_eq!(fixture.committed(), (0..3).collect::<Vec<_>>());
+        fixture.write(&mut discarding, 3..6);
+        fixture.snapshot(&mut discarding, 3);
+        block_on(discarding.notify_checkpoint_complete(CheckpointId(3))).unwrap();
+        assert_eq!(fixture.committed(), (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn committed_part_names_carry_their_checkpoint() {
+        assert_eq!(committed_part_checkpoint("part-0003-00000000000000000011-7-0002-00000004"), Some(CheckpointId(11)));
+        assert_eq!(committed_part_checkpoint(".part-0003-7-0002-00000004.inprogress"), None);
+        assert_eq!(committed_part_checkpoint("part-0003"), None);
+        assert_eq!(committed_part_checkpoint("notes.txt"), None);
     }
 
     #[test]

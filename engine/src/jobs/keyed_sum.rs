@@ -2,7 +2,7 @@
 //! value = i)`, keyed, a keyed `ValueState` of `(count, sum)` per key, and one
 //! `key,count,sum` line per key when the input ends.
 
-use super::{BuiltinJob, JobParameter, JobParameters};
+use super::{BuiltinJob, JobParameter, JobParameters, MAX_PARTITIONS, ParameterKind};
 use crate::api::JobBuilder;
 use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
@@ -20,10 +20,30 @@ pub const JOB: BuiltinJob = BuiltinJob {
     name: "keyed-sum",
     about: "the benchmark job: n generated records, a keyed (count, sum) per key, `key,count,sum` lines at the end",
     parameters: &[
-        JobParameter { name: "output", default: None, about: "the directory the sink writes part files to" },
-        JobParameter { name: "n", default: Some("10000000"), about: "records to generate" },
-        JobParameter { name: "keys", default: Some("1000"), about: "distinct keys, `\"k\" + i % keys`" },
-        JobParameter { name: "partitions", default: Some("16"), about: "source partitions (1..=4096)" },
+        JobParameter {
+            name: "output",
+            default: None,
+            about: "the directory the sink writes part files to",
+            kind: ParameterKind::Path { cli_flag: "--output" },
+        },
+        JobParameter {
+            name: "n",
+            default: Some("10000000"),
+            about: "records to generate",
+            kind: ParameterKind::Number { min: 0, max: u64::MAX / 2 },
+        },
+        JobParameter {
+            name: "keys",
+            default: Some("1000"),
+            about: "distinct keys, `\"k\" + i % keys`",
+            kind: ParameterKind::Number { min: 1, max: u64::MAX / 2 },
+        },
+        JobParameter {
+            name: "partitions",
+            default: Some("16"),
+            about: "source partitions",
+            kind: ParameterKind::Number { min: 1, max: MAX_PARTITIONS },
+        },
     ],
     build,
 };
@@ -63,9 +83,13 @@ impl KeyedProcessFunction<String, SumRecord, (String, u64, u64)> for KeyedSum {
 
 fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, BuildError> {
     let output = PathBuf::from(parameters.text("output"));
-    let n: u64 = parameters.number("n", 0, u64::MAX / 2)?;
-    let keys: u64 = parameters.number("keys", 1, u64::MAX / 2)?;
-    let partitions: u32 = parameters.number("partitions", 1, 4096)?;
+    let n: u64 = parameters.number("n");
+    let keys: u64 = parameters.number("keys");
+    let partitions: u32 = parameters.number("partitions");
+    let discard_newer_output = config.restore_discards_newer_output;
+    let sink = FileSink::factory(output, |(key, count, sum): &(String, u64, u64), line: &mut String| {
+        let _ = write!(line, "{key},{count},{sum}");
+    });
     let job = JobBuilder::new("keyed-sum", config)?;
     job.source("generator", move || GeneratorSource::new(n, keys, partitions))
         .map("to-key", |record: Generated| {
@@ -75,18 +99,14 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
         })
         .key_by_ref(|record: &SumRecord| &record.0)
         .process("sum", || KeyedSum)
-        .sink(
-            "sink",
-            FileSink::factory(output, |(key, count, sum): &(String, u64, u64), line: &mut String| {
-                let _ = write!(line, "{key},{count},{sum}");
-            }),
-        );
+        .sink("sink", move || sink().discard_newer_output(discard_newer_output));
     job.build()
 }
 
 /// The expected output, computed directly: what a benchmark run must produce.
 pub fn reference(n: u64, keys: u64) -> Vec<String> {
-    let keys_used = keys.min(n);
+    // Parameters the job rejects (`keys = 0`) have no output.
+    let keys_used = if keys == 0 { 0 } else { keys.min(n) };
     let mut lines: Vec<String> = (0..keys_used)
         .map(|k| {
             // Indexes k, k + keys, k + 2 keys, ... below n.

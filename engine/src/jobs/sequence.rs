@@ -8,7 +8,7 @@
 //! checker can demand. The final totals follow from the parameters alone (see
 //! [`reference_totals`]).
 
-use super::{BuiltinJob, JobParameter, JobParameters};
+use super::{BuiltinJob, JobParameter, JobParameters, MAX_PARTITIONS, ParameterKind};
 use crate::api::JobBuilder;
 use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
@@ -24,28 +24,56 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// The fastest pacing: a paced source emits 10 ms worth of records at a time, so this bounds
+/// a slice to 100,000 records.
+const MAX_RECORDS_PER_SECOND: u64 = 10_000_000;
+
 pub const JOB: BuiltinJob = BuiltinJob {
     name: "sequence",
     about: "numbered records per partition through a keyed running count and sum; for exactly-once checks",
     parameters: &[
-        JobParameter { name: "output", default: None, about: "the directory the sink writes part files to" },
-        JobParameter { name: "partitions", default: Some("4"), about: "source partitions (1..=4096)" },
-        JobParameter { name: "records", default: Some("10000"), about: "records per partition" },
-        JobParameter { name: "keys", default: Some("64"), about: "distinct keys, `number % keys` (1..=1000000)" },
+        JobParameter {
+            name: "output",
+            default: None,
+            about: "the directory the sink writes part files to",
+            kind: ParameterKind::Path { cli_flag: "--output" },
+        },
+        JobParameter {
+            name: "partitions",
+            default: Some("4"),
+            about: "source partitions",
+            kind: ParameterKind::Number { min: 1, max: MAX_PARTITIONS },
+        },
+        JobParameter {
+            name: "records",
+            default: Some("10000"),
+            about: "records per partition",
+            // Counts of every partition's records must fit 64 bits.
+            kind: ParameterKind::Number { min: 0, max: u64::MAX / MAX_PARTITIONS },
+        },
+        JobParameter {
+            name: "keys",
+            default: Some("64"),
+            about: "distinct keys, `number % keys`",
+            kind: ParameterKind::Number { min: 1, max: 1_000_000 },
+        },
         JobParameter {
             name: "sink-mode",
             default: Some("transactional"),
-            about: "`transactional`, or `eager-commit`: a deliberately broken sink for the simulator's canary",
+            about: "`eager-commit` is a deliberately broken sink for the simulator's canary",
+            kind: ParameterKind::Choice(&["transactional", "eager-commit"]),
         },
         JobParameter {
             name: "records-per-second",
             default: Some("0"),
-            about: "pacing per source subtask; 0 = unpaced",
+            about: "pacing per source subtask; 0 = unpaced (a paced source emits a slice of 10 ms worth at a time)",
+            kind: ParameterKind::Number { min: 0, max: MAX_RECORDS_PER_SECOND },
         },
         JobParameter {
             name: "fail-once-at",
             default: Some("none"),
             about: "fail the keyed operator once, on partition 0's record with this number (tests failover)",
+            kind: ParameterKind::NumberOrNone { min: 0, max: u64::MAX },
         },
     ],
     build,
@@ -88,7 +116,8 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
             || (0, 0),
             |(count, sum)| {
                 *count += 1;
-                *sum += record.number;
+                // Wrapping, as the reference does: sums of large runs exceed 64 bits.
+                *sum = sum.wrapping_add(record.number);
             },
         )?;
         out.push(SequenceOutput::Record { partition: record.partition, number: record.number, key });
@@ -106,21 +135,29 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
     }
 }
 
-/// The final `(count, sum)` per key, computed from the parameters alone.
+/// The final `(count, sum)` per key, computed from the parameters alone (sums wrap at 64
+/// bits, as the job's do). Parameters the job rejects (`keys = 0`) have no keys.
 pub fn reference_totals(partitions: u32, records: u64, keys: u64) -> BTreeMap<u64, (u64, u64)> {
     let mut totals = BTreeMap::new();
+    if keys == 0 {
+        return totals;
+    }
     for number in 0..records {
         let entry = totals.entry(number % keys).or_insert((0u64, 0u64));
         entry.0 += u64::from(partitions);
-        entry.1 += number * u64::from(partitions);
+        entry.1 = entry.1.wrapping_add(number.wrapping_mul(u64::from(partitions)));
     }
     totals
 }
 
 /// The job's whole expected output, sorted: every record once, then the per-key totals,
-/// computed from the parameters alone (what checkers and tests compare runs with).
+/// computed from the parameters alone (what checkers and tests compare runs with). Parameters
+/// the job rejects (`keys = 0`) have no output.
 pub fn reference_lines(partitions: u32, records: u64, keys: u64) -> Vec<String> {
     let mut lines = Vec::new();
+    if keys == 0 {
+        return lines;
+    }
     for partition in 0..partitions {
         for number in 0..records {
             lines.push(format!("r {partition} {number} {}", number % keys));
@@ -149,32 +186,20 @@ pub fn format_line(output: &SequenceOutput, line: &mut String) {
 
 fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, BuildError> {
     let output = PathBuf::from(parameters.text("output"));
-    let partitions: u32 = parameters.number("partitions", 1, 4096)?;
-    let records: u64 = parameters.number("records", 0, u64::MAX / 4096)?;
-    let keys: u64 = parameters.number("keys", 1, 1_000_000)?;
-    let records_per_second: u64 = parameters.number("records-per-second", 0, u64::MAX)?;
-    let eager_commit = match parameters.text("sink-mode") {
-        "transactional" => false,
-        "eager-commit" => true,
-        other => {
-            let message = format!("expected `transactional` or `eager-commit`, got `{other}`");
-            return Err(BuildError::InvalidParameter {
-                job: "sequence".into(),
-                parameter: "sink-mode".into(),
-                message,
-            });
-        }
-    };
-    let fail_once_at = match parameters.text("fail-once-at") {
-        "none" => None,
-        _ => Some((parameters.number("fail-once-at", 0, u64::MAX)?, Arc::new(AtomicBool::new(false)))),
-    };
+    let partitions: u32 = parameters.number("partitions");
+    let records: u64 = parameters.number("records");
+    let keys: u64 = parameters.number("keys");
+    let records_per_second: u64 = parameters.number("records-per-second");
+    let eager_commit = parameters.text("sink-mode") == "eager-commit";
+    let fail_once_at =
+        parameters.number_or_none::<u64>("fail-once-at").map(|number| (number, Arc::new(AtomicBool::new(false))));
+    let discard_newer_output = config.restore_discards_newer_output;
     let job = JobBuilder::new("sequence", config)?;
     job.source("numbers", move || SequenceSource::paced(partitions, records, records_per_second))
         .key_by(move |record: &SequenceRecord| record.number % keys)
         .process("running-totals", move || RunningTotals { keys, fail_once_at: fail_once_at.clone() })
         .sink("sink", move || {
-            let sink = FileSink::new(output.clone(), Arc::new(format_line));
+            let sink = FileSink::new(output.clone(), Arc::new(format_line)).discard_newer_output(discard_newer_output);
             if eager_commit { sink.eager_commit() } else { sink }
         });
     job.build()

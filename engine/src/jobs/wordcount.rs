@@ -6,7 +6,7 @@
 //! the output equals `... | sort | uniq -c` (reordered to `word count`, and without the
 //! empty line `tr` emits when the text starts with a separator).
 
-use super::{BuiltinJob, JobParameter, JobParameters};
+use super::{BuiltinJob, JobParameter, JobParameters, MAX_PARTITIONS, ParameterKind};
 use crate::api::JobBuilder;
 use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
@@ -23,12 +23,23 @@ pub const JOB: BuiltinJob = BuiltinJob {
     name: "wordcount",
     about: "counts the words of a text file; writes `word count` lines",
     parameters: &[
-        JobParameter { name: "input", default: None, about: "the text file to read" },
-        JobParameter { name: "output", default: None, about: "the directory the sink writes part files to" },
+        JobParameter {
+            name: "input",
+            default: None,
+            about: "the text file to read",
+            kind: ParameterKind::Path { cli_flag: "--input" },
+        },
+        JobParameter {
+            name: "output",
+            default: None,
+            about: "the directory the sink writes part files to",
+            kind: ParameterKind::Path { cli_flag: "--output" },
+        },
         JobParameter {
             name: "partitions",
             default: Some("16"),
-            about: "how many line partitions the file is split into (1..=4096)",
+            about: "how many line partitions the file is split into",
+            kind: ParameterKind::Number { min: 1, max: MAX_PARTITIONS },
         },
     ],
     build,
@@ -70,20 +81,19 @@ impl KeyedProcessFunction<String, String, (String, u64)> for CountWords {
 fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, BuildError> {
     let input = PathBuf::from(parameters.text("input"));
     let output = PathBuf::from(parameters.text("output"));
-    let partitions: u32 = parameters.number("partitions", 1, 4096)?;
+    let partitions: u32 = parameters.number("partitions");
+    let discard_newer_output = config.restore_discards_newer_output;
+    let sink = FileSink::factory(output, |(word, count): &(String, u64), line: &mut String| {
+        line.push_str(word);
+        line.push(' ');
+        line.push_str(itoa::Buffer::new().format(*count));
+    });
     let job = JobBuilder::new("wordcount", config)?;
     job.source("lines", move || LineSource::new(input.clone(), partitions))
         .flat_map("tokenize", |line: String, words: &mut Vec<String>| tokenize(&line, words))
         .key_by_ref(|word: &String| word)
         .process("count", || CountWords)
-        .sink(
-            "sink",
-            FileSink::factory(output, |(word, count): &(String, u64), line: &mut String| {
-                line.push_str(word);
-                line.push(' ');
-                line.push_str(itoa::Buffer::new().format(*count));
-            }),
-        );
+        .sink("sink", move || sink().discard_newer_output(discard_newer_output));
     job.build()
 }
 
