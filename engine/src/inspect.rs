@@ -1,7 +1,8 @@
 //! What `weir checkpoints list` and `weir checkpoints inspect` print: a checkpoint
-//! directory's contents and one checkpoint's metadata, as text or JSON.
+//! directory's contents and one checkpoint's metadata, as text or JSON, and what
+//! `inspect --verify` checks: every byte range of every file the state references.
 
-use crate::checkpoint::metadata::{METADATA_FILE_NAME, StateHandle};
+use crate::checkpoint::metadata::{self, METADATA_FILE_NAME, StateHandle};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError};
 use crate::checkpoint::storage::parse_checkpoint_dir_name;
 use crate::seam::storage::{StorageError, StorageRef};
@@ -47,7 +48,7 @@ pub async fn list(storage: &StorageRef, dir: &Path) -> Result<Vec<ListedCheckpoi
                         "{} operators, {} bytes of state, {}",
                         loaded.metadata.operators.len(),
                         loaded.metadata.state_size_bytes(),
-                        if loaded.metadata.is_self_contained() { "self-contained" } else { "references files" }
+                        if loaded.metadata.is_relocatable() { "self-contained" } else { "references files elsewhere" }
                     )),
                     Err(error) => Some(format!("unreadable: {error}")),
                 },
@@ -86,15 +87,24 @@ pub fn describe(loaded: &LoadedCheckpoint, files: &[(String, Option<u64>)]) -> S
     let _ = writeln!(text, "{}", loaded.metadata_path.display());
     let _ = writeln!(
         text,
-        "{:?} {} of job {} (`{}`), taken at {} ms since the epoch",
-        m.kind, m.checkpoint_id, m.job_id, m.job_name, m.timestamp_ms
+        "{:?} {} of job {} (`{}`), taken at {}",
+        m.kind,
+        m.checkpoint_id,
+        m.job_id,
+        m.job_name,
+        utc_date_time(m.timestamp_ms)
     );
     let _ = writeln!(
         text,
-        "format: {:?}; state: {} bytes; self-contained: {}",
+        "format: {:?}; state: {} bytes{}; self-contained: {}",
         m.format,
         m.state_size_bytes(),
-        m.is_self_contained()
+        if m.is_self_contained() { ", all inline in _metadata" } else { "" },
+        if m.is_relocatable() {
+            "true (every file it references is inside its directory: the directory can be moved)"
+        } else {
+            "false (it references files by absolute path, outside its directory)"
+        }
     );
     for operator in &m.operators {
         let _ = writeln!(
@@ -186,9 +196,136 @@ pub fn describe_json(loaded: &LoadedCheckpoint, files: &[(String, Option<u64>)])
         "kind": format!("{:?}", m.kind),
         "format": format!("{:?}", m.format),
         "timestamp_ms": m.timestamp_ms,
+        "timestamp_utc": utc_date_time(m.timestamp_ms),
         "state_size_bytes": m.state_size_bytes(),
-        "self_contained": m.is_self_contained(),
+        "self_contained": m.is_relocatable(),
+        "all_inline": m.is_self_contained(),
         "operators": operators,
         "files": files,
     })
+}
+
+/// What `inspect --verify` found: how much it read, and every range that failed.
+#[derive(Debug)]
+pub struct Verification {
+    pub files: usize,
+    pub ranges: usize,
+    pub bytes: u64,
+    /// Each failure, as the restore would report it, in metadata order.
+    pub problems: Vec<RestoreError>,
+}
+
+/// Reads every file the checkpoint references and checks each range's bounds and checksum,
+/// as a restore would, but reporting every failure rather than the first.
+pub async fn verify(storage: &StorageRef, loaded: &LoadedCheckpoint) -> Result<Verification, RestoreError> {
+    let mut contents: std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> = std::collections::BTreeMap::new();
+    let mut verification = Verification { files: 0, ranges: 0, bytes: 0, problems: Vec::new() };
+    let metadata_path = loaded.metadata_path.clone();
+    for operator in &loaded.metadata.operators {
+        for (subtask, state) in operator.subtasks.iter().enumerate() {
+            for group in &state.key_groups {
+                let StateHandle::File(file) = &group.handle else { continue };
+                let path = loaded.file_path(file);
+                if !contents.contains_key(&path) {
+                    let content = match storage.read(&path).await {
+                        Ok(bytes) => Some(bytes),
+                        Err(StorageError::NotFound { .. }) => None,
+                        Err(other) => return Err(other.into()),
+                    };
+                    contents.insert(path.clone(), content);
+                    verification.files += 1;
+                }
+                verification.ranges += 1;
+                let problem = match &contents[&path] {
+                    None => Some(RestoreError::MissingFile {
+                        metadata: metadata_path.clone(),
+                        file: path.clone(),
+                        operator: operator.uid.clone(),
+                        subtask: subtask as u32,
+                    }),
+                    Some(content) => {
+                        // Validated metadata: the range's end does not overflow.
+                        let end = file.offset + file.length;
+                        match content.get(file.offset as usize..end as usize) {
+                            None => Some(RestoreError::ShortFile {
+                                metadata: metadata_path.clone(),
+                                file: path.clone(),
+                                operator: operator.uid.clone(),
+                                needed: end,
+                                actual: content.len() as u64,
+                            }),
+                            Some(bytes) if metadata::checksum(bytes) != file.checksum => {
+                                Some(RestoreError::CorruptFile {
+                                    metadata: metadata_path.clone(),
+                                    file: path.clone(),
+                                    operator: operator.uid.clone(),
+                                    offset: file.offset,
+                                })
+                            }
+                            Some(bytes) => {
+                                verification.bytes += bytes.len() as u64;
+                                None
+                            }
+                        }
+                    }
+                };
+                // A missing file is one problem, however many ranges it held.
+                let repeated = matches!(&problem, Some(RestoreError::MissingFile { file, .. })
+                    if verification.problems.iter().any(|p| matches!(p, RestoreError::MissingFile { file: f, .. } if f == file)));
+                if let Some(problem) = problem.filter(|_| !repeated) {
+                    verification.problems.push(problem);
+                }
+            }
+        }
+    }
+    Ok(verification)
+}
+
+/// `ms` since the Unix epoch as a UTC date and time: `2026-12-01 08:45:38.123 UTC`.
+pub fn utc_date_time(ms: u64) -> String {
+    let days = ms / 86_400_000;
+    let in_day = ms % 86_400_000;
+    let (year, month, day) = civil_from_days(days as i64);
+    let (hours, minutes) = (in_day / 3_600_000, in_day / 60_000 % 60);
+    let (seconds, millis) = (in_day / 1000 % 60, in_day % 1000);
+    format!("{year:04}-{month:02}-{day:02} {hours:02}:{minutes:02}:{seconds:02}.{millis:03} UTC")
+}
+
+/// The proleptic Gregorian date of day `days` since 1970-01-01, by Howard Hinnant's
+/// `civil_from_days` (http://howardhinnant.github.io/date_algorithms.html): days are counted
+/// in 400-year eras of 146,097 days, and years start on March 1 so that the leap day ends one.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        // 2000-02-29, a leap day of a year divisible by 400 (date -u -d 2000-02-29 +%s: 951782400).
+        assert_eq!(civil_from_days(951_782_400 / 86_400), (2000, 2, 29));
+        assert_eq!(civil_from_days(951_782_400 / 86_400 + 1), (2000, 3, 1));
+        // 2100 is not a leap year: 2100-02-28 is followed by 2100-03-01 (4107542400).
+        assert_eq!(civil_from_days(4_107_542_400 / 86_400), (2100, 3, 1));
+        assert_eq!(civil_from_days(4_107_542_400 / 86_400 - 1), (2100, 2, 28));
+        // The end of a year: 2026-12-31 (1798675200).
+        assert_eq!(civil_from_days(1_798_675_200 / 86_400), (2026, 12, 31));
+        assert_eq!(utc_date_time(0), "1970-01-01 00:00:00.000 UTC");
+        // date -u -d @1796110806.304: Tue Dec  1 07:40:06 UTC 2026.
+        assert_eq!(utc_date_time(1_796_110_806_304), "2026-12-01 07:40:06.304 UTC");
+        assert_eq!(utc_date_time(1_700_000_000_000), "2023-11-14 22:13:20.000 UTC");
+    }
 }

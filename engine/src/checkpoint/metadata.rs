@@ -195,6 +195,14 @@ pub enum MetadataError {
     ChecksumMismatch { path: PathBuf, stored: u32, computed: u32 },
     #[error("`{}`: cannot decode checkpoint metadata: {}", one_line(.path.display()), one_line(.message))]
     Body { path: PathBuf, message: String },
+    #[error(
+        "`{}`: cannot decode checkpoint metadata: {}: {} (body byte {offset}, file offset {})",
+        one_line(.path.display()),
+        one_line(.field),
+        one_line(.problem),
+        *.offset as u64 + HEADER_LEN as u64
+    )]
+    Field { path: PathBuf, field: String, offset: usize, problem: String },
     #[error("`{}`: invalid checkpoint metadata: {}", one_line(.path.display()), one_line(.problem))]
     Invalid { path: PathBuf, problem: String },
 }
@@ -304,13 +312,191 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<CheckpointMetadata, Metadat
     let metadata = match decoded {
         Ok((metadata, [])) => metadata,
         Ok((_, unused)) => {
-            let message = format!("{} unused bytes after the encoded metadata", unused.len());
+            let at = body.len() - unused.len();
+            let message = format!("{} unused bytes after the encoded metadata, from body byte {at}", unused.len());
             return Err(MetadataError::Body { path: path(), message });
         }
-        Err(error) => return Err(MetadataError::Body { path: path(), message: error.to_string() }),
+        // Postcard's errors say little ("Serde Deserialization Error"): read the body again
+        // field by field to say which one failed, and where.
+        Err(error) => {
+            return Err(match explain(body, version) {
+                Err(Problem { offset, field, problem }) => {
+                    MetadataError::Field { path: path(), field, offset, problem }
+                }
+                Ok(()) => MetadataError::Body { path: path(), message: error.to_string() },
+            });
+        }
     };
     validate(&metadata, origin)?;
     Ok(metadata)
+}
+
+/// Why the body failed to decode: the field being read, the body offset it starts at.
+#[derive(Debug, PartialEq, Eq)]
+struct Problem {
+    offset: usize,
+    field: String,
+    problem: String,
+}
+
+/// Reads a body as postcard lays out [`CheckpointMetadata`] (of format `version`), naming
+/// every field, and returns the first that fails to decode. It accepts exactly what postcard
+/// accepts (a test holds it to that), so a body postcard rejects always gets a named field.
+fn explain(body: &[u8], version: u32) -> Result<(), Problem> {
+    let mut reader = FieldReader { body, at: 0, context: String::new() };
+    reader.varint("checkpoint id", 64)?;
+    reader.varint("job id", 128)?;
+    reader.string("job name")?;
+    reader.variant("snapshot kind", &["Checkpoint", "Savepoint"])?;
+    reader.variant("snapshot format", &["JobManager", "FileSystem", "Embedded", "Canonical"])?;
+    reader.varint("timestamp", 64)?;
+    let operators = reader.count("operator count")?;
+    for operator in 0..operators {
+        reader.context = format!("operator {operator}: ");
+        let uid = reader.string("uid")?;
+        reader.context = format!("operator {operator} (`{uid}`): ");
+        reader.varint("parallelism", 32)?;
+        reader.varint("max parallelism", 32)?;
+        let subtasks = reader.count("subtask count")?;
+        for subtask in 0..subtasks {
+            let at_subtask = format!("operator {operator} (`{uid}`) subtask {subtask}: ");
+            reader.context = at_subtask.clone();
+            let groups = reader.count("key group count")?;
+            for index in 0..groups {
+                reader.context = format!("{at_subtask}key group entry {index}: ");
+                let key_group = reader.varint("key group", 32)?;
+                reader.context = format!("{at_subtask}key group {key_group}: ");
+                match reader.variant("state handle kind", &["Inline", "File"])? {
+                    0 => {
+                        reader.bytes("inline state")?;
+                    }
+                    _ => {
+                        reader.string("state file path")?;
+                        reader.varint("state file offset", 64)?;
+                        reader.varint("state file length", 64)?;
+                        reader.varint("state file checksum", 32)?;
+                    }
+                }
+            }
+            reader.context = at_subtask.clone();
+            let lists = reader.count("list state count")?;
+            for index in 0..lists {
+                reader.context = format!("{at_subtask}list state {index}: ");
+                let name = reader.string("name")?;
+                reader.context = format!("{at_subtask}list state `{name}`: ");
+                reader.variant("redistribution mode", &["EvenSplit", "Union"])?;
+                let elements = reader.count("element count")?;
+                for element in 0..elements {
+                    reader.bytes(&format!("element {element}"))?;
+                }
+            }
+            if version != FORMAT_VERSION_1 {
+                reader.context = at_subtask;
+                reader.bool("finished flag")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A cursor over a metadata body that names what it reads.
+struct FieldReader<'a> {
+    body: &'a [u8],
+    at: usize,
+    /// Where in the structure the reader is, such as `operator 2 (`count`) subtask 1: `.
+    context: String,
+}
+
+impl FieldReader<'_> {
+    fn problem(&self, offset: usize, field: &str, problem: String) -> Problem {
+        Problem { offset, field: format!("{}{field}", self.context), problem }
+    }
+
+    fn left(&self) -> usize {
+        self.body.len().saturating_sub(self.at)
+    }
+
+    fn byte(&mut self, start: usize, field: &str) -> Result<u8, Problem> {
+        let Some(&byte) = self.body.get(self.at) else {
+            return Err(self.problem(start, field, "the body ends in the middle of it".to_string()));
+        };
+        self.at += 1;
+        Ok(byte)
+    }
+
+    /// A postcard varint of a `bits`-bit unsigned integer.
+    fn varint(&mut self, field: &str, bits: u32) -> Result<u128, Problem> {
+        let start = self.at;
+        let max_bytes = bits.div_ceil(7);
+        let max_of_last_byte = (1u32 << (bits % 7)) - 1;
+        let mut value: u128 = 0;
+        for index in 0..max_bytes {
+            let byte = self.byte(start, field)?;
+            value |= u128::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                if index == max_bytes - 1 && u32::from(byte) > max_of_last_byte {
+                    return Err(self.problem(start, field, format!("the number does not fit in {bits} bits")));
+                }
+                return Ok(value);
+            }
+        }
+        Err(self.problem(start, field, format!("the number runs past {max_bytes} bytes, more than {bits} bits hold")))
+    }
+
+    /// A sequence's length; each element takes a byte at least, so more than the bytes left
+    /// is a corrupt count, reported before anything is read (or allocated) for it.
+    fn count(&mut self, field: &str) -> Result<u64, Problem> {
+        let start = self.at;
+        let count = self.varint(field, 64)? as u64;
+        if count > self.left() as u64 {
+            return Err(self.problem(start, field, format!("{count} is more than the {} bytes left", self.left())));
+        }
+        Ok(count)
+    }
+
+    fn bytes(&mut self, field: &str) -> Result<&[u8], Problem> {
+        let start = self.at;
+        let length = self.varint(field, 64)? as u64;
+        if length > self.left() as u64 {
+            let problem = format!("a length of {length} bytes, but only {} are left", self.left());
+            return Err(self.problem(start, field, problem));
+        }
+        let bytes = &self.body[self.at..self.at + length as usize];
+        self.at += length as usize;
+        Ok(bytes)
+    }
+
+    fn string(&mut self, field: &str) -> Result<String, Problem> {
+        let start = self.at;
+        let bytes = self.bytes(field)?;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(text.to_string()),
+            Err(error) => {
+                let problem = format!("not UTF-8 text (invalid at byte {} of it)", error.valid_up_to());
+                Err(self.problem(start, field, problem))
+            }
+        }
+    }
+
+    fn variant(&mut self, field: &str, names: &[&str]) -> Result<usize, Problem> {
+        let start = self.at;
+        let variant = self.varint(field, 32)?;
+        if variant >= names.len() as u128 {
+            let known: Vec<String> = names.iter().enumerate().map(|(i, name)| format!("{i} = {name}")).collect();
+            let problem = format!("unknown variant {variant} (expected {})", known.join(", "));
+            return Err(self.problem(start, field, problem));
+        }
+        Ok(variant as usize)
+    }
+
+    fn bool(&mut self, field: &str) -> Result<bool, Problem> {
+        let start = self.at;
+        match self.byte(start, field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(self.problem(start, field, format!("{other} is neither 0 (false) nor 1 (true)"))),
+        }
+    }
 }
 
 /// Checks the invariants that the types cannot express, naming the operator and subtask of the first
@@ -425,7 +611,15 @@ impl CheckpointMetadata {
             .collect()
     }
 
-    /// Whether the metadata holds all of the state itself, so that it alone can be copied elsewhere.
+    /// Whether every file the state references is named relative to the directory holding
+    /// `_metadata`: then that directory holds the whole snapshot and can be moved or copied
+    /// elsewhere as it is (what `weir checkpoints inspect` calls self-contained).
+    pub fn is_relocatable(&self) -> bool {
+        self.referenced_files().iter().all(|file| !Path::new(&file.path).is_absolute() && !file.path.starts_with('/'))
+    }
+
+    /// Whether the metadata holds all of the state itself (no file references), so that it alone can be
+    /// copied elsewhere.
     pub fn is_self_contained(&self) -> bool {
         self.operators
             .iter()
@@ -768,7 +962,8 @@ mod tests {
         let error = decode(&frame(FORMAT_VERSION, b""), origin()).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: Hit the end of buffer, expected more data"
+            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: checkpoint id: the body ends in the \
+             middle of it (body byte 0, file offset 20)"
         );
         let mut body = postcard::to_stdvec(&example()).expect("serialisable");
         body.extend_from_slice(&[0, 0, 0]);
@@ -777,13 +972,99 @@ mod tests {
             error,
             MetadataError::Body {
                 path: origin().into(),
-                message: "3 unused bytes after the encoded metadata".to_string()
+                message: format!("3 unused bytes after the encoded metadata, from body byte {}", body.len() - 3)
             }
         );
         assert_eq!(
             error.to_string(),
-            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: 3 unused bytes after the encoded metadata"
+            format!(
+                "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: 3 unused bytes after the encoded \
+                 metadata, from body byte {}",
+                body.len() - 3
+            )
         );
+    }
+
+    /// The minimal example's body (see `encoding_is_pinned`) with one byte replaced.
+    fn crafted(at: usize, byte: u8) -> Vec<u8> {
+        let minimal = metadata(vec![operator(
+            "op",
+            1,
+            1,
+            vec![SubtaskState { key_groups: vec![group(0, file("f", 1, 2))], lists: vec![], finished: false }],
+        )]);
+        let mut body = postcard::to_stdvec(&minimal).expect("serialisable");
+        body[at] = byte;
+        frame(FORMAT_VERSION, &body)
+    }
+
+    #[test]
+    fn a_body_that_does_not_decode_names_the_field_and_its_offset() {
+        let message = |bytes: Vec<u8>| decode(&bytes, origin()).unwrap_err().to_string();
+        // The crafted body: checkpoint id (byte 0), an 18-byte job id, "word count" (19..30),
+        // kind (30), format (31), a 6-byte timestamp, one operator (38): `op` (39..42),
+        // parallelism and max (42, 43), one subtask (44) with one key group (45): group 0 (46),
+        // a file handle (47): path "f" (48, 49), offset, length, a 5-byte checksum (50..57);
+        // no lists (57), not finished (58).
+        assert_eq!(crafted(0, 7).len(), FIXED_LEN + 59);
+        assert_eq!(
+            message(crafted(30, 9)),
+            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: snapshot kind: unknown variant 9 \
+             (expected 0 = Checkpoint, 1 = Savepoint) (body byte 30, file offset 50)"
+        );
+        // 200 continues the varint into the next byte (2): 72 + 2 * 128 operators.
+        assert_eq!(
+            message(crafted(38, 200)),
+            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: operator count: 328 is more than \
+             the 19 bytes left (body byte 38, file offset 58)"
+        );
+        assert_eq!(
+            message(crafted(38, 100)),
+            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: operator count: 100 is more than \
+             the 20 bytes left (body byte 38, file offset 58)"
+        );
+        assert_eq!(
+            message(crafted(47, 2)),
+            "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: operator 0 (`op`) subtask 0: \
+             key group 0: state handle kind: unknown variant 2 (expected 0 = Inline, 1 = File) (body byte 47, \
+             file offset 67)"
+        );
+        assert!(message(crafted(49, 0xff)).contains("key group 0: state file path: not UTF-8 text"));
+        assert!(message(crafted(58, 2)).ends_with(
+            "operator 0 (`op`) subtask 0: finished flag: 2 is neither 0 (false) nor 1 (true) (body byte 58, \
+             file offset 78)"
+        ));
+    }
+
+    /// A few hundred crafted files: every body byte of a valid file replaced by several values,
+    /// and every truncation, each framed with a valid checksum so that it reaches the body decoder.
+    #[test]
+    fn crafted_truncated_and_flipped_files_never_panic_and_always_name_what_failed() {
+        let mut tried = 0;
+        let mut check = |bytes: &[u8]| {
+            tried += 1;
+            if let Err(error) = decode(bytes, origin()) {
+                let message = error.to_string();
+                assert!(message.starts_with("`/ckpt/job/chk-7/_metadata`"), "{message}");
+                assert!(!message.contains("Serde"), "{message}");
+                if let MetadataError::Body { .. } = error {
+                    assert!(message.contains("body byte"), "a body error without a position: {message}");
+                }
+            }
+        };
+        let body = postcard::to_stdvec(&example()).expect("serialisable");
+        for at in 0..body.len() {
+            for byte in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xc3, 0xff] {
+                let mut changed = body.clone();
+                changed[at] = byte;
+                check(&frame(FORMAT_VERSION, &changed));
+                check(&frame(FORMAT_VERSION_1, &changed));
+            }
+        }
+        for len in 0..body.len() {
+            check(&frame(FORMAT_VERSION, &body[..len]));
+        }
+        assert!(tried > 500, "{tried} files");
     }
 
     #[test]
@@ -1056,6 +1337,35 @@ mod tests {
             if let Ok(metadata) = decode(&frame(FORMAT_VERSION, &body), origin()) {
                 // Whatever decodes is valid, so it must survive a round trip.
                 prop_assert_eq!(decode(&encode(&metadata), origin()), Ok(metadata));
+            }
+        }
+
+        /// The field reader that explains failures accepts exactly what postcard accepts, so a body
+        /// postcard rejects always gets a named field.
+        #[test]
+        fn the_field_reader_agrees_with_postcard(
+            metadata in valid_metadata(),
+            at in any::<Index>(),
+            byte in any::<u8>(),
+            cut in any::<Index>(),
+            noise in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let encoded = postcard::to_stdvec(&metadata).expect("serialisable");
+            let mut changed = encoded.clone();
+            if !changed.is_empty() {
+                let at = at.index(changed.len());
+                changed[at] = byte;
+            }
+            let cut = cut.index(encoded.len() + 1);
+            for body in [&encoded[..], &changed[..], &encoded[..cut], &noise[..]] {
+                for version in [FORMAT_VERSION, FORMAT_VERSION_1] {
+                    let postcard_ok = if version == FORMAT_VERSION {
+                        postcard::take_from_bytes::<CheckpointMetadata>(body).is_ok()
+                    } else {
+                        postcard::take_from_bytes::<v1::CheckpointMetadata>(body).is_ok()
+                    };
+                    prop_assert_eq!(explain(body, version).is_ok(), postcard_ok, "{:?}", explain(body, version));
+                }
             }
         }
 
