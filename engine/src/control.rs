@@ -2,20 +2,29 @@
 //! `weir list`, `weir savepoint`, `weir stop` and `weir cancel`.
 //!
 //! Each running job listens on a loopback port and records itself in a registry directory
-//! (`$WEIR_HOME/jobs`, or `<temp dir>/weir/jobs`), one JSON file per job. A request is one
-//! JSON line; so is the answer. The endpoint's thread only relays requests to the job's
-//! async loop, which asks the job manager.
+//! (`$WEIR_HOME/jobs`, or `<temp dir>/weir/jobs`), one JSON file per job with its port and
+//! process id. A request is one JSON line naming the job it is for; so is the answer. The
+//! endpoint's threads only relay requests to the job's async loop, which asks the job manager.
+//!
+//! Two rules keep the client honest. An answer is written before the job's process exits:
+//! closing the endpoint waits (a bounded time) for every answer in flight, so `weir cancel`
+//! hears "canceled" rather than the end of a connection. And a registry entry counts only
+//! while its process lives and its endpoint answers for its job: a `kill -9` leaves an entry
+//! behind, and another job may reuse its port.
 
 use engine::cluster::Cluster;
 use engine::cluster::messages::JobStatus;
 use engine::ids::JobId;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// How long a client waits for an answer: a stop waits for its savepoint and the job's end.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a closing endpoint waits for the answers in flight to reach their clients.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -35,6 +44,9 @@ pub enum ControlError {
 pub struct Request {
     op: String,
     dir: Option<String>,
+    /// The job the client means; an endpoint serving another job refuses the request.
+    #[serde(default)]
+    job: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -43,6 +55,9 @@ struct Response {
     message: String,
     path: Option<String>,
     status: Option<JobStatus>,
+    /// The job the answering endpoint serves.
+    #[serde(default)]
+    job: Option<String>,
 }
 
 /// A job's registry entry.
@@ -60,14 +75,74 @@ pub struct PendingRequest {
     reply: std::sync::mpsc::Sender<Response>,
 }
 
-/// The running endpoint; dropping it removes the job from the registry.
+/// Connections whose answer is not written yet.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl InFlight {
+    fn begin(self: &Arc<Self>) -> InFlightGuard {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        InFlightGuard(self.clone())
+    }
+
+    /// Waits until no answer is in flight, or `timeout` passed; whether none is.
+    fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            count = self.changed.wait_timeout(count, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        true
+    }
+}
+
+/// One connection in flight; dropping it, once its answer is written, counts it done.
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+/// The running endpoint. Closing it (dropping it) removes the job from the registry, stops
+/// taking requests and waits, bounded, until every answer in flight is written.
 pub struct Endpoint {
     file: PathBuf,
+    requests: Option<tokio::sync::mpsc::UnboundedReceiver<PendingRequest>>,
+    in_flight: Arc<InFlight>,
+}
+
+impl Endpoint {
+    /// The next request to answer.
+    pub async fn recv(&mut self) -> PendingRequest {
+        match self.requests.as_mut() {
+            Some(requests) => match requests.recv().await {
+                Some(request) => request,
+                // The accept thread holds a sender for as long as the process lives.
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.file); // real-only: the CLI's job registry
+        // Requests not taken yet get their answer from the relay: the job has ended.
+        self.requests = None;
+        if !self.in_flight.wait_idle(CLOSE_TIMEOUT) {
+            let _ = writeln!(std::io::stderr(), "warning: a control request got no answer before the job ended");
+        }
     }
 }
 
@@ -78,15 +153,22 @@ fn registry_dir() -> PathBuf {
     }
 }
 
-fn registry_error(path: &std::path::Path, error: std::io::Error) -> ControlError {
+fn registry_error(path: &Path, error: std::io::Error) -> ControlError {
     ControlError::Registry { path: path.display().to_string(), message: error.to_string() }
 }
 
+/// Whether process `pid` is alive, where the system says (Linux's `/proc`); `None` where it
+/// cannot tell.
+pub fn process_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(proc.join(pid.to_string()).exists())
+}
+
 /// Starts the endpoint of job `job` and registers it.
-pub fn serve(
-    job: JobId,
-    name: &str,
-) -> Result<(Endpoint, tokio::sync::mpsc::UnboundedReceiver<PendingRequest>), ControlError> {
+pub fn serve(job: JobId, name: &str) -> Result<Endpoint, ControlError> {
     let dir = registry_dir();
     std::fs::create_dir_all(&dir).map_err(|e| registry_error(&dir, e))?; // real-only
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| registry_error(&dir, e))?; // real-only
@@ -100,37 +182,57 @@ pub fn serve(
     let renamed = std::fs::rename(&temporary, &file); // real-only
     renamed.map_err(|e| registry_error(&file, e))?;
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let in_flight = Arc::new(InFlight::default());
+    let accepting = in_flight.clone();
+    let served = job.to_string();
     // The endpoint's blocking accept loop, one thread per connection.
     let accept = move || {
         for stream in listener.incoming().flatten() {
-            let sender = sender.clone();
-            std::thread::spawn(move || relay(stream, sender)); // real-only
+            // Counted from the accept on: a request read later must still be answered.
+            let guard = accepting.begin();
+            let (sender, served) = (sender.clone(), served.clone());
+            std::thread::spawn(move || relay(stream, sender, &served, guard)); // real-only
         }
     };
     std::thread::spawn(accept); // real-only
-    Ok((Endpoint { file }, receiver))
+    Ok(Endpoint { file, requests: Some(receiver), in_flight })
 }
 
 /// Reads one request from a connection, hands it to the job's loop, writes the answer.
-fn relay(stream: std::net::TcpStream, sender: tokio::sync::mpsc::UnboundedSender<PendingRequest>) {
+fn relay(
+    stream: std::net::TcpStream,
+    sender: tokio::sync::mpsc::UnboundedSender<PendingRequest>,
+    served: &str,
+    _in_flight: InFlightGuard,
+) {
     let mut line = String::new();
     if BufReader::new(&stream).read_line(&mut line).is_err() {
         return;
     }
+    let refused = |message: String| Response { message, job: Some(served.to_string()), ..Response::default() };
     let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) if request.job.as_deref().is_some_and(|job| job != served) => {
+            refused(format!("this endpoint serves job {served}, not {}", request.job.unwrap_or_default()))
+        }
         Ok(request) => {
             let (reply, answer) = std::sync::mpsc::channel();
-            if sender.send(PendingRequest { request, reply }).is_err() {
-                return;
+            match sender.send(PendingRequest { request, reply }) {
+                Ok(()) => answer
+                    .recv_timeout(ANSWER_TIMEOUT)
+                    .unwrap_or_else(|_| refused("the job ended before answering".into())),
+                Err(_) => refused("the job has ended".into()),
             }
-            answer
-                .recv_timeout(ANSWER_TIMEOUT)
-                .unwrap_or(Response { message: "no answer from the job".into(), ..Response::default() })
         }
-        Err(error) => Response { message: format!("malformed request: {error}"), ..Response::default() },
+        Err(error) => refused(format!("malformed request: {error}")),
     };
     let mut stream = stream;
-    let _ = writeln!(stream, "{}", serde_json::to_string(&response).expect("responses serialize"));
+    let answer = serde_json::to_string(&response).expect("responses serialize");
+    if writeln!(stream, "{answer}").is_ok() {
+        let _ = stream.flush();
+        // The client reads to the end of the line; shutting the write side tells it nothing
+        // more is coming, before the process (and the socket) goes away.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// Answers one request by asking the job manager.
@@ -145,15 +247,19 @@ pub async fn answer(cluster: &Cluster, job: JobId, pending: PendingRequest) {
             Ok(path) => Response { ok: true, path: Some(path.display().to_string()), ..Response::default() },
             Err(error) => Response { message: error.to_string(), ..Response::default() },
         },
-        "cancel" => match cluster.cancel(job).await {
-            Ok(()) => Response { ok: true, message: "canceled".into(), ..Response::default() },
-            Err(error) => Response { message: error.to_string(), ..Response::default() },
-        },
+        "cancel" => {
+            tracing::info!(%job, "canceling the job at the user's request (`weir cancel`)");
+            match cluster.cancel(job).await {
+                Ok(()) => Response { ok: true, message: "canceled".into(), ..Response::default() },
+                Err(error) => Response { message: error.to_string(), ..Response::default() },
+            }
+        }
         other => Response { message: format!("unknown request `{other}`"), ..Response::default() },
     };
-    let _ = pending.reply.send(response);
+    let _ = pending.reply.send(Response { job: Some(job.to_string()), ..response });
 }
 
+/// The registry entries of live processes, by job id; entries of dead processes are removed.
 fn entries() -> Result<Vec<(PathBuf, Entry)>, ControlError> {
     let dir = registry_dir();
     let mut found = Vec::new();
@@ -164,6 +270,10 @@ fn entries() -> Result<Vec<(PathBuf, Entry)>, ControlError> {
             && let Ok(bytes) = std::fs::read(&path) // real-only
             && let Ok(entry) = serde_json::from_slice::<Entry>(&bytes)
         {
+            if process_alive(entry.pid) == Some(false) {
+                let _ = std::fs::remove_file(&path); // real-only: a dead run's entry
+                continue;
+            }
             found.push((path, entry));
         }
     }
@@ -171,27 +281,41 @@ fn entries() -> Result<Vec<(PathBuf, Entry)>, ControlError> {
     Ok(found)
 }
 
-fn call(entry: &Entry, request: &Request) -> Result<Response, ControlError> {
+/// Sends `request` to the endpoint of `entry`, checking that it answers for that job.
+fn call(entry: &Entry, request: Request) -> Result<Response, ControlError> {
     let unreachable = |message: String| ControlError::Unreachable { job: entry.job.clone(), message };
+    let request = Request { job: Some(entry.job.clone()), ..request };
     let stream = std::net::TcpStream::connect(("127.0.0.1", entry.port)).map_err(|e| unreachable(e.to_string()))?; // real-only
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(|e| unreachable(e.to_string()))?;
     let mut writer = &stream;
-    writeln!(writer, "{}", serde_json::to_string(request).expect("requests serialize"))
+    writeln!(writer, "{}", serde_json::to_string(&request).expect("requests serialize"))
         .map_err(|e| unreachable(e.to_string()))?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line).map_err(|e| unreachable(e.to_string()))?;
-    serde_json::from_str(&line).map_err(|e| unreachable(format!("malformed answer: {e}")))
+    if line.is_empty() {
+        return Err(unreachable("the connection closed without an answer".into()));
+    }
+    let response: Response = serde_json::from_str(&line).map_err(|e| unreachable(format!("malformed answer: {e}")))?;
+    // A port reused by another job's endpoint (the entry's own run is gone) is no answer.
+    if response.job.as_deref() != Some(entry.job.as_str()) {
+        return Err(unreachable(format!(
+            "port {} is served by another job ({}): this registry entry is stale",
+            entry.port,
+            response.job.as_deref().unwrap_or("unknown")
+        )));
+    }
+    Ok(response)
 }
 
 /// `weir list`: every running job with its status; registry entries of dead jobs are removed.
 pub fn list() -> Result<(), ControlError> {
     let mut any = false;
     for (path, entry) in entries()? {
-        match call(&entry, &Request { op: "status".into(), dir: None }) {
+        match call(&entry, Request { op: "status".into(), dir: None, job: None }) {
             Ok(Response { status: Some(status), .. }) => {
                 any = true;
                 let last = status.completed_checkpoints.last().map_or("none".to_string(), u64::to_string);
-                println!(
+                out!(
                     "{}  {:<10} {:<10} attempt {}  checkpoints completed: {} (last {last})",
                     status.job,
                     status.name,
@@ -206,32 +330,45 @@ pub fn list() -> Result<(), ControlError> {
         }
     }
     if !any {
-        println!("no running jobs");
+        out!("no running jobs");
     }
     Ok(())
 }
 
 /// `weir savepoint`, `weir stop`, `weir cancel`: one request to the job matching `prefix`.
 pub fn request(prefix: &str, op: &str, dir: Option<PathBuf>) -> Result<(), ControlError> {
-    let matching: Vec<Entry> = entries()?.into_iter().map(|(_, e)| e).filter(|e| e.job.starts_with(prefix)).collect();
-    let entry = match matching.len() {
+    let matching: Vec<(PathBuf, Entry)> = entries()?.into_iter().filter(|(_, e)| e.job.starts_with(prefix)).collect();
+    let (path, entry) = match matching.len() {
         0 => return Err(ControlError::NoSuchJob(prefix.to_string())),
         1 => &matching[0],
         _ => {
             return Err(ControlError::Ambiguous(
                 prefix.to_string(),
-                matching.iter().map(|e| e.job.as_str()).collect::<Vec<_>>().join(", "),
+                matching.iter().map(|(_, e)| e.job.as_str()).collect::<Vec<_>>().join(", "),
             ));
         }
     };
     let dir = dir.map(|d| std::path::absolute(&d).unwrap_or(d).display().to_string());
-    let response = call(entry, &Request { op: op.to_string(), dir })?;
+    let response = match call(entry, Request { op: op.to_string(), dir, job: None }) {
+        Ok(response) => response,
+        // The entry's run is gone (its port refuses, or another job answers on it).
+        Err(ControlError::Unreachable { .. }) if !reachable(entry) => {
+            let _ = std::fs::remove_file(path); // real-only: a stale registry entry
+            return Err(ControlError::NoSuchJob(prefix.to_string()));
+        }
+        Err(error) => return Err(error),
+    };
     if !response.ok {
         return Err(ControlError::Failed { job: entry.job.clone(), message: response.message });
     }
     match response.path {
-        Some(path) => println!("{path}"),
-        None => println!("{}", response.message),
+        Some(path) => out!("{path}"),
+        None => out!("{}", response.message),
     }
     Ok(())
+}
+
+/// Whether `entry`'s endpoint still answers for its job (a status request).
+fn reachable(entry: &Entry) -> bool {
+    call(entry, Request { op: "status".into(), dir: None, job: None }).is_ok()
 }

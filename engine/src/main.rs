@@ -1,13 +1,34 @@
 //! The `weir` command line: run a built-in job for real (optionally resuming from a
 //! checkpoint), inspect checkpoints, list the built-in jobs.
+//!
+//! Everything it prints goes through `out!` and `note!`, which never panic: `weir ... | head`
+//! closes the pipe early, and a closed stream must cost output, not the job.
+
+/// Prints a line to stdout; a closed stdout loses it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Prints a line to stderr; a closed stderr loses it.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 use clap::{Parser, Subcommand};
-use engine::checkpoint::restore::RestoreError;
+use engine::checkpoint::restore::{self, RestoreError};
 use engine::cluster::Cluster;
 use engine::cluster::messages::RestoreRequest;
-use engine::config::{self, ConfigError, JobConfig};
+use engine::config::{self, ConfigError, JobConfig, PARALLELISM_MAX};
+use engine::connectors::file_sink::{self, OutputAheadOfRestore};
 use engine::error::JobError;
 use engine::inspect;
+use engine::jobs::ParameterKind;
 use engine::local::{self, RunError};
 use engine::seam::runtime;
 use engine::seam::storage::{self, LocalStorage, StorageError, StorageRef};
@@ -70,6 +91,10 @@ enum CheckpointsCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also read every state file the checkpoint references and check each range's
+        /// length and checksum; a missing or corrupt one is an error (exit status 1).
+        #[arg(long)]
+        verify: bool,
     },
 }
 
@@ -82,10 +107,11 @@ struct RunArgs {
     #[arg(long)]
     input: Option<PathBuf>,
     /// The file the job's committed output is written to when it finishes; the committed
-    /// part files themselves stay in `<output>.parts/`.
+    /// part files themselves stay in `<output>.parts/`. One run at a time writes it
+    /// (`<output>.lock`).
     #[arg(long)]
     output: PathBuf,
-    /// Parallelism of every operator (overrides `parallelism.default`).
+    /// Parallelism of every operator, 1 to 2048 (overrides `parallelism.default`).
     #[arg(long, short = 'p')]
     parallelism: Option<u32>,
     /// A YAML configuration file with Flink's keys.
@@ -100,6 +126,11 @@ struct RunArgs {
     /// Skip checkpointed state of operators the job no longer has.
     #[arg(long = "allow-non-restored-state", short = 'n')]
     allow_non_restored_state: bool,
+    /// With `-s` from a checkpoint older than the newest committed output: delete the part
+    /// files committed after it (their records are replayed and committed again) instead of
+    /// refusing to resume.
+    #[arg(long = "discard-newer-output")]
+    discard_newer_output: bool,
     /// Write the run's figures (job time, peak memory, checkpoints) as JSON here.
     #[arg(long = "stats-json", value_name = "FILE")]
     stats_json: Option<PathBuf>,
@@ -113,10 +144,26 @@ enum CliError {
     Config(#[from] ConfigError),
     #[error("parameter `{0}` is not of the form NAME=VALUE")]
     MalformedParam(String),
+    #[error("parameter `{name}` of job `{job}` is set by {flag}, not by --param")]
+    ParamSetByFlag { job: String, name: String, flag: &'static str },
     #[error("input file `{0}` does not exist")]
     MissingInput(String),
-    #[error("--parallelism must be at least 1")]
-    ZeroParallelism,
+    #[error("input `{path}` is {what}, not a regular file: the job reads its input file in byte ranges")]
+    InputNotAFile { path: String, what: &'static str },
+    #[error("cannot read input file `{path}`: {message}")]
+    UnreadableInput { path: String, message: String },
+    #[error("output `{path}` is {what}: --output names the file the committed output is written to")]
+    OutputNotAFile { path: String, what: &'static str },
+    #[error("output `{0}` names no file: --output names the file the committed output is written to")]
+    OutputWithoutName(String),
+    #[error(transparent)]
+    OutputLock(#[from] output_lock::LockError),
+    #[error("--parallelism must be at least 1 and at most {PARALLELISM_MAX}, got {0}")]
+    ParallelismOutOfRange(u32),
+    #[error("--discard-newer-output applies to a restore: give the checkpoint with -s")]
+    DiscardWithoutRestore,
+    #[error(transparent)]
+    OutputAhead(#[from] OutputAheadOfRestore),
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
@@ -131,6 +178,8 @@ enum CliError {
     Control(#[from] control::ControlError),
     #[error("benchmark: {0}")]
     Bench(String),
+    #[error("checkpoint `{path}` failed verification ({problems} problems over {ranges} state ranges); first: {first}")]
+    VerificationFailed { path: String, problems: usize, ranges: usize, first: String },
 }
 
 impl From<JobError> for CliError {
@@ -160,11 +209,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Canceled) => {
-            eprintln!("canceled");
+            note!("canceled");
             ExitCode::from(130)
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            note!("error: {error}");
             ExitCode::FAILURE
         }
     }
@@ -172,12 +221,55 @@ fn main() -> ExitCode {
 
 fn print_jobs() {
     for job in engine::jobs::BUILTIN_JOBS {
-        println!("{}: {}", job.name, job.about);
+        out!("{}: {}", job.name, job.about);
         for parameter in job.parameters {
-            let default =
-                parameter.default.map(|d| format!(" (default {d})")).unwrap_or_else(|| " (required)".to_string());
-            println!("    {}{default}: {}", parameter.name, parameter.about);
+            out!("    {} ({}): {}", parameter.name, parameter.describe(), parameter.about);
         }
+    }
+    out!("(`weir run --param NAME=VALUE` sets the others; parameters set by an option are not --params)");
+}
+
+/// What a file type is, in words, for an error message.
+fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The job's input must be a regular file: a directory or FIFO is named as such.
+fn check_input(input: &Path) -> Result<(), CliError> {
+    let path = || input.display().to_string();
+    match std::fs::metadata(input) {
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(metadata) => Err(CliError::InputNotAFile { path: path(), what: describe_file_type(metadata.file_type()) }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(CliError::MissingInput(path())),
+        Err(error) => Err(CliError::UnreadableInput { path: path(), message: error.to_string() }),
+    }
+}
+
+/// The output must name a file that is not a directory, checked before the job runs (not
+/// when it ends, with the whole run's output at stake).
+fn check_output(output: &Path) -> Result<(), CliError> {
+    let path = || output.display().to_string();
+    if output.file_name().is_none() {
+        return Err(CliError::OutputWithoutName(path()));
+    }
+    match std::fs::metadata(output) {
+        Ok(metadata) if !metadata.is_file() => {
+            Err(CliError::OutputNotAFile { path: path(), what: describe_file_type(metadata.file_type()) })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -191,24 +283,38 @@ fn load_config(path: Option<&Path>) -> Result<JobConfig, CliError> {
 fn run(args: RunArgs) -> Result<(), CliError> {
     let mut config = load_config(args.config.as_deref())?;
     if let Some(parallelism) = args.parallelism {
-        if parallelism == 0 {
-            return Err(CliError::ZeroParallelism);
+        if !(1..=PARALLELISM_MAX).contains(&parallelism) {
+            return Err(CliError::ParallelismOutOfRange(parallelism));
         }
         config.parallelism = Some(parallelism);
     }
+    if args.discard_newer_output && args.from_savepoint.is_none() {
+        return Err(CliError::DiscardWithoutRestore);
+    }
+    config.restore_discards_newer_output = args.discard_newer_output;
+    let builtin = engine::jobs::find(&args.job).ok_or_else(|| RunError::UnknownJob {
+        name: args.job.clone(),
+        known: engine::jobs::BUILTIN_JOBS.iter().map(|j| j.name).collect::<Vec<_>>().join(", "),
+    })?;
     let mut params = BTreeMap::new();
     for param in &args.params {
         let (name, value) = param.split_once('=').ok_or_else(|| CliError::MalformedParam(param.clone()))?;
+        if let Some(ParameterKind::Path { cli_flag }) = builtin.parameter(name).map(|p| p.kind) {
+            return Err(CliError::ParamSetByFlag { job: args.job.clone(), name: name.to_string(), flag: cli_flag });
+        }
         params.insert(name.to_string(), value.to_string());
     }
     if let Some(input) = &args.input {
-        if !input.is_file() {
-            return Err(CliError::MissingInput(input.display().to_string()));
-        }
+        check_input(input)?;
         params.insert("input".to_string(), input.display().to_string());
     }
+    check_output(&args.output)?;
     let parts = part_dir(&args.output);
     params.insert("output".to_string(), parts.display().to_string());
+    // Parameters and configuration are checked before anything on disk changes.
+    let graph = builtin.build_graph(&params, config.clone()).map_err(RunError::from)?;
+    // One run at a time writes an output; the lock goes when this function returns.
+    let _lock = output_lock::OutputLock::acquire(&args.output)?;
     let restore = args
         .from_savepoint
         .clone()
@@ -216,30 +322,49 @@ fn run(args: RunArgs) -> Result<(), CliError> {
     let job = args.job.clone();
     let output = args.output.clone();
     let stats_json = args.stats_json.clone();
+    let discard_newer_output = args.discard_newer_output;
 
     runtime::run(0, async move {
         let storage: StorageRef = Arc::new(LocalStorage);
+        let restored_from = match &restore {
+            Some(request) => {
+                let loaded = restore::load(&storage, &request.path).await?;
+                // Resuming from a checkpoint older than the committed output would duplicate
+                // what was committed after it: refuse before the job starts (the sink refuses
+                // too, but from inside a job that would restart).
+                if !discard_newer_output {
+                    file_sink::check_restore(&storage, &parts, loaded.metadata.checkpoint_id).await??;
+                }
+                Some(loaded)
+            }
+            None => None,
+        };
         // A fresh run starts with no output; a resumed one keeps what earlier runs committed.
         if restore.is_none() && storage.exists(&parts).await? {
             storage.remove_dir_all(&parts).await?;
         }
         let parallelism = config.parallelism.unwrap_or(1);
         let checkpoint_dir = config.checkpoint.dir.clone();
-        let builtin = engine::jobs::find(&job).ok_or_else(|| RunError::UnknownJob {
-            name: job.clone(),
-            known: engine::jobs::BUILTIN_JOBS.iter().map(|j| j.name).collect::<Vec<_>>().join(", "),
-        })?;
-        let graph = builtin.build_graph(&params, config).map_err(RunError::from)?;
         let cluster = Cluster::start(&local::cluster_spec(parallelism, 1), storage.clone());
         let handle = cluster.submit(graph, restore).await?;
         let job_id = handle.job;
-        match &checkpoint_dir {
+        let started = match &checkpoint_dir {
             Some(dir) => {
-                eprintln!("job {job_id} started; checkpoints in {}", Path::new(dir).join(job_id.to_string()).display())
+                format!("job {job_id} started; checkpoints in {}", Path::new(dir).join(job_id.to_string()).display())
             }
-            None => eprintln!("job {job_id} started"),
+            None => format!("job {job_id} started"),
+        };
+        match &restored_from {
+            Some(loaded) => note!(
+                "{started}; restored from {:?} {} of job {} ({})",
+                loaded.metadata.kind,
+                loaded.metadata.checkpoint_id,
+                loaded.metadata.job_id,
+                loaded.metadata_path.display()
+            ),
+            None => note!("{started}"),
         }
-        let (endpoint, mut requests) = control::serve(job_id, &job)?;
+        let mut endpoint = control::serve(job_id, &job)?;
         let wait = handle.wait();
         tokio::pin!(wait);
         let outcome = loop {
@@ -247,12 +372,14 @@ fn run(args: RunArgs) -> Result<(), CliError> {
                 biased;
                 outcome = &mut wait => break outcome,
                 _ = runtime::ctrl_c() => {
+                    tracing::info!(job = %job_id, "canceling the job at the user's request (Ctrl-C)");
                     cluster.cancel(job_id).await?;
                     return Err(CliError::Canceled);
                 }
-                Some(request) = requests.recv() => control::answer(&cluster, job_id, request).await,
+                request = endpoint.recv() => control::answer(&cluster, job_id, request).await,
             }
         };
+        // Answers in flight (a `weir cancel`'s "canceled") reach their clients first.
         drop(endpoint);
         let outcome = match outcome {
             Err(engine::error::JobError::Canceled) => return Err(CliError::Canceled),
@@ -270,7 +397,7 @@ fn run(args: RunArgs) -> Result<(), CliError> {
             });
             storage::write_atomic(storage.as_ref(), path, stats.to_string().as_bytes()).await?;
         }
-        eprintln!(
+        note!(
             "job {} finished in {:.3} s ({} attempts, {} checkpoints); output in {}",
             outcome.job,
             outcome.duration.as_secs_f64(),
@@ -289,19 +416,50 @@ fn checkpoints(command: CheckpointsCommand) -> Result<(), CliError> {
             CheckpointsCommand::List { dir } => {
                 for listed in inspect::list(&storage, &dir).await? {
                     let summary = listed.summary.unwrap_or_else(|| "incomplete (no _metadata)".to_string());
-                    println!("{}\t{}", listed.path.display(), summary);
+                    out!("{}\t{}", listed.path.display(), summary);
                 }
             }
-            CheckpointsCommand::Inspect { path, json } => {
+            CheckpointsCommand::Inspect { path, json, verify } => {
                 let (loaded, files) = inspect::load(&storage, &path).await?;
+                let verification = match verify {
+                    true => Some(inspect::verify(&storage, &loaded).await?),
+                    false => None,
+                };
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&inspect::describe_json(&loaded, &files))
-                            .expect("JSON values serialize")
-                    );
+                    let mut value = inspect::describe_json(&loaded, &files);
+                    if let Some(v) = &verification {
+                        let problems: Vec<String> = v.problems.iter().map(|p| p.to_string()).collect();
+                        value["verified"] = serde_json::json!({
+                            "files": v.files, "ranges": v.ranges, "bytes": v.bytes, "problems": problems,
+                        });
+                    }
+                    out!("{}", serde_json::to_string_pretty(&value).expect("JSON values serialize"));
                 } else {
-                    print!("{}", inspect::describe(&loaded, &files));
+                    let text = inspect::describe(&loaded, &files);
+                    out!("{}", text.trim_end());
+                    if let Some(v) = &verification {
+                        for problem in &v.problems {
+                            out!("FAILED: {problem}");
+                        }
+                        if v.problems.is_empty() {
+                            out!(
+                                "verified: {} ranges in {} files ({} bytes), every length and checksum matches",
+                                v.ranges,
+                                v.files,
+                                v.bytes
+                            );
+                        }
+                    }
+                }
+                if let Some(v) = verification
+                    && let Some(first) = v.problems.first()
+                {
+                    return Err(CliError::VerificationFailed {
+                        path: loaded.metadata_path.display().to_string(),
+                        problems: v.problems.len(),
+                        ranges: v.ranges,
+                        first: first.to_string(),
+                    });
                 }
             }
         }
@@ -314,4 +472,130 @@ fn part_dir(output: &Path) -> PathBuf {
     let mut name = output.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".parts");
     output.with_file_name(name)
+}
+
+/// One `weir run` at a time per output: a lock file created exclusively beside the output,
+/// holding the owner's process id (and start time, so a reused id is not mistaken for the
+/// owner), removed when the run ends. A lock whose process is gone (`kill -9`) is stale and
+/// taken over.
+mod output_lock {
+    use std::io::Write as _;
+    use std::path::{Path, PathBuf};
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum LockError {
+        #[error(
+            "output `{output}` is being written by another `weir run` (process {pid}, lock file `{}`); wait for it to end, or delete the lock file if that process is not weir",
+            .lock.display()
+        )]
+        Held { output: String, lock: PathBuf, pid: u32 },
+        #[error("cannot lock output `{output}` (lock file `{}`): {message}", .lock.display())]
+        Io { output: String, lock: PathBuf, message: String },
+    }
+
+    /// The held lock; dropping it removes the lock file.
+    pub struct OutputLock {
+        path: PathBuf,
+        owner: String,
+    }
+
+    /// `<output>.lock`.
+    pub fn lock_path(output: &Path) -> PathBuf {
+        let mut name = output.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".lock");
+        output.with_file_name(name)
+    }
+
+    /// The start time of process `pid` in clock ticks since boot (Linux's `/proc/<pid>/stat`,
+    /// field 22), which tells a process from a later one given the same id.
+    fn start_time(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces: skip past it.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        after_name.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    /// `pid start-time` of this process.
+    fn owner() -> String {
+        let pid = std::process::id();
+        match start_time(pid) {
+            Some(start) => format!("{pid} {start}\n"),
+            None => format!("{pid}\n"),
+        }
+    }
+
+    /// Whether the lock's owner (as written in it) is alive; `None` if the lock is unreadable.
+    fn owner_alive(content: &str) -> Option<(u32, bool)> {
+        let mut fields = content.split_whitespace();
+        let pid: u32 = fields.next()?.parse().ok()?;
+        let alive = match (crate::control::process_alive(pid), fields.next().and_then(|s| s.parse::<u64>().ok())) {
+            (Some(false), _) => false,
+            // The id lives on, but in another process than the one that took the lock.
+            (Some(true), Some(start)) => start_time(pid) == Some(start),
+            (Some(true), None) | (None, _) => true,
+        };
+        Some((pid, alive))
+    }
+
+    impl OutputLock {
+        pub fn acquire(output: &Path) -> Result<OutputLock, LockError> {
+            let path = lock_path(output);
+            let io = |error: std::io::Error| LockError::Io {
+                output: output.display().to_string(),
+                lock: path.clone(),
+                message: error.to_string(),
+            };
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let owner = owner();
+            // Written whole under a private name, then linked to the lock's name, which fails
+            // if the lock exists: no one ever reads a half-written lock.
+            let private = path.with_file_name(format!(
+                ".{}.{}.tmp",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                std::process::id()
+            ));
+            let mut file = std::fs::File::create(&private).map_err(io)?;
+            file.write_all(owner.as_bytes()).and_then(|()| file.sync_all()).map_err(io)?;
+            drop(file);
+            let result = (|| {
+                for _ in 0..2 {
+                    match std::fs::hard_link(&private, &path) {
+                        Ok(()) => return Ok(()),
+                        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(error) => return Err(io(error)),
+                    }
+                    let content = std::fs::read_to_string(&path).unwrap_or_default();
+                    match owner_alive(&content) {
+                        Some((pid, true)) => {
+                            return Err(LockError::Held {
+                                output: output.display().to_string(),
+                                lock: path.clone(),
+                                pid,
+                            });
+                        }
+                        // A dead run's lock (or an unreadable one): take it over, once.
+                        _ => match std::fs::remove_file(&path) {
+                            Ok(()) => {}
+                            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(error) => return Err(io(error)),
+                        },
+                    }
+                }
+                Err(io(std::io::Error::other("another run took the lock at the same time")))
+            })();
+            let _ = std::fs::remove_file(&private);
+            result.map(|()| OutputLock { path, owner })
+        }
+    }
+
+    impl Drop for OutputLock {
+        fn drop(&mut self) {
+            // Only this run's own lock: never one a later run took over.
+            if std::fs::read_to_string(&self.path).is_ok_and(|content| content == self.owner) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
 }

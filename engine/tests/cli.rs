@@ -42,9 +42,19 @@ fn jobs_lists_every_builtin_job_with_its_parameters() {
     let out = weir(&["jobs"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for expected in ["wordcount:", "sequence:", "input (required)", "records (default 10000)"] {
+    for expected in [
+        "wordcount:",
+        "sequence:",
+        "keyed-sum:",
+        "input (set by --input)",
+        "output (set by --output)",
+        "records (0..=4503599627370495; default 10000)",
+        "keys (1..=1000000; default 64)",
+        "sink-mode (one of `transactional`, `eager-commit`; default transactional)",
+    ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
+    assert!(!text.contains("required"), "no parameter is required but by its option:\n{text}");
 }
 
 /// Runs weir expecting failure; returns its single stderr line.
@@ -89,6 +99,8 @@ fn bad_input_gets_one_clear_error_line_and_a_failing_exit() {
 
     let line = error_line(&["run", "--job", "wordcount", "--input", input, "--output", output, "-p", "0"]);
     assert!(line.contains("parallelism") && line.contains("at least 1"), "{line}");
+    let line = error_line(&["run", "--job", "wordcount", "--input", input, "--output", output, "-p", "5000"]);
+    assert_eq!(line, "error: --parallelism must be at least 1 and at most 2048, got 5000");
 
     let small_max = config("small-max.yaml", "pipeline.max-parallelism: 4\n");
     let line = error_line(&[
@@ -109,6 +121,42 @@ fn bad_input_gets_one_clear_error_line_and_a_failing_exit() {
     let line = error_line(&["run", "--job", "sequence", "--output", output, "--param", "records=lots"]);
     assert!(line.contains("records") && line.contains("lots"), "{line}");
 
+    // Every parameter is range checked, naming job, parameter and range: `keys = 0` once
+    // divided by zero.
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--param", "keys=0"]);
+    assert_eq!(line, "error: job `sequence`: parameter `keys`: must be in 1..=1000000, got 0");
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--param", "partitions=0"]);
+    assert_eq!(line, "error: job `sequence`: parameter `partitions`: must be in 1..=4096, got 0");
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--param", "records-per-second=1e9"]);
+    assert!(line.contains("`records-per-second`") && line.contains("0..=10000000"), "{line}");
+    // `output` is set by --output, not silently overridden.
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--param", "output=/tmp/elsewhere"]);
+    assert_eq!(line, "error: parameter `output` of job `sequence` is set by --output, not by --param");
+
+    // Settings that would not fit in memory, or are not what they seem, are errors naming
+    // the file, the line, the key and the range.
+    let huge = config("huge.yaml", "parallelism.default: 2\nweir.channel.batch-size-records: 4294967295\n");
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--config", &huge]);
+    assert!(
+        line.contains("huge.yaml:2")
+            && line.contains("weir.channel.batch-size-records")
+            && line.contains("from 1 to 65536"),
+        "{line}"
+    );
+    let s3 = config("s3.yaml", "state.checkpoints.dir: s3://bucket/x\n");
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--config", &s3]);
+    assert!(line.contains("s3.yaml:1") && line.contains("`s3://` scheme is not supported"), "{line}");
+    assert!(!std::path::Path::new("s3:").exists(), "nothing was written to a local `s3:` directory");
+    let retain = config(
+        "retain.yaml",
+        "execution.checkpointing.interval: 1 s\nexecution.checkpointing.externalized-checkpoint-retention: RETAIN_ON_CANCELLATION\n",
+    );
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--config", &retain]);
+    assert!(line.contains("retain.yaml:2") && line.contains("none is set"), "{line}");
+
+    let line = error_line(&["run", "--job", "sequence", "--output", output, "--discard-newer-output"]);
+    assert!(line.contains("--discard-newer-output") && line.contains("-s"), "{line}");
+
     let line = error_line(&[
         "run",
         "--job",
@@ -121,4 +169,84 @@ fn bad_input_gets_one_clear_error_line_and_a_failing_exit() {
         dir.join("nope.yaml").to_str().unwrap(),
     ]);
     assert!(line.contains("nope.yaml"), "{line}");
+}
+
+/// An input that is a directory or a FIFO says what it is; an output that is a directory (or
+/// names no file) is refused before the job starts, leaving nothing behind.
+#[test]
+fn inputs_and_outputs_that_are_not_regular_files_are_named_for_what_they_are() {
+    let dir = scratch("not-files");
+    let output = dir.join("out.txt");
+    let output = output.to_str().unwrap();
+    let line = error_line(&["run", "--job", "wordcount", "--input", dir.to_str().unwrap(), "--output", output]);
+    assert!(line.contains("is a directory, not a regular file"), "{line}");
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let line = error_line(&["run", "--job", "wordcount", "--input", fifo.to_str().unwrap(), "--output", output]);
+    assert!(line.contains("is a FIFO (named pipe), not a regular file"), "{line}");
+
+    let out_dir = dir.join("outdir");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let line = error_line(&["run", "--job", "sequence", "--output", out_dir.to_str().unwrap()]);
+    assert!(line.contains("is a directory: --output names the file"), "{line}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "nothing was written into it");
+    assert!(!dir.join("outdir.parts").exists() && !dir.join("outdir.lock").exists());
+    let line = error_line(&["run", "--job", "sequence", "--output", "/"]);
+    assert!(line.contains("names no file"), "{line}");
+}
+
+/// `weir run ... 2>&1 | head -3` with `WEIR_LOG=info`: the reader goes away after three
+/// lines, and the job must still finish (a failed write to stderr used to panic a subtask's
+/// thread, and the job waited for it forever).
+#[test]
+fn a_closed_stderr_does_not_hang_the_job() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("closed-stderr");
+    let output = dir.join("out.txt");
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--job", "sequence", "--output", output.to_str().unwrap(), "-p", "2"])
+            .args(["--param", "records=3000", "--param", "records-per-second=20000"])
+            .env("WEIR_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("weir starts"),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+    }
+    drop(stderr);
+    let status = wait_bounded(&mut child.0, "the job with a closed stderr");
+    assert!(status.success(), "{status}");
+    assert_eq!(sorted_lines(&output), engine::jobs::sequence::reference_lines(4, 3000, 64));
+}
+
+/// Every line a process logs carries one clock, started with the process: a line logged late
+/// (here the failure, at default verbosity the first line) is not stamped 0.
+#[test]
+fn log_times_count_from_the_start_of_the_process() {
+    let dir = scratch("log-clock");
+    let output = dir.join("out.txt");
+    let out = weir(&[
+        "run",
+        "--job",
+        "sequence",
+        "--output",
+        output.to_str().unwrap(),
+        "--param",
+        "records=400",
+        "--param",
+        "records-per-second=2000",
+        "--param",
+        "fail-once-at=300",
+    ]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "the injected failure fails the job (no restarts): {stderr}");
+    let stamps: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).filter_map(|l| l.split(']').next()).collect();
+    assert!(!stamps.is_empty(), "a warning is logged: {stderr}");
+    assert!(stamps.iter().all(|s| s.trim() != "[     0.000000s"), "a late line stamped 0: {stderr}");
 }

@@ -144,3 +144,30 @@ pub fn wait_for_listed_job(home: &Path, accept: impl Fn(&str) -> bool) -> String
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Waits for `child` to exit, failing the test (and killing the child) if it is still
+/// running after five minutes: a hang is a failure, not a test that never ends.
+pub fn wait_bounded(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} never exited");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A spawned `weir` that is killed when the test ends, so that a failed assertion does not
+/// leave it running (holding the test's output pipe open).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

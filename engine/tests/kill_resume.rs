@@ -230,3 +230,102 @@ fn resuming_from_the_final_checkpoint_emits_nothing_twice() {
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(sorted_lines(&output), expected, "resuming from the final checkpoint duplicated output");
 }
+
+/// The checkpoints of each committed part in `parts`, from the names `part-<subtask>-<checkpoint>-…`.
+fn committed_checkpoints(parts: &Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(parts) else { return Vec::new() };
+    let mut ids: Vec<u64> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("part-")?.split('-').nth(1)?.parse().ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Killed (`kill -9`) after two checkpoints, resumed from the older one: parts of the newer
+/// checkpoint are committed already, so a resume would duplicate them. It is refused with
+/// both checkpoints named and nothing changed, unless `--discard-newer-output` deletes the
+/// newer parts first; then the output is exactly once. Meanwhile a second run on the same
+/// output is refused by the output's lock, and the killed run's stale lock is taken over.
+#[test]
+fn resuming_from_an_older_checkpoint_than_the_committed_output_is_refused_or_discards_it() {
+    let dir = scratch("older-checkpoint");
+    let root = dir.join("checkpoints-filesystem");
+    let output = dir.join("sequence.txt");
+    let parts = dir.join("sequence.txt.parts");
+    let (partitions, records, keys) = (2u32, 3000u64, 8u64);
+    let args: Vec<String> = [
+        "run",
+        "--job",
+        "sequence",
+        "--output",
+        output.to_str().unwrap(),
+        "--config",
+        &config(&dir, "filesystem"),
+        "--param",
+        &format!("partitions={partitions}"),
+        "--param",
+        &format!("records={records}"),
+        "--param",
+        &format!("keys={keys}"),
+        "--param",
+        "records-per-second=1000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut child = KillOnDrop(spawn(&args));
+    // Two retained checkpoints, and parts committed by one newer than the older of them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let older = loop {
+        let complete = complete_checkpoints(&root);
+        if complete.len() >= 2 {
+            let (older_id, older_path) = complete[complete.len() - 2].clone();
+            if committed_checkpoints(&parts).iter().any(|&id| id > older_id) {
+                break (older_id, older_path);
+            }
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before two checkpoints");
+        assert!(Instant::now() < deadline, "no two checkpoints within two minutes");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+
+    // A second run on the same output while the first one writes it: refused at once.
+    let second = Command::new(env!("CARGO_BIN_EXE_weir")).args(&args).output().unwrap();
+    let message = String::from_utf8(second.stderr).unwrap();
+    assert!(!second.status.success(), "{message}");
+    assert!(
+        message.contains("is being written by another `weir run`") && message.contains(&child.0.id().to_string()),
+        "{message}"
+    );
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert!(dir.join("sequence.txt.lock").exists(), "kill -9 leaves the lock behind");
+    let newest = *committed_checkpoints(&parts).last().unwrap();
+    let before = tree(&parts);
+
+    let mut resume = args.clone();
+    resume.extend(["-s".to_string(), older.1.display().to_string()]);
+    let refused = Command::new(env!("CARGO_BIN_EXE_weir")).args(&resume).output().unwrap();
+    let message = String::from_utf8(refused.stderr).unwrap();
+    assert!(!refused.status.success() && !message.contains("panicked"), "{message}");
+    let errors: Vec<&str> = message.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{message}");
+    let expected = format!("parts committed by checkpoint {newest}, newer than the restored checkpoint {}", older.0);
+    assert!(errors[0].contains(&expected) && errors[0].contains("--discard-newer-output"), "{message}");
+    assert_eq!(tree(&parts), before, "a refused resume changes no part");
+
+    resume.push("--discard-newer-output".to_string());
+    let resumed = Command::new(env!("CARGO_BIN_EXE_weir")).args(&resume).output().unwrap();
+    let stderr = String::from_utf8(resumed.stderr).unwrap();
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("restored from Checkpoint {}", older.0)), "the restore is reported: {stderr}");
+    let expected = engine::jobs::sequence::reference_lines(partitions, records, keys);
+    assert_eq!(sorted_lines(&output), expected, "the output after discarding is not exactly once");
+    assert!(!dir.join("sequence.txt.lock").exists(), "a finished run removes its lock");
+}

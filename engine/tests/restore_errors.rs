@@ -98,15 +98,20 @@ fn damaged_or_mismatched_checkpoints_give_precise_errors_and_stay_unchanged() {
         "operator `numbers`",
         "operator `running-totals`",
         "operator `sink`",
-        "self-contained: false",
+        // Its state files are beside `_metadata`, by relative paths: the directory can move.
+        "self-contained: true",
         "files referenced:",
+        " UTC\n",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
+    assert!(!text.contains("since the epoch"), "{text}");
     let json = weir(&["checkpoints", "inspect", "--json", checkpoint.join("_metadata").to_str().unwrap()]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json prints JSON");
     assert_eq!(value["job_name"], "sequence");
-    assert_eq!(value["self_contained"], false);
+    assert_eq!(value["self_contained"], true);
+    assert_eq!(value["all_inline"], false);
+    assert!(value["timestamp_utc"].as_str().unwrap().ends_with(" UTC"));
     let operators: Vec<&str> =
         value["operators"].as_array().unwrap().iter().map(|o| o["uid"].as_str().unwrap()).collect();
     assert_eq!(operators, ["numbers", "running-totals", "sink"]);
@@ -143,6 +148,16 @@ fn damaged_or_mismatched_checkpoints_give_precise_errors_and_stay_unchanged() {
     let line = restore_error(&dir.join("nowhere"), &sequence);
     assert!(line.contains("nowhere") && line.contains("does not exist"), "{line}");
 
+    // (Before the wordcount runs below, which commit their own output into `out`: a restore
+    // into an output committed past its checkpoint is refused for that reason first.)
+    let max = dir.join("max.yaml");
+    std::fs::write(&max, "pipeline.max-parallelism: 256\n").unwrap();
+    let mismatched = copy_checkpoint(&checkpoint, &dir, "max-parallelism");
+    let mut with_max = sequence.to_vec();
+    with_max.extend(["--config", max.to_str().unwrap()]);
+    let line = restore_error(&mismatched, &with_max);
+    assert!(line.contains("max parallelism 128") && line.contains("256"), "{line}");
+
     let input = dir.join("words.txt");
     std::fs::write(&input, "a b\n").unwrap();
     let wordcount =
@@ -159,12 +174,71 @@ fn damaged_or_mismatched_checkpoints_give_precise_errors_and_stay_unchanged() {
         "--allow-non-restored-state must skip the state: {}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
 
-    let max = dir.join("max.yaml");
-    std::fs::write(&max, "pipeline.max-parallelism: 256\n").unwrap();
-    let mismatched = copy_checkpoint(&checkpoint, &dir, "max-parallelism");
-    let mut with_max = sequence.to_vec();
-    with_max.extend(["--config", max.to_str().unwrap()]);
-    let line = restore_error(&mismatched, &with_max);
-    assert!(line.contains("max parallelism 128") && line.contains("256"), "{line}");
+/// Overwrites body byte `at` of `metadata` with `byte` and fixes the frame's checksum, so that
+/// the file reaches the body decoder: a crafted file, not a corrupt one.
+fn craft(metadata: &Path, at: usize, byte: u8) {
+    let mut bytes = std::fs::read(metadata).unwrap();
+    const HEADER: usize = 8 + 4 + 8;
+    bytes[HEADER + at] = byte;
+    let end = bytes.len() - 4;
+    let crc = engine::checkpoint::metadata::checksum(&bytes[..end]);
+    bytes[end..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(metadata, bytes).unwrap();
+}
+
+#[test]
+fn inspect_verify_reads_every_state_file_and_crafted_metadata_names_the_failing_field() {
+    let dir = scratch("verify");
+    let checkpoint = make_checkpoint(&dir);
+
+    let verified = weir(&["checkpoints", "inspect", "--verify", checkpoint.to_str().unwrap()]);
+    let text = String::from_utf8(verified.stdout).unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(text.contains("verified: ") && text.contains("every length and checksum matches"), "{text}");
+
+    // Without --verify a corrupt state file goes unnoticed; with it, it is an error.
+    let corrupt = copy_checkpoint(&checkpoint, &dir, "corrupt");
+    let state = std::fs::read_dir(&corrupt).unwrap().flatten().find(|e| e.file_name() != "_metadata").unwrap();
+    let mut bytes = std::fs::read(state.path()).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(state.path(), bytes).unwrap();
+    let plain = weir(&["checkpoints", "inspect", corrupt.to_str().unwrap()]);
+    assert!(plain.status.success());
+    let out = weir(&["checkpoints", "inspect", "--verify", corrupt.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let name = state.file_name().to_string_lossy().into_owned();
+    assert!(stdout.contains("FAILED: ") && stdout.contains(&name) && stdout.contains("is corrupt"), "{stdout}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("failed verification") && errors[0].contains(&name), "{stderr}");
+
+    let missing = copy_checkpoint(&checkpoint, &dir, "missing");
+    std::fs::remove_file(missing.join(&name)).unwrap();
+    let out = weir(&["checkpoints", "inspect", "--verify", missing.to_str().unwrap()]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains(&name) && stderr.contains("is missing"), "{stderr}");
+
+    // A crafted `_metadata` (valid checksum, bad body) names the field and the offset, for
+    // inspect and for a restore alike. Body byte 0 is the checkpoint id's varint: 0x80 on
+    // every byte makes a number longer than 64 bits.
+    let crafted = copy_checkpoint(&checkpoint, &dir, "crafted");
+    for at in 0..10 {
+        craft(&crafted.join("_metadata"), at, 0x80);
+    }
+    let out = weir(&["checkpoints", "inspect", crafted.to_str().unwrap()]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "crafted/_metadata`: cannot decode checkpoint metadata: checkpoint id: the number runs past 10 bytes"
+        ) && stderr.contains("(body byte 0, file offset 20)"),
+        "{stderr}"
+    );
+    let out = dir.join("out.txt");
+    let line = restore_error(&crafted, &["--job", "sequence", "--output", out.to_str().unwrap()]);
+    assert!(line.contains("checkpoint id") && line.contains("body byte 0"), "{line}");
 }

@@ -87,10 +87,18 @@ fn stop_with_savepoint_move_it_and_resume_at_parallelism_3_and_1() {
     let listed = String::from_utf8(weir_in(&home, &["list"]).stdout).unwrap();
     assert!(!listed.contains(&job), "a stopped job is no longer listed: {listed}");
 
-    // Move the savepoint: it is relocatable. Each resume needs the output committed so far.
+    // Move the savepoint: it is relocatable, as inspect says. Each resume needs the output
+    // committed so far.
     let moved = dir.join("elsewhere").join("my-savepoint");
     std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
     std::fs::rename(&stop_savepoint, &moved).unwrap();
+    let inspected = weir_in(&home, &["checkpoints", "inspect", "--verify", moved.to_str().unwrap()]);
+    let text = String::from_utf8(inspected.stdout).unwrap();
+    assert!(inspected.status.success(), "{text}");
+    assert!(
+        text.contains("Savepoint ") && text.contains("self-contained: true") && text.contains("verified: "),
+        "{text}"
+    );
     let parts = dir.join("out.txt.parts");
     for parallelism in ["3", "1"] {
         let resumed_output = dir.join(format!("resumed-{parallelism}.txt"));
@@ -169,4 +177,61 @@ fn weir_cancel_ends_a_running_job_and_unknown_jobs_are_clear_errors() {
     let unknown = weir_in(&home, &["cancel", "ffffffff"]);
     let message = String::from_utf8(unknown.stderr).unwrap();
     assert!(!unknown.status.success() && message.contains("no running job matches `ffffffff`"), "{message}");
+}
+
+/// Registry entries of runs that are gone are not jobs: a dead process's entry is dropped,
+/// and an entry whose port another job's endpoint now answers on is refused by that endpoint.
+#[test]
+fn registry_entries_of_dead_runs_are_not_listed_or_reachable() {
+    let dir = scratch("stale-registry");
+    let home = dir.join("home");
+    let output = dir.join("out.txt");
+    let mut run = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--job", "sequence", "--output", output.to_str().unwrap()])
+            .args(["--param", "records=1000000", "--param", "records-per-second=1000"])
+            .env("WEIR_HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let job = wait_for_listed_job(&home, |line| line.contains("RUNNING"));
+    let registry = home.join("jobs");
+    let entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry.join(format!("{job}.json"))).unwrap()).unwrap();
+    let port = entry["port"].as_u64().unwrap();
+
+    // A run killed with -9 left this entry behind, with a process id no one has any more.
+    let dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let mut dead = dead;
+    dead.wait().unwrap();
+    let gone = "0123456789abcdef0123456789abcdef";
+    let stale = serde_json::json!({"job": gone, "name": "sequence", "port": port, "pid": dead_pid});
+    std::fs::write(registry.join(format!("{gone}.json")), stale.to_string()).unwrap();
+    // And this one names a live process (this test), with the live job's port: its own run
+    // is gone and another job answers there.
+    let reused = "fedcba9876543210fedcba9876543210";
+    let alive = serde_json::json!({"job": reused, "name": "sequence", "port": port, "pid": std::process::id()});
+    std::fs::write(registry.join(format!("{reused}.json")), alive.to_string()).unwrap();
+
+    let listed = String::from_utf8(weir_in(&home, &["list"]).stdout).unwrap();
+    assert!(listed.contains(&job), "{listed}");
+    assert!(!listed.contains(gone) && !listed.contains(reused), "{listed}");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(!registry.join(format!("{gone}.json")).exists(), "the dead run's entry is removed");
+    std::fs::write(registry.join(format!("{reused}.json")), alive.to_string()).unwrap();
+    for prefix in [&gone[..8], &reused[..8]] {
+        let refused = weir_in(&home, &["savepoint", prefix]);
+        let message = String::from_utf8(refused.stderr).unwrap();
+        assert!(
+            !refused.status.success() && message.contains(&format!("no running job matches `{prefix}`")),
+            "{message}"
+        );
+    }
+
+    let canceled = weir_in(&home, &["cancel", &job]);
+    assert!(canceled.status.success(), "{}", String::from_utf8_lossy(&canceled.stderr));
+    assert_eq!(run.0.wait().unwrap().code(), Some(130));
 }

@@ -35,7 +35,7 @@ pub const JOB: BuiltinJob = BuiltinJob {
         JobParameter {
             name: "output",
             default: None,
-            about: "the directory the sink writes part files to",
+            about: "the directory the sink writes its part files to (`weir run` uses `<--output>.parts`)",
             kind: ParameterKind::Path { cli_flag: "--output" },
         },
         JobParameter {
