@@ -229,6 +229,11 @@ fn print_jobs() {
     out!("(`weir run --param NAME=VALUE` sets the others; parameters set by an option are not --params)");
 }
 
+/// `1 attempt`, `3 attempts`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// What a file type is, in words, for an error message.
 fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
@@ -398,11 +403,11 @@ fn run(args: RunArgs) -> Result<(), CliError> {
             storage::write_atomic(storage.as_ref(), path, stats.to_string().as_bytes()).await?;
         }
         note!(
-            "job {} finished in {:.3} s ({} attempts, {} checkpoints); output in {}",
+            "job {} finished in {:.3} s ({}, {}); output in {}",
             outcome.job,
             outcome.duration.as_secs_f64(),
-            outcome.attempts,
-            outcome.completed.len(),
+            count(u64::from(outcome.attempts), "attempt"),
+            count(outcome.completed.len() as u64, "checkpoint"),
             output.display()
         );
         Ok(())
