@@ -61,17 +61,32 @@ impl<T> Shared<T> {
     }
 }
 
-impl<T> State<T> {
-    fn wake_receiver(&mut self) {
-        if let Some(waker) = self.receiver_waker.take() {
+/// Wakers taken under the lock and woken after it is released, so that a woken task does
+/// not find the lock still held (on another thread, it would have to wait for it).
+#[derive(Default)]
+struct Wake {
+    receiver: Option<Waker>,
+    senders: Vec<Waker>,
+}
+
+impl Wake {
+    fn now(self) {
+        if let Some(waker) = self.receiver {
+            waker.wake();
+        }
+        for waker in self.senders {
             waker.wake();
         }
     }
+}
 
-    fn wake_senders(&mut self) {
-        for waker in std::mem::take(&mut self.waiting_senders) {
-            waker.wake();
-        }
+impl<T> State<T> {
+    fn wake_receiver(&mut self) -> Wake {
+        Wake { receiver: self.receiver_waker.take(), senders: Vec::new() }
+    }
+
+    fn wake_senders(&mut self) -> Wake {
+        Wake { receiver: None, senders: std::mem::take(&mut self.waiting_senders) }
     }
 }
 
@@ -107,11 +122,12 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.senders -= 1;
-        if state.senders == 0 {
-            state.wake_receiver();
-        }
+        let wake = {
+            let mut state = self.shared.lock();
+            state.senders -= 1;
+            if state.senders == 0 { state.wake_receiver() } else { Wake::default() }
+        };
+        wake.now();
     }
 }
 
@@ -136,7 +152,9 @@ impl<T> Future for SendFuture<'_, T> {
         }
         if state.queue.len() < state.capacity as usize {
             state.queue.push_back(value);
-            state.wake_receiver();
+            let wake = state.wake_receiver();
+            drop(state);
+            wake.now();
             return Poll::Ready(Ok(()));
         }
         register(&mut state.waiting_senders, cx.waker());
@@ -160,21 +178,25 @@ pub struct Receiver<T> {
 }
 
 impl<T> Receiver<T> {
-    fn take(state: &mut State<T>) -> Option<T> {
+    /// Takes the first element, if any, with the senders to wake for the room it made.
+    fn take(state: &mut State<T>) -> Option<(T, Wake)> {
         let value = state.queue.pop_front()?;
         if state.queue.is_empty() {
             // Idle channels hold no memory: most of an all-to-all edge's channels are idle.
             state.queue = VecDeque::new();
         }
-        state.wake_senders();
-        Some(value)
+        Some((value, state.wake_senders()))
     }
 
     /// The next element if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut state = self.shared.lock();
         match Self::take(&mut state) {
-            Some(value) => Ok(value),
+            Some((value, wake)) => {
+                drop(state);
+                wake.now();
+                Ok(value)
+            }
             None if state.senders == 0 => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
@@ -184,7 +206,9 @@ impl<T> Receiver<T> {
     /// arrives. Only the context of the latest poll is woken.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.shared.lock();
-        if let Some(value) = Self::take(&mut state) {
+        if let Some((value, wake)) = Self::take(&mut state) {
+            drop(state);
+            wake.now();
             return Poll::Ready(Some(value));
         }
         if state.senders == 0 {
@@ -205,12 +229,12 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let queued = {
+        let (queued, wake) = {
             let mut state = self.shared.lock();
             state.receiver_alive = false;
-            state.wake_senders();
-            std::mem::take(&mut state.queue)
+            (std::mem::take(&mut state.queue), state.wake_senders())
         };
+        wake.now();
         // Dropped outside the lock: an element's destructor may be arbitrary code.
         drop(queued);
     }
