@@ -24,12 +24,19 @@ pub struct CheckpointBarrier {
     pub checkpoint: CheckpointId,
     /// Simulated or real time of the trigger, in milliseconds since the job's start.
     pub triggered_at_ms: u64,
-    pub kind: CheckpointKind,
+    pub kind: SnapshotClass,
 }
 
-/// What a barrier asks for.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CheckpointKind {
+/// What a snapshot is, as barriers and fault points name it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotClass {
+    /// A periodic checkpoint.
     Checkpoint,
+    /// The checkpoint taken once every task reached the end of its data.
+    Final,
+    /// A user's savepoint.
     Savepoint,
+    /// The savepoint of a stop-with-savepoint.
+    Stop,
 }

@@ -51,11 +51,14 @@ impl TaskError {
                 | StateError::Encode { .. }
                 | StateError::Decode { .. }
                 | StateError::DecodeListElement { .. }
-                | StateError::ForeignKeyGroup { .. } => true,
-                StateError::Injected { .. } => false,
-                // A kind of state error added later restarts, the conservative default.
-                #[allow(unreachable_patterns)]
-                _ => false,
+                | StateError::ForeignKeyGroup { .. }
+                | StateError::InvalidOptions { .. } => true,
+                // The embedded store's local files are rebuilt from the checkpoint on a restart, so a corrupt
+                // block or a failed write on the local disk may well pass.
+                StateError::Injected { .. }
+                | StateError::Storage(_)
+                | StateError::Corrupt { .. }
+                | StateError::BackgroundJob { .. } => false,
             },
             TaskError::RestoreRefused { .. } => true,
             TaskError::Storage(_)
@@ -108,16 +111,23 @@ pub enum JobError {
     #[error("the job failed {attempts} times, more than the restart strategy allows; last failure: {last_failure}")]
     RestartsExhausted { attempts: u32, last_failure: String },
     #[error(
-        "{consecutive} consecutive checkpoints failed, more than execution.checkpointing.tolerable-failed-checkpoints allows"
+        "{consecutive} consecutive checkpoints failed, more than execution.checkpointing.tolerable-failed-checkpoints allows; the last one {cause}"
     )]
-    TooManyCheckpointFailures { consecutive: u32 },
+    TooManyCheckpointFailures { consecutive: u32, cause: String },
+    #[error("a checkpoint failed in a way that would repeat on every attempt: it {cause}")]
+    FatalCheckpointFailure { cause: String },
     #[error("cannot prepare checkpoint storage: {0}")]
     CheckpointStorage(StorageError),
     #[error("{0}")]
     Setup(String),
     #[error("savepoint {id} failed: {reason}")]
     SavepointFailed { id: u64, reason: String },
+    #[error("job {job} cannot take a savepoint now: {reason}")]
+    SavepointRefused { job: JobId, reason: String },
+    #[error("job {job} already {how}")]
+    JobEnded { job: JobId, how: String },
 }
+
 
 impl JobError {
     /// Whether the job ended because it was canceled (`weir cancel`, Ctrl-C): the outcome a
@@ -127,11 +137,13 @@ impl JobError {
     }
 
     /// Whether restarting the job from the same checkpoint would fail the same way (see
-    /// [`TaskError::is_deterministic`]); a restore that cannot even be planned is, too.
+    /// [`TaskError::is_deterministic`]): a restore that cannot be planned for a reason other
+    /// than a storage error, or a checkpoint failure that repeats on every attempt.
     pub fn is_deterministic(&self) -> bool {
         match self {
             JobError::TaskFailed { error, .. } => error.is_deterministic(),
-            JobError::Build(_) | JobError::Restore(_) => true,
+            JobError::Restore(error) => !error.is_transient(),
+            JobError::Build(_) | JobError::FatalCheckpointFailure { .. } => true,
             JobError::NotEnoughSlots { .. }
             | JobError::JobManagerUnreachable
             | JobError::Canceled
@@ -140,7 +152,9 @@ impl JobError {
             | JobError::TooManyCheckpointFailures { .. }
             | JobError::CheckpointStorage(_)
             | JobError::Setup(_)
-            | JobError::SavepointFailed { .. } => false,
+            | JobError::SavepointFailed { .. }
+            | JobError::SavepointRefused { .. }
+            | JobError::JobEnded { .. } => false,
         }
     }
 }

@@ -1,17 +1,17 @@
-//! Fault points inside the engine: the one small hook interface through which a simulation
-//! injects faults at precise places. Real runs use [`NoFaults`], which does nothing.
+//! Fault points inside the engine: the one small hook through which a simulation injects faults at precise places
+//! of the protocol. Real runs use [`NoFaults`], which lets everything proceed.
 //!
-//! The engine calls the hook at checkpoint phases, before every RPC between the job manager
-//! and subtasks, before a barrier leaves a subtask, and before a snapshot's asynchronous
-//! part. The hook decides; the engine must behave correctly whatever it decides (that is
-//! what the simulator checks), so no hook outcome may be treated as impossible.
+//! The engine calls [`FaultHook::at`] with a [`FaultPoint`] at every protocol step that recovery must survive a
+//! fault at, and obeys the [`Fate`] it returns. The hook decides; the engine must behave correctly whatever it
+//! decides (that is what the simulator checks), so no outcome may be treated as impossible. The hook is one method
+//! over a closed enum, so a new point cannot be forgotten by a hook that forwards or matches exhaustively.
 
-use crate::checkpoint::coordinator::TaskRef;
-use crate::ids::CheckpointId;
+pub use crate::element::SnapshotClass;
+use crate::ids::{CheckpointId, TaskRef};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where a checkpoint stands when the hook is told.
+/// Where a snapshot stands when the hook is told.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckpointPhase {
@@ -23,8 +23,12 @@ pub enum CheckpointPhase {
     Acked,
     /// `_metadata` is written to its temporary file but not yet fsynced nor renamed.
     WritingMetadata,
-    /// `_metadata` is durable; notifications are about to go out (job manager).
+    /// `_metadata` is durable and recorded in the job manager's store; notifications are about to go out.
     Completed,
+    /// The notifications went out: sinks are committing (job manager).
+    Notified,
+    /// The job was told to finish at this snapshot (the final checkpoint, or a stop's savepoint).
+    Finishing,
 }
 
 /// An RPC between the job manager and a subtask.
@@ -40,33 +44,80 @@ pub enum RpcKind {
     EndOfData,
 }
 
-/// What happens to an RPC.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum RpcFate {
-    Deliver,
-    Drop,
-    Delay(Duration),
+/// A step of the job manager taking a job over (after it restarted) or recovering it (after a failover).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryStep {
+    /// Reading the job's entry in the high-availability store.
+    ReadStore,
+    /// Reading the `_metadata` of the snapshot to restore from.
+    ReadMetadata,
+    /// Listing the job's checkpoint directory to clean up what a dead job manager left.
+    ScanDirectory,
 }
 
-/// The engine's fault points. Every method has an inert default.
+/// A place in the protocol where a fault may strike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint<'a> {
+    /// Snapshot `id` reached `phase`. Only [`Fate::Proceed`] means anything here; the hook reacts (crashes a node,
+    /// breaks storage) on its own.
+    Snapshot { id: CheckpointId, class: SnapshotClass, phase: CheckpointPhase },
+    /// An RPC of `kind` to or from `task`, which runs on task manager `host`, is about to be sent: delivered,
+    /// dropped or delayed.
+    Rpc { kind: RpcKind, task: TaskRef, host: &'a str },
+    /// Barrier `id` is about to leave `from` on its output `channel`: held for a delay, or not.
+    Barrier { id: CheckpointId, from: TaskRef, channel: u32 },
+    /// The asynchronous part of `task`'s snapshot `id` starts: stalled for a delay, or not.
+    SnapshotAsync { id: CheckpointId, task: TaskRef },
+    /// The job manager is about to delete snapshot `id`'s directory `dir` (retention, an abort, the job's end, a
+    /// dead job manager's leftovers), or (`done`) has deleted it durably. The start may be delayed.
+    Discard { id: CheckpointId, dir: &'a std::path::Path, done: bool },
+    /// The job manager is at a step of taking a job over: it may fail (it then tries again later) or be delayed.
+    Recovery { step: RecoveryStep },
+    /// `task` is about to be deployed to task manager `host`.
+    Deploy { task: TaskRef, host: &'a str },
+}
+
+/// What happens at a fault point.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fate {
+    Proceed,
+    /// An RPC is lost.
+    Drop,
+    /// The step waits this long first.
+    Delay(Duration),
+    /// The step fails (an injected error), where the point allows it.
+    Fail,
+}
+
+impl Fate {
+    /// The delay to wait, for points that can only be delayed.
+    pub fn delay(self) -> Option<Duration> {
+        match self {
+            Fate::Delay(delay) => Some(delay),
+            Fate::Proceed | Fate::Drop | Fate::Fail => None,
+        }
+    }
+}
+
+/// The engine's fault points.
 pub trait FaultHook: Send + Sync {
-    /// Checkpoint `checkpoint` reached `phase`.
-    fn on_checkpoint_phase(&self, _checkpoint: CheckpointId, _phase: CheckpointPhase) {}
+    /// The engine reached `point`; what happens there.
+    fn at(&self, point: FaultPoint<'_>) -> Fate;
 
-    /// An RPC of `kind` to or from `task` is about to be sent.
-    fn on_rpc(&self, _kind: RpcKind, _task: TaskRef) -> RpcFate {
-        RpcFate::Deliver
+    /// Shorthand: checkpoint `id` reached `phase` at a subtask, which does not know the snapshot's class.
+    fn on_checkpoint_phase(&self, id: CheckpointId, phase: CheckpointPhase) {
+        let _ = self.at(FaultPoint::Snapshot { id, class: SnapshotClass::Checkpoint, phase });
     }
 
-    /// How long to hold barrier `checkpoint` before it leaves `from` for downstream subtask
-    /// `to_subtask`.
-    fn barrier_delay(&self, _checkpoint: CheckpointId, _from: TaskRef, _to_subtask: u32) -> Option<Duration> {
-        None
+    /// Shorthand: how long to hold barrier `id` before it leaves `from` on output channel `channel`.
+    fn barrier_delay(&self, id: CheckpointId, from: TaskRef, channel: u32) -> Option<Duration> {
+        self.at(FaultPoint::Barrier { id, from, channel }).delay()
     }
 
-    /// How long to stall the asynchronous part of `task`'s snapshot for `checkpoint`.
-    fn snapshot_stall(&self, _checkpoint: CheckpointId, _task: TaskRef) -> Option<Duration> {
-        None
+    /// Shorthand: how long to stall the asynchronous part of `task`'s snapshot `id`.
+    fn snapshot_stall(&self, id: CheckpointId, task: TaskRef) -> Option<Duration> {
+        self.at(FaultPoint::SnapshotAsync { id, task }).delay()
     }
 }
 
@@ -74,7 +125,11 @@ pub trait FaultHook: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoFaults;
 
-impl FaultHook for NoFaults {}
+impl FaultHook for NoFaults {
+    fn at(&self, _point: FaultPoint<'_>) -> Fate {
+        Fate::Proceed
+    }
+}
 
 /// A shared fault hook.
 pub type FaultHookRef = Arc<dyn FaultHook>;

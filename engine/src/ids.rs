@@ -31,6 +31,39 @@ pub struct VertexId(pub u32);
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct JobId(pub u128);
 
+/// One task that must ack every checkpoint: a subtask of a vertex.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub vertex: VertexId,
+    pub subtask: SubtaskIndex,
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.vertex, self.subtask)
+    }
+}
+
+/// Where a subtask sits in its job.
+#[derive(Clone, Debug)]
+pub struct SubtaskInfo {
+    pub job: JobId,
+    pub job_name: String,
+    pub vertex: VertexId,
+    pub vertex_name: String,
+    pub subtask: SubtaskIndex,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    pub attempt: Attempt,
+}
+
+impl SubtaskInfo {
+    /// This subtask as the coordinator knows it.
+    pub fn task_ref(&self) -> TaskRef {
+        TaskRef { vertex: self.vertex, subtask: self.subtask }
+    }
+}
+
 /// Counts the deployments of a job: 0 for the first, +1 for every restart.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Attempt(pub u32);

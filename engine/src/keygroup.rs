@@ -6,7 +6,7 @@
 //! `std`'s `DefaultHasher`, so a key lands in the same key group on every run, build and
 //! platform, and state written by one build restores in another.
 
-use crate::ids::{KeyGroup, SubtaskIndex};
+use crate::ids::{KeyGroup, SubtaskIndex, SubtaskInfo};
 use std::ops::RangeInclusive;
 
 /// The upper bound Flink puts on max parallelism (`Short.MAX_VALUE + 1`).
@@ -198,6 +198,13 @@ pub struct KeyGroupRange {
     pub start: u32,
     /// Exclusive end; `start == end` is the empty range.
     pub end: u32,
+}
+
+impl SubtaskInfo {
+    /// The key groups this subtask owns.
+    pub fn key_group_range(&self) -> KeyGroupRange {
+        KeyGroupRange::for_subtask(self.subtask, self.parallelism, self.max_parallelism)
+    }
 }
 
 impl KeyGroupRange {

@@ -48,7 +48,11 @@ pub async fn run_builtin(
 
 /// The slots a cluster needs for a job of `parallelism`, spread over `task_managers`.
 pub fn cluster_spec(parallelism: u32, task_managers: u32) -> ClusterSpec {
-    ClusterSpec { task_managers, slots_per_task_manager: parallelism.div_ceil(task_managers).max(1) }
+    ClusterSpec {
+        task_managers,
+        slots_per_task_manager: parallelism.div_ceil(task_managers).max(1),
+        local_dir: crate::seam::runtime::default_local_dir(),
+    }
 }
 
 /// The committed output under `dir`: every committed part file (`part-*`; in-progress

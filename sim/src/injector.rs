@@ -8,9 +8,8 @@
 
 use crate::scenario::{DurationRange, FaultSpec, When};
 use crate::storage::{SimStorage, StorageFaults};
-use engine::checkpoint::coordinator::TaskRef;
-use engine::faults::{CheckpointPhase, FaultHook, RpcFate, RpcKind};
-use engine::ids::CheckpointId;
+use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, RpcKind};
+use engine::ids::{CheckpointId, TaskRef};
 use engine::seam::runtime::{self, Node};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +29,8 @@ pub type Nodes = BTreeMap<String, Node>;
 struct State {
     enabled: bool,
     fired: BTreeSet<usize>,
-    /// Task managers cut off, until a simulated time in milliseconds.
-    partitioned: BTreeMap<u32, u64>,
+    /// Task managers cut off, by name, until a simulated time in milliseconds.
+    partitioned: BTreeMap<String, u64>,
     storage_base: StorageFaults,
 }
 
@@ -136,8 +135,7 @@ impl Injector {
             FaultSpec::StorageCrash { .. } => self.storage.crash(),
             FaultSpec::PartitionNode { node, duration, .. } => {
                 let node = self.pick(node);
-                let index: u32 = node.trim_start_matches("tm-").parse().expect("validated node name");
-                state.partitioned.insert(index, now_ms + duration.as_millis() as u64);
+                state.partitioned.insert(node, now_ms + duration.as_millis() as u64);
             }
             FaultSpec::DelayBarriers { .. }
             | FaultSpec::DropRpc { .. }
@@ -164,11 +162,6 @@ impl Injector {
             name => name.to_string(),
         }
     }
-
-    /// The task manager a subtask runs on: slot `k` lives on task manager `k % n`.
-    fn host(&self, task: TaskRef) -> u32 {
-        task.subtask.0 % self.task_managers
-    }
 }
 
 fn when_of(fault: &FaultSpec) -> Option<&When> {
@@ -184,7 +177,28 @@ fn when_of(fault: &FaultSpec) -> Option<&When> {
 }
 
 impl FaultHook for Injector {
-    fn on_checkpoint_phase(&self, checkpoint: CheckpointId, phase: CheckpointPhase) {
+    fn at(&self, point: FaultPoint<'_>) -> Fate {
+        match point {
+            FaultPoint::Snapshot { id, class: _, phase } => {
+                self.on_snapshot_phase(id, phase);
+                Fate::Proceed
+            }
+            FaultPoint::Rpc { kind, task, host } => self.rpc_fate(kind, task, host),
+            FaultPoint::Barrier { .. } => self.delay_drawn(|fault| match fault {
+                FaultSpec::DelayBarriers { rate, delay } => Some((*rate, *delay)),
+                _ => None,
+            }),
+            FaultPoint::SnapshotAsync { .. } => self.delay_drawn(|fault| match fault {
+                FaultSpec::StallSnapshot { rate, delay } => Some((*rate, *delay)),
+                _ => None,
+            }),
+            FaultPoint::Discard { .. } | FaultPoint::Recovery { .. } | FaultPoint::Deploy { .. } => Fate::Proceed,
+        }
+    }
+}
+
+impl Injector {
+    fn on_snapshot_phase(&self, checkpoint: CheckpointId, phase: CheckpointPhase) {
         if !self.enabled() {
             return;
         }
@@ -200,47 +214,39 @@ impl FaultHook for Injector {
         }
     }
 
-    fn on_rpc(&self, kind: RpcKind, task: TaskRef) -> RpcFate {
+    fn rpc_fate(&self, kind: RpcKind, _task: TaskRef, host: &str) -> Fate {
         let now_ms = runtime::elapsed().as_millis() as u64;
         {
             let state = self.state.lock().expect("injector lock");
             if !state.enabled {
-                return RpcFate::Deliver;
+                return Fate::Proceed;
             }
-            if state.partitioned.get(&self.host(task)).is_some_and(|&until| now_ms < until) {
-                return RpcFate::Drop;
+            if state.partitioned.get(host).is_some_and(|&until| now_ms < until) {
+                return Fate::Drop;
             }
         }
         for fault in &self.faults {
             match fault {
-                FaultSpec::DropRpc { message, rate } if message.matches(kind) && chance(*rate) => return RpcFate::Drop,
+                FaultSpec::DropRpc { message, rate } if message.matches(kind) && chance(*rate) => return Fate::Drop,
                 FaultSpec::DelayRpc { message, rate, delay } if message.matches(kind) && chance(*rate) => {
-                    return RpcFate::Delay(draw(*delay));
+                    return Fate::Delay(draw(*delay));
                 }
                 _ => {}
             }
         }
-        RpcFate::Deliver
+        Fate::Proceed
     }
 
-    fn barrier_delay(&self, _checkpoint: CheckpointId, _from: TaskRef, _to_subtask: u32) -> Option<Duration> {
+    /// The first random delay fault `select` picks that fires at this opportunity.
+    fn delay_drawn(&self, select: impl Fn(&FaultSpec) -> Option<(f64, DurationRange)>) -> Fate {
         if !self.enabled() {
-            return None;
+            return Fate::Proceed;
         }
-        self.faults.iter().find_map(|fault| match fault {
-            FaultSpec::DelayBarriers { rate, delay } if chance(*rate) => Some(draw(*delay)),
-            _ => None,
-        })
-    }
-
-    fn snapshot_stall(&self, _checkpoint: CheckpointId, _task: TaskRef) -> Option<Duration> {
-        if !self.enabled() {
-            return None;
-        }
-        self.faults.iter().find_map(|fault| match fault {
-            FaultSpec::StallSnapshot { rate, delay } if chance(*rate) => Some(draw(*delay)),
-            _ => None,
-        })
+        self.faults
+            .iter()
+            .filter_map(&select)
+            .find_map(|(rate, delay)| chance(rate).then(|| draw(delay)))
+            .map_or(Fate::Proceed, Fate::Delay)
     }
 }
 

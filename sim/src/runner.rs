@@ -17,13 +17,13 @@ use crate::storage::SimStorage;
 use engine::cluster::messages::RestoreRequest;
 use engine::cluster::{Cluster, JobHandle};
 use engine::config::{JobConfig, StateBackendKind};
-use engine::faults::{CheckpointPhase, FaultHook, RpcFate, RpcKind};
+use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint};
 use engine::ids::CheckpointId;
 use engine::jobs;
 use engine::local;
 use engine::seam::runtime;
 use engine::seam::storage::StorageRef;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,40 +90,32 @@ fn choose(seed: u64, scenario: &Scenario, config: &mut JobConfig) -> Vec<(String
     chosen
 }
 
-/// Records completions, in order, across every job manager and job of the run, then hands
-/// every fault point to the injector.
+/// Records completions, in order, across every job manager and job of the run, and the directories being
+/// discarded, then hands every fault point to the injector.
 struct Recorder {
     injector: Arc<Injector>,
     completed: Mutex<Vec<CheckpointId>>,
+    /// Snapshot directories whose deletion started and has not finished.
+    discarding: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl FaultHook for Recorder {
-    fn on_checkpoint_phase(&self, checkpoint: CheckpointId, phase: CheckpointPhase) {
-        if phase == CheckpointPhase::Completed {
-            self.completed.lock().expect("recorder lock").push(checkpoint);
+    fn at(&self, point: FaultPoint<'_>) -> Fate {
+        match point {
+            FaultPoint::Snapshot { id, phase: CheckpointPhase::Completed, .. } => {
+                self.completed.lock().expect("recorder lock").push(id)
+            }
+            FaultPoint::Discard { dir, done, .. } => {
+                let mut discarding = self.discarding.lock().expect("recorder lock");
+                if done {
+                    discarding.remove(dir);
+                } else {
+                    discarding.insert(dir.to_path_buf());
+                }
+            }
+            _ => {}
         }
-        self.injector.on_checkpoint_phase(checkpoint, phase);
-    }
-
-    fn on_rpc(&self, kind: RpcKind, task: engine::checkpoint::coordinator::TaskRef) -> RpcFate {
-        self.injector.on_rpc(kind, task)
-    }
-
-    fn barrier_delay(
-        &self,
-        checkpoint: CheckpointId,
-        from: engine::checkpoint::coordinator::TaskRef,
-        to: u32,
-    ) -> Option<Duration> {
-        self.injector.barrier_delay(checkpoint, from, to)
-    }
-
-    fn snapshot_stall(
-        &self,
-        checkpoint: CheckpointId,
-        task: engine::checkpoint::coordinator::TaskRef,
-    ) -> Option<Duration> {
-        self.injector.snapshot_stall(checkpoint, task)
+        self.injector.at(point)
     }
 }
 
@@ -366,7 +358,11 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     let faults = if options.faults { file.faults.clone() } else { Vec::new() };
     let (injector, actions) = Injector::new(faults, file.job.task_managers, storage.clone());
     let injector = Arc::new(injector);
-    let recorder = Arc::new(Recorder { injector: injector.clone(), completed: Mutex::new(Vec::new()) });
+    let recorder = Arc::new(Recorder {
+        injector: injector.clone(),
+        completed: Mutex::new(Vec::new()),
+        discarding: Mutex::new(BTreeSet::new()),
+    });
     let nodes: Arc<Mutex<Nodes>> = Arc::new(Mutex::new(BTreeMap::new()));
     runtime::spawn(injector::controller(actions, nodes.clone()));
     for (index, at) in injector.timed() {

@@ -296,7 +296,9 @@ impl<T: Send + 'static> Stream<T> {
                 let pulled = upstream(&mut context)?;
                 let pushed = tail(&mut context)?;
                 let batch = context.batch_size_records();
-                run_task(context.info, pulled, pushed, batch, context.services, finished_on_restore, operators).await
+                let mode = context.mode;
+                run_task(context.info, pulled, pushed, batch, context.services, mode, finished_on_restore, operators)
+                    .await
             };
             // A panic in the subtask's code (in real mode) ends it as a failed task, reported
             // like any other failure, instead of a thread that is gone without a word.

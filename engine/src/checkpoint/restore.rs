@@ -49,6 +49,13 @@ pub enum RestoreError {
     Storage(#[from] StorageError),
 }
 
+impl RestoreError {
+    /// Whether trying again may succeed: a storage error, not a problem of the snapshot or the job.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RestoreError::Storage(StorageError::Io { .. } | StorageError::NoSpace { .. }))
+    }
+}
+
 /// A decoded `_metadata` and the directory its relative paths are resolved against.
 #[derive(Clone, Debug)]
 pub struct LoadedCheckpoint {

@@ -9,9 +9,11 @@ pub mod messages;
 pub mod task_manager;
 
 use crate::api::graph::JobGraph;
+use crate::checkpoint::coordinator::Durable;
+use crate::checkpoint::restore::LoadedCheckpoint;
 use crate::error::JobError;
 use crate::faults::{self, FaultHookRef};
-use crate::ids::JobId;
+use crate::ids::{CheckpointId, JobId};
 use crate::seam::runtime::{self, Node, NodeInit};
 use crate::seam::storage::StorageRef;
 use messages::{JobManagerMessage, JobOutcome, RestoreRequest};
@@ -25,11 +27,15 @@ use tokio::sync::mpsc::Sender;
 pub struct ClusterSpec {
     pub task_managers: u32,
     pub slots_per_task_manager: u32,
+    /// Where task managers keep local working files (one directory per task manager below it): the embedded
+    /// state backend's stores. A task manager's directory is scratch space, lost when it crashes.
+    pub local_dir: std::path::PathBuf,
 }
 
-/// What survives a job manager crash, as Flink's high-availability services (ZooKeeper)
-/// do: where nodes find the job manager's mailbox, and the submitted jobs. A restarted job
-/// manager replaces the mailbox and recovers the jobs from their latest checkpoints.
+/// What survives a job manager crash, as Flink's high-availability services (ZooKeeper) do: where nodes find the
+/// job manager's mailbox, and the submitted jobs with what their checkpoint coordinators made durable (the id
+/// counter, the retained checkpoints, the newest savepoint, a completed stop). A restarted job manager replaces the
+/// mailbox and takes the jobs over from there.
 pub struct Directory {
     job_manager: Mutex<Option<(u64, Sender<JobManagerMessage>)>>,
     /// Bumped by every job manager start, so task managers notice a new leader.
@@ -45,6 +51,10 @@ pub struct StoredJob {
     pub reply: Option<tokio::sync::oneshot::Sender<Result<JobOutcome, JobError>>>,
     /// The next deployment attempt: attempts never repeat, across job managers too.
     pub next_attempt: u32,
+    /// What the job's checkpoint coordinator last made durable; `None` before its first deployment.
+    pub snapshots: Option<Durable>,
+    /// Completed checkpoints that live only in the job manager's memory (no checkpoint directory), by id.
+    pub in_memory: BTreeMap<CheckpointId, Arc<LoadedCheckpoint>>,
 }
 
 impl Directory {
@@ -76,9 +86,35 @@ impl Directory {
         self.jobs.lock().expect("directory lock").insert(job, stored);
     }
 
-    /// Takes every stored job for a new job manager to recover (it stores them again).
-    fn take_jobs(&self) -> Vec<(JobId, StoredJob)> {
-        std::mem::take(&mut *self.jobs.lock().expect("directory lock")).into_iter().collect()
+    /// Records what job `job`'s coordinator made durable, before the job manager acts on it.
+    fn store_snapshots(&self, job: JobId, durable: Durable) {
+        if let Some(stored) = self.jobs.lock().expect("directory lock").get_mut(&job) {
+            stored.in_memory.retain(|id, _| durable.retained.contains(id));
+            stored.snapshots = Some(durable);
+        }
+    }
+
+    /// Records a completed checkpoint kept in the job manager's memory.
+    fn store_in_memory(&self, job: JobId, id: CheckpointId, checkpoint: Arc<LoadedCheckpoint>) {
+        if let Some(stored) = self.jobs.lock().expect("directory lock").get_mut(&job) {
+            stored.in_memory.insert(id, checkpoint);
+        }
+    }
+
+    /// The jobs in the store, for a new job manager to take over.
+    fn job_ids(&self) -> Vec<JobId> {
+        self.jobs.lock().expect("directory lock").keys().copied().collect()
+    }
+
+    /// What the store holds of job `job`, for a job manager taking it over; the submitter's reply channel stays.
+    fn stored(&self, job: JobId) -> Option<StoredView> {
+        self.jobs.lock().expect("directory lock").get(&job).map(|stored| StoredView {
+            graph: stored.graph.clone(),
+            restore: stored.restore.clone(),
+            next_attempt: stored.next_attempt,
+            snapshots: stored.snapshots.clone(),
+            in_memory: stored.in_memory.clone(),
+        })
     }
 
     /// Forgets a job that ended, handing back its submitter's reply channel.
@@ -92,6 +128,15 @@ impl Directory {
             stored.next_attempt = attempt;
         }
     }
+}
+
+/// A job as the store holds it, without its reply channel.
+pub struct StoredView {
+    pub graph: Arc<JobGraph>,
+    pub restore: Option<RestoreRequest>,
+    pub next_attempt: u32,
+    pub snapshots: Option<Durable>,
+    pub in_memory: BTreeMap<CheckpointId, Arc<LoadedCheckpoint>>,
 }
 
 /// A running cluster.
@@ -121,8 +166,10 @@ impl Cluster {
                 let tm_directory = directory.clone();
                 let slots = spec.slots_per_task_manager;
                 let tm_name = name.clone();
-                let init: NodeInit =
-                    Arc::new(move || Box::pin(task_manager::run(tm_name.clone(), slots, tm_directory.clone())));
+                let local_dir = spec.local_dir.join(&name);
+                let init: NodeInit = Arc::new(move || {
+                    Box::pin(task_manager::run(tm_name.clone(), slots, local_dir.clone(), tm_directory.clone()))
+                });
                 Node::start(&name, init)
             })
             .collect();

@@ -17,7 +17,7 @@ const REGISTRATION_RETRY_MS: u64 = 100;
 const LEADER_CHECK_MS: u64 = 50;
 
 /// The task manager's main loop; runs until its node dies.
-pub async fn run(name: String, slots: u32, directory: Arc<Directory>) {
+pub async fn run(name: String, slots: u32, local_dir: std::path::PathBuf, directory: Arc<Directory>) {
     let (mailbox, mut messages) = tokio::sync::mpsc::channel(MAILBOX_CAPACITY_MESSAGES);
     let mut running: BTreeMap<(JobId, Attempt, VertexId, SubtaskIndex), JoinHandle<()>> = BTreeMap::new();
     loop {
@@ -44,7 +44,8 @@ pub async fn run(name: String, slots: u32, directory: Arc<Directory>) {
             let Some(message) = message else { return };
             running.retain(|_, handle| !handle.is_finished());
             match message {
-                TaskManagerMessage::Deploy(deployment) => {
+                TaskManagerMessage::Deploy(mut deployment) => {
+                    deployment.context.local_dir = local_dir.join(deployment.job.to_string());
                     let key = (deployment.job, deployment.attempt, deployment.vertex, deployment.subtask);
                     let thread = format!("{}-{}", deployment.context.info.vertex_name, deployment.subtask);
                     running.insert(key, runtime::spawn_subtask(thread, run_subtask(*deployment, directory.clone())));

@@ -12,17 +12,13 @@ pub mod map;
 pub mod sink;
 pub mod source;
 
-use crate::checkpoint::storage::CheckpointWriter;
-use crate::config::JobConfig;
 use crate::error::TaskError;
-use crate::faults::FaultHookRef;
-use crate::ids::{Attempt, CheckpointId, JobId, OperatorUid, SubtaskIndex, VertexId};
-use crate::keygroup::KeyGroupRange;
+use crate::ids::{CheckpointId, OperatorUid};
 use crate::seam::storage::StorageRef;
-use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot, SyncSnapshot};
-use crate::task::control::{Reporter, TaskCommand};
-use std::any::Any;
-use std::sync::Arc;
+use crate::state::snapshot::SyncSnapshot;
+
+pub use crate::ids::SubtaskInfo;
+pub use crate::task::context::{BuildContext, TaskServices};
 
 /// One operator of a chain, turning batches of `In` into batches of `Out`.
 pub trait ChainOp<In, Out>: Send {
@@ -51,31 +47,6 @@ pub trait ChainOp<In, Out>: Send {
 pub type MaintenanceFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TaskError>> + Send + 'a>>;
 
-/// Where a subtask sits in its job.
-#[derive(Clone, Debug)]
-pub struct SubtaskInfo {
-    pub job: JobId,
-    pub job_name: String,
-    pub vertex: VertexId,
-    pub vertex_name: String,
-    pub subtask: SubtaskIndex,
-    pub parallelism: u32,
-    pub max_parallelism: u32,
-    pub attempt: Attempt,
-}
-
-impl SubtaskInfo {
-    /// This subtask as the coordinator knows it.
-    pub fn task_ref(&self) -> crate::checkpoint::coordinator::TaskRef {
-        crate::checkpoint::coordinator::TaskRef { vertex: self.vertex, subtask: self.subtask }
-    }
-
-    /// The key groups this subtask owns.
-    pub fn key_group_range(&self) -> KeyGroupRange {
-        KeyGroupRange::for_subtask(self.subtask, self.parallelism, self.max_parallelism)
-    }
-}
-
 /// What a source or sink sees of its place in the job.
 #[derive(Clone, Copy)]
 pub struct OperatorContext<'a> {
@@ -87,48 +58,10 @@ pub struct OperatorContext<'a> {
     pub checkpointing: bool,
 }
 
-/// A subtask's links to the job manager and to checkpoint storage.
-pub struct TaskServices {
-    pub commands: tokio::sync::mpsc::Receiver<TaskCommand>,
-    pub reporter: Arc<dyn Reporter>,
-    /// Where snapshots are written; `None` when the job does not checkpoint.
-    pub checkpoints: Option<Arc<CheckpointWriter>>,
-    /// The simulation's fault points (inert in real runs).
-    pub faults: FaultHookRef,
-}
-
 impl OperatorContext<'_> {
     /// A state error of this operator, as a task error.
     pub fn state_error(&self, source: crate::state::StateError) -> TaskError {
         TaskError::State { operator: self.uid.clone(), source }
-    }
-}
-
-/// What a subtask is built from: its place, its restored state, its channels, its config.
-pub struct BuildContext {
-    pub info: SubtaskInfo,
-    pub config: Arc<JobConfig>,
-    pub storage: StorageRef,
-    /// Restored operator state by uid, already redistributed for this subtask; empty on a
-    /// fresh start.
-    pub restored: SubtaskSnapshot,
-    /// Commands from and reports to the job manager, and where snapshots are written.
-    pub services: TaskServices,
-    /// Receivers of the vertex's input edge, one per upstream subtask, type-erased.
-    pub inputs: Vec<Box<dyn Any + Send>>,
-    /// Senders of the vertex's output edge, one per downstream subtask, type-erased.
-    pub outputs: Vec<Box<dyn Any + Send>>,
-}
-
-impl BuildContext {
-    /// Takes the restored state of operator `uid`: `None` when the operator starts fresh
-    /// (no restore, or a checkpoint without this operator), as Flink's `isRestored()`.
-    pub fn take_restored(&mut self, uid: &OperatorUid) -> Option<OperatorSnapshot> {
-        self.restored.operators.remove(uid)
-    }
-
-    pub fn batch_size_records(&self) -> usize {
-        self.config.batch_size_records as usize
     }
 }
 

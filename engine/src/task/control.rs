@@ -38,7 +38,7 @@ pub enum TaskReport {
     Decline {
         checkpoint: CheckpointId,
         reason: String,
-        counts_as_failure: bool,
+        failure: crate::checkpoint::coordinator::Failure,
     },
     /// The subtask processed all its input; it waits for the final checkpoint.
     EndOfData,

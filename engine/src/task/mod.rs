@@ -8,17 +8,21 @@
 //! checkpoint, so that a transactional sink can commit its last records; `Finish` ends it.
 
 pub mod channel;
+pub mod context;
 pub mod control;
 pub mod gate;
 pub mod tail;
 pub mod upstream;
 
+use crate::checkpoint::coordinator::Failure;
+use crate::checkpoint::storage::WriteError;
 use crate::element::CheckpointBarrier;
 use crate::error::TaskError;
 use crate::ids::CheckpointId;
-use crate::operators::{SubtaskInfo, TaskServices};
+use crate::ids::SubtaskInfo;
 use crate::seam::runtime;
 use crate::state::snapshot::SyncSnapshot;
+use context::{DeployMode, TaskServices};
 use control::{TaskCommand, TaskReport};
 use std::time::Duration;
 use tail::Tail;
@@ -54,11 +58,22 @@ pub async fn run_task<T: Send + 'static>(
     tail: Box<dyn Tail<T>>,
     batch_size_records: usize,
     services: TaskServices,
+    mode: DeployMode,
     finished_on_restore: bool,
     operators: std::sync::Arc<Vec<crate::ids::OperatorUid>>,
 ) -> Result<(), TaskError> {
     let mut task = Subtask { info, upstream, tail, services, last_snapshot: None, operators };
     let mut out: Vec<T> = Vec::with_capacity(batch_size_records);
+    if let DeployMode::FinishAt(stop) = mode {
+        // The job was stopped with a savepoint and this deployment restored from it: opening restores every
+        // operator (a sink commits the savepoint's pending transactions), then everything up to the savepoint is
+        // committed and the subtask ends. Nothing after the savepoint may be processed: the job ends at it.
+        tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, savepoint = %stop, "finishing at the stop's savepoint");
+        task.upstream.open().await?;
+        task.tail.open().await?;
+        task.notify_complete(stop).await?;
+        return Ok(());
+    }
     if finished_on_restore {
         // Every operator had finished when the restored checkpoint was taken: its
         // end-of-input results are in that checkpoint's committed or pending output, so
@@ -201,17 +216,24 @@ impl<T: Send + 'static> Subtask<T> {
                 runtime::sleep(stall).await;
             }
             let written = match snapshot.materialize() {
-                Ok(snapshot) => writer.write(checkpoint, &info, snapshot).await.map_err(|e| e.to_string()),
-                Err((operator, error)) => Err(TaskError::State { operator, source: error }.to_string()),
+                Ok(snapshot) => writer.write(checkpoint, &info, snapshot).await.map_err(|e| {
+                    // State over the jobmanager backend's limit would be over it on every attempt.
+                    let failure =
+                        if matches!(e, WriteError::StateTooLarge { .. }) { Failure::Fatal } else { Failure::Counted };
+                    (e.to_string(), failure)
+                }),
+                Err((operator, error)) => {
+                    Err((TaskError::State { operator, source: error }.to_string(), Failure::Counted))
+                }
             };
             let report = match written {
                 Ok(state) => {
                     tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot written, acking");
                     TaskReport::Ack { checkpoint, state }
                 }
-                Err(reason) => {
+                Err((reason, failure)) => {
                     tracing::warn!(%checkpoint, %reason, "declining checkpoint");
-                    TaskReport::Decline { checkpoint, reason, counts_as_failure: true }
+                    TaskReport::Decline { checkpoint, reason, failure }
                 }
             };
             reporter.report(report);

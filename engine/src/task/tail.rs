@@ -19,6 +19,11 @@ use std::sync::Arc;
 /// Where a subtask's output batches go.
 #[async_trait]
 pub trait Tail<T>: Send {
+    /// Opens the tail without writing (a sink restores and commits what its state says is pending): for a
+    /// subtask that only commits and exits.
+    async fn open(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
     /// Takes (drains) a batch of records.
     async fn emit(&mut self, records: &mut Vec<T>) -> Result<(), TaskError>;
     /// Sends partially filled buffers: the subtask's input went idle.
@@ -262,6 +267,10 @@ impl<T: Send + 'static, S: Sink<T>> SinkTail<T, S> {
 
 #[async_trait]
 impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
+    async fn open(&mut self) -> Result<(), TaskError> {
+        self.ensure_open().await
+    }
+
     async fn emit(&mut self, records: &mut Vec<T>) -> Result<(), TaskError> {
         self.ensure_open().await?;
         if records.is_empty() {

@@ -54,3 +54,9 @@ pub enum NodeError {
 
 /// What a node runs when it starts, and again each time it restarts.
 pub type NodeInit = std::sync::Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The default base directory of task managers' local working files: a scratch directory of the machine in real
+/// mode, a volume of the simulated storage under simulation.
+pub fn default_local_dir() -> std::path::PathBuf {
+    if SIMULATED { std::path::PathBuf::from("/local") } else { std::env::temp_dir().join("weir-local") }
+}

@@ -1,0 +1,291 @@
+//! What a job restores from, and taking a job over from a dead job manager.
+//!
+//! A deployment restores from the newest completed snapshot the coordinator knows (checkpoint or savepoint), else
+//! from the snapshot the job was started from (`-s`), else from nothing. A job manager that takes a job over reads
+//! what the old one stored in the high-availability directory: the coordinator's durable view (the id counter, the
+//! retained checkpoints, the newest savepoint, a completed stop), so it never reuses an id, never forgets a
+//! savepoint whose commits may have begun, and never recovers from a snapshot older than what was committed.
+//!
+//! A read error is never evidence that a snapshot does not exist: a restore source that cannot be read for a
+//! passing reason (a storage error) is retried later, never replaced by an older one or by nothing. What the dead
+//! job manager left in the job's checkpoint directory and no retained checkpoint owns (snapshots in flight, a
+//! subsumed one half deleted) is deleted, by id, never by guessing from a failed read.
+
+use super::{JobManager, RECOVERY_RETRY_MS};
+use crate::api::graph::JobGraph;
+use crate::checkpoint::coordinator::Durable;
+use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError};
+use crate::checkpoint::storage::{self, CheckpointWriter};
+use crate::cluster::messages::RestoreRequest;
+use crate::config::StateBackendKind;
+use crate::error::JobError;
+use crate::faults::{Fate, FaultHookRef, FaultPoint, RecoveryStep};
+use crate::ids::{Attempt, CheckpointId, JobId};
+use crate::seam::runtime::{self, JoinHandle};
+use crate::seam::storage::{StorageError, StorageRef};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a deployment restores from.
+pub(super) enum RestoreSource {
+    Snapshot(Arc<LoadedCheckpoint>),
+    Nothing,
+}
+
+/// The longest pause between two attempts to delete a directory.
+const REMOVE_RETRY_MAX_MS: u64 = 1_000;
+
+/// Waits out a fault at recovery step `step`: `Err` if the step must fail now (an injected error).
+async fn recovery_point(faults: &FaultHookRef, step: RecoveryStep, path: &Path) -> Result<(), StorageError> {
+    match faults.at(FaultPoint::Recovery { step }) {
+        Fate::Proceed | Fate::Drop => Ok(()),
+        Fate::Delay(delay) => {
+            runtime::sleep(delay).await;
+            Ok(())
+        }
+        Fate::Fail => Err(StorageError::Io { op: "read", path: path.to_path_buf(), message: "injected error".into() }),
+    }
+}
+
+impl JobManager {
+    /// Prepares the job's checkpoint storage (`<dir>/<job-id>/{shared,taskowned}`) before anything runs.
+    pub(super) async fn prepare_storage(
+        &self,
+        job: JobId,
+        graph: &JobGraph,
+    ) -> Result<Option<Arc<CheckpointWriter>>, JobError> {
+        let settings = &graph.config.checkpoint;
+        if settings.interval_ms.is_none() {
+            return Ok(None);
+        }
+        let job_dir = settings.dir.as_ref().map(|dir| storage::job_dir(Path::new(dir), job));
+        if job_dir.is_none() && graph.config.state_backend != StateBackendKind::JobManager {
+            return Err(JobError::Setup(
+                "the filesystem state backend needs a checkpoint directory (state.checkpoints.dir)".into(),
+            ));
+        }
+        if let Some(dir) = &job_dir {
+            for sub in ["shared", "taskowned"] {
+                self.storage.create_dir_all(&dir.join(sub)).await.map_err(JobError::CheckpointStorage)?;
+            }
+        }
+        let writer = CheckpointWriter {
+            storage: self.storage.clone(),
+            job_dir,
+            backend: graph.config.state_backend,
+            inline_threshold_bytes: settings.inline_threshold_bytes,
+            jobmanager_max_state_bytes: settings.jobmanager_max_state_bytes,
+            savepoints: Default::default(),
+        };
+        Ok(Some(Arc::new(writer)))
+    }
+
+    /// Loads and checks the snapshot a job is started from (`-s`), so that every problem is reported before it
+    /// runs.
+    pub(super) async fn load_initial(
+        &self,
+        job: JobId,
+        graph: &JobGraph,
+        restore: Option<&RestoreRequest>,
+    ) -> Result<(Option<Arc<LoadedCheckpoint>>, bool), RestoreError> {
+        let Some(request) = restore else { return Ok((None, false)) };
+        let loaded = restore::load(&self.storage, &request.path).await?;
+        restore::plan(&self.storage, &loaded, graph, request.allow_non_restored_state).await?;
+        tracing::info!(target: "weir::trace", %job, checkpoint = %loaded.metadata.checkpoint_id, path = %loaded.metadata_path.display(), "restoring from a snapshot given at submission");
+        Ok((Some(Arc::new(loaded)), request.allow_non_restored_state))
+    }
+
+    /// Checks the restore source and prepares checkpoint storage for a submitted job.
+    pub(super) async fn prepare(
+        &self,
+        job: JobId,
+        graph: &JobGraph,
+        restore: Option<RestoreRequest>,
+    ) -> Result<(Option<Arc<CheckpointWriter>>, Option<Arc<LoadedCheckpoint>>, bool), JobError> {
+        let (initial, allow) = self.load_initial(job, graph, restore.as_ref()).await?;
+        let writer = self.prepare_storage(job, graph).await?;
+        Ok((writer, initial, allow))
+    }
+
+    /// What the job restores from now: the coordinator's newest completed snapshot, else the snapshot it was
+    /// started from, else nothing.
+    pub(super) async fn restore_source(&mut self, job: JobId) -> Result<RestoreSource, RestoreError> {
+        let run = self.jobs.get(&job).expect("the caller checked");
+        let latest = run.coordinator.as_ref().and_then(|c| c.latest_snapshot());
+        let Some(latest) = latest else {
+            return Ok(run.initial_restore.clone().map_or(RestoreSource::Nothing, RestoreSource::Snapshot));
+        };
+        if let Some(loaded) = run.loaded.get(&latest.id) {
+            return Ok(RestoreSource::Snapshot(loaded.clone()));
+        }
+        // Not loaded by this job manager: a checkpoint or savepoint an earlier one completed.
+        let dir = match &latest.savepoint_dir {
+            Some(dir) => dir.clone(),
+            None => match run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+                Some(job_dir) => storage::checkpoint_dir(&job_dir, latest.id),
+                None => {
+                    let stored = self.directory.stored(job).and_then(|s| s.in_memory.get(&latest.id).cloned());
+                    let loaded = stored.expect("a retained in-memory checkpoint is in the store");
+                    self.jobs.get_mut(&job).expect("present").loaded.insert(latest.id, loaded.clone());
+                    return Ok(RestoreSource::Snapshot(loaded));
+                }
+            },
+        };
+        recovery_point(&self.directory.faults, RecoveryStep::ReadMetadata, &dir).await?;
+        let loaded = Arc::new(restore::load(&self.storage, &dir).await?);
+        if loaded.metadata.checkpoint_id != latest.id {
+            return Err(RestoreError::Storage(StorageError::Io {
+                op: "read",
+                path: loaded.metadata_path.clone(),
+                message: format!(
+                    "holds checkpoint {}, but the job's store says checkpoint {} completed here",
+                    loaded.metadata.checkpoint_id, latest.id
+                ),
+            }));
+        }
+        self.jobs.get_mut(&job).expect("present").loaded.insert(latest.id, loaded.clone());
+        Ok(RestoreSource::Snapshot(loaded))
+    }
+
+    /// Takes over a job that a crashed job manager was running, from what it stored.
+    pub(super) async fn take_over(&mut self, job: JobId) {
+        let faults = self.directory.faults.clone();
+        // The store is the only record of the job: if it cannot be read now, it is read again later.
+        while recovery_point(&faults, RecoveryStep::ReadStore, Path::new("<store>")).await.is_err() {
+            tracing::info!(target: "weir::trace", %job, "cannot read the job store; trying again");
+            runtime::sleep(Duration::from_millis(RECOVERY_RETRY_MS)).await;
+        }
+        let Some(stored) = self.directory.stored(job) else { return };
+        let graph = stored.graph.clone();
+        let writer = loop {
+            match self.prepare_storage(job, &graph).await {
+                Ok(writer) => break writer,
+                Err(JobError::CheckpointStorage(error)) => {
+                    tracing::info!(target: "weir::trace", %job, %error, "cannot prepare checkpoint storage; trying again");
+                    runtime::sleep(Duration::from_millis(RECOVERY_RETRY_MS)).await;
+                }
+                Err(error) => {
+                    self.fail_taken_over(job, error);
+                    return;
+                }
+            }
+        };
+        // The snapshot the job was started from matters only until one of its own completed.
+        let (initial, allow) = if stored
+            .snapshots
+            .as_ref()
+            .is_some_and(|d| !d.retained.is_empty() || d.latest_savepoint.is_some())
+        {
+            (None, stored.restore.as_ref().is_some_and(|r| r.allow_non_restored_state))
+        } else {
+            loop {
+                match self.load_initial(job, &graph, stored.restore.as_ref()).await {
+                    Ok(initial) => break initial,
+                    Err(error) if error.is_transient() => {
+                        tracing::info!(target: "weir::trace", %job, %error, "cannot read the job's initial snapshot; trying again");
+                        runtime::sleep(Duration::from_millis(RECOVERY_RETRY_MS)).await;
+                    }
+                    Err(error) => {
+                        self.fail_taken_over(job, error.into());
+                        return;
+                    }
+                }
+            }
+        };
+        let durable = stored.snapshots.clone().unwrap_or_else(|| {
+            let first = initial.as_ref().map_or(CheckpointId(1), |c| CheckpointId(c.metadata.checkpoint_id.0 + 1));
+            Durable::fresh(first)
+        });
+        tracing::info!(target: "weir::trace", %job, next_id = %durable.next_id, retained = ?durable.retained, latest_savepoint = ?durable.latest_savepoint.as_ref().map(|(id, _)| id), stopped_at = ?durable.stopped_at, "job taken over");
+        let leftovers_below = durable.next_id;
+        let keep: Vec<CheckpointId> = durable.retained.clone();
+        let mut run = self.new_run(job, graph, Attempt(stored.next_attempt), writer, initial, allow, durable);
+        run.loaded.extend(stored.in_memory.iter().map(|(id, loaded)| (*id, loaded.clone())));
+        if let Some(job_dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
+            run.discards.push(self.clean_up_leftovers(job_dir, leftovers_below, keep));
+        }
+        self.jobs.insert(job, run);
+        self.persist(job);
+        self.try_deploy(job).await;
+    }
+
+    /// A job that cannot be taken over for a reason that will not pass: its submitter learns why.
+    fn fail_taken_over(&self, job: JobId, error: JobError) {
+        tracing::warn!(%job, %error, "cannot take the job over");
+        if let Some(reply) = self.directory.finish_job(job) {
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    /// Deletes, in a task of its own, the `chk-<n>` directories below `below` that no retained checkpoint owns:
+    /// snapshots a dead job manager had in flight or was discarding. Ids from `below` on are this job manager's.
+    fn clean_up_leftovers(&self, job_dir: PathBuf, below: CheckpointId, keep: Vec<CheckpointId>) -> JoinHandle<()> {
+        let (storage, faults) = (self.storage.clone(), self.directory.faults.clone());
+        runtime::spawn(async move {
+            let mut pause_ms = 50;
+            let names = loop {
+                let listed = match recovery_point(&faults, RecoveryStep::ScanDirectory, &job_dir).await {
+                    Ok(()) => storage.list(&job_dir).await,
+                    Err(error) => Err(error),
+                };
+                match listed {
+                    Ok(names) => break names,
+                    Err(StorageError::NotFound { .. }) => return,
+                    Err(error) => {
+                        tracing::info!(target: "weir::trace", dir = %job_dir.display(), %error, "cannot list the checkpoint directory; trying again");
+                        runtime::sleep(Duration::from_millis(pause_ms)).await;
+                        pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+                    }
+                }
+            };
+            for name in names {
+                let Some(id) = storage::parse_checkpoint_dir_name(&name) else { continue };
+                if id < below && !keep.contains(&id) {
+                    let dir = job_dir.join(&name);
+                    tracing::info!(target: "weir::trace", checkpoint = %id, dir = %dir.display(), "discarding what a dead job manager left");
+                    discard(&storage, &faults, id, &dir).await;
+                }
+            }
+        })
+    }
+
+    /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone.
+    pub(super) fn discard_dir(&self, id: CheckpointId, dir: PathBuf) -> JoinHandle<()> {
+        let (storage, faults) = (self.storage.clone(), self.directory.faults.clone());
+        runtime::spawn(async move { discard(&storage, &faults, id, &dir).await })
+    }
+}
+
+/// Deletes snapshot `id`'s directory durably, through the fault hook.
+async fn discard(storage: &StorageRef, faults: &FaultHookRef, id: CheckpointId, dir: &Path) {
+    if let Fate::Delay(delay) = faults.at(FaultPoint::Discard { id, dir, done: false }) {
+        runtime::sleep(delay).await;
+    }
+    remove_dir_until_done(storage, dir).await;
+    let _ = faults.at(FaultPoint::Discard { id, dir, done: true });
+}
+
+/// Removes a directory tree durably (a missing one is fine: it may never have been created), so that a
+/// discarded snapshot cannot reappear after a storage crash; a failure is retried, with a growing pause, until
+/// the storage lets it happen.
+pub(super) async fn remove_dir_until_done(storage: &StorageRef, dir: &Path) {
+    let mut pause_ms = 50;
+    loop {
+        let removed = match storage.remove_dir_all(dir).await {
+            Ok(()) | Err(StorageError::NotFound { .. }) => match dir.parent() {
+                Some(parent) => storage.sync_dir(parent).await,
+                None => Ok(()),
+            },
+            Err(error) => Err(error),
+        };
+        match removed {
+            Ok(()) | Err(StorageError::NotFound { .. }) => return,
+            Err(error) => {
+                tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "cannot delete a discarded snapshot yet; trying again");
+                runtime::sleep(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! What a subtask is built from: its place in the job, its restored state, its channels, its links to the job
+//! manager and to checkpoint storage. The job manager fills it in at deployment; the typed API's task factories
+//! take it apart.
+
+use crate::checkpoint::storage::CheckpointWriter;
+use crate::config::JobConfig;
+use crate::faults::FaultHookRef;
+use crate::ids::{CheckpointId, OperatorUid, SubtaskInfo};
+use crate::seam::storage::StorageRef;
+use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
+use crate::task::control::{Reporter, TaskCommand};
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A subtask's links to the job manager and to checkpoint storage.
+pub struct TaskServices {
+    pub commands: tokio::sync::mpsc::Receiver<TaskCommand>,
+    pub reporter: Arc<dyn Reporter>,
+    /// Where snapshots are written; `None` when the job does not checkpoint.
+    pub checkpoints: Option<Arc<CheckpointWriter>>,
+    /// The simulation's fault points (inert in real runs).
+    pub faults: FaultHookRef,
+}
+
+/// How a deployed subtask runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DeployMode {
+    /// Process input until its end.
+    Run,
+    /// The job was stopped with savepoint `n` and restored from it: open (a sink commits the savepoint's pending
+    /// transactions), commit up to `n`, and exit without processing anything.
+    FinishAt(CheckpointId),
+}
+
+/// What a subtask is built from: its place, its restored state, its channels, its config.
+pub struct BuildContext {
+    pub info: SubtaskInfo,
+    pub config: Arc<JobConfig>,
+    pub storage: StorageRef,
+    /// The task manager's local working directory (the embedded state backend keeps its files below it).
+    pub local_dir: PathBuf,
+    /// Restored operator state by uid, already redistributed for this subtask; empty on a fresh start.
+    pub restored: SubtaskSnapshot,
+    pub mode: DeployMode,
+    /// Commands from and reports to the job manager, and where snapshots are written.
+    pub services: TaskServices,
+    /// Receivers of the vertex's input edge, one per upstream subtask, type-erased.
+    pub inputs: Vec<Box<dyn Any + Send>>,
+    /// Senders of the vertex's output edge, one per downstream subtask, type-erased.
+    pub outputs: Vec<Box<dyn Any + Send>>,
+}
+
+impl BuildContext {
+    /// Takes the restored state of operator `uid`: `None` when the operator starts fresh (no restore, or a
+    /// checkpoint without this operator), as Flink's `isRestored()`.
+    pub fn take_restored(&mut self, uid: &OperatorUid) -> Option<OperatorSnapshot> {
+        self.restored.operators.remove(uid)
+    }
+
+    pub fn batch_size_records(&self) -> usize {
+        self.config.batch_size_records as usize
+    }
+}
