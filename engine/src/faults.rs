@@ -7,7 +7,7 @@
 //! over a closed enum, so a new point cannot be forgotten by a hook that forwards or matches exhaustively.
 
 pub use crate::element::SnapshotClass;
-use crate::ids::{CheckpointId, TaskRef};
+use crate::ids::{CheckpointId, JobId, TaskRef};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +61,7 @@ pub enum RecoveryStep {
 pub enum FaultPoint<'a> {
     /// Snapshot `id` reached `phase`. Only [`Fate::Proceed`] means anything here; the hook reacts (crashes a node,
     /// breaks storage) on its own.
-    Snapshot { id: CheckpointId, class: SnapshotClass, phase: CheckpointPhase },
+    Snapshot { job: JobId, id: CheckpointId, class: SnapshotClass, phase: CheckpointPhase },
     /// An RPC of `kind` to or from `task`, which runs on task manager `host`, is about to be sent: delivered,
     /// dropped or delayed.
     Rpc { kind: RpcKind, task: TaskRef, host: &'a str },
@@ -71,7 +71,7 @@ pub enum FaultPoint<'a> {
     SnapshotAsync { id: CheckpointId, task: TaskRef },
     /// The job manager is about to delete snapshot `id`'s directory `dir` (retention, an abort, the job's end, a
     /// dead job manager's leftovers), or (`done`) has deleted it durably. The start may be delayed.
-    Discard { id: CheckpointId, dir: &'a std::path::Path, done: bool },
+    Discard { job: JobId, id: CheckpointId, dir: &'a std::path::Path, done: bool },
     /// The job manager is at a step of taking a job over: it may fail (it then tries again later) or be delayed.
     Recovery { step: RecoveryStep },
     /// `task` is about to be deployed to task manager `host`.
@@ -105,9 +105,9 @@ pub trait FaultHook: Send + Sync {
     /// The engine reached `point`; what happens there.
     fn at(&self, point: FaultPoint<'_>) -> Fate;
 
-    /// Shorthand: checkpoint `id` reached `phase` at a subtask, which does not know the snapshot's class.
-    fn on_checkpoint_phase(&self, id: CheckpointId, phase: CheckpointPhase) {
-        let _ = self.at(FaultPoint::Snapshot { id, class: SnapshotClass::Checkpoint, phase });
+    /// Shorthand: snapshot `id` of `class` of job `job` reached `phase`, where only proceeding means anything.
+    fn on_checkpoint_phase(&self, job: JobId, id: CheckpointId, class: SnapshotClass, phase: CheckpointPhase) {
+        let _ = self.at(FaultPoint::Snapshot { job, id, class, phase });
     }
 
     /// Shorthand: how long to hold barrier `id` before it leaves `from` on output channel `channel`.

@@ -2,7 +2,7 @@
 //! which were left incomplete, that each `_metadata` parses and every file it references
 //! exists and is intact, and that no file is left that no retained checkpoint references.
 
-use engine::checkpoint::metadata::METADATA_FILE_NAME;
+use engine::checkpoint::metadata::{METADATA_FILE_NAME, SnapshotFormat};
 use engine::checkpoint::restore;
 use engine::checkpoint::storage::parse_checkpoint_dir_name;
 use engine::ids::CheckpointId;
@@ -22,8 +22,8 @@ pub struct CheckpointDirReport {
     pub incomplete: Vec<CheckpointId>,
     /// Violations found: unreadable metadata, missing or corrupt files, orphan files.
     pub problems: Vec<String>,
-    /// Each readable retained checkpoint's path, and whether it is self-contained.
-    pub self_contained: Vec<(String, bool)>,
+    /// Each readable retained checkpoint's path, the format its writer used, and whether it is self-contained.
+    pub self_contained: Vec<(String, SnapshotFormat, bool)>,
 }
 
 /// The `chk-<n>` directories under `job_dir`, ascending by id.
@@ -46,6 +46,60 @@ pub async fn latest_checkpoint(storage: &StorageRef, job_dir: &Path) -> Result<O
         }
     }
     Ok(None)
+}
+
+/// How often a user reads a `_metadata` again after a storage error before giving up.
+const READ_ATTEMPTS: u32 = 40;
+
+/// The newest complete snapshot a user could resume from: of every `chk-<n>` under every job directory of
+/// `checkpoint_root` and every savepoint under `savepoint_root`, the one with the highest id whose `_metadata`
+/// reads. Ids increase along a job's lineage, across restores, so the highest is the newest.
+pub async fn newest_snapshot(
+    storage: &StorageRef,
+    checkpoint_root: &Path,
+    savepoint_root: &Path,
+) -> Result<Option<(PathBuf, CheckpointId)>, RunError> {
+    let mut candidates = Vec::new();
+    if storage.exists(checkpoint_root).await? {
+        for job in storage.list(checkpoint_root).await? {
+            let job_dir = checkpoint_root.join(job);
+            for id in checkpoint_ids(storage, &job_dir).await? {
+                candidates.push(job_dir.join(format!("chk-{}", id.0)));
+            }
+        }
+    }
+    if storage.exists(savepoint_root).await? {
+        for name in storage.list(savepoint_root).await? {
+            candidates.push(savepoint_root.join(name));
+        }
+    }
+    let mut newest: Option<(PathBuf, CheckpointId)> = None;
+    for dir in candidates {
+        if !storage.exists(&dir.join(METADATA_FILE_NAME)).await? {
+            continue;
+        }
+        // A read error says nothing about whether the snapshot is there: read again (storage faults pass), and
+        // give up with the error rather than settle for an older snapshot.
+        let mut attempts = 0;
+        let loaded = loop {
+            match restore::load(storage, &dir).await {
+                Ok(loaded) => break Some(loaded),
+                Err(error) if error.is_transient() && attempts < READ_ATTEMPTS => {
+                    attempts += 1;
+                    engine::seam::runtime::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) if error.is_transient() => return Err(engine::error::JobError::Restore(error).into()),
+                // Unreadable for good: not a snapshot to resume from (the checkers report it).
+                Err(_) => break None,
+            }
+        };
+        let Some(loaded) = loaded else { continue };
+        let id = loaded.metadata.checkpoint_id;
+        if newest.as_ref().is_none_or(|(_, newest)| id > *newest) {
+            newest = Some((dir, id));
+        }
+    }
+    Ok(newest)
 }
 
 /// Inspects every job directory under the checkpoint root.
@@ -80,7 +134,7 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
                 continue;
             }
         };
-        self_contained.push((dir.display().to_string(), loaded.metadata.is_self_contained()));
+        self_contained.push((dir.display().to_string(), loaded.metadata.format, loaded.metadata.is_self_contained()));
         if let Err(error) = restore::resolve(storage, &loaded).await {
             problems.push(format!("chk-{}: {error}", id.0));
         }

@@ -8,7 +8,7 @@
 
 use crate::scenario::{DurationRange, FaultSpec, When};
 use crate::storage::{SimStorage, StorageFaults};
-use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, RpcKind};
+use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, RpcKind, SnapshotClass};
 use engine::ids::{CheckpointId, TaskRef};
 use engine::seam::runtime::{self, Node};
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,8 +179,8 @@ fn when_of(fault: &FaultSpec) -> Option<&When> {
 impl FaultHook for Injector {
     fn at(&self, point: FaultPoint<'_>) -> Fate {
         match point {
-            FaultPoint::Snapshot { id, class: _, phase } => {
-                self.on_snapshot_phase(id, phase);
+            FaultPoint::Snapshot { job: _, id, class, phase } => {
+                self.on_snapshot_phase(id, class, phase);
                 Fate::Proceed
             }
             FaultPoint::Rpc { kind, task, host } => self.rpc_fate(kind, task, host),
@@ -198,7 +198,7 @@ impl FaultHook for Injector {
 }
 
 impl Injector {
-    fn on_snapshot_phase(&self, checkpoint: CheckpointId, phase: CheckpointPhase) {
+    fn on_snapshot_phase(&self, checkpoint: CheckpointId, class: SnapshotClass, phase: CheckpointPhase) {
         if !self.enabled() {
             return;
         }
@@ -206,7 +206,7 @@ impl Injector {
             .faults
             .iter()
             .enumerate()
-            .filter(|(_, f)| when_of(f).is_some_and(|w| w.checkpoint == Some(checkpoint.0) && w.phase == Some(phase)))
+            .filter(|(_, f)| when_of(f).is_some_and(|w| w.matches(checkpoint.0, class, phase)))
             .map(|(i, _)| i)
             .collect();
         for index in due {

@@ -83,15 +83,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// The most seeds one command runs: a bound on time and on the memory the reports take.
+const SEEDS_MAX: u64 = 10_000_000;
+
 fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
-    let bad = || format!("--seeds: expected `start..end` or a count, got `{text}`");
-    match text.split_once("..") {
+    let bad = || format!("--seeds: expected `start..end` (end exclusive) or a count, got `{text}`");
+    let range = match text.split_once("..") {
         Some((start, end)) => {
             let (start, end): (u64, u64) = (start.parse().map_err(|_| bad())?, end.parse().map_err(|_| bad())?);
-            if start >= end { Err(bad()) } else { Ok(start..end) }
+            if start >= end {
+                return Err(bad());
+            }
+            start..end
         }
-        None => text.parse::<u64>().ok().filter(|&n| n > 0).map(|n| 0..n).ok_or_else(bad),
+        None => text.parse::<u64>().ok().filter(|&n| n > 0).map(|n| 0..n).ok_or_else(bad)?,
+    };
+    if range.end - range.start > SEEDS_MAX {
+        return Err(format!(
+            "--seeds: {} seeds is more than one run takes ({SEEDS_MAX}); split the range",
+            range.end - range.start
+        ));
     }
+    Ok(range)
 }
 
 fn load_all(path: &Path) -> Result<Vec<Scenario>, String> {

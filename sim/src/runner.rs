@@ -2,7 +2,7 @@
 //! from externalized checkpoints, then the checkers. Every run is a function of (scenario,
 //! seed, build).
 
-use crate::checkers::{self, Evidence, ExpectedOutput};
+use crate::checkers::{self, Abandoned, Evidence, ExpectedOutput};
 use crate::checks;
 use crate::harness::{CHECKPOINT_DIR, OUTPUT_DIR};
 
@@ -18,7 +18,7 @@ use engine::cluster::messages::RestoreRequest;
 use engine::cluster::{Cluster, JobHandle};
 use engine::config::{JobConfig, StateBackendKind};
 use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint};
-use engine::ids::CheckpointId;
+use engine::ids::{CheckpointId, JobId};
 use engine::jobs;
 use engine::local;
 use engine::seam::runtime;
@@ -94,26 +94,42 @@ fn choose(seed: u64, scenario: &Scenario, config: &mut JobConfig) -> Vec<(String
 /// discarded, then hands every fault point to the injector.
 struct Recorder {
     injector: Arc<Injector>,
-    completed: Mutex<Vec<CheckpointId>>,
-    /// Snapshot directories whose deletion started and has not finished.
-    discarding: Mutex<BTreeSet<PathBuf>>,
+    completions: Mutex<Vec<(JobId, CheckpointId)>>,
+    /// Snapshots whose directories are being deleted, by job.
+    discarding: Mutex<BTreeSet<(JobId, CheckpointId)>>,
+}
+
+impl Recorder {
+    /// What a crash abandons of `job` now.
+    fn abandoned(&self, job: JobId) -> Abandoned {
+        let completions = self.completions.lock().expect("recorder lock");
+        let completed = completions.iter().filter(|(j, _)| *j == job).map(|(_, id)| *id).max();
+        let discarding = self.discarding.lock().expect("recorder lock");
+        Abandoned { completed, discarding: discarding.iter().filter(|(j, _)| *j == job).map(|(_, id)| *id).collect() }
+    }
 }
 
 impl FaultHook for Recorder {
     fn at(&self, point: FaultPoint<'_>) -> Fate {
         match point {
-            FaultPoint::Snapshot { id, phase: CheckpointPhase::Completed, .. } => {
-                self.completed.lock().expect("recorder lock").push(id)
+            FaultPoint::Snapshot { job, id, phase: CheckpointPhase::Completed, .. } => {
+                self.completions.lock().expect("recorder lock").push((job, id))
             }
-            FaultPoint::Discard { dir, done, .. } => {
+            FaultPoint::Discard { job, id, done, .. } => {
                 let mut discarding = self.discarding.lock().expect("recorder lock");
                 if done {
-                    discarding.remove(dir);
+                    discarding.remove(&(job, id));
                 } else {
-                    discarding.insert(dir.to_path_buf());
+                    discarding.insert((job, id));
                 }
             }
-            _ => {}
+            // Nothing else is recorded; every point goes on to the injector below.
+            FaultPoint::Snapshot { .. }
+            | FaultPoint::Rpc { .. }
+            | FaultPoint::Barrier { .. }
+            | FaultPoint::SnapshotAsync { .. }
+            | FaultPoint::Recovery { .. }
+            | FaultPoint::Deploy { .. } => {}
         }
         self.injector.at(point)
     }
@@ -236,14 +252,13 @@ impl Finished<'_> {
             output: &simulated.output,
             reference: &reference,
             fault_free,
-            completed: &simulated.completed,
+            completions: &simulated.completions,
+            lineage: &simulated.lineage,
             checkpoint_dirs: &simulated.checkpoint_dirs,
             abandoned: &simulated.abandoned,
             num_retained: self.config.checkpoint.num_retained,
-            jobmanager_backend: self.config.state_backend == StateBackendKind::JobManager,
             finished_at_ms: simulated.finished_at_ms,
             healing_bound_ms: self.scenario.file.healing.finish_within.as_millis() as u64,
-            self_contained: simulated.checkpoint_dirs.iter().flat_map(|r| r.self_contained.iter().cloned()).collect(),
             savepoints: &simulated.savepoints,
         };
         let violations = checkers::check(&self.scenario.file.checks.invariants, &evidence);
@@ -252,7 +267,8 @@ impl Finished<'_> {
 
     /// The report without running the checkers.
     pub fn unchecked(self) -> RunReport {
-        RunReport { output: self.simulated.output, completed: self.simulated.completed, ..self.report }
+        let completed = self.simulated.completions.iter().map(|(_, id)| *id).collect();
+        RunReport { output: self.simulated.output, completed, ..self.report }
     }
 }
 
@@ -309,12 +325,13 @@ struct Simulated {
     /// Savepoints taken by `[[savepoint]]` steps, and their state at the end.
     savepoints: Vec<(String, Option<String>)>,
     output: String,
-    completed: Vec<CheckpointId>,
+    completions: Vec<(JobId, CheckpointId)>,
+    /// Every job of the run and the snapshot id it was restored from.
+    lineage: BTreeMap<JobId, Option<CheckpointId>>,
     restores: u32,
     checkpoint_dirs: Vec<checks::CheckpointDirReport>,
-    /// Jobs a crash abandoned, by job directory, with the highest checkpoint id completed
-    /// before the crash.
-    abandoned: BTreeMap<PathBuf, Option<CheckpointId>>,
+    /// Jobs a crash abandoned, by job directory.
+    abandoned: BTreeMap<PathBuf, Abandoned>,
     finished_at_ms: Option<u64>,
     sim_time_ms: u64,
     /// Simulated time at the end, in nanoseconds: every poll moves madsim's clock, so any
@@ -336,7 +353,7 @@ impl Simulated {
         };
         feed(&self.sim_time_ns.to_le_bytes());
         feed(self.output.as_bytes());
-        for id in &self.completed {
+        for (_, id) in &self.completions {
             feed(&id.0.to_le_bytes());
         }
         feed(&self.restores.to_le_bytes());
@@ -360,7 +377,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     let injector = Arc::new(injector);
     let recorder = Arc::new(Recorder {
         injector: injector.clone(),
-        completed: Mutex::new(Vec::new()),
+        completions: Mutex::new(Vec::new()),
         discarding: Mutex::new(BTreeSet::new()),
     });
     let nodes: Arc<Mutex<Nodes>> = Arc::new(Mutex::new(BTreeMap::new()));
@@ -404,7 +421,8 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     let failure = |message: String| Simulated {
         savepoints: Vec::new(),
         output: String::new(),
-        completed: Vec::new(),
+        completions: Vec::new(),
+        lineage: BTreeMap::new(),
         restores: 0,
         checkpoint_dirs: Vec::new(),
         abandoned: BTreeMap::new(),
@@ -446,6 +464,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         Err(error) => return failure(error),
     };
     *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
+    let mut lineage = BTreeMap::from([(handle.job, None)]);
     let mut restores = 0;
     let mut abandoned = BTreeMap::new();
     let restarts = if options.faults { file.restarts.clone() } else { Vec::new() };
@@ -470,13 +489,14 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
                         let _ = handle.wait().await;
                         savepoint = Some(path);
                     }
-                    // The savepoint failed (faults) or the job ended: fall back to a cancel
-                    // and the latest checkpoint.
+                    // The savepoint failed (faults), its answer was lost with a job manager, or the job ended: cancel
+                    // (if it still runs) and resume from the newest snapshot, as a user would.
                     Err(error) => {
-                        tracing::info!(target: "weir::trace", %job, %error, "restart: the savepoint failed, canceling");
+                        tracing::info!(target: "weir::trace", %job, %error, "restart: the stop failed, canceling");
                         if cluster.cancel(job).await.is_err() {
-                            break;
+                            tracing::info!(target: "weir::trace", %job, "restart: the job had ended already");
                         }
+                        let _ = handle.wait().await;
                     }
                 }
             }
@@ -486,20 +506,22 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
                 for node in cluster.task_managers() {
                     let _ = node.kill();
                 }
-                // The new cluster does not know the job: no one completes or discards the
-                // checkpoints it had in flight, as after a Flink job manager's crash without HA.
-                let completed = recorder.completed.lock().expect("recorder lock").iter().max().copied();
-                abandoned.insert(Path::new(CHECKPOINT_DIR).join(job.to_string()), completed);
+                // The new cluster does not know the job: no one completes or discards the snapshots it had in
+                // flight or was deleting, as after a Flink job manager's crash without HA.
+                abandoned.insert(Path::new(CHECKPOINT_DIR).join(job.to_string()), recorder.abandoned(job));
                 cluster = Arc::new(start_cluster());
             }
         }
-        let job_dir = Path::new(CHECKPOINT_DIR).join(job.to_string());
+        // The stop's savepoint, else the newest snapshot under the checkpoint and savepoint directories, whichever
+        // job of the run wrote it (a job restarted from a checkpoint may have none of its own yet).
         let mut latest = match savepoint {
             Some(path) => Some(path),
-            None => match checks::latest_checkpoint(&storage_ref, &job_dir).await {
-                Ok(latest) => latest,
-                Err(error) => return failure(error.to_string()),
-            },
+            None => {
+                match checks::newest_snapshot(&storage_ref, Path::new(CHECKPOINT_DIR), Path::new(SAVEPOINT_DIR)).await {
+                    Ok(newest) => newest.map(|(path, _)| path),
+                    Err(error) => return failure(error.to_string()),
+                }
+            }
         };
         if restart.relocate
             && let Some(from) = latest.take()
@@ -530,11 +552,19 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
         }
         tracing::info!(target: "weir::trace", from = ?latest, "restart: new job from the latest externalized checkpoint");
         restores += 1;
+        let restored_from = match &latest {
+            Some(path) => match engine::checkpoint::restore::load(&storage_ref, path).await {
+                Ok(loaded) => Some(loaded.metadata.checkpoint_id),
+                Err(error) => return failure(format!("cannot read the snapshot to resume from: {error}")),
+            },
+            None => None,
+        };
         let restore = latest.map(|path| RestoreRequest { path, allow_non_restored_state: false });
         handle = match submit(&cluster, &config, restore).await {
             Ok(handle) => handle,
             Err(error) => return failure(error),
         };
+        lineage.insert(handle.job, restored_from);
         *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
     }
     let remaining = deadline.saturating_sub(elapsed());
@@ -549,7 +579,7 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     let output = local::read_parts(&storage_ref, Path::new(OUTPUT_DIR)).await.unwrap_or_default();
     let checkpoint_dirs =
         checks::inspect_checkpoint_root(&storage_ref, Path::new(CHECKPOINT_DIR)).await.unwrap_or_default();
-    let completed = recorder.completed.lock().expect("recorder lock").clone();
+    let completions = recorder.completions.lock().expect("recorder lock").clone();
     let mut savepoints = Vec::new();
     let taken: Vec<PathBuf> = taken.lock().expect("taken lock").clone();
     for path in taken {
@@ -564,7 +594,8 @@ async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) ->
     Simulated {
         savepoints,
         output,
-        completed,
+        completions,
+        lineage,
         restores,
         checkpoint_dirs,
         abandoned,

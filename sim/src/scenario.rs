@@ -7,7 +7,7 @@
 //! then validated (references to nodes, phases, rates), again with the file and line.
 
 use engine::config::{self, ConfigEntry, JobConfig, RawValue};
-use engine::faults::{CheckpointPhase, RpcKind};
+use engine::faults::{CheckpointPhase, RpcKind, SnapshotClass};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,9 @@ pub enum ScenarioError {
     Read { path: PathBuf, message: String },
     #[error("{path}:{line}: {message}")]
     Invalid { path: PathBuf, line: usize, message: String },
+    /// A `[config]` entry: the configuration reader names the file, the line and the key.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// A parsed, validated scenario.
@@ -74,7 +77,8 @@ pub struct JobSpec {
     pub input_lines: Option<u32>,
 }
 
-/// When a scripted fault fires: at a simulated time, or when a checkpoint reaches a phase.
+/// When a scripted fault fires: at a simulated time, when checkpoint `n` reaches a phase, or when the first
+/// snapshot of a class (`stop`, `savepoint`, `final`, `checkpoint`) reaches a phase.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -84,6 +88,18 @@ pub struct When {
     pub checkpoint: Option<u64>,
     #[serde(default)]
     pub phase: Option<CheckpointPhase>,
+    #[serde(default)]
+    pub class: Option<SnapshotClass>,
+}
+
+impl When {
+    /// Whether snapshot `id` of `class` reaching `phase` is this moment.
+    pub fn matches(&self, id: u64, class: SnapshotClass, phase: CheckpointPhase) -> bool {
+        self.phase == Some(phase)
+            && self.checkpoint.is_none_or(|n| n == id)
+            && self.class.is_none_or(|c| c == class)
+            && (self.checkpoint.is_some() || self.class.is_some())
+    }
 }
 
 /// A node: `jm`, `tm-<n>`, or `random` (a task manager drawn from the seed).
@@ -315,26 +331,61 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         })
         .collect();
     let origin = path.display().to_string();
-    let config = config::from_entries(entries, &origin).map_err(|e| invalid(0, e.to_string()))?;
+    let config = config::from_entries(entries, &origin)?;
     let mut config = config;
     config.parallelism = Some(file.job.parallelism);
-    if engine::jobs::find(&file.job.name).is_none() {
-        return Err(invalid(find_line(text, "[job]").unwrap_or(1), format!("unknown job `{}`", file.job.name)));
-    }
+    let job_line = find_line(text, "[job]").unwrap_or(1);
+    let Some(builtin) = engine::jobs::find(&file.job.name) else {
+        let known: Vec<&str> = engine::jobs::BUILTIN_JOBS.iter().map(|j| j.name).collect();
+        return Err(invalid(job_line, format!("unknown job `{}` (known: {})", file.job.name, known.join(", "))));
+    };
     if file.job.task_managers == 0 || file.job.parallelism == 0 {
+        return Err(invalid(job_line, "parallelism and task_managers must be at least 1".into()));
+    }
+    if file.job.task_managers > TASK_MANAGERS_MAX || file.job.parallelism > PARALLELISM_MAX {
         return Err(invalid(
-            find_line(text, "[job]").unwrap_or(1),
-            "parallelism and task_managers must be at least 1".into(),
+            job_line,
+            format!(
+                "a simulated cluster has at most {TASK_MANAGERS_MAX} task managers and parallelism {PARALLELISM_MAX}"
+            ),
         ));
     }
+    // A job that cannot be built is the scenario's error, reported before any seed runs.
+    let mut parameters = job_parameters(&file.job);
+    parameters.insert("output".into(), "/output".into());
+    if file.job.name == "wordcount" {
+        parameters.insert("input".into(), "/input/text.txt".into());
+    }
+    let graph = builtin.build_graph(&parameters, config.clone()).map_err(|e| invalid(job_line, e.to_string()))?;
+    let max_parallelism = graph.max_parallelism;
+    let faults_until = file.healing.faults_until;
+    let run_ends = faults_until + file.healing.finish_within;
     for (index, fault) in file.faults.iter().enumerate() {
         let line = nth_line(text, "[[fault]]", index).unwrap_or(1);
-        validate_fault(fault, file.job.task_managers).map_err(|message| invalid(line, message))?;
+        validate_fault(fault, file.job.task_managers, faults_until).map_err(|message| invalid(line, message))?;
+        if let Some(kind) = random_kind(fault)
+            && let Some(earlier) = file.faults[..index].iter().position(|f| random_kind(f).as_ref() == Some(&kind))
+        {
+            let earlier_line = nth_line(text, "[[fault]]", earlier).unwrap_or(1);
+            return Err(invalid(
+                line,
+                format!("a second `{kind}` block (the first is at line {earlier_line}): merge them into one"),
+            ));
+        }
     }
+    let mut previous_at = Duration::ZERO;
     for (index, restart) in file.restarts.iter().enumerate() {
         let line = nth_line(text, "[[restart]]", index).unwrap_or(1);
         if restart.parallelism == Some(0) {
             return Err(invalid(line, "a restart's parallelism must be at least 1".into()));
+        }
+        if let Some(parallelism) = restart.parallelism.filter(|&p| p > max_parallelism || p > PARALLELISM_MAX) {
+            return Err(invalid(
+                line,
+                format!(
+                    "a restart's parallelism {parallelism} is above the job's max parallelism {max_parallelism} (max parallelism cannot change across a restore)"
+                ),
+            ));
         }
         if let Some(backend) = &restart.backend
             && backend != "jobmanager"
@@ -342,28 +393,126 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         {
             return Err(invalid(line, format!("unknown backend `{backend}` (jobmanager or filesystem)")));
         }
+        if restart.at < previous_at {
+            return Err(invalid(line, "restarts must be listed in time order".into()));
+        }
+        if restart.at >= run_ends {
+            return Err(invalid(
+                line,
+                format!(
+                    "this restart at {:?} comes after the run ends (faults_until + finish_within = {run_ends:?})",
+                    restart.at
+                ),
+            ));
+        }
+        previous_at = restart.at;
     }
+    for (index, step) in file.savepoints.iter().enumerate() {
+        if step.at >= run_ends {
+            let line = nth_line(text, "[[savepoint]]", index).unwrap_or(1);
+            return Err(invalid(
+                line,
+                format!("this savepoint at {:?} comes after the run ends ({run_ends:?})", step.at),
+            ));
+        }
+    }
+    let checks_line = find_line(text, "[checks]").unwrap_or(1);
     if file.checks.invariants.is_empty() {
-        return Err(invalid(find_line(text, "[checks]").unwrap_or(1), "no invariants to check".into()));
+        return Err(invalid(checks_line, "no invariants to check".into()));
+    }
+    for invariant in &file.checks.invariants {
+        if let Some(reason) = not_applicable(*invariant, &file, &config) {
+            return Err(invalid(checks_line, format!("invariant `{invariant}` cannot apply here: {reason}")));
+        }
     }
     Ok(Scenario { path: path.to_path_buf(), file, config })
 }
 
-fn validate_fault(fault: &FaultSpec, task_managers: u32) -> Result<(), String> {
+/// The most task managers and the highest parallelism a simulated cluster has: beyond them a seed takes minutes.
+const TASK_MANAGERS_MAX: u32 = 64;
+const PARALLELISM_MAX: u32 = 256;
+
+/// The name of a random fault's kind, which a scenario may give once.
+fn random_kind(fault: &FaultSpec) -> Option<String> {
+    match fault {
+        FaultSpec::DelayBarriers { .. } => Some("delay_barriers".into()),
+        FaultSpec::DropRpc { message, .. } => Some(format!("drop_rpc of {message:?}")),
+        FaultSpec::DelayRpc { message, .. } => Some(format!("delay_rpc of {message:?}")),
+        FaultSpec::StallSnapshot { .. } => Some("stall_snapshot".into()),
+        FaultSpec::StorageErrors { .. } => Some("storage_errors".into()),
+        FaultSpec::CrashTaskManager { .. }
+        | FaultSpec::CrashJobManager { .. }
+        | FaultSpec::StorageFull { .. }
+        | FaultSpec::SlowStorage { .. }
+        | FaultSpec::StorageCrash { .. }
+        | FaultSpec::PartitionNode { .. } => None,
+    }
+}
+
+/// Why `invariant` cannot say anything about this scenario's job, if it cannot.
+fn not_applicable(invariant: crate::invariants::Invariant, file: &ScenarioFile, config: &JobConfig) -> Option<String> {
+    use crate::invariants::Invariant;
+    let job = file.job.name.as_str();
+    let at_least_once = config.checkpoint.mode == config::CheckpointingMode::AtLeastOnce;
+    match invariant {
+        Invariant::NoLossNoDupInOrder if job != "sequence" => {
+            Some(format!("only `sequence` promises an order to check; `{job}` does not"))
+        }
+        Invariant::NoLossNoDupInOrder | Invariant::ExactlyOnceOutput | Invariant::StateEqualsReference
+            if at_least_once =>
+        {
+            Some("AT_LEAST_ONCE may duplicate records; check `nothing_lost`".into())
+        }
+        Invariant::NothingLost if job != "sequence" => {
+            Some(format!("only `sequence` numbers its records; `{job}` does not"))
+        }
+        Invariant::SavepointsKept if file.savepoints.is_empty() => {
+            Some("no `[[savepoint]]` step takes a savepoint to keep".into())
+        }
+        Invariant::SelfContained
+            if config.state_backend != engine::config::StateBackendKind::JobManager
+                && !file.restarts.iter().any(|r| r.backend.as_deref() == Some("jobmanager")) =>
+        {
+            Some("no job of the scenario uses the jobmanager backend".into())
+        }
+        Invariant::ExactlyOnceOutput
+        | Invariant::NoLossNoDupInOrder
+        | Invariant::StateEqualsReference
+        | Invariant::CheckpointIdsIncrease
+        | Invariant::RetainedCount
+        | Invariant::NoOrphanFiles
+        | Invariant::MetadataReadable
+        | Invariant::SelfContained
+        | Invariant::Liveness
+        | Invariant::NothingLost
+        | Invariant::SavepointsKept => None,
+    }
+}
+
+fn validate_fault(fault: &FaultSpec, task_managers: u32, faults_until: Duration) -> Result<(), String> {
     let rate_ok =
         |rate: f64| if (0.0..=1.0).contains(&rate) { Ok(()) } else { Err(format!("rate {rate} is not in 0..=1")) };
     let node_ok = |node: &str| {
+        // Names are spelt as the cluster spells them: `tm-1`, never `tm-01`.
         let known = node == "random"
-            || node.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < task_managers);
+            || node
+                .strip_prefix("tm-")
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n < task_managers && node == format!("tm-{n}"));
         if known {
             Ok(())
         } else {
             Err(format!("unknown node `{node}` (task managers are tm-0..tm-{})", task_managers - 1))
         }
     };
-    let when_ok = |when: &When| match (when.at, when.checkpoint, when.phase) {
-        (Some(_), None, None) | (None, Some(_), Some(_)) => Ok(()),
-        _ => Err("`when` needs either `at = \"<duration>\"` or both `checkpoint` and `phase`".to_string()),
+    let when_ok = |when: &When| match (when.at, when.checkpoint, when.phase, when.class) {
+        (Some(at), None, None, None) if at >= faults_until => {
+            Err(format!("this fault at {at:?} would never fire: faults stop at faults_until = {faults_until:?}"))
+        }
+        (Some(_), None, None, None) => Ok(()),
+        (None, Some(0), _, _) => Err("checkpoint ids start at 1: `checkpoint = 0` never happens".to_string()),
+        (None, Some(_), Some(_), _) | (None, None, Some(_), Some(_)) => Ok(()),
+        _ => Err("`when` needs `at = \"<duration>\"`, or `checkpoint` and `phase`, or `class` and `phase`".to_string()),
     };
     match fault {
         FaultSpec::CrashTaskManager { node, when, .. } => {
@@ -412,25 +561,38 @@ fn nth_line(text: &str, needle: &str, n: usize) -> Option<usize> {
     text.match_indices(needle).nth(n).map(|(offset, _)| line_of(text, offset))
 }
 
-/// Every scenario file under `path` (a file, or a directory searched recursively), sorted.
+/// Every scenario file under `path` (a file, or a directory searched recursively), sorted. Symbolic links are
+/// followed, but every directory and file is visited once, by its real path: a link loop ends, and a scenario
+/// reachable twice runs once.
 pub fn discover(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
-    if path.is_file() {
+    let read_error =
+        |path: &Path, e: std::io::Error| ScenarioError::Read { path: path.to_path_buf(), message: e.to_string() };
+    let metadata = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
+    if metadata.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut found = Vec::new();
+    let mut found: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+    let mut visited = std::collections::BTreeSet::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| ScenarioError::Read { path: dir.clone(), message: e.to_string() })?;
+        let real = std::fs::canonicalize(&dir).map_err(|e| read_error(&dir, e))?;
+        if !visited.insert(real) {
+            continue;
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| read_error(&dir, e))?;
         for entry in entries.flatten() {
             let entry_path = entry.path();
-            if entry_path.is_dir() {
+            // A dangling link is skipped, as `find -L` would report it: it names no scenario.
+            let Ok(metadata) = std::fs::metadata(&entry_path) else { continue };
+            if metadata.is_dir() {
                 stack.push(entry_path);
             } else if entry_path.extension().is_some_and(|e| e == "toml") {
-                found.push(entry_path);
+                let real = std::fs::canonicalize(&entry_path).map_err(|e| read_error(&entry_path, e))?;
+                found.entry(real).or_insert(entry_path);
             }
         }
     }
+    let mut found: Vec<PathBuf> = found.into_values().collect();
     found.sort();
     Ok(found)
 }

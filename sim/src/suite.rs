@@ -81,7 +81,9 @@ pub fn run_seeds(
     let started = Instant::now();
     let fault_free_taken = AtomicBool::new(false);
     let fault_free: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
-    let next = AtomicU64::new(seeds.start);
+    // Seeds are handed out by their index in the range, so that a range ending at `u64::MAX` cannot wrap.
+    let next = AtomicU64::new(0);
+    let count = seeds.end - seeds.start;
     let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
@@ -100,10 +102,11 @@ pub fn run_seeds(
                     }
                 }
                 loop {
-                    let seed = next.fetch_add(1, Ordering::SeqCst);
-                    if seed >= seeds.end {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    if index >= count {
                         return;
                     }
+                    let seed = seeds.start + index;
                     let finished = runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: false });
                     let mut report = match fault_free.wait() {
                         Ok(lines) => finished.check(Some(lines)),

@@ -144,13 +144,14 @@ pub async fn write_metadata(
     storage: &StorageRef,
     dir: &Path,
     metadata: &CheckpointMetadata,
+    class: crate::element::SnapshotClass,
     faults: &FaultHookRef,
 ) -> Result<(), StorageError> {
     let target = dir.join(METADATA_FILE_NAME);
     let temporary = dir.join(format!(".{METADATA_FILE_NAME}.inprogress"));
     let mut file = storage.create(&temporary).await?;
     file.write_all(&metadata::encode(metadata)).await?;
-    faults.on_checkpoint_phase(metadata.checkpoint_id, CheckpointPhase::WritingMetadata);
+    faults.on_checkpoint_phase(metadata.job_id, metadata.checkpoint_id, class, CheckpointPhase::WritingMetadata);
     file.sync().await?;
     drop(file);
     storage.rename(&temporary, &target).await?;

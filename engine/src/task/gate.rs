@@ -132,7 +132,12 @@ impl<T: Send> InputGate<T> {
                 if self.channels.len() > 1 {
                     let (vertex, subtask) = (&self.info.vertex_name, self.info.subtask.0);
                     tracing::info!(target: "weir::trace", %vertex, subtask, checkpoint = %barrier.checkpoint, "aligning");
-                    self.faults.on_checkpoint_phase(barrier.checkpoint, CheckpointPhase::Aligning);
+                    self.faults.on_checkpoint_phase(
+                        self.info.job,
+                        barrier.checkpoint,
+                        barrier.kind,
+                        CheckpointPhase::Aligning,
+                    );
                 }
             }
         }

@@ -3,16 +3,24 @@
 
 use super::Evidence;
 use crate::invariants::{Invariant, Violation};
-use engine::ids::CheckpointId;
+use engine::checkpoint::metadata::SnapshotFormat;
+use engine::ids::{CheckpointId, JobId};
+use std::collections::BTreeMap;
 
+/// Ids strictly increase along a job's lineage: within one job, and from the snapshot it was restored from.
 pub fn ids_increase(evidence: &Evidence<'_>) -> Vec<Violation> {
-    for pair in evidence.completed.windows(2) {
-        if pair[0] >= pair[1] {
-            return vec![evidence.violation(
-                Invariant::CheckpointIdsIncrease,
-                format!("checkpoint {} completed after {}", pair[1], pair[0]),
-            )];
+    let mut last: BTreeMap<JobId, CheckpointId> = BTreeMap::new();
+    for &(job, id) in evidence.completions {
+        let floor = last.get(&job).copied().or(evidence.lineage.get(&job).copied().flatten());
+        if let Some(floor) = floor.filter(|&floor| id <= floor) {
+            let what =
+                if last.contains_key(&job) { "completed after" } else { "completed, but the job was restored from" };
+            return vec![
+                evidence
+                    .violation(Invariant::CheckpointIdsIncrease, format!("job {job}: checkpoint {id} {what} {floor}")),
+            ];
         }
+        last.insert(job, id);
     }
     Vec::new()
 }
@@ -64,15 +72,17 @@ fn problems(evidence: &Evidence<'_>, invariant: Invariant, select: impl Fn(&str)
         .collect()
 }
 
+/// Every retained checkpoint written by the jobmanager backend is self-contained: judged by the backend of the job
+/// that wrote it, as its `_metadata` records it.
 pub fn self_contained(evidence: &Evidence<'_>) -> Vec<Violation> {
-    if !evidence.jobmanager_backend {
-        return Vec::new();
-    }
     evidence
-        .self_contained
+        .checkpoint_dirs
         .iter()
-        .filter(|(_, contained)| !contained)
-        .map(|(path, _)| evidence.violation(Invariant::SelfContained, format!("{path} references state files")))
+        .flat_map(|report| report.self_contained.iter())
+        .filter(|(_, format, contained)| *format == SnapshotFormat::JobManager && !contained)
+        .map(|(path, _, _)| {
+            evidence.violation(Invariant::SelfContained, format!("{path} (jobmanager backend) references state files"))
+        })
         .collect()
 }
 
@@ -93,7 +103,7 @@ pub fn savepoints_kept(evidence: &Evidence<'_>) -> Vec<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkers::ExpectedOutput;
+    use crate::checkers::{Abandoned, ExpectedOutput};
     use crate::checks::CheckpointDirReport;
     use std::collections::BTreeMap;
     use std::path::PathBuf;
@@ -112,11 +122,20 @@ mod tests {
         }
     }
 
-    /// The invariants `retained_count` and `metadata_readable` break for one job directory,
-    /// with the job abandoned by a crash after completing `crashed_after` if given.
-    fn broken(report: CheckpointDirReport, crashed_after: Option<Option<u64>>) -> Vec<Invariant> {
-        let abandoned: BTreeMap<PathBuf, Option<CheckpointId>> =
-            crashed_after.map(|after| (report.job_dir.clone(), after.map(CheckpointId))).into_iter().collect();
+    /// The invariants `retained_count` and `metadata_readable` break for one job directory, with the job abandoned
+    /// by a crash after completing `crashed_after` (and while discarding `discarding`) if given.
+    fn broken_while(
+        report: CheckpointDirReport,
+        crashed_after: Option<Option<u64>>,
+        discarding: &[u64],
+    ) -> Vec<Invariant> {
+        let abandoned: BTreeMap<PathBuf, Abandoned> = crashed_after
+            .map(|after| {
+                let discarding = discarding.iter().copied().map(CheckpointId).collect();
+                (report.job_dir.clone(), Abandoned { completed: after.map(CheckpointId), discarding })
+            })
+            .into_iter()
+            .collect();
         let reference = ExpectedOutput::new(Vec::new());
         let evidence = Evidence {
             seed: 0,
@@ -124,17 +143,63 @@ mod tests {
             output: "",
             reference: &reference,
             fault_free: None,
-            completed: &[],
+            completions: &[],
+            lineage: &BTreeMap::new(),
             checkpoint_dirs: &[report],
             abandoned: &abandoned,
             num_retained: 2,
-            jobmanager_backend: false,
             finished_at_ms: None,
             healing_bound_ms: 0,
-            self_contained: Vec::new(),
             savepoints: &[],
         };
         retained_count(&evidence).into_iter().chain(metadata_readable(&evidence)).map(|v| v.invariant).collect()
+    }
+
+    fn broken(report: CheckpointDirReport, crashed_after: Option<Option<u64>>) -> Vec<Invariant> {
+        broken_while(report, crashed_after, &[])
+    }
+
+    #[test]
+    fn a_checkpoint_being_discarded_at_the_crash_may_remain_and_only_that_one() {
+        // Checkpoint 1 was subsumed and half deleted when the crash came; 2 and 3 are retained.
+        assert_eq!(broken_while(report(&[1, 2, 3], &[]), Some(Some(3)), &[1]), []);
+        assert_eq!(broken_while(report(&[2, 3], &[1]), Some(Some(3)), &[1]), []);
+        // Another leftover is still a violation.
+        assert_eq!(broken_while(report(&[1, 2, 3], &[]), Some(Some(3)), &[2]), [Invariant::RetainedCount]);
+    }
+
+    fn ids_evidence(completions: &[(u128, u64)], lineage: &[(u128, Option<u64>)]) -> Vec<Invariant> {
+        let completions: Vec<(JobId, CheckpointId)> =
+            completions.iter().map(|&(job, id)| (JobId(job), CheckpointId(id))).collect();
+        let lineage: BTreeMap<JobId, Option<CheckpointId>> =
+            lineage.iter().map(|&(job, from)| (JobId(job), from.map(CheckpointId))).collect();
+        let reference = ExpectedOutput::new(Vec::new());
+        let evidence = Evidence {
+            seed: 0,
+            time_ms: 0,
+            output: "",
+            reference: &reference,
+            fault_free: None,
+            completions: &completions,
+            lineage: &lineage,
+            checkpoint_dirs: &[],
+            abandoned: &BTreeMap::new(),
+            num_retained: 2,
+            finished_at_ms: None,
+            healing_bound_ms: 0,
+            savepoints: &[],
+        };
+        ids_increase(&evidence).into_iter().map(|v| v.invariant).collect()
+    }
+
+    #[test]
+    fn ids_increase_along_each_jobs_lineage_not_across_unrelated_jobs() {
+        // Job 1 completes 1..3; job 2 starts fresh (a crash lost everything) and numbers from 1 again.
+        assert_eq!(ids_evidence(&[(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)], &[(1, None), (2, None)]), []);
+        // Job 2 restored from job 1's checkpoint 3 numbers above it.
+        assert_eq!(ids_evidence(&[(1, 3), (2, 4)], &[(1, None), (2, Some(3))]), []);
+        assert_eq!(ids_evidence(&[(1, 3), (2, 3)], &[(1, None), (2, Some(3))]), [Invariant::CheckpointIdsIncrease]);
+        assert_eq!(ids_evidence(&[(1, 3), (1, 2)], &[(1, None)]), [Invariant::CheckpointIdsIncrease]);
     }
 
     #[test]

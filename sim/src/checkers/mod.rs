@@ -8,10 +8,19 @@ pub mod output;
 
 use crate::checks::CheckpointDirReport;
 use crate::invariants::{Invariant, Violation};
-use engine::ids::CheckpointId;
+use engine::ids::{CheckpointId, JobId};
 pub use output::ExpectedOutput;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// What a whole-cluster crash left of one job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Abandoned {
+    /// The highest snapshot id the job completed before the crash: those above were in flight.
+    pub completed: Option<CheckpointId>,
+    /// Checkpoints whose directories the job manager was deleting at the crash.
+    pub discarding: BTreeSet<CheckpointId>,
+}
 
 /// What a run left behind, for the checkers.
 pub struct Evidence<'a> {
@@ -23,19 +32,19 @@ pub struct Evidence<'a> {
     pub reference: &'a ExpectedOutput,
     /// A fault-free run's committed output (sorted lines).
     pub fault_free: Option<&'a [String]>,
-    /// Checkpoints completed over the run, in completion order across every job.
-    pub completed: &'a [CheckpointId],
+    /// Snapshots completed over the run, in completion order, with the job that completed each.
+    pub completions: &'a [(JobId, CheckpointId)],
+    /// Every job of the run, with the id of the snapshot it was restored from (`None`: a fresh start). Ids
+    /// increase along a lineage: a job restored from `n` numbers above `n`.
+    pub lineage: &'a BTreeMap<JobId, Option<CheckpointId>>,
     pub checkpoint_dirs: &'a [CheckpointDirReport],
-    /// Jobs that a whole-cluster crash abandoned, by job directory, with the highest
-    /// checkpoint id completed before the crash. No one is left to complete or discard the
-    /// checkpoints the job had in flight (those above it), so their directories may remain.
-    pub abandoned: &'a BTreeMap<PathBuf, Option<CheckpointId>>,
+    /// Jobs that a whole-cluster crash abandoned, by job directory. No one is left to complete or discard what
+    /// the job had in flight, so those directories may remain.
+    pub abandoned: &'a BTreeMap<PathBuf, Abandoned>,
     pub num_retained: u32,
-    pub jobmanager_backend: bool,
     /// `None` if the job did not finish within the healing bound.
     pub finished_at_ms: Option<u64>,
     pub healing_bound_ms: u64,
-    pub self_contained: Vec<(String, bool)>,
     /// Savepoints taken during the run, and what became of each: `None` if intact, else
     /// the problem.
     pub savepoints: &'a [(String, Option<String>)],
@@ -46,10 +55,12 @@ impl Evidence<'_> {
         Violation { invariant, seed: self.seed, time_ms: self.time_ms, event: event.into() }
     }
 
-    /// Whether checkpoint `id` of the job in `job_dir` was in flight when a crash abandoned
-    /// the job.
+    /// Whether checkpoint `id` of the job in `job_dir` was in flight, or being discarded, when a crash abandoned
+    /// the job: then its directory may remain, complete or not.
     pub fn in_flight_at_crash(&self, job_dir: &Path, id: CheckpointId) -> bool {
-        self.abandoned.get(job_dir).is_some_and(|&completed| completed.is_none_or(|completed| id > completed))
+        self.abandoned.get(job_dir).is_some_and(|abandoned| {
+            abandoned.completed.is_none_or(|completed| id > completed) || abandoned.discarding.contains(&id)
+        })
     }
 }
 

@@ -114,6 +114,7 @@ impl JobManager {
             writer.savepoints.lock().expect("savepoints lock").insert(id, dir.clone());
         }
         let _ = self.directory.faults.at(FaultPoint::Snapshot {
+            job,
             id,
             class: kind.class(),
             phase: CheckpointPhase::Triggered,
@@ -139,8 +140,12 @@ impl JobManager {
         states: BTreeMap<TaskRef, AckedState>,
     ) -> Vec<Action<AckedState>> {
         tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint acked by every task");
-        let _ =
-            self.directory.faults.at(FaultPoint::Snapshot { id, class: kind.class(), phase: CheckpointPhase::Acked });
+        let _ = self.directory.faults.at(FaultPoint::Snapshot {
+            job,
+            id,
+            class: kind.class(),
+            phase: CheckpointPhase::Acked,
+        });
         let now_ms = self.now_ms();
         let run = self.jobs.get(&job).expect("checked by execute");
         let mut metadata = build_metadata(&run.graph, job, id, states, runtime::wall_clock_ms());
@@ -172,9 +177,10 @@ impl JobManager {
         let (storage, mailbox, faults) = (self.storage.clone(), self.mailbox.clone(), self.directory.faults.clone());
         let attempt: Attempt = run.attempt;
         let target = dir.clone();
+        let class = kind.class();
         runtime::spawn(async move {
             let result =
-                storage::write_metadata(&storage, &target, &metadata, &faults).await.map_err(|e| e.to_string());
+                storage::write_metadata(&storage, &target, &metadata, class, &faults).await.map_err(|e| e.to_string());
             let _ = mailbox.send(JobManagerMessage::MetadataWritten { job, attempt, checkpoint: id, result }).await;
         });
         let run = self.jobs.get_mut(&job).expect("checked by execute");
@@ -194,11 +200,11 @@ impl JobManager {
         for (task, deployed) in &run.tasks {
             super::rpc::command(&self.directory.faults, *task, deployed, TaskCommand::NotifyAborted(id));
         }
-        // A `_metadata` write still in flight is deleted once it reports; anything else goes now.
-        let writing = run.writes.contains_key(&id);
+        // Its directory goes now, even while its `_metadata` write is in flight: the write never creates a
+        // directory, so once this one is gone it can only fail.
         let run = self.jobs.get(&job).expect("checked by execute");
-        if !writing && let Some(dir) = self.snapshot_dir(run, id, &kind) {
-            let discard = self.discard_dir(id, dir);
+        if let Some(dir) = self.snapshot_dir(run, id, &kind) {
+            let discard = self.discard_dir(job, id, dir);
             self.jobs.get_mut(&job).expect("checked by execute").discards.push(discard);
         }
     }
@@ -207,7 +213,7 @@ impl JobManager {
         tracing::info!(target: "weir::trace", %job, checkpoint = %id, class = ?kind.class(), "checkpoint complete");
         let faults = self.directory.faults.clone();
         let class = kind.class();
-        let _ = faults.at(FaultPoint::Snapshot { id, class, phase: CheckpointPhase::Completed });
+        let _ = faults.at(FaultPoint::Snapshot { job, id, class, phase: CheckpointPhase::Completed });
         let run = self.jobs.get_mut(&job).expect("checked by execute");
         run.completed_ids.push(id);
         if kind.is_savepoint() {
@@ -222,7 +228,7 @@ impl JobManager {
         for (task, deployed) in &run.tasks {
             super::rpc::command(&faults, *task, deployed, TaskCommand::NotifyComplete(id));
         }
-        let _ = faults.at(FaultPoint::Snapshot { id, class, phase: CheckpointPhase::Notified });
+        let _ = faults.at(FaultPoint::Snapshot { job, id, class, phase: CheckpointPhase::Notified });
     }
 
     /// Retention: checkpoint `id` fell out of the retained set; its directory goes.
@@ -232,7 +238,7 @@ impl JobManager {
         let run = self.jobs.get(&job).expect("checked by execute");
         if let Some(dir) = self.snapshot_dir(run, id, &TriggerKind::Periodic) {
             tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint discarded");
-            let discard = self.discard_dir(id, dir);
+            let discard = self.discard_dir(job, id, dir);
             self.jobs.get_mut(&job).expect("checked by execute").discards.push(discard);
         }
     }
@@ -248,7 +254,7 @@ impl JobManager {
                     .as_ref()
                     .and_then(|c| c.stopped_at())
                     .map_or(crate::element::SnapshotClass::Final, |_| crate::element::SnapshotClass::Stop);
-                let _ = faults.at(FaultPoint::Snapshot { id: last, class, phase: CheckpointPhase::Finishing });
+                let _ = faults.at(FaultPoint::Snapshot { job, id: last, class, phase: CheckpointPhase::Finishing });
                 for (task, deployed) in &run.tasks {
                     super::rpc::command(&faults, *task, deployed, TaskCommand::Finish { last_completed: Some(last) });
                 }
@@ -276,10 +282,8 @@ impl JobManager {
         let Some(coordinator) = run.coordinator.as_mut() else { return };
         let still_pending = coordinator.pending().contains(&id);
         if !still_pending {
-            // Aborted while it was being written (subsumed, or the job restarted): whatever the write produced goes.
-            tracing::info!(target: "weir::trace", %job, checkpoint = %id, "discarding a checkpoint aborted while its metadata was written");
-            let discard = self.discard_dir(id, write.dir);
-            self.jobs.get_mut(&job).expect("present").discards.push(discard);
+            // Aborted while it was being written (subsumed, or the job restarted): its directory was deleted with the
+            // abort, so the write left nothing behind.
             return;
         }
         let actions = match result {
@@ -293,7 +297,7 @@ impl JobManager {
             Err(reason) => {
                 let dir = write.dir;
                 let actions = coordinator.completion_failed(now_ms, id, reason);
-                let discard = self.discard_dir(id, dir);
+                let discard = self.discard_dir(job, id, dir);
                 self.jobs.get_mut(&job).expect("present").discards.push(discard);
                 actions
             }

@@ -468,7 +468,7 @@ impl JobManager {
                 let _ = reply.send(Err(JobError::SavepointFailed { id: id.0, reason: "the job ended".into() }));
             }
             if let Some(dir) = kind.and_then(|kind| self.snapshot_dir(&run, id, &kind)) {
-                run.discards.push(self.discard_dir(id, dir));
+                run.discards.push(self.discard_dir(job, id, dir));
             }
         }
         let retention = run.graph.config.checkpoint.externalized;

@@ -203,7 +203,7 @@ impl JobManager {
         let mut run = self.new_run(job, graph, Attempt(stored.next_attempt), writer, initial, allow, durable);
         run.loaded.extend(stored.in_memory.iter().map(|(id, loaded)| (*id, loaded.clone())));
         if let Some(job_dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
-            run.discards.push(self.clean_up_leftovers(job_dir, leftovers_below, keep));
+            run.discards.push(self.clean_up_leftovers(job, job_dir, leftovers_below, keep));
         }
         self.jobs.insert(job, run);
         self.persist(job);
@@ -220,7 +220,13 @@ impl JobManager {
 
     /// Deletes, in a task of its own, the `chk-<n>` directories below `below` that no retained checkpoint owns:
     /// snapshots a dead job manager had in flight or was discarding. Ids from `below` on are this job manager's.
-    fn clean_up_leftovers(&self, job_dir: PathBuf, below: CheckpointId, keep: Vec<CheckpointId>) -> JoinHandle<()> {
+    fn clean_up_leftovers(
+        &self,
+        job: JobId,
+        job_dir: PathBuf,
+        below: CheckpointId,
+        keep: Vec<CheckpointId>,
+    ) -> JoinHandle<()> {
         let (storage, faults) = (self.storage.clone(), self.directory.faults.clone());
         runtime::spawn(async move {
             let mut pause_ms = 50;
@@ -244,26 +250,26 @@ impl JobManager {
                 if id < below && !keep.contains(&id) {
                     let dir = job_dir.join(&name);
                     tracing::info!(target: "weir::trace", checkpoint = %id, dir = %dir.display(), "discarding what a dead job manager left");
-                    discard(&storage, &faults, id, &dir).await;
+                    discard(&storage, &faults, job, id, &dir).await;
                 }
             }
         })
     }
 
     /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone.
-    pub(super) fn discard_dir(&self, id: CheckpointId, dir: PathBuf) -> JoinHandle<()> {
+    pub(super) fn discard_dir(&self, job: JobId, id: CheckpointId, dir: PathBuf) -> JoinHandle<()> {
         let (storage, faults) = (self.storage.clone(), self.directory.faults.clone());
-        runtime::spawn(async move { discard(&storage, &faults, id, &dir).await })
+        runtime::spawn(async move { discard(&storage, &faults, job, id, &dir).await })
     }
 }
 
 /// Deletes snapshot `id`'s directory durably, through the fault hook.
-async fn discard(storage: &StorageRef, faults: &FaultHookRef, id: CheckpointId, dir: &Path) {
-    if let Fate::Delay(delay) = faults.at(FaultPoint::Discard { id, dir, done: false }) {
+async fn discard(storage: &StorageRef, faults: &FaultHookRef, job: JobId, id: CheckpointId, dir: &Path) {
+    if let Fate::Delay(delay) = faults.at(FaultPoint::Discard { job, id, dir, done: false }) {
         runtime::sleep(delay).await;
     }
     remove_dir_until_done(storage, dir).await;
-    let _ = faults.at(FaultPoint::Discard { id, dir, done: true });
+    let _ = faults.at(FaultPoint::Discard { job, id, dir, done: true });
 }
 
 /// Removes a directory tree durably (a missing one is fine: it may never have been created), so that a
