@@ -52,7 +52,10 @@ pub enum RestoreError {
 impl RestoreError {
     /// Whether trying again may succeed: a storage error, not a problem of the snapshot or the job.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RestoreError::Storage(StorageError::Io { .. } | StorageError::NoSpace { .. }))
+        matches!(
+            self,
+            RestoreError::Storage(StorageError::Io { .. } | StorageError::NoSpace { .. } | StorageError::Stale { .. })
+        )
     }
 }
 
