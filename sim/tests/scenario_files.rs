@@ -37,7 +37,7 @@ fn every_shipped_scenario_parses_and_its_fault_free_run_matches_the_reference() 
 fn error(text: &str) -> String {
     match scenario::parse(text, Path::new("scenarios/smoke/broken.toml")) {
         Ok(_) => panic!("`{text}` should not parse"),
-        Err(error @ ScenarioError::Invalid { .. }) => error.to_string(),
+        Err(error @ (ScenarioError::Invalid { .. } | ScenarioError::Config(_))) => error.to_string(),
         Err(other) => panic!("unexpected error {other}"),
     }
 }
@@ -88,4 +88,73 @@ fn a_bad_scenario_file_is_an_error_naming_the_file_the_line_and_the_key() {
 
     let line = error(&VALID.replace("faults_until = \"1 s\"", "faults_until = \"soon\""));
     assert!(line.starts_with("scenarios/smoke/broken.toml:19:") && line.contains("soon"), "{line}");
+}
+
+/// `VALID` with `extra` appended (more blocks at the end of the file).
+fn with(extra: &str) -> String {
+    format!("{VALID}\n{extra}")
+}
+
+#[test]
+fn a_scenario_that_cannot_work_is_an_error_before_any_seed_runs() {
+    let at = |line: &str, needle: &str| {
+        assert!(line.starts_with("scenarios/smoke/broken.toml:") && line.contains(needle), "`{needle}` not in: {line}")
+    };
+    // The job cannot be built: each is the scenario's error, naming the parameter.
+    at(&error(&VALID.replace("task_managers = 2", "task_managers = 2\nparams = { colour = 3 }")), "colour");
+    at(&error(&VALID.replace("task_managers = 2", "task_managers = 2\nparams = { records = \"lots\" }")), "lots");
+    at(&error(&VALID.replace("task_managers = 2", "task_managers = 2\nparams = { partitions = 0 }")), "partitions");
+    at(&error(&VALID.replace("task_managers = 2", "task_managers = 2\nparams = { keys = 0 }")), "keys");
+    let above_max = VALID.replace(
+        "\"execution.checkpointing.interval\" = \"100 ms\"",
+        "\"execution.checkpointing.interval\" = \"100 ms\"\n\"pipeline.max-parallelism\" = 1",
+    );
+    at(&error(&above_max), "max parallelism");
+    at(&error(&VALID.replace("task_managers = 2", "task_managers = 100000")), "at most");
+    // Faults that can never fire.
+    at(&error(&VALID.replace("when = { at = \"300 ms\" }", "when = { at = \"5 s\" }")), "never fire");
+    at(
+        &error(&VALID.replace("when = { at = \"300 ms\" }", "when = { checkpoint = 0, phase = \"acked\" }")),
+        "checkpoint = 0",
+    );
+    at(&error(&VALID.replace("node = \"tm-1\"", "node = \"tm-01\"")), "tm-01");
+    let twice = "[[fault]]\nkind = \"stall_snapshot\"\nrate = 0.1\ndelay = \"1..2 ms\"\n";
+    at(&error(&with(&format!("{twice}{twice}"))), "second `stall_snapshot`");
+    // Restarts that cannot happen as written.
+    at(&error(&with("[[restart]]\nat = \"500 ms\"\nhow = \"cancel\"\nparallelism = 1000\n")), "max parallelism");
+    at(
+        &error(&with(
+            "[[restart]]\nat = \"500 ms\"\nhow = \"cancel\"\n[[restart]]\nat = \"400 ms\"\nhow = \"cancel\"\n",
+        )),
+        "time order",
+    );
+    at(&error(&with("[[restart]]\nat = \"1000 h\"\nhow = \"cancel\"\n")), "after the run ends");
+    // Invariants that cannot say anything here.
+    at(&error(&VALID.replace("[\"exactly_once_output\"]", "[\"savepoints_kept\"]")), "no `[[savepoint]]` step");
+    let wordcount = VALID
+        .replace("name = \"sequence\"", "name = \"wordcount\"")
+        .replace("[\"exactly_once_output\"]", "[\"no_loss_no_dup_in_order\"]");
+    at(&error(&wordcount), "promises an order");
+    at(&error(&VALID.replace("name = \"sequence\"", "name = \"sequense\"")), "known: ");
+}
+
+#[test]
+fn a_config_error_names_the_file_and_line_once() {
+    let line = error(&VALID.replace("\"100 ms\"", "\"soon\""));
+    assert_eq!(line.matches("broken.toml").count(), 1, "{line}");
+    assert!(!line.contains(":0:"), "{line}");
+}
+
+#[test]
+fn a_directory_walk_visits_each_scenario_once_even_through_link_loops() {
+    let dir = std::env::temp_dir().join(format!("weir-scenario-walk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    std::fs::write(dir.join("a").join("one.toml"), VALID).unwrap();
+    // A loop back to the top, and a second name for the same directory.
+    std::os::unix::fs::symlink(&dir, dir.join("a").join("loop")).unwrap();
+    std::os::unix::fs::symlink(dir.join("a"), dir.join("b")).unwrap();
+    let found = scenario::discover(&dir).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

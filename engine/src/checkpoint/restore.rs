@@ -42,7 +42,7 @@ pub enum RestoreError {
     )]
     MaxParallelismMismatch { metadata: PathBuf, operator: OperatorUid, checkpointed: u32, job: u32 },
     #[error(
-        "checkpoint `{metadata}`: operator `{operator}` had finished in some subtasks only; it can be restored only at its checkpointed parallelism"
+        "checkpoint `{metadata}`: operator `{operator}` had finished in some subtasks only, and it follows an exchange: its finished subtasks emitted their end-of-input results, so it can be restored only at its checkpointed parallelism"
     )]
     PartiallyFinished { metadata: PathBuf, operator: OperatorUid },
     #[error(transparent)]
@@ -201,9 +201,13 @@ pub async fn plan(
     for operator in &checkpoint.metadata.operators {
         let Some(&vertex) = owners.get(&operator.uid) else { continue };
         let finished = operator.subtasks.iter().filter(|s| s.finished).count();
+        // A source vertex's subtasks finish one by one, each at the end of its partitions: rescaled, the
+        // finished ones' offsets are redistributed and read nothing more, as in Flink. Behind an exchange a
+        // finished subtask has emitted its end-of-input results, which a rescaled restore would emit again.
         if finished > 0
             && finished < operator.subtasks.len()
             && graph.vertices[vertex].parallelism != operator.parallelism
+            && !graph.vertices[vertex].is_source
         {
             return Err(RestoreError::PartiallyFinished {
                 metadata: checkpoint.metadata_path.clone(),

@@ -42,13 +42,14 @@ pub fn redistribute(old: &[OperatorSnapshot], new_parallelism: u32, max_parallel
         target.keyed = groups.iter().filter(|g| range.contains(g.key_group)).map(|g| (*g).clone()).collect();
     }
 
-    // Finished flags (FLIP-147): an operator finished everywhere stays finished everywhere;
-    // a partially finished one keeps its flags per subtask, which only a restore at the same
-    // parallelism can do (the caller checks).
+    // Finished flags (FLIP-147): an operator finished everywhere stays finished everywhere; a
+    // partially finished one keeps its flags per subtask at the same parallelism. Rescaled, its
+    // subtasks all start unfinished, with the finished ones' state redistributed like any other
+    // (a source's offsets at the end of its partitions): the caller rescales a partially
+    // finished operator only where running its end of input again emits nothing new.
     if old.iter().all(|s| s.finished) && !old.is_empty() {
         new.iter_mut().for_each(|s| s.finished = true);
-    } else if old.iter().any(|s| s.finished) {
-        assert_eq!(old.len(), parts, "a partially finished operator cannot be rescaled");
+    } else if old.iter().any(|s| s.finished) && old.len() == parts {
         for (target, source) in new.iter_mut().zip(old) {
             target.finished = source.finished;
         }
