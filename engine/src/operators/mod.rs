@@ -70,6 +70,7 @@ mod tests {
     use super::*;
     use crate::task::upstream::{Chained, Pulled, Upstream};
     use async_trait::async_trait;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A head with one batch, then the end.
