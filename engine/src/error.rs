@@ -19,6 +19,9 @@ pub enum TaskError {
     ChannelClosed { vertex: String, subtask: SubtaskIndex, what: &'static str },
     #[error("task canceled")]
     Canceled,
+    /// The simulator failed the subtask at a fault point: an operator error, not a node crash.
+    #[error("{vertex}[{subtask}]: injected failure")]
+    Injected { vertex: String, subtask: SubtaskIndex },
     /// The subtask's code panicked: a bug, caught so that the job manager hears of it
     /// instead of waiting for a subtask that is gone.
     #[error("panicked: {message}")]
@@ -55,16 +58,14 @@ impl TaskError {
                 | StateError::InvalidOptions { .. } => true,
                 // The embedded store's local files are rebuilt from the checkpoint on a restart, so a corrupt
                 // block or a failed write on the local disk may well pass.
-                StateError::Injected { .. }
-                | StateError::Storage(_)
-                | StateError::Corrupt { .. }
-                | StateError::BackgroundJob { .. } => false,
+                StateError::Storage(_) | StateError::Corrupt { .. } | StateError::BackgroundJob { .. } => false,
             },
             TaskError::RestoreRefused { .. } => true,
             TaskError::Storage(_)
             | TaskError::User { .. }
             | TaskError::ChannelClosed { .. }
             | TaskError::Canceled
+            | TaskError::Injected { .. }
             | TaskError::Panicked { .. } => false,
         }
     }
@@ -128,7 +129,6 @@ pub enum JobError {
     JobEnded { job: JobId, how: String },
 }
 
-
 impl JobError {
     /// Whether the job ended because it was canceled (`weir cancel`, Ctrl-C): the outcome a
     /// user asked for, logged at info rather than as a warning.
@@ -182,8 +182,7 @@ mod tests {
 
     #[test]
     fn transient_failures_and_cancellations_are_retried_or_reported_as_such() {
-        let injected =
-            TaskError::State { operator: operator(), source: StateError::Injected { message: "test".into() } };
+        let injected = TaskError::Injected { vertex: "v".into(), subtask: SubtaskIndex(0) };
         assert!(!injected.is_deterministic());
         let storage = TaskError::Storage(StorageError::NoSpace { op: "write", path: "/x".into() });
         assert!(!storage.is_deterministic());

@@ -76,6 +76,8 @@ pub enum FaultPoint<'a> {
     Recovery { step: RecoveryStep },
     /// `task` is about to be deployed to task manager `host`.
     Deploy { task: TaskRef, host: &'a str },
+    /// `task` of job `job` is about to pull its next batch: it may fail there (an operator error, not a node crash).
+    Batch { job: JobId, task: TaskRef },
 }
 
 /// What happens at a fault point.

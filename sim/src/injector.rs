@@ -31,6 +31,8 @@ struct State {
     fired: BTreeSet<usize>,
     /// Task managers cut off, by name, until a simulated time in milliseconds.
     partitioned: BTreeMap<String, u64>,
+    /// Subtasks (vertex, subtask) to fail at their next batch.
+    failing: BTreeSet<(u32, u32)>,
     storage_base: StorageFaults,
 }
 
@@ -72,7 +74,13 @@ impl Injector {
             }
         }
         storage.set_faults(storage_base.clone());
-        let state = State { enabled: true, fired: BTreeSet::new(), partitioned: BTreeMap::new(), storage_base };
+        let state = State {
+            enabled: true,
+            fired: BTreeSet::new(),
+            partitioned: BTreeMap::new(),
+            failing: BTreeSet::new(),
+            storage_base,
+        };
         (
             Injector {
                 faults,
@@ -93,10 +101,14 @@ impl Injector {
     /// The healing phase: every fault stops, storage becomes healthy and fast.
     pub fn heal(&self) {
         let mut state = self.state.lock().expect("injector lock");
+        if self.healed.load(Ordering::SeqCst) {
+            return;
+        }
         state.enabled = false;
         state.partitioned.clear();
         self.healed.store(true, Ordering::SeqCst);
-        self.storage.set_faults(StorageFaults::default());
+        // Every volume's faults and fault windows end.
+        self.storage.heal();
         tracing::info!(target: "weir::trace", "healing: faults stop");
     }
 
@@ -118,6 +130,9 @@ impl Injector {
             FaultSpec::CrashTaskManager { node, restart_after, .. } => {
                 let node = self.pick(node);
                 let _ = self.actions.send(NodeAction::Kill { node, restart_after: *restart_after });
+            }
+            FaultSpec::FailSubtask { vertex, subtask, .. } => {
+                state.failing.insert((vertex.expect("resolved when the scenario was loaded"), *subtask));
             }
             FaultSpec::CrashJobManager { restart_after, .. } => {
                 let _ = self.actions.send(NodeAction::Kill { node: "jm".into(), restart_after: *restart_after });
@@ -167,6 +182,7 @@ impl Injector {
 fn when_of(fault: &FaultSpec) -> Option<&When> {
     match fault {
         FaultSpec::CrashTaskManager { when, .. }
+        | FaultSpec::FailSubtask { when, .. }
         | FaultSpec::CrashJobManager { when, .. }
         | FaultSpec::StorageFull { when, .. }
         | FaultSpec::SlowStorage { when, .. }
@@ -192,6 +208,13 @@ impl FaultHook for Injector {
                 FaultSpec::StallSnapshot { rate, delay } => Some((*rate, *delay)),
                 _ => None,
             }),
+            FaultPoint::Batch { task, .. } => {
+                let mut state = self.state.lock().expect("injector lock");
+                match state.enabled && state.failing.remove(&(task.vertex.0, task.subtask.0)) {
+                    true => Fate::Fail,
+                    false => Fate::Proceed,
+                }
+            }
             FaultPoint::Discard { .. } | FaultPoint::Recovery { .. } | FaultPoint::Deploy { .. } => Fate::Proceed,
         }
     }
@@ -250,17 +273,31 @@ impl Injector {
     }
 }
 
+/// Wipes task manager `node`'s local disk, if it has one mounted.
+pub fn wipe_local_disk(storage: &SimStorage, node: &str) {
+    let disk = std::path::Path::new(crate::runner::LOCAL_DIR).join(node);
+    if storage.volumes().contains(&disk) {
+        storage.wipe(&disk);
+    }
+}
+
 /// Carries out node actions until the channel closes: kills, and restarts after a delay.
-pub async fn controller(mut actions: tokio::sync::mpsc::UnboundedReceiver<NodeAction>, nodes: Arc<Mutex<Nodes>>) {
+/// A task manager's local disk is gone with it.
+pub async fn controller(
+    mut actions: tokio::sync::mpsc::UnboundedReceiver<NodeAction>,
+    nodes: Arc<Mutex<Nodes>>,
+    storage: SimStorage,
+) {
     while let Some(action) = actions.recv().await {
         match action {
             NodeAction::Kill { node, restart_after } => {
                 let Some(handle) = nodes.lock().expect("nodes lock").get(&node).cloned() else { continue };
-                tracing::info!(target: "weir::trace", %node, ?restart_after, "fault: node killed");
+                tracing::info!(target: "weir::trace", %node, restart_after = %format_args!("{restart_after:?}"), "fault: node killed");
                 if let Err(error) = handle.kill() {
                     tracing::warn!(%error, "cannot inject a node fault");
                     continue;
                 }
+                wipe_local_disk(&storage, &node);
                 runtime::spawn(async move {
                     runtime::sleep(restart_after).await;
                     tracing::info!(target: "weir::trace", node = handle.name(), "node restarted");

@@ -7,10 +7,10 @@
 
 pub mod checkers;
 pub mod checks;
-pub mod harness;
 pub mod injector;
 pub mod invariants;
 pub mod runner;
 pub mod scenario;
 pub mod storage;
 pub mod suite;
+pub mod workload;

@@ -6,11 +6,13 @@
 //! the file, the line and the key, never an option silently ignored. A file that parses is
 //! then validated (references to nodes, phases, rates), again with the file and line.
 
+use crate::workload::{Prepared, Registry, WorkloadEnv};
 use engine::config::{self, ConfigEntry, JobConfig, RawValue};
 use engine::faults::{CheckpointPhase, RpcKind, SnapshotClass};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A scenario file that cannot be used.
@@ -32,6 +34,8 @@ pub struct Scenario {
     pub file: ScenarioFile,
     /// The job configuration, from `[config]` (Flink's keys).
     pub config: JobConfig,
+    /// The workload `[job]` names, with its parameters checked.
+    pub workload: Arc<dyn Prepared>,
 }
 
 impl Scenario {
@@ -65,16 +69,13 @@ pub struct ScenarioFile {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// A built-in job: `sequence` or `wordcount`.
+    /// The workload: a built-in job (`sequence`, `wordcount`, `keyed-sum`), a canary, or one a user registered.
     pub name: String,
-    /// The job's parameters (see `weir jobs`); `output` is set by the runner.
+    /// The workload's parameters, checked by the workload.
     #[serde(default)]
-    pub params: BTreeMap<String, toml::Value>,
+    pub params: toml::Table,
     pub parallelism: u32,
     pub task_managers: u32,
-    /// For `wordcount`: a generated input text of this many lines (seeded by the scenario).
-    #[serde(default)]
-    pub input_lines: Option<u32>,
 }
 
 /// When a scripted fault fires: at a simulated time, when checkpoint `n` reaches a phase, or when the first
@@ -116,6 +117,17 @@ pub enum FaultSpec {
         when: When,
         #[serde(deserialize_with = "duration")]
         restart_after: Duration,
+    },
+    /// Fail one subtask (an operator error, not a node crash): the subtask of `operator` numbered `subtask` fails at
+    /// its next batch after `when`.
+    FailSubtask {
+        /// An operator's uid: the subtask that runs it fails.
+        operator: String,
+        subtask: u32,
+        when: When,
+        /// The vertex `operator` runs in, resolved from the job graph when the scenario is loaded.
+        #[serde(skip)]
+        vertex: Option<u32>,
     },
     /// Kill the job manager and restart it after a while; it recovers its jobs.
     CrashJobManager {
@@ -298,15 +310,25 @@ pub struct ChecksSpec {
     pub expect_violation: Option<crate::invariants::Invariant>,
 }
 
-/// Reads and validates a scenario file.
+/// Reads and validates a scenario file whose workload is one of [`Registry::standard`]'s.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ScenarioError::Read { path: path.to_path_buf(), message: e.to_string() })?;
-    parse(&text, path)
+    load_with(path, &Registry::standard())
 }
 
-/// Parses and validates scenario `text`, read from `path`.
+/// Reads and validates a scenario file whose workload is one of `registry`'s.
+pub fn load_with(path: &Path, registry: &Registry) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ScenarioError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    parse_with(&text, path, registry)
+}
+
+/// Parses and validates scenario `text`, read from `path`, with [`Registry::standard`]'s workloads.
 pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+    parse_with(text, path, &Registry::standard())
+}
+
+/// Parses and validates scenario `text`, read from `path`, with `registry`'s workloads.
+pub fn parse_with(text: &str, path: &Path, registry: &Registry) -> Result<Scenario, ScenarioError> {
     let invalid = |line: usize, message: String| ScenarioError::Invalid { path: path.to_path_buf(), line, message };
     let file: ScenarioFile = toml::from_str(text).map_err(|e| {
         let mut line = e.span().map_or(1, |span| line_of(text, span.start));
@@ -335,10 +357,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let mut config = config;
     config.parallelism = Some(file.job.parallelism);
     let job_line = find_line(text, "[job]").unwrap_or(1);
-    let Some(builtin) = engine::jobs::find(&file.job.name) else {
-        let known: Vec<&str> = engine::jobs::BUILTIN_JOBS.iter().map(|j| j.name).collect();
-        return Err(invalid(job_line, format!("unknown job `{}` (known: {})", file.job.name, known.join(", "))));
-    };
+    let workload = registry.prepare(&file.job.name, &file.job.params).map_err(|message| invalid(job_line, message))?;
     if file.job.task_managers == 0 || file.job.parallelism == 0 {
         return Err(invalid(job_line, "parallelism and task_managers must be at least 1".into()));
     }
@@ -351,13 +370,30 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         ));
     }
     // A job that cannot be built is the scenario's error, reported before any seed runs.
-    let mut parameters = job_parameters(&file.job);
-    parameters.insert("output".into(), "/output".into());
-    if file.job.name == "wordcount" {
-        parameters.insert("input".into(), "/input/text.txt".into());
-    }
-    let graph = builtin.build_graph(&parameters, config.clone()).map_err(|e| invalid(job_line, e.to_string()))?;
+    let graph =
+        workload.build(&WorkloadEnv::default(), config.clone()).map_err(|e| invalid(job_line, e.to_string()))?;
     let max_parallelism = graph.max_parallelism;
+    let mut file = file;
+    for (index, fault) in file.faults.iter_mut().enumerate() {
+        if let FaultSpec::FailSubtask { operator, subtask, vertex, .. } = fault {
+            let line = nth_line(text, "[[fault]]", index).unwrap_or(1);
+            let Some(found) = graph.vertices.iter().find(|v| v.operators.iter().any(|uid| uid.0 == *operator)) else {
+                let uids: Vec<String> =
+                    graph.vertices.iter().flat_map(|v| v.operators.iter().map(|u| u.0.clone())).collect();
+                return Err(invalid(
+                    line,
+                    format!("no operator `{operator}` in the job (its operators: {})", uids.join(", ")),
+                ));
+            };
+            if *subtask >= found.parallelism {
+                return Err(invalid(
+                    line,
+                    format!("operator `{operator}` has subtasks 0..{}, not {subtask}", found.parallelism),
+                ));
+            }
+            *vertex = Some(found.id.0);
+        }
+    }
     let faults_until = file.healing.faults_until;
     let run_ends = faults_until + file.healing.finish_within;
     for (index, fault) in file.faults.iter().enumerate() {
@@ -421,11 +457,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         return Err(invalid(checks_line, "no invariants to check".into()));
     }
     for invariant in &file.checks.invariants {
-        if let Some(reason) = not_applicable(*invariant, &file, &config) {
+        if let Some(reason) = workload.not_applicable(*invariant).or_else(|| not_applicable(*invariant, &file, &config))
+        {
             return Err(invalid(checks_line, format!("invariant `{invariant}` cannot apply here: {reason}")));
         }
     }
-    Ok(Scenario { path: path.to_path_buf(), file, config })
+    Ok(Scenario { path: path.to_path_buf(), file, config, workload })
 }
 
 /// The most task managers and the highest parallelism a simulated cluster has: beyond them a seed takes minutes.
@@ -441,6 +478,7 @@ fn random_kind(fault: &FaultSpec) -> Option<String> {
         FaultSpec::StallSnapshot { .. } => Some("stall_snapshot".into()),
         FaultSpec::StorageErrors { .. } => Some("storage_errors".into()),
         FaultSpec::CrashTaskManager { .. }
+        | FaultSpec::FailSubtask { .. }
         | FaultSpec::CrashJobManager { .. }
         | FaultSpec::StorageFull { .. }
         | FaultSpec::SlowStorage { .. }
@@ -449,22 +487,15 @@ fn random_kind(fault: &FaultSpec) -> Option<String> {
     }
 }
 
-/// Why `invariant` cannot say anything about this scenario's job, if it cannot.
+/// Why `invariant` cannot say anything about this scenario, whatever its workload, if it cannot.
 fn not_applicable(invariant: crate::invariants::Invariant, file: &ScenarioFile, config: &JobConfig) -> Option<String> {
     use crate::invariants::Invariant;
-    let job = file.job.name.as_str();
     let at_least_once = config.checkpoint.mode == config::CheckpointingMode::AtLeastOnce;
     match invariant {
-        Invariant::NoLossNoDupInOrder if job != "sequence" => {
-            Some(format!("only `sequence` promises an order to check; `{job}` does not"))
-        }
         Invariant::NoLossNoDupInOrder | Invariant::ExactlyOnceOutput | Invariant::StateEqualsReference
             if at_least_once =>
         {
             Some("AT_LEAST_ONCE may duplicate records; check `nothing_lost`".into())
-        }
-        Invariant::NothingLost if job != "sequence" => {
-            Some(format!("only `sequence` numbers its records; `{job}` does not"))
         }
         Invariant::SavepointsKept if file.savepoints.is_empty() => {
             Some("no `[[savepoint]]` step takes a savepoint to keep".into())
@@ -519,7 +550,8 @@ fn validate_fault(fault: &FaultSpec, task_managers: u32, faults_until: Duration)
             node_ok(node)?;
             when_ok(when)
         }
-        FaultSpec::CrashJobManager { when, .. }
+        FaultSpec::FailSubtask { when, .. }
+        | FaultSpec::CrashJobManager { when, .. }
         | FaultSpec::StorageFull { when, .. }
         | FaultSpec::SlowStorage { when, .. }
         | FaultSpec::StorageCrash { when } => when_ok(when),
@@ -595,18 +627,4 @@ pub fn discover(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut found: Vec<PathBuf> = found.into_values().collect();
     found.sort();
     Ok(found)
-}
-
-/// The job's parameters as text, as the built-in job registry takes them.
-pub fn job_parameters(spec: &JobSpec) -> BTreeMap<String, String> {
-    spec.params
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect()
 }

@@ -91,7 +91,7 @@ pub fn run_seeds(
                 if !fault_free_taken.swap(true, Ordering::SeqCst) {
                     // Set it even if the run panics, so that no worker waits for it forever;
                     // the panic still fails the whole run when the threads are joined.
-                    match std::panic::catch_unwind(|| fault_free_output(scenario)) {
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fault_free_output(scenario))) {
                         Ok(outcome) => {
                             let _ = fault_free.set(outcome);
                         }

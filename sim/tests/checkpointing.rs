@@ -1,185 +1,164 @@
-//! Checkpointing end to end on a simulated cluster: exactly-once committed output through a
-//! failure and through a cancel-and-resume from an externalized checkpoint, at-least-once
-//! losing nothing, retention, and what the checkpoint directory holds afterwards.
+//! Checkpointing end to end on a simulated cluster, as scenarios run through the harness: exactly-once committed
+//! output through a subtask failure with both backends, at-least-once losing nothing, a cancel and a resume from
+//! the newest externalized checkpoint, retention, and the jobmanager backend's size limit.
 //!
-//! Expected output comes from the job's parameters alone (every record once, per-key totals
-//! from `reference_totals`), never from a run.
+//! Expected output comes from the workload's reference model (every record once, per-key totals from the
+//! parameters alone), never from a run.
 
-use engine::config::{CheckpointingMode, ExternalizedRetention, JobConfig, RestartStrategy, StateBackendKind};
 use engine::seam::runtime::SIMULATED;
-use sim::harness::{self, CHECKPOINT_DIR, SimJob, SimOutcome};
-use std::collections::{BTreeMap, BTreeSet};
+use sim::runner::{self, RunOptions, RunReport};
+use sim::scenario;
+use std::path::Path;
 
 /// Under simulation seeds are cheap; on tokio each run takes real time.
 const SEEDS: u64 = if SIMULATED { 50 } else { 3 };
 
-const PARTITIONS: u32 = 3;
-const RECORDS: u64 = 600;
-const KEYS: u64 = 7;
+/// A `sequence` scenario: three partitions of 600 records over seven keys at parallelism 2, checkpoints every
+/// 25 ms with state files (not inline state), `extra` config lines, then `rest` (faults, restarts, checks).
+fn scenario(extra_config: &str, rest: &str) -> scenario::Scenario {
+    let text = format!(
+        r#"name = "checkpointing"
+about = "checkpointing end to end"
 
-struct Setup {
-    backend: StateBackendKind,
-    mode: CheckpointingMode,
-    retention: ExternalizedRetention,
-    num_retained: u32,
-    fail_once_at: Option<u64>,
+[job]
+name = "sequence"
+params = {{ partitions = 3, records = 600, keys = 7, "records-per-second" = 2000 }}
+parallelism = 2
+task_managers = 2
+
+[config]
+"execution.checkpointing.interval" = "25 ms"
+"state.backend.fs.memory-threshold" = "64 b"
+"weir.channel.batch-size-records" = 16
+"weir.channel.capacity-batches" = 2
+"restart-strategy" = "fixed-delay"
+"restart-strategy.fixed-delay.attempts" = 3
+"restart-strategy.fixed-delay.delay" = "20 ms"
+{extra_config}
+
+{rest}
+"#
+    );
+    scenario::parse(&text, Path::new("checkpointing.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Default for Setup {
-    fn default() -> Self {
-        Setup {
-            backend: StateBackendKind::FileSystem,
-            mode: CheckpointingMode::ExactlyOnce,
-            retention: ExternalizedRetention::RetainOnCancellation,
-            num_retained: 2,
-            fail_once_at: None,
-        }
-    }
+const RETAIN: &str = "\"execution.checkpointing.externalized-checkpoint-retention\" = \"RETAIN_ON_CANCELLATION\"";
+
+const HEALING: &str = "[healing]\nfaults_until = \"1 s\"\nfinish_within = \"30 s\"\n";
+
+fn run(scenario: &scenario::Scenario, seed: u64) -> RunReport {
+    runner::run(scenario, seed, RunOptions { faults: true, trace: false }, None)
 }
 
-fn sequence_job(setup: Setup) -> SimJob {
-    let mut config =
-        JobConfig { parallelism: Some(2), batch_size_records: 16, channel_capacity_batches: 2, ..JobConfig::default() };
-    config.state_backend = setup.backend;
-    config.restart = RestartStrategy::FixedDelay { attempts: 3, delay_ms: 20 };
-    let checkpoint = &mut config.checkpoint;
-    checkpoint.interval_ms = Some(25);
-    checkpoint.mode = setup.mode;
-    checkpoint.dir = Some(CHECKPOINT_DIR.to_string());
-    checkpoint.externalized = setup.retention;
-    checkpoint.num_retained = setup.num_retained;
-    // Small enough that the filesystem backend writes state files, not inline state.
-    checkpoint.inline_threshold_bytes = 64;
-    let mut parameters = BTreeMap::from([
-        ("partitions".to_string(), PARTITIONS.to_string()),
-        ("records".to_string(), RECORDS.to_string()),
-        ("keys".to_string(), KEYS.to_string()),
-        ("records-per-second".to_string(), "2000".to_string()),
-    ]);
-    if let Some(at) = setup.fail_once_at {
-        parameters.insert("fail-once-at".to_string(), at.to_string());
-    }
-    SimJob { job: "sequence".into(), parameters, config, task_managers: 2, inputs: Vec::new() }
-}
-
-fn reference_records() -> Vec<String> {
-    let mut lines = Vec::new();
-    for partition in 0..PARTITIONS {
-        for number in 0..RECORDS {
-            lines.push(format!("r {partition} {number} {}", number % KEYS));
-        }
-    }
-    lines.sort();
-    lines
-}
-
-fn reference_output() -> Vec<String> {
-    engine::jobs::sequence::reference_lines(PARTITIONS, RECORDS, KEYS)
-}
-
-/// Within the committed output (files in commit order), every (partition, key) sees its
-/// numbers strictly ascending: no duplicate, no reordering.
-fn assert_in_order(seed: u64, outcome: &SimOutcome) {
-    let mut last: BTreeMap<(u64, u64), u64> = BTreeMap::new();
-    for line in outcome.output.lines().filter(|l| l.starts_with("r ")) {
-        let fields: Vec<u64> = line[2..].split(' ').map(|f| f.parse().unwrap()).collect();
-        if let Some(previous) = last.insert((fields[0], fields[2]), fields[1]) {
-            assert!(previous < fields[1], "seed {seed}: `{line}` after number {previous}");
-        }
-    }
-}
-
-fn assert_clean_checkpoint_dirs(seed: u64, outcome: &SimOutcome) {
-    for report in &outcome.checkpoint_dirs {
-        assert!(report.problems.is_empty(), "seed {seed}: {}: {:?}", report.job_dir.display(), report.problems);
-        assert!(report.incomplete.is_empty(), "seed {seed}: {}: {:?}", report.job_dir.display(), report.incomplete);
-    }
+fn assert_passed(report: &RunReport, what: &str) {
+    assert!(report.error.is_none(), "seed {} {what}: {:?}", report.seed, report.error);
+    assert!(report.violations.is_empty(), "seed {} {what}: {:#?}", report.seed, report.violations);
 }
 
 #[test]
-fn exactly_once_output_through_a_failure_with_both_backends() {
-    let expected = reference_output();
-    for backend in [StateBackendKind::FileSystem, StateBackendKind::JobManager] {
+fn exactly_once_output_through_a_subtask_failure_with_both_backends() {
+    for backend in ["filesystem", "jobmanager"] {
+        let failure = r#"[[fault]]
+kind = "fail_subtask"
+operator = "running-totals"
+subtask = 0
+when = { at = "150 ms" }"#;
+        let checks = r#"[checks]
+invariants = ["exactly_once_output", "no_loss_no_dup_in_order", "state_equals_reference", "checkpoint_ids_increase",
+              "retained_count", "no_orphan_files", "metadata_readable", "liveness"]"#;
+        let scenario =
+            scenario(&format!("\"state.backend\" = \"{backend}\""), &format!("{failure}\n{HEALING}\n{checks}"));
         for seed in 0..SEEDS {
-            let job = sequence_job(Setup { backend, fail_once_at: Some(RECORDS / 2), ..Setup::default() });
-            let outcome = harness::run(seed, &job).unwrap_or_else(|e| panic!("seed {seed} {backend:?}: {e}"));
+            let report = run(&scenario, seed);
+            assert_passed(&report, backend);
             assert_eq!(
-                outcome.attempts, 2,
-                "seed {seed} {backend:?}: the injected failure must cause exactly one restart"
+                report.attempts, 2,
+                "seed {seed} {backend}: the injected failure must cause exactly one restart"
             );
-            assert!(outcome.completed.len() >= 2, "seed {seed} {backend:?}: only {:?} completed", outcome.completed);
-            assert_eq!(outcome.canonical(), expected, "seed {seed} {backend:?}: committed output is not exactly once");
-            assert_in_order(seed, &outcome);
-            assert_clean_checkpoint_dirs(seed, &outcome);
+            assert!(report.completed.len() >= 2, "seed {seed} {backend}: only {:?} completed", report.completed);
         }
     }
 }
 
 #[test]
-fn at_least_once_loses_nothing_through_a_failure() {
-    let expected: BTreeSet<String> = reference_records().into_iter().collect();
+fn at_least_once_loses_nothing_through_a_subtask_failure() {
+    let rest = r#"[[fault]]
+kind = "fail_subtask"
+operator = "running-totals"
+subtask = 1
+when = { at = "150 ms" }
+
+[healing]
+faults_until = "1 s"
+finish_within = "30 s"
+
+[checks]
+invariants = ["nothing_lost", "liveness"]"#;
+    let scenario = scenario("\"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\"", rest);
     for seed in 0..SEEDS {
-        let job = sequence_job(Setup {
-            mode: CheckpointingMode::AtLeastOnce,
-            fail_once_at: Some(RECORDS / 2),
-            ..Setup::default()
-        });
-        let outcome = harness::run(seed, &job).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        let got: BTreeSet<String> =
-            outcome.output.lines().filter(|l| l.starts_with("r ")).map(str::to_string).collect();
-        let missing: Vec<&String> = expected.difference(&got).take(5).collect();
-        assert!(missing.is_empty(), "seed {seed}: lost records, e.g. {missing:?}");
+        assert_passed(&run(&scenario, seed), "at least once");
     }
 }
 
 #[test]
-fn resuming_from_an_externalized_checkpoint_after_cancel_is_exactly_once() {
-    let expected = reference_output();
+fn resuming_from_the_newest_externalized_checkpoint_after_a_cancel_is_exactly_once() {
+    let rest = format!(
+        r#"[[restart]]
+at = "150 ms"
+how = "cancel"
+
+{HEALING}
+[checks]
+invariants = ["exactly_once_output", "no_loss_no_dup_in_order", "state_equals_reference", "retained_count",
+              "no_orphan_files", "metadata_readable", "liveness"]"#
+    );
+    let scenario = scenario(RETAIN, &rest);
     for seed in 0..SEEDS {
-        let job = sequence_job(Setup::default());
-        let outcome = harness::run_cancel_and_resume(seed, &job, 150).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        assert_eq!(outcome.canonical(), expected, "seed {seed}: committed output is not exactly once");
-        assert_in_order(seed, &outcome);
-        assert_clean_checkpoint_dirs(seed, &outcome);
-        assert_eq!(outcome.checkpoint_dirs.len(), 2, "seed {seed}: one checkpoint directory per job");
+        let report = run(&scenario, seed);
+        assert_passed(&report, "cancel and resume");
+        assert_eq!(report.restores, 1, "seed {seed}: one resume");
+        assert_eq!(report.checkpoint_dirs.len(), 2, "seed {seed}: one checkpoint directory per job");
     }
 }
 
 #[test]
 fn num_retained_keeps_exactly_the_newest_checkpoints_and_no_orphans() {
+    let checks = "[checks]\ninvariants = [\"exactly_once_output\", \"no_orphan_files\", \"metadata_readable\"]";
+    let scenario =
+        scenario(&format!("{RETAIN}\n\"state.checkpoints.num-retained\" = 3"), &format!("{HEALING}\n{checks}"));
     for seed in 0..SEEDS {
-        let job = sequence_job(Setup { num_retained: 3, ..Setup::default() });
-        let outcome = harness::run(seed, &job).unwrap();
-        let [report] = outcome.checkpoint_dirs.as_slice() else { panic!("seed {seed}: one job directory expected") };
-        assert!(outcome.completed.len() >= 4, "seed {seed}: too few checkpoints to test retention");
-        let newest_three = &outcome.completed[outcome.completed.len() - 3..];
-        assert_eq!(report.retained, newest_three, "seed {seed}: not the newest three completed checkpoints");
-        assert!(report.problems.is_empty(), "seed {seed}: {:?}", report.problems);
-        assert!(report.incomplete.is_empty(), "seed {seed}: incomplete checkpoints left: {:?}", report.incomplete);
+        let report = run(&scenario, seed);
+        assert_passed(&report, "retention");
+        let [dir] = report.checkpoint_dirs.as_slice() else { panic!("seed {seed}: one job directory expected") };
+        assert!(report.completed.len() >= 4, "seed {seed}: too few checkpoints to test retention");
+        let newest_three = &report.completed[report.completed.len() - 3..];
+        assert_eq!(dir.retained, newest_three, "seed {seed}: not the newest three completed checkpoints");
+        assert!(dir.incomplete.is_empty(), "seed {seed}: incomplete checkpoints left: {:?}", dir.incomplete);
     }
 }
 
 #[test]
-fn delete_on_cancellation_leaves_no_checkpoint_after_cancel() {
+fn delete_on_cancellation_leaves_no_checkpoint_of_a_canceled_job() {
+    let rest =
+        format!("[[restart]]\nat = \"150 ms\"\nhow = \"cancel\"\n\n{HEALING}\n[checks]\ninvariants = [\"liveness\"]");
+    let retention = "\"execution.checkpointing.externalized-checkpoint-retention\" = \"DELETE_ON_CANCELLATION\"";
+    let scenario = scenario(retention, &rest);
     for seed in 0..SEEDS {
-        let job = sequence_job(Setup { retention: ExternalizedRetention::DeleteOnCancellation, ..Setup::default() });
-        let outcome = harness::run_cancel_and_resume(seed, &job, 150).unwrap();
+        let report = run(&scenario, seed);
+        assert!(report.error.is_none(), "seed {seed}: {:?}", report.error);
         assert!(
-            outcome.checkpoint_dirs.iter().all(|r| r.retained.is_empty() && r.incomplete.is_empty()),
+            report.checkpoint_dirs.iter().all(|r| r.retained.is_empty() && r.incomplete.is_empty()),
             "seed {seed}: checkpoints left after cancel: {:?}",
-            outcome.checkpoint_dirs
+            report.checkpoint_dirs
         );
     }
 }
 
 #[test]
-fn jobmanager_backend_state_above_its_limit_fails_the_job_with_a_clear_error() {
-    let mut job = sequence_job(Setup { backend: StateBackendKind::JobManager, ..Setup::default() });
-    job.config.checkpoint.jobmanager_max_state_bytes = 16;
-    job.config.restart = RestartStrategy::None;
-    let error = harness::run(1, &job).unwrap_err().to_string();
-    assert!(
-        error.contains("checkpoints failed") || error.contains("exceeds the jobmanager backend's limit"),
-        "{error}"
-    );
+fn jobmanager_backend_state_above_its_limit_fails_the_job_for_good_with_a_clear_error() {
+    let config = "\"state.backend\" = \"jobmanager\"\n\"weir.state.jobmanager.max-state-size\" = \"16 b\"";
+    let scenario = scenario(config, &format!("{HEALING}\n[checks]\ninvariants = [\"liveness\"]"));
+    let report = run(&scenario, 1);
+    let error = report.error.expect("the job must fail");
+    assert!(error.contains("exceeds the jobmanager backend's limit") && error.contains("every attempt"), "{error}");
 }

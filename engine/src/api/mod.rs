@@ -39,9 +39,9 @@ use crate::state::heap::HeapKeyedBackend;
 use crate::state::{Key, KeySelector};
 use crate::task::channel::{self, Receiver, Sender};
 use crate::task::gate::InputGate;
-use crate::task::run_task;
 use crate::task::tail::{NetworkOutput, Partitioner, SinkTail, Tail};
 use crate::task::upstream::{Chained, SourceHead, Upstream};
+use crate::task::{Start, run_task};
 use graph::{EdgeKind, EdgeSpec, JobGraph, VertexFactory, VertexSpec};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -295,10 +295,13 @@ impl<T: Send + 'static> Stream<T> {
                     operators.iter().all(|uid| restored.get(uid).is_some_and(|operator| operator.finished));
                 let pulled = upstream(&mut context)?;
                 let pushed = tail(&mut context)?;
-                let batch = context.batch_size_records();
-                let mode = context.mode;
-                run_task(context.info, pulled, pushed, batch, context.services, mode, finished_on_restore, operators)
-                    .await
+                let start = Start {
+                    batch_size_records: context.batch_size_records(),
+                    mode: context.mode,
+                    finished_on_restore,
+                    operators,
+                };
+                run_task(context.info, pulled, pushed, context.services, start).await
             };
             // A panic in the subtask's code (in real mode) ends it as a failed task, reported
             // like any other failure, instead of a thread that is gone without a word.

@@ -155,5 +155,11 @@ pub async fn write_metadata(
     file.sync().await?;
     drop(file);
     storage.rename(&temporary, &target).await?;
-    storage.sync_dir(dir).await
+    storage.sync_dir(dir).await?;
+    // A storage crash between the rename and the fsync may lose the rename while the fsync, issued after the
+    // crash, succeeds: the checkpoint is complete only if its `_metadata` is there now.
+    if !storage.exists(&target).await? {
+        return Err(StorageError::Stale { op: "write", path: target });
+    }
+    Ok(())
 }

@@ -1,15 +1,12 @@
-//! A transactional file sink (two-phase commit), as Flink's `TwoPhaseCommitSinkFunction`
-//! over files.
+//! A transactional file sink: the steps of two-phase commit over files, run by the engine's protocol
+//! ([`crate::operators::two_phase`]).
 //!
 //! Records are written into the current transaction, a hidden in-progress file
-//! `.part-<subtask>-<job>-<attempt>-<seq>.inprogress` (numbers zero-padded). At a checkpoint the transaction is
-//! pre-committed (flushed, fsynced, recorded as pending in operator state). When checkpoint
-//! `n` completes, every pending transaction up to `n` is committed by renaming it to
-//! `part-<subtask>-<checkpoint>-<job>-<attempt>-<seq>`. A commit is idempotent (a missing in-progress
-//! file whose committed name exists was committed already), so lost or repeated
-//! notifications are harmless. On restore, the restored checkpoint's pending transactions
-//! are committed and every other in-progress file of earlier attempts is aborted (deleted).
-//! Without checkpointing, the sink commits when its input ends.
+//! `.part-<subtask>-<job>-<attempt>-<seq>.inprogress` (numbers zero-padded). Pre-committing flushes and fsyncs it
+//! and makes its directory entry durable. Committing renames it to `part-<subtask>-<checkpoint>-<job>-<attempt>-<seq>`
+//! and fsyncs the directory; a commit is idempotent (a missing in-progress file whose committed name exists was
+//! committed already). Aborting deletes every in-progress file of earlier attempts the restored checkpoint does not
+//! list.
 //!
 //! A restore from a checkpoint older than the newest committed part would replay records
 //! whose output is committed already, duplicating it, so the sink refuses it (naming both
@@ -20,9 +17,8 @@
 use crate::error::TaskError;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::OperatorContext;
-use crate::operators::sink::Sink;
+use crate::operators::two_phase::{END_OF_INPUT_COMMIT, Pending, TransactionalSink, TwoPhaseCommitSink};
 use crate::seam::storage::{StorageError, StorageRef, WriteFile};
-use crate::state::operator::{OperatorListDescriptor, OperatorStateStore};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -34,7 +30,7 @@ pub type LineFormat<T> = Arc<dyn Fn(&T, &mut String) + Send + Sync>;
 /// Bytes buffered before a write reaches storage.
 const WRITE_BUFFER_BYTES: usize = 4 << 10;
 
-/// A pre-committed transaction: durable, waiting for its checkpoint to complete.
+/// A pre-committed file transaction, as checkpoints record it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingTransaction {
     pub checkpoint: CheckpointId,
@@ -44,17 +40,6 @@ pub struct PendingTransaction {
     /// ids increase across restores too, so name order is commit order within a subtask.
     pub committed: String,
 }
-
-/// Pending transactions. Union redistribution: after a rescale every subtask sees all of
-/// them, and since commits are idempotent it does not matter which one commits.
-const PENDING: OperatorListDescriptor<PendingTransaction> = OperatorListDescriptor::union("pending-transactions");
-
-/// The checkpoint the snapshot was taken for, so that a restore knows which committed parts
-/// its state covers. Union: every subtask's entry is the same id.
-const SNAPSHOT_CHECKPOINT: OperatorListDescriptor<CheckpointId> = OperatorListDescriptor::union("snapshot-checkpoint");
-
-/// The id under which a sink without checkpointing commits at the end of its input.
-const END_OF_INPUT_COMMIT: CheckpointId = CheckpointId(u64::MAX);
 
 /// The checkpoint a committed part file belongs to: `part-<subtask>-<checkpoint>-…`.
 pub fn committed_part_checkpoint(name: &str) -> Option<CheckpointId> {
@@ -153,21 +138,22 @@ struct Transaction {
     file: Box<dyn WriteFile>,
 }
 
-pub struct FileSink<T> {
+/// The file sink: [`FileTransactions`] run by the engine's two-phase commit protocol.
+pub type FileSink<T> = TwoPhaseCommitSink<T, FileTransactions<T>>;
+
+/// The steps of two-phase commit over part files in one directory.
+pub struct FileTransactions<T> {
     dir: PathBuf,
     format: LineFormat<T>,
     buffer: String,
     current: Option<Transaction>,
-    pending: Vec<PendingTransaction>,
     /// `part-<subtask>-<job>-<attempt>-`: unique per subtask and deployment.
     prefix: String,
     /// `part-<subtask>-`.
     subtask_prefix: String,
+    /// `-<job>-<attempt>-`: what every file of this deployment, of any subtask, holds in its name.
+    deployment: String,
     next_sequence: u64,
-    checkpointing: bool,
-    /// A deliberately broken mode for the simulator's canary: commit at pre-commit, before
-    /// the checkpoint completes. A failure before completion then duplicates output.
-    eager_commit: bool,
     /// On restore, delete committed parts newer than the restored checkpoint instead of
     /// refusing to resume.
     discard_newer_output: bool,
@@ -180,37 +166,17 @@ pub fn in_progress_name(name: &str) -> String {
     format!(".{name}.inprogress")
 }
 
-impl<T: Send + 'static> FileSink<T> {
+impl<T: Send + 'static> TwoPhaseCommitSink<T, FileTransactions<T>> {
+    /// A file sink writing part files into `dir`, one line per record.
     pub fn new(dir: PathBuf, format: LineFormat<T>) -> Self {
-        FileSink {
-            dir,
-            format,
-            buffer: String::new(),
-            current: None,
-            pending: Vec::new(),
-            prefix: String::new(),
-            subtask_prefix: String::new(),
-            next_sequence: 0,
-            checkpointing: false,
-            eager_commit: false,
-            discard_newer_output: false,
-            uid: None,
-            storage: None,
-        }
-    }
-
-    /// The broken canary variant: commits before the checkpoint completes. Never use it
-    /// outside the simulator's negative scenarios.
-    pub fn eager_commit(mut self) -> Self {
-        self.eager_commit = true;
-        self
+        TwoPhaseCommitSink::of(FileTransactions::new(dir, format))
     }
 
     /// On a restore from a checkpoint older than the newest committed part, delete the
     /// newer parts (durably) instead of refusing to resume: the records behind them are
     /// replayed and committed again.
     pub fn discard_newer_output(mut self, discard: bool) -> Self {
-        self.discard_newer_output = discard;
+        self.inner_mut().discard_newer_output = discard;
         self
     }
 
@@ -223,11 +189,30 @@ impl<T: Send + 'static> FileSink<T> {
         let format: LineFormat<T> = Arc::new(format);
         move || FileSink::new(dir.clone(), format.clone())
     }
+}
+
+impl<T: Send + 'static> FileTransactions<T> {
+    pub fn new(dir: PathBuf, format: LineFormat<T>) -> Self {
+        FileTransactions {
+            dir,
+            format,
+            buffer: String::new(),
+            current: None,
+            prefix: String::new(),
+            subtask_prefix: String::new(),
+            deployment: String::new(),
+            next_sequence: 0,
+            discard_newer_output: false,
+            uid: None,
+            storage: None,
+        }
+    }
 
     fn storage(&self) -> &StorageRef {
         self.storage.as_ref().expect("the sink is opened before use")
     }
 
+    /// Writes the buffered lines into the current transaction's file, creating it first if need be.
     async fn write_buffer(&mut self) -> Result<(), TaskError> {
         if self.buffer.is_empty() {
             return Ok(());
@@ -242,37 +227,6 @@ impl<T: Send + 'static> FileSink<T> {
         let transaction = self.current.as_mut().expect("just opened");
         transaction.file.write_all(self.buffer.as_bytes()).await?;
         self.buffer.clear();
-        Ok(())
-    }
-
-    /// Flushes and fsyncs the current transaction, and moves it to pending.
-    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
-        self.write_buffer().await?;
-        if let Some(mut transaction) = self.current.take() {
-            transaction.file.sync().await?;
-            // The in-progress file's directory entry must be durable too, or a storage
-            // crash after the checkpoint completes loses a transaction it covers.
-            self.storage().sync_dir(&self.dir).await?;
-            let rest = transaction.name.strip_prefix(&self.subtask_prefix).expect("named by this sink");
-            let committed = format!("{}{:020}-{rest}", self.subtask_prefix, checkpoint.0);
-            self.pending.push(PendingTransaction { checkpoint, name: transaction.name, committed });
-        }
-        Ok(())
-    }
-
-    /// Commits every pending transaction of a checkpoint up to `checkpoint`, in order.
-    async fn commit_up_to(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
-        let ready: Vec<PendingTransaction> =
-            self.pending.iter().filter(|t| t.checkpoint <= checkpoint).cloned().collect();
-        if ready.is_empty() {
-            return Ok(());
-        }
-        for transaction in &ready {
-            commit(self.storage(), &self.dir, transaction, self.uid.as_ref().expect("opened")).await?;
-            tracing::info!(target: "weir::trace", transaction = %transaction.committed, checkpoint = %transaction.checkpoint, "sink committed");
-        }
-        self.storage().sync_dir(&self.dir).await?;
-        self.pending.retain(|t| t.checkpoint > checkpoint);
         Ok(())
     }
 }
@@ -303,50 +257,37 @@ async fn commit(
 }
 
 #[async_trait]
-impl<T: Send + 'static> Sink<T> for FileSink<T> {
-    async fn open(
-        &mut self,
-        context: OperatorContext<'_>,
-        restored: Option<&OperatorStateStore>,
-    ) -> Result<(), TaskError> {
+impl<T: Send + 'static> TransactionalSink<T> for FileTransactions<T> {
+    type Handle = PendingTransaction;
+
+    async fn open(&mut self, context: OperatorContext<'_>) -> Result<(), TaskError> {
         let storage = context.storage.clone();
         storage.create_dir_all(&self.dir).await?;
         let info = context.info;
         self.subtask_prefix = format!("part-{:04}-", info.subtask.0);
         self.prefix = format!("{}{}-{:04}-", self.subtask_prefix, info.job, info.attempt.0);
-        self.checkpointing = context.checkpointing;
+        self.deployment = format!("-{}-{:04}-", info.job, info.attempt.0);
         self.uid = Some(context.uid.clone());
-        if let Some(restored) = restored {
-            // Snapshots taken before the sink recorded their checkpoint cannot be checked.
-            let snapshot_checkpoint = restored.get(&SNAPSHOT_CHECKPOINT).map_err(|e| context.state_error(e))?;
-            // The canary is broken on purpose: its duplicates are what the checkers must catch.
-            if let Some(checkpoint) = snapshot_checkpoint.into_iter().max().filter(|_| !self.eager_commit) {
-                reconcile_newer_output(&storage, &self.dir, checkpoint, self.discard_newer_output, context.uid).await?;
-            }
-            let pending = restored.get(&PENDING).map_err(|e| context.state_error(e))?;
-            for transaction in &pending {
-                commit(&storage, &self.dir, transaction, context.uid).await?;
-                tracing::info!(target: "weir::trace", transaction = %transaction.committed, checkpoint = %transaction.checkpoint, "sink committed on restore");
-            }
-            // Abort what earlier deployments left in progress and the checkpoint does not
-            // know: it holds records after the restored checkpoint, which will be replayed.
-            // Files of this deployment (any subtask) are live, whatever their age.
-            let this_deployment = format!("-{}-{:04}-", info.job, info.attempt.0);
-            let keep: Vec<String> = pending.iter().map(|t| in_progress_name(&t.name)).collect();
-            for name in storage.list(&self.dir).await? {
-                let stale =
-                    name.starts_with(".part-") && name.ends_with(".inprogress") && !name.contains(&this_deployment);
-                if stale && !keep.contains(&name) {
-                    match storage.remove_file(&self.dir.join(&name)).await {
-                        // Another subtask of this deployment aborted it first.
-                        Ok(()) | Err(StorageError::NotFound { .. }) => {}
-                        Err(other) => return Err(other.into()),
-                    }
-                }
-            }
-            storage.sync_dir(&self.dir).await?;
-        }
         self.storage = Some(storage);
+        Ok(())
+    }
+
+    async fn recover(
+        &mut self,
+        restored: Option<CheckpointId>,
+        _pending: &[Pending<PendingTransaction>],
+    ) -> Result<(), TaskError> {
+        match restored {
+            Some(checkpoint) => {
+                let uid = self.uid.clone().expect("opened");
+                reconcile_newer_output(self.storage(), &self.dir, checkpoint, self.discard_newer_output, &uid).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn begin(&mut self) -> Result<(), TaskError> {
+        // The transaction's file is created with its first bytes: a transaction that stays empty leaves nothing.
         Ok(())
     }
 
@@ -361,30 +302,63 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
         Ok(())
     }
 
-    async fn snapshot(&mut self, checkpoint: CheckpointId, state: &mut OperatorStateStore) -> Result<(), TaskError> {
-        self.pre_commit(checkpoint).await?;
-        if self.eager_commit {
-            self.commit_up_to(checkpoint).await?;
+    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Option<PendingTransaction>, TaskError> {
+        self.write_buffer().await?;
+        let Some(mut transaction) = self.current.take() else { return Ok(None) };
+        transaction.file.sync().await?;
+        // The in-progress file's directory entry must be durable too, or a storage crash after the checkpoint
+        // completes loses a transaction it covers; and it must still be there after that fsync (a crash before it
+        // may have lost the entry while the fsync, issued after the crash, succeeded).
+        let path = self.dir.join(in_progress_name(&transaction.name));
+        self.storage().sync_dir(&self.dir).await?;
+        if !self.storage().exists(&path).await? {
+            return Err(TaskError::Storage(StorageError::Stale { op: "pre-commit", path }));
         }
+        let rest = transaction.name.strip_prefix(&self.subtask_prefix).expect("named by this sink");
+        let committed = format!("{}{:020}-{rest}", self.subtask_prefix, checkpoint.0);
+        Ok(Some(PendingTransaction { checkpoint, name: transaction.name, committed }))
+    }
+
+    async fn commit(&mut self, transactions: &[Pending<PendingTransaction>]) -> Result<(), TaskError> {
         let uid = self.uid.clone().expect("opened");
-        state
-            .set(&SNAPSHOT_CHECKPOINT, &[checkpoint])
-            .map_err(|source| TaskError::State { operator: uid.clone(), source })?;
-        state.set(&PENDING, &self.pending).map_err(|source| TaskError::State { operator: uid, source })
-    }
-
-    async fn finish(&mut self) -> Result<(), TaskError> {
-        if self.checkpointing {
-            // The final checkpoint pre-commits and commits what is left.
-            return self.write_buffer().await;
+        for transaction in transactions {
+            commit(self.storage(), &self.dir, &transaction.handle, &uid).await?;
+            tracing::info!(target: "weir::trace", part = %transaction.handle.committed, "part committed");
         }
-        let last = END_OF_INPUT_COMMIT;
-        self.pre_commit(last).await?;
-        self.commit_up_to(last).await
+        // One directory fsync makes every rename above durable.
+        self.storage().sync_dir(&self.dir).await?;
+        // A storage crash between a rename and that fsync may lose the rename while the fsync, issued after the
+        // crash, succeeds (another writer of the directory may have drawn its error): a committed part missing
+        // now is a failed commit, which the protocol retries.
+        for transaction in transactions {
+            let path = self.dir.join(&transaction.handle.committed);
+            if !self.storage().exists(&path).await? {
+                return Err(TaskError::Storage(StorageError::Stale { op: "commit", path }));
+            }
+        }
+        Ok(())
     }
 
-    async fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
-        self.commit_up_to(checkpoint).await
+    async fn abort_all_except(&mut self, keep: &[Pending<PendingTransaction>]) -> Result<(), TaskError> {
+        // What earlier deployments left in progress and the restored checkpoint does not know holds records after
+        // it, which are replayed. Files of this deployment (any subtask) are live, whatever their age.
+        let keep: Vec<String> = keep.iter().map(|t| in_progress_name(&t.handle.name)).collect();
+        let storage = self.storage().clone();
+        let mut removed = false;
+        for name in storage.list(&self.dir).await? {
+            let stale = name.starts_with(".part-") && name.ends_with(".inprogress") && !name.contains(&self.deployment);
+            if stale && !keep.contains(&name) {
+                match storage.remove_file(&self.dir.join(&name)).await {
+                    // Another subtask of this deployment aborted it first.
+                    Ok(()) | Err(StorageError::NotFound { .. }) => removed = true,
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        }
+        if removed {
+            storage.sync_dir(&self.dir).await?;
+        }
+        Ok(())
     }
 }
 
@@ -393,7 +367,9 @@ mod tests {
     use super::*;
     use crate::ids::{Attempt, JobId, SubtaskIndex, VertexId};
     use crate::operators::SubtaskInfo;
+    use crate::operators::sink::Sink;
     use crate::seam::storage::LocalStorage;
+    use crate::state::operator::OperatorStateStore;
     use std::future::Future;
 
     /// Local storage never suspends, so one poll completes every call.
@@ -509,7 +485,7 @@ mod tests {
         // Records after checkpoint 1, in a transaction no checkpoint covers; then a crash
         // after checkpoint 1 completed but before its notification arrived.
         fixture.write(&mut sink, 4..8);
-        block_on(sink.write_buffer()).unwrap();
+        block_on(sink.inner_mut().write_buffer()).unwrap();
         drop(sink);
         let restored = OperatorStateStore::restore(&state.snapshot());
         let mut sink = fixture.open(1, Some(&restored));

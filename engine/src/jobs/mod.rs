@@ -222,15 +222,6 @@ mod tests {
             "job `sequence`: parameter `records-per-second`: must be in 0..=10000000, got 18446744073709551615"
         );
         assert_eq!(
-            error("sequence", &with(("sink-mode", "eager"))),
-            "job `sequence`: parameter `sink-mode`: expected one of `transactional`, `eager-commit`, got `eager`"
-        );
-        assert_eq!(
-            error("sequence", &with(("fail-once-at", "-1"))),
-            "job `sequence`: parameter `fail-once-at`: `none` or a number: expected a whole number in \
-             0..=18446744073709551615, got `-1`"
-        );
-        assert_eq!(
             error("keyed-sum", &with(("keys", "0"))),
             "job `keyed-sum`: parameter `keys`: must be in 1..=9223372036854775807, got 0"
         );

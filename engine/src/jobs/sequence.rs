@@ -22,7 +22,6 @@ use crate::state::keyed::{KeyedContext, KeyedEndContext, ValueStateDescriptor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The fastest pacing: a paced source emits 10 ms worth of records at a time, so this bounds
 /// a slice to 100,000 records.
@@ -58,22 +57,10 @@ pub const JOB: BuiltinJob = BuiltinJob {
             kind: ParameterKind::Number { min: 1, max: 1_000_000 },
         },
         JobParameter {
-            name: "sink-mode",
-            default: Some("transactional"),
-            about: "`eager-commit` is a deliberately broken sink for the simulator's canary",
-            kind: ParameterKind::Choice(&["transactional", "eager-commit"]),
-        },
-        JobParameter {
             name: "records-per-second",
             default: Some("0"),
             about: "pacing per source subtask; 0 = unpaced (a paced source emits a slice of 10 ms worth at a time)",
             kind: ParameterKind::Number { min: 0, max: MAX_RECORDS_PER_SECOND },
-        },
-        JobParameter {
-            name: "fail-once-at",
-            default: Some("none"),
-            about: "fail the keyed operator once, on partition 0's record with this number (tests failover)",
-            kind: ParameterKind::NumberOrNone { min: 0, max: u64::MAX },
         },
     ],
     build,
@@ -91,9 +78,13 @@ const TOTALS: ValueStateDescriptor<(u64, u64)> = ValueStateDescriptor::new("coun
 /// Keeps `(count, sum)` per key.
 pub struct RunningTotals {
     keys: u64,
-    /// Fail once on partition 0's record with this number; shared by every attempt of the
-    /// job, so that the failure happens exactly once.
-    fail_once_at: Option<(u64, Arc<AtomicBool>)>,
+}
+
+impl RunningTotals {
+    /// The running totals of records keyed by `number % keys`.
+    pub fn new(keys: u64) -> Self {
+        RunningTotals { keys }
+    }
 }
 
 impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals {
@@ -105,13 +96,6 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
     ) -> Result<(), StateError> {
         let key = *context.key();
         assert_eq!(key, record.number % self.keys, "record keyed by another key");
-        if let Some((number, failed)) = &self.fail_once_at
-            && record.partition == 0
-            && record.number == *number
-            && !failed.swap(true, Ordering::SeqCst)
-        {
-            return Err(StateError::Injected { message: format!("injected failure at partition 0 record {number}") });
-        }
         context.value(&TOTALS)?.update(
             || (0, 0),
             |(count, sum)| {
@@ -190,17 +174,13 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
     let records: u64 = parameters.number("records");
     let keys: u64 = parameters.number("keys");
     let records_per_second: u64 = parameters.number("records-per-second");
-    let eager_commit = parameters.text("sink-mode") == "eager-commit";
-    let fail_once_at =
-        parameters.number_or_none::<u64>("fail-once-at").map(|number| (number, Arc::new(AtomicBool::new(false))));
     let discard_newer_output = config.restore_discards_newer_output;
     let job = JobBuilder::new("sequence", config)?;
     job.source("numbers", move || SequenceSource::paced(partitions, records, records_per_second))
         .key_by(move |record: &SequenceRecord| record.number % keys)
-        .process("running-totals", move || RunningTotals { keys, fail_once_at: fail_once_at.clone() })
+        .process("running-totals", move || RunningTotals::new(keys))
         .sink("sink", move || {
-            let sink = FileSink::new(output.clone(), Arc::new(format_line)).discard_newer_output(discard_newer_output);
-            if eager_commit { sink.eager_commit() } else { sink }
+            FileSink::new(output.clone(), Arc::new(format_line)).discard_newer_output(discard_newer_output)
         });
     job.build()
 }

@@ -11,6 +11,7 @@ pub mod keyed_process;
 pub mod map;
 pub mod sink;
 pub mod source;
+pub mod two_phase;
 
 use crate::error::TaskError;
 use crate::ids::{CheckpointId, OperatorUid};

@@ -40,8 +40,6 @@ pub enum StateError {
     Decode { name: String, key_group: u32, message: String },
     #[error("operator list state `{name}`: cannot decode element {index}: {message}")]
     DecodeListElement { name: String, index: usize, message: String },
-    #[error("{message}")]
-    Injected { message: String },
     #[error("key group {key_group} does not belong to this subtask's range {start}..{end}")]
     ForeignKeyGroup { key_group: u32, start: u32, end: u32 },
     /// The embedded store's local files could not be written or read.

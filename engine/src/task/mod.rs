@@ -18,6 +18,7 @@ use crate::checkpoint::coordinator::Failure;
 use crate::checkpoint::storage::WriteError;
 use crate::element::CheckpointBarrier;
 use crate::error::TaskError;
+use crate::faults::{Fate, FaultPoint};
 use crate::ids::CheckpointId;
 use crate::ids::SubtaskInfo;
 use crate::seam::runtime;
@@ -51,17 +52,25 @@ enum Next {
     Exit,
 }
 
+/// How a subtask starts: what its deployment says beyond its chain.
+pub struct Start {
+    pub batch_size_records: usize,
+    pub mode: DeployMode,
+    /// Every operator of the vertex had finished when the restored snapshot was taken.
+    pub finished_on_restore: bool,
+    /// The uids of the vertex's operators, head first.
+    pub operators: std::sync::Arc<Vec<crate::ids::OperatorUid>>,
+}
+
 /// Runs one subtask to its end.
 pub async fn run_task<T: Send + 'static>(
     info: SubtaskInfo,
     upstream: Box<dyn Upstream<T>>,
     tail: Box<dyn Tail<T>>,
-    batch_size_records: usize,
     services: TaskServices,
-    mode: DeployMode,
-    finished_on_restore: bool,
-    operators: std::sync::Arc<Vec<crate::ids::OperatorUid>>,
+    start: Start,
 ) -> Result<(), TaskError> {
+    let Start { batch_size_records, mode, finished_on_restore, operators } = start;
     let mut task = Subtask { info, upstream, tail, services, last_snapshot: None, operators };
     let mut out: Vec<T> = Vec::with_capacity(batch_size_records);
     if let DeployMode::FinishAt(stop) = mode {
@@ -118,7 +127,12 @@ pub async fn run_task<T: Send + 'static>(
 /// The running phase: processes input until its end (or an exit command).
 /// `Continue` when the input ended, `Exit` when a command ended the subtask.
 async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> Result<Next, TaskError> {
+    let (job, task_ref) = (task.info.job, task.info.task_ref());
     loop {
+        if task.services.faults.at(FaultPoint::Batch { job, task: task_ref }) == Fate::Fail {
+            tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, "fault: subtask failed");
+            return Err(TaskError::Injected { vertex: task.info.vertex_name.clone(), subtask: task.info.subtask });
+        }
         while let Ok(command) = task.services.commands.try_recv() {
             if let Next::Exit = task.on_command_running(command).await? {
                 return Ok(Next::Exit);

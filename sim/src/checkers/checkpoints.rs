@@ -105,6 +105,7 @@ mod tests {
     use super::*;
     use crate::checkers::{Abandoned, ExpectedOutput};
     use crate::checks::CheckpointDirReport;
+    use crate::workload::{Reference, Registry};
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
@@ -136,12 +137,14 @@ mod tests {
             })
             .into_iter()
             .collect();
-        let reference = ExpectedOutput::new(Vec::new());
+        let reference = ExpectedOutput::new(Reference::default());
+        let workload = Registry::builtin().prepare("sequence", &toml::Table::new()).unwrap();
         let evidence = Evidence {
             seed: 0,
             time_ms: 0,
             output: "",
             reference: &reference,
+            workload: workload.as_ref(),
             fault_free: None,
             completions: &[],
             lineage: &BTreeMap::new(),
@@ -174,12 +177,14 @@ mod tests {
             completions.iter().map(|&(job, id)| (JobId(job), CheckpointId(id))).collect();
         let lineage: BTreeMap<JobId, Option<CheckpointId>> =
             lineage.iter().map(|&(job, from)| (JobId(job), from.map(CheckpointId))).collect();
-        let reference = ExpectedOutput::new(Vec::new());
+        let reference = ExpectedOutput::new(Reference::default());
+        let workload = Registry::builtin().prepare("sequence", &toml::Table::new()).unwrap();
         let evidence = Evidence {
             seed: 0,
             time_ms: 0,
             output: "",
             reference: &reference,
+            workload: workload.as_ref(),
             fault_free: None,
             completions: &completions,
             lineage: &lineage,

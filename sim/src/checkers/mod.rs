@@ -8,6 +8,7 @@ pub mod output;
 
 use crate::checks::CheckpointDirReport;
 use crate::invariants::{Invariant, Violation};
+use crate::workload::Prepared;
 use engine::ids::{CheckpointId, JobId};
 pub use output::ExpectedOutput;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,8 +29,10 @@ pub struct Evidence<'a> {
     pub time_ms: u64,
     /// The committed output, part files concatenated in commit order per subtask.
     pub output: &'a str,
-    /// The job's reference output, from its parameters alone.
+    /// The workload's reference, from its parameters alone.
     pub reference: &'a ExpectedOutput,
+    /// The workload, which reads state from output and knows its own order rule.
+    pub workload: &'a dyn Prepared,
     /// A fault-free run's committed output (sorted lines).
     pub fault_free: Option<&'a [String]>,
     /// Snapshots completed over the run, in completion order, with the job that completed each.
@@ -71,7 +74,7 @@ pub fn check(invariants: &[Invariant], evidence: &Evidence<'_>) -> Vec<Violation
     for invariant in invariants {
         let found = match invariant {
             Invariant::ExactlyOnceOutput => output::exactly_once(evidence, &committed),
-            Invariant::NoLossNoDupInOrder => output::sequence_in_order(evidence, &committed),
+            Invariant::NoLossNoDupInOrder => output::in_order(evidence, &committed),
             Invariant::StateEqualsReference => output::state_equals_reference(evidence, &committed),
             Invariant::NothingLost => output::nothing_lost(evidence, &committed),
             Invariant::CheckpointIdsIncrease => checkpoints::ids_increase(evidence),

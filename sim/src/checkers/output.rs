@@ -7,10 +7,11 @@
 
 use super::Evidence;
 use crate::invariants::{Invariant, Violation};
+use crate::workload::Reference;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::OnceCell;
 
-/// A job's reference output, with what the checkers derive from it computed once.
+/// A workload's reference, with what the checkers derive from it computed once.
 #[derive(Debug)]
 pub struct ExpectedOutput {
     /// Every line, sorted.
@@ -19,16 +20,19 @@ pub struct ExpectedOutput {
     index: FxHashMap<String, usize>,
     /// How many times each distinct line occurs.
     counts: Vec<u32>,
-    /// The `(partition, number)` of every `r` line, sorted, without duplicates.
-    records: Vec<(u64, u64)>,
-    /// The final-state lines (see [`state_lines`]), sorted.
+    /// The per-record lines, sorted.
+    records: Vec<String>,
+    /// The final-state lines, sorted.
     state: Vec<String>,
 }
 
 impl ExpectedOutput {
-    /// Prepares the reference output `lines`, which must be sorted.
-    pub fn new(lines: Vec<String>) -> Self {
-        debug_assert!(lines.is_sorted(), "reference lines must be sorted");
+    /// Prepares a workload's reference.
+    pub fn new(reference: Reference) -> Self {
+        let Reference { mut lines, mut records, mut state } = reference;
+        lines.sort_unstable();
+        records.sort_unstable();
+        state.sort_unstable();
         let mut index = FxHashMap::default();
         let mut counts = Vec::new();
         for line in &lines {
@@ -39,11 +43,6 @@ impl ExpectedOutput {
             }
             counts[at] += 1;
         }
-        let mut records: Vec<(u64, u64)> =
-            lines.iter().filter_map(|line| record(line)).map(|(p, n, _)| (p, n)).collect();
-        records.sort_unstable();
-        records.dedup();
-        let state = state_lines(&lines).iter().map(|l| l.to_string()).collect();
         ExpectedOutput { lines, index, counts, records, state }
     }
 
@@ -180,84 +179,32 @@ pub fn exactly_once(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<V
     violations
 }
 
-/// The fields of an `r <partition> <number> <key>` line (what `split(' ')` gives, without a
-/// pattern searcher: the lines are short); further fields are ignored.
-fn record(line: &str) -> Option<(u64, u64, u64)> {
-    let mut rest = line.strip_prefix("r ")?;
-    let mut field = || {
-        let (field, tail) = match rest.bytes().position(|b| b == b' ') {
-            Some(space) => (&rest[..space], &rest[space + 1..]),
-            None => (rest, ""),
-        };
-        rest = tail;
-        field.parse::<u64>().ok()
-    };
-    Some((field()?, field()?, field()?))
-}
-
-pub fn sequence_in_order(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
-    let expected = &evidence.reference.records;
-    let mut last: FxHashMap<(u64, u64), u64> = FxHashMap::default();
-    let mut seen: FxHashSet<(u64, u64)> = FxHashSet::default();
-    seen.reserve(expected.len());
-    for (partition, number, key) in committed.lines().iter().filter_map(|line| record(line)) {
-        if !seen.insert((partition, number)) {
-            return vec![evidence.violation(
-                Invariant::NoLossNoDupInOrder,
-                format!("record (partition {partition}, number {number}) committed twice"),
-            )];
-        }
-        if let Some(previous) = last.insert((partition, key), number)
-            && previous > number
-        {
-            let event = format!("partition {partition} key {key}: number {number} committed after {previous}");
-            return vec![evidence.violation(Invariant::NoLossNoDupInOrder, event)];
-        }
-    }
-    let mut lost = expected.iter().filter(|record| !seen.contains(record));
-    if let Some((partition, number)) = lost.next() {
-        let missing = 1 + lost.count();
-        return vec![evidence.violation(
-            Invariant::NoLossNoDupInOrder,
-            format!("{missing} records lost, e.g. partition {partition} number {number}"),
-        )];
-    }
-    Vec::new()
-}
-
-/// Final state lines: `k ...` for `sequence`, every line for `wordcount`.
-fn state_lines<S: AsRef<str>>(lines: &[S]) -> Vec<&str> {
-    let keyed: Vec<&str> = lines.iter().map(AsRef::as_ref).filter(|l| l.starts_with("k ")).collect();
-    if keyed.is_empty() && !lines.iter().any(|l| l.as_ref().starts_with("r ")) {
-        lines.iter().map(AsRef::as_ref).collect()
-    } else {
-        keyed
+/// The workload's own order rule, with every record committed once (`no_loss_no_dup_in_order`).
+pub fn in_order(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
+    match evidence.workload.check_order(committed.lines()) {
+        Some(breach) => vec![evidence.violation(Invariant::NoLossNoDupInOrder, breach)],
+        None => Vec::new(),
     }
 }
 
+/// The final keyed state, as the workload reads it from the committed output, equals the reference's.
 pub fn state_equals_reference(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
-    // The `k` lines are few: filter them in commit order, then sort, rather than sorting
-    // every line first. Every line counts only when there are neither `k` nor `r` lines.
-    let mut keyed: Vec<&str> = committed.lines().iter().copied().filter(|l| l.starts_with("k ")).collect();
-    let got: &[&str] = if keyed.is_empty() && !committed.lines().iter().any(|l| l.starts_with("r ")) {
-        committed.sorted()
-    } else {
-        keyed.sort_unstable();
-        &keyed
-    };
+    let mut got = evidence.workload.state_lines(committed.lines());
+    got.sort_unstable();
     let expected = &evidence.reference.state;
-    if same_lines(got, expected) {
+    if same_lines(&got, expected) {
         return Vec::new();
     }
     vec![
         evidence
-            .violation(Invariant::StateEqualsReference, format!("final state: {}", first_difference(got, expected))),
+            .violation(Invariant::StateEqualsReference, format!("final state: {}", first_difference(&got, expected))),
     ]
 }
 
+/// AT_LEAST_ONCE: every per-record line of the reference is committed at least once.
 pub fn nothing_lost(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<Violation> {
     let got: FxHashSet<&str> = committed.lines().iter().copied().collect();
-    let mut missing = evidence.reference.lines().iter().filter(|l| l.starts_with("r ") && !got.contains(l.as_str()));
+    let mut missing = evidence.reference.records.iter().filter(|l| !got.contains(l.as_str()));
     match missing.next() {
         None => Vec::new(),
         Some(first) => {

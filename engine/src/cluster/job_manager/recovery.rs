@@ -285,8 +285,18 @@ pub(super) async fn remove_dir_until_done(storage: &StorageRef, dir: &Path) {
             },
             Err(error) => Err(error),
         };
+        // A storage crash between the removal and the fsync may bring the directory back while the fsync, issued
+        // after the crash, succeeds: it is gone only if it is gone now.
+        let removed = match removed {
+            Ok(()) | Err(StorageError::NotFound { .. }) => match storage.exists(dir).await {
+                Ok(false) => Ok(()),
+                Ok(true) => Err(StorageError::Stale { op: "remove", path: dir.to_path_buf() }),
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
         match removed {
-            Ok(()) | Err(StorageError::NotFound { .. }) => return,
+            Ok(()) => return,
             Err(error) => {
                 tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "cannot delete a discarded snapshot yet; trying again");
                 runtime::sleep(Duration::from_millis(pause_ms)).await;

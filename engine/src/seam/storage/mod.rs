@@ -102,5 +102,11 @@ pub async fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> R
     file.sync().await?;
     drop(file);
     storage.rename(&temporary, path).await?;
-    storage.sync_dir(dir).await
+    storage.sync_dir(dir).await?;
+    // A storage crash between the rename and the fsync may lose the rename while the fsync, issued after the
+    // crash, succeeds: the write is done only if the file is there now.
+    if !storage.exists(path).await? {
+        return Err(StorageError::Stale { op: "write", path: path.to_path_buf() });
+    }
+    Ok(())
 }

@@ -1,0 +1,96 @@
+//! What a run left behind, collected once the job ended (or the healing bound passed): the committed output as the
+//! workload reads it, every job's checkpoint directory, the savepoints the steps took, and what the recorder saw.
+
+use super::restarts::Steps;
+use super::world::{CHECKPOINT_DIR, World};
+use crate::checkers::Abandoned;
+use crate::checks;
+use engine::ids::{CheckpointId, JobId};
+use engine::seam::runtime;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What the simulation returns.
+pub struct Simulated {
+    /// Savepoints taken by `[[savepoint]]` steps, and their state at the end: `None` if intact, else the problem.
+    pub savepoints: Vec<(String, Option<String>)>,
+    pub output: String,
+    pub completions: Vec<(JobId, CheckpointId)>,
+    /// Every job of the run and the snapshot id it was restored from.
+    pub lineage: BTreeMap<JobId, Option<CheckpointId>>,
+    pub restores: u32,
+    pub attempts: u32,
+    pub checkpoint_dirs: Vec<checks::CheckpointDirReport>,
+    /// Jobs a crash abandoned, by job directory.
+    pub abandoned: BTreeMap<PathBuf, Abandoned>,
+    pub finished_at_ms: Option<u64>,
+    pub sim_time_ms: u64,
+    /// Simulated time at the end, in nanoseconds: every poll moves madsim's clock, so any difference in the
+    /// schedule shows here.
+    pub sim_time_ns: u128,
+    pub error: Option<String>,
+}
+
+impl Simulated {
+    /// 64-bit FNV-1a over the end time, the committed output, the completed checkpoints, the restores and the
+    /// error.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for &byte in bytes {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        feed(&self.sim_time_ns.to_le_bytes());
+        feed(self.output.as_bytes());
+        for (_, id) in &self.completions {
+            feed(&id.0.to_le_bytes());
+        }
+        feed(&self.restores.to_le_bytes());
+        feed(self.error.as_deref().unwrap_or("").as_bytes());
+        hash
+    }
+}
+
+/// Reads back what the run committed and left in storage.
+pub async fn collect(world: &World, steps: Steps) -> Simulated {
+    let storage = &world.storage_ref;
+    // The job is over: what is read back now is evidence, read without faults.
+    world.injector.heal();
+    let (output, mut error) = match world.workload.committed(storage, &world.env).await {
+        Ok(output) => (output, steps.error),
+        Err(problem) => {
+            (String::new(), Some(steps.error.unwrap_or(format!("cannot read the committed output: {problem}"))))
+        }
+    };
+    let checkpoint_dirs = match checks::inspect_checkpoint_root(storage, Path::new(CHECKPOINT_DIR)).await {
+        Ok(reports) => reports,
+        Err(problem) => {
+            error.get_or_insert(format!("cannot inspect the checkpoint directory: {problem}"));
+            Vec::new()
+        }
+    };
+    let mut savepoints = Vec::new();
+    for path in &steps.savepoints {
+        let problem = match engine::checkpoint::restore::load(storage, path).await {
+            Ok(loaded) => engine::checkpoint::restore::resolve(storage, &loaded).await.err().map(|e| e.to_string()),
+            Err(error) => Some(error.to_string()),
+        };
+        savepoints.push((path.display().to_string(), problem));
+    }
+    Simulated {
+        savepoints,
+        output,
+        completions: world.recorder.completions(),
+        lineage: steps.lineage,
+        restores: steps.restores,
+        attempts: steps.attempts,
+        checkpoint_dirs,
+        abandoned: steps.abandoned,
+        finished_at_ms: steps.finished_at_ms,
+        sim_time_ms: runtime::elapsed().as_millis() as u64,
+        sim_time_ns: runtime::elapsed().as_nanos(),
+        error,
+    }
+}

@@ -1,0 +1,219 @@
+//! The scenario's steps against the running job: the job's submission, `[[savepoint]]` steps, and `[[restart]]`
+//! steps (cancel, crash every node, or stop with a savepoint; then a new job from the newest snapshot, as a user
+//! resumes with `weir run -s`), then the wait for the job's end within the healing bound.
+
+use super::world::{CHECKPOINT_DIR, RELOCATED_DIR, SAVEPOINT_DIR, World};
+use crate::checkers::Abandoned;
+use crate::checks;
+use crate::scenario::{RestartHow, RestartSpec, Scenario};
+use engine::cluster::messages::RestoreRequest;
+use engine::cluster::{Cluster, JobHandle};
+use engine::config::{JobConfig, StateBackendKind};
+use engine::ids::{CheckpointId, JobId};
+use engine::seam::runtime::{self, Instant};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The job running now, for steps that act on it.
+type RunningJob = (Arc<Cluster>, JobId);
+
+/// What the steps did, for the evidence.
+pub struct Steps {
+    /// Savepoints taken by `[[savepoint]]` steps.
+    pub savepoints: Vec<PathBuf>,
+    /// Every job of the run and the snapshot id it was restored from.
+    pub lineage: BTreeMap<JobId, Option<CheckpointId>>,
+    pub restores: u32,
+    /// Jobs a whole-cluster crash abandoned, by job directory.
+    pub abandoned: BTreeMap<PathBuf, Abandoned>,
+    /// When the last job finished, in milliseconds of the run; `None` if it did not within the bound.
+    pub finished_at_ms: Option<u64>,
+    /// Deployments of the last job, once it finished.
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+impl Steps {
+    fn failed(message: String) -> Steps {
+        Steps {
+            savepoints: Vec::new(),
+            lineage: BTreeMap::new(),
+            restores: 0,
+            abandoned: BTreeMap::new(),
+            finished_at_ms: None,
+            attempts: 0,
+            error: Some(message),
+        }
+    }
+}
+
+/// Submits the workload's job, runs the scenario's steps (if `faults`), and waits for the job to end.
+pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faults: bool) -> Steps {
+    // Times are measured from this run's start: on tokio the runtime's clock is the process's.
+    let started = runtime::now();
+    let file = &scenario.file;
+    let deadline = file.healing.faults_until + file.healing.finish_within;
+    let current: Arc<Mutex<Option<RunningJob>>> = Arc::new(Mutex::new(None));
+    let taken: Arc<Mutex<Vec<PathBuf>>> = Arc::new(Mutex::new(Vec::new()));
+    if faults {
+        schedule_savepoints(scenario, started, &current, &taken);
+    }
+    let submit = async |cluster: &Cluster, config: &JobConfig, restore: Option<RestoreRequest>| {
+        let graph = scenario.workload.build(&world.env, config.clone()).map_err(|e| e.to_string())?;
+        cluster.submit(graph, restore).await.map_err(|e| e.to_string())
+    };
+    let mut cluster = world.start_cluster();
+    let mut config = config;
+    let mut handle: JobHandle = match submit(&cluster, &config, None).await {
+        Ok(handle) => handle,
+        Err(error) => return Steps::failed(error),
+    };
+    *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
+    let mut lineage = BTreeMap::from([(handle.job, None)]);
+    let mut restores = 0;
+    let mut abandoned = BTreeMap::new();
+    let restarts: &[RestartSpec] = if faults { &file.restarts } else { &[] };
+    for restart in restarts {
+        let now = started.elapsed();
+        if restart.at > now {
+            runtime::sleep(restart.at - now).await;
+        }
+        let job = handle.job;
+        let mut savepoint = None;
+        match restart.how {
+            RestartHow::Cancel => {
+                tracing::info!(target: "weir::trace", %job, "restart: canceling the job");
+                if cluster.cancel(job).await.is_err() {
+                    break; // The job already ended: nothing to restart.
+                }
+                // As a user would, wait until the canceled job is gone, its cleanup (the retention policy) included.
+                let _ = handle.wait().await;
+            }
+            RestartHow::StopWithSavepoint => {
+                tracing::info!(target: "weir::trace", %job, "restart: stopping the job with a savepoint");
+                match cluster.trigger_savepoint(job, Some(PathBuf::from(SAVEPOINT_DIR)), true).await {
+                    Ok(path) => {
+                        let _ = handle.wait().await;
+                        savepoint = Some(path);
+                    }
+                    // The savepoint failed (faults), its answer was lost with a job manager, or the job ended:
+                    // cancel (if it still runs) and resume from the newest snapshot, as a user would.
+                    Err(error) => {
+                        tracing::info!(target: "weir::trace", %job, %error, "restart: the stop failed, canceling");
+                        if cluster.cancel(job).await.is_err() {
+                            tracing::info!(target: "weir::trace", %job, "restart: the job had ended already");
+                        }
+                        let _ = handle.wait().await;
+                    }
+                }
+            }
+            RestartHow::Crash => {
+                tracing::info!(target: "weir::trace", %job, "restart: every node of the job crashes");
+                let _ = cluster.job_manager().kill();
+                for node in cluster.task_managers() {
+                    let _ = node.kill();
+                    crate::injector::wipe_local_disk(&world.storage, node.name());
+                }
+                // The new cluster does not know the job: no one completes or discards the snapshots it had in
+                // flight or was deleting, as after a Flink job manager's crash without HA.
+                abandoned.insert(Path::new(CHECKPOINT_DIR).join(job.to_string()), world.recorder.abandoned(job));
+                cluster = world.start_cluster();
+            }
+        }
+        // The stop's savepoint, else the newest snapshot under the checkpoint and savepoint directories,
+        // whichever job of the run wrote it (a job restarted from a checkpoint may have none of its own yet).
+        let newest = checks::newest_snapshot(&world.storage_ref, Path::new(CHECKPOINT_DIR), Path::new(SAVEPOINT_DIR));
+        let mut latest = match savepoint {
+            Some(path) => Some(path),
+            None => match newest.await {
+                Ok(newest) => newest.map(|(path, _)| path),
+                Err(error) => return Steps::failed(error.to_string()),
+            },
+        };
+        if restart.relocate
+            && let Some(from) = latest.take()
+        {
+            match relocate(world, &from, restores).await {
+                Ok(to) => latest = Some(to),
+                Err(error) => return Steps::failed(error),
+            }
+        }
+        if let Some(parallelism) = restart.parallelism {
+            config.parallelism = Some(parallelism);
+        }
+        match restart.backend.as_deref() {
+            Some("jobmanager") => config.state_backend = StateBackendKind::JobManager,
+            Some("filesystem") => config.state_backend = StateBackendKind::FileSystem,
+            _ => {}
+        }
+        tracing::info!(target: "weir::trace", from = %latest.as_ref().map_or("nothing".to_string(), |p| p.display().to_string()), "restart: new job from the newest snapshot");
+        restores += 1;
+        let restored_from = match &latest {
+            Some(path) => match engine::checkpoint::restore::load(&world.storage_ref, path).await {
+                Ok(loaded) => Some(loaded.metadata.checkpoint_id),
+                Err(error) => return Steps::failed(format!("cannot read the snapshot to resume from: {error}")),
+            },
+            None => None,
+        };
+        let restore = latest.map(|path| RestoreRequest { path, allow_non_restored_state: false });
+        handle = match submit(&cluster, &config, restore).await {
+            Ok(handle) => handle,
+            Err(error) => return Steps::failed(error),
+        };
+        lineage.insert(handle.job, restored_from);
+        *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
+    }
+    let remaining = deadline.saturating_sub(started.elapsed());
+    let (finished_at_ms, attempts, error) = tokio::select! {
+        biased;
+        outcome = handle.wait() => match outcome {
+            Ok(outcome) => (Some(started.elapsed().as_millis() as u64), outcome.attempts, None),
+            Err(error) => (None, 0, Some(format!("the job failed: {error}"))),
+        },
+        _ = runtime::sleep(remaining) => (None, 0, None),
+    };
+    let savepoints = taken.lock().expect("taken lock").clone();
+    Steps { savepoints, lineage, restores, abandoned, finished_at_ms, attempts, error }
+}
+
+/// `[[savepoint]]` steps: beside the restarts, each asks whichever job runs at its time.
+fn schedule_savepoints(
+    scenario: &Scenario,
+    started: Instant,
+    current: &Arc<Mutex<Option<RunningJob>>>,
+    taken: &Arc<Mutex<Vec<PathBuf>>>,
+) {
+    for step in scenario.file.savepoints.clone() {
+        let (current, taken) = (current.clone(), taken.clone());
+        runtime::spawn(async move {
+            let now = started.elapsed();
+            if step.at > now {
+                runtime::sleep(step.at - now).await;
+            }
+            let target = current.lock().expect("current lock").clone();
+            if let Some((cluster, job)) = target {
+                match cluster.trigger_savepoint(job, Some(PathBuf::from(SAVEPOINT_DIR)), false).await {
+                    Ok(path) => taken.lock().expect("taken lock").push(path),
+                    Err(error) => tracing::info!(target: "weir::trace", %error, "savepoint step failed"),
+                }
+            }
+        });
+    }
+}
+
+/// Moves a snapshot directory elsewhere, durably, as a user moving a savepoint would.
+async fn relocate(world: &World, from: &Path, restores: u32) -> Result<PathBuf, String> {
+    let storage = &world.storage_ref;
+    let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let to = Path::new(RELOCATED_DIR).join(format!("{restores}-{name}"));
+    let moved = async {
+        storage.create_dir_all(Path::new(RELOCATED_DIR)).await?;
+        storage.rename(from, &to).await?;
+        storage.sync_dir(Path::new(RELOCATED_DIR)).await?;
+        storage.sync_dir(from.parent().unwrap_or(Path::new("/"))).await
+    };
+    moved.await.map_err(|error| format!("cannot relocate {}: {error}", from.display()))?;
+    tracing::info!(target: "weir::trace", from = %from.display(), to = %to.display(), "restart: relocated");
+    Ok(to)
+}

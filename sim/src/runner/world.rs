@@ -1,0 +1,154 @@
+//! What one simulated run is made of: the simulated storage with a volume per task manager's local disk, the fault
+//! injector and its controller, the recorder every fault point passes through, and the cluster (started again
+//! after a whole-cluster crash).
+
+use crate::checkers::Abandoned;
+use crate::injector::{self, Injector, Nodes};
+use crate::scenario::Scenario;
+use crate::storage::{SimStorage, VolumeOptions};
+use crate::workload::{Prepared, WorkloadEnv};
+use engine::cluster::{Cluster, ClusterSpec};
+use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint};
+use engine::ids::{CheckpointId, JobId};
+use engine::local;
+use engine::seam::runtime;
+use engine::seam::storage::StorageRef;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The directory the sink writes to in simulated runs.
+pub const OUTPUT_DIR: &str = "/output";
+/// The checkpoint directory in simulated runs (`state.checkpoints.dir`).
+pub const CHECKPOINT_DIR: &str = "/checkpoints";
+/// Where savepoints go in simulated runs (`state.savepoints.dir`).
+pub const SAVEPOINT_DIR: &str = "/savepoints";
+/// Where relocated checkpoints and savepoints are moved to.
+pub const RELOCATED_DIR: &str = "/relocated";
+/// Where the task managers' local disks are mounted, one volume each: `/local/tm-<n>`.
+pub const LOCAL_DIR: &str = "/local";
+
+/// Records completions, in order, across every job manager and job of the run, and the directories being
+/// discarded, then hands every fault point to the injector.
+pub struct Recorder {
+    injector: Arc<Injector>,
+    completions: Mutex<Vec<(JobId, CheckpointId)>>,
+    /// Snapshots whose directories are being deleted, by job.
+    discarding: Mutex<BTreeSet<(JobId, CheckpointId)>>,
+}
+
+impl Recorder {
+    /// What a crash abandons of `job` now.
+    pub fn abandoned(&self, job: JobId) -> Abandoned {
+        let completions = self.completions.lock().expect("recorder lock");
+        let completed = completions.iter().filter(|(j, _)| *j == job).map(|(_, id)| *id).max();
+        let discarding = self.discarding.lock().expect("recorder lock");
+        Abandoned { completed, discarding: discarding.iter().filter(|(j, _)| *j == job).map(|(_, id)| *id).collect() }
+    }
+
+    /// Every snapshot completed so far, in order, with its job.
+    pub fn completions(&self) -> Vec<(JobId, CheckpointId)> {
+        self.completions.lock().expect("recorder lock").clone()
+    }
+}
+
+impl FaultHook for Recorder {
+    fn at(&self, point: FaultPoint<'_>) -> Fate {
+        match point {
+            FaultPoint::Snapshot { job, id, phase: CheckpointPhase::Completed, .. } => {
+                self.completions.lock().expect("recorder lock").push((job, id))
+            }
+            FaultPoint::Discard { job, id, done, .. } => {
+                let mut discarding = self.discarding.lock().expect("recorder lock");
+                if done {
+                    discarding.remove(&(job, id));
+                } else {
+                    discarding.insert((job, id));
+                }
+            }
+            // Nothing else is recorded; every point goes on to the injector below.
+            FaultPoint::Snapshot { .. }
+            | FaultPoint::Rpc { .. }
+            | FaultPoint::Barrier { .. }
+            | FaultPoint::SnapshotAsync { .. }
+            | FaultPoint::Recovery { .. }
+            | FaultPoint::Deploy { .. }
+            | FaultPoint::Batch { .. } => {}
+        }
+        self.injector.at(point)
+    }
+}
+
+/// One run's storage, faults and cluster.
+pub struct World {
+    pub storage: SimStorage,
+    pub storage_ref: StorageRef,
+    pub injector: Arc<Injector>,
+    pub recorder: Arc<Recorder>,
+    pub env: WorkloadEnv,
+    pub workload: Arc<dyn Prepared>,
+    nodes: Arc<Mutex<Nodes>>,
+    spec: ClusterSpec,
+}
+
+impl World {
+    /// Storage with the workload's input, a volume per task manager, the injector (inert without `faults`), and
+    /// its controller task.
+    pub fn new(scenario: &Scenario, faults: bool) -> World {
+        let file = &scenario.file;
+        let storage = SimStorage::new();
+        let env = WorkloadEnv::default();
+        for (path, bytes) in scenario.workload.input(&env) {
+            storage.put_file(&path, &bytes);
+        }
+        for index in 0..file.job.task_managers {
+            let disk = Path::new(LOCAL_DIR).join(format!("tm-{index}"));
+            storage.mount(&disk, VolumeOptions { name: format!("tm-{index}-disk"), ..VolumeOptions::default() });
+        }
+        let faults = if faults { file.faults.clone() } else { Vec::new() };
+        let (injector, actions) = Injector::new(faults, file.job.task_managers, storage.clone());
+        let injector = Arc::new(injector);
+        let recorder = Arc::new(Recorder {
+            injector: injector.clone(),
+            completions: Mutex::new(Vec::new()),
+            discarding: Mutex::new(BTreeSet::new()),
+        });
+        let nodes: Arc<Mutex<Nodes>> = Arc::new(Mutex::new(BTreeMap::new()));
+        runtime::spawn(injector::controller(actions, nodes.clone(), storage.clone()));
+        // Slots for the highest parallelism any of the run's jobs uses.
+        let most_parallel =
+            file.restarts.iter().filter_map(|r| r.parallelism).chain([file.job.parallelism]).max().unwrap_or(1);
+        let mut spec = local::cluster_spec(most_parallel, file.job.task_managers);
+        spec.local_dir = Path::new(LOCAL_DIR).to_path_buf();
+        let storage_ref: StorageRef = Arc::new(storage.clone());
+        World { storage, storage_ref, injector, recorder, env, workload: scenario.workload.clone(), nodes, spec }
+    }
+
+    /// Starts a cluster whose nodes the injector's controller can kill.
+    pub fn start_cluster(&self) -> Arc<Cluster> {
+        let cluster = Cluster::start_with_faults(&self.spec, self.storage_ref.clone(), self.recorder.clone());
+        let mut nodes = self.nodes.lock().expect("nodes lock");
+        nodes.insert("jm".to_string(), cluster.job_manager().clone());
+        for node in cluster.task_managers() {
+            nodes.insert(node.name().to_string(), node.clone());
+        }
+        Arc::new(cluster)
+    }
+
+    /// The scripted faults that fire at a time, and the healing phase.
+    pub fn schedule_faults(&self, scenario: &Scenario) {
+        for (index, at) in self.injector.timed() {
+            let injector = self.injector.clone();
+            runtime::spawn(async move {
+                runtime::sleep(at).await;
+                injector.fire(index);
+            });
+        }
+        let healer = self.injector.clone();
+        let faults_until = scenario.file.healing.faults_until;
+        runtime::spawn(async move {
+            runtime::sleep(faults_until).await;
+            healer.heal();
+        });
+    }
+}

@@ -1,0 +1,133 @@
+//! `sequence` as a workload: numbered records per partition through a keyed running count and sum. Its reference
+//! is [`engine::jobs::sequence::reference_lines`]; it promises an order (numbers ascend per partition and key in
+//! commit order), which its order check holds it to.
+
+use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use engine::api::graph::JobGraph;
+use engine::config::JobConfig;
+use engine::error::BuildError;
+use engine::seam::storage::StorageRef;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The built-in `sequence` job.
+pub struct Sequence;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SequenceParams {
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    #[serde(default = "default_records")]
+    pub records: u64,
+    #[serde(default = "default_keys")]
+    pub keys: u64,
+    #[serde(default)]
+    pub records_per_second: u64,
+}
+
+fn default_partitions() -> u32 {
+    4
+}
+
+fn default_records() -> u64 {
+    10_000
+}
+
+fn default_keys() -> u64 {
+    64
+}
+
+/// The fields of an `r <partition> <number> <key>` line; further fields are ignored.
+fn record(line: &str) -> Option<(u64, u64, u64)> {
+    let mut fields = line.strip_prefix("r ")?.split(' ');
+    let mut next = || fields.next().and_then(|f| f.parse::<u64>().ok());
+    Some((next()?, next()?, next()?))
+}
+
+impl Workload for Sequence {
+    const NAME: &'static str = "sequence";
+    type Params = SequenceParams;
+
+    fn about(&self) -> &'static str {
+        engine::jobs::sequence::JOB.about
+    }
+
+    fn validate(&self, params: &SequenceParams) -> Result<(), String> {
+        if !(1..=4096).contains(&params.partitions) {
+            return Err(format!("`partitions` must be in 1..=4096, got {}", params.partitions));
+        }
+        if params.keys == 0 {
+            return Err("`keys` must be at least 1".into());
+        }
+        if params.records > 10_000_000 {
+            return Err(format!(
+                "`records` above 10000000 per partition takes too long to simulate, got {}",
+                params.records
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, params: &SequenceParams, env: &WorkloadEnv, config: JobConfig) -> Result<JobGraph, BuildError> {
+        let given = BTreeMap::from([
+            ("output".to_string(), env.output_dir.display().to_string()),
+            ("partitions".to_string(), params.partitions.to_string()),
+            ("records".to_string(), params.records.to_string()),
+            ("keys".to_string(), params.keys.to_string()),
+            ("records-per-second".to_string(), params.records_per_second.to_string()),
+        ]);
+        engine::jobs::sequence::JOB.build_graph(&given, config)
+    }
+
+    fn reference(&self, params: &SequenceParams) -> Reference {
+        let lines = engine::jobs::sequence::reference_lines(params.partitions, params.records, params.keys);
+        let records = lines.iter().filter(|l| l.starts_with("r ")).cloned().collect();
+        let state = lines.iter().filter(|l| l.starts_with("k ")).cloned().collect();
+        Reference { lines, records, state }
+    }
+
+    fn committed<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> BoxFuture<'a, Result<String, String>> {
+        file_sink_output(storage, &env.output_dir)
+    }
+
+    fn state_lines(&self, committed: &[&str]) -> Vec<String> {
+        committed.iter().filter(|l| l.starts_with("k ")).map(|l| l.to_string()).collect()
+    }
+
+    fn not_applicable(&self, _invariant: crate::invariants::Invariant) -> Option<String> {
+        None
+    }
+
+    /// Every record committed once, and numbers ascending per (partition, key) in commit order: records of one
+    /// (partition, key) travel one path.
+    fn check_order(&self, params: &SequenceParams, committed: &[&str]) -> Option<String> {
+        let mut last: FxHashMap<(u64, u64), u64> = FxHashMap::default();
+        let mut seen: FxHashSet<(u64, u64)> = FxHashSet::default();
+        for (partition, number, key) in committed.iter().filter_map(|line| record(line)) {
+            if !seen.insert((partition, number)) {
+                return Some(format!("record (partition {partition}, number {number}) committed twice"));
+            }
+            if let Some(previous) = last.insert((partition, key), number)
+                && previous > number
+            {
+                return Some(format!("partition {partition} key {key}: number {number} committed after {previous}"));
+            }
+        }
+        let expected = u64::from(params.partitions) * params.records;
+        if (seen.len() as u64) < expected {
+            let first_lost = (0..u64::from(params.partitions))
+                .flat_map(|p| (0..params.records).map(move |n| (p, n)))
+                .find(|record| !seen.contains(record))
+                .expect("fewer seen than expected");
+            return Some(format!(
+                "{} records lost, e.g. partition {} number {}",
+                expected - seen.len() as u64,
+                first_lost.0,
+                first_lost.1
+            ));
+        }
+        None
+    }
+}
