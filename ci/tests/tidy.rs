@@ -129,3 +129,51 @@ fn the_engine_library_reaches_clocks_threads_files_and_randomness_only_through_i
     }
     assert!(found.is_empty(), "engine code past the runtime and storage seams:\n  {}", found.join("\n  "));
 }
+
+/// The engine's modules by layer, lowest first: a module imports only from its own layer or below, so the
+/// arrows point down and lower layers take plain data (restore takes a `JobLayout`, not the job graph).
+const LAYERS: &[&[&str]] = &[
+    &["ids", "element", "keygroup", "seam", "config", "faults", "logging"],
+    &["state"],
+    &["error"],
+    &["checkpoint"],
+    &["operators"],
+    &["task"],
+    &["api"],
+    &["connectors", "cluster"],
+    &["jobs"],
+    &["local", "inspect"],
+    &["lib", "main", "control", "bench"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+#[test]
+fn engine_modules_import_only_from_their_layer_or_below() {
+    let engine = root().join("engine/src");
+    let mut upward = Vec::new();
+    for file in rust_files(&engine) {
+        let relative = file.strip_prefix(&engine).expect("under engine/src");
+        let first = relative.components().next().expect("a path").as_os_str().to_string_lossy().into_owned();
+        let module = first.strip_suffix(".rs").unwrap_or(&first).to_string();
+        let own = layer_of(&module).unwrap_or_else(|| panic!("engine/src/{first} is in no layer: add it to LAYERS"));
+        let text = std::fs::read_to_string(&file).expect("a source file");
+        for (index, line) in text.lines().enumerate() {
+            let code = code(line);
+            let mut rest = code;
+            while let Some(at) = rest.find("crate::") {
+                let name: String =
+                    rest[at + 7..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[at + 7..];
+                if let Some(layer) = layer_of(&name)
+                    && layer > own
+                {
+                    upward.push(format!("{}:{}: `{module}` imports `{name}`", file.display(), index + 1));
+                }
+            }
+        }
+    }
+    assert!(upward.is_empty(), "imports that point up the layers:\n  {}", upward.join("\n  "));
+}

@@ -1,10 +1,11 @@
 //! Running a built-in job on a cluster in this process, and collecting its part files:
 //! what the `weir` CLI does, and what tests compare.
 
+use crate::api::BuildError;
+use crate::cluster::JobError;
 use crate::cluster::messages::JobOutcome;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::config::JobConfig;
-use crate::error::{BuildError, JobError};
 use crate::jobs;
 use crate::seam::storage::{StorageError, StorageRef};
 use std::collections::BTreeMap;

@@ -23,10 +23,10 @@ macro_rules! note {
 use clap::{Parser, Subcommand};
 use engine::checkpoint::restore::{self, RestoreError};
 use engine::cluster::Cluster;
+use engine::cluster::JobError;
 use engine::cluster::messages::RestoreRequest;
 use engine::config::{self, ConfigError, JobConfig, PARALLELISM_MAX};
 use engine::connectors::file_sink::{self, OutputAheadOfRestore};
-use engine::error::JobError;
 use engine::inspect;
 use engine::jobs::ParameterKind;
 use engine::local::{self, RunError};
@@ -387,7 +387,7 @@ fn run(args: RunArgs) -> Result<(), CliError> {
         // Answers in flight (a `weir cancel`'s "canceled") reach their clients first.
         drop(endpoint);
         let outcome = match outcome {
-            Err(engine::error::JobError::Canceled) => return Err(CliError::Canceled),
+            Err(engine::cluster::JobError::Canceled) => return Err(CliError::Canceled),
             other => other?,
         };
         let text = local::read_parts(&storage, &parts).await?;

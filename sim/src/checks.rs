@@ -88,7 +88,7 @@ pub async fn newest_snapshot(
                     attempts += 1;
                     engine::seam::runtime::sleep(std::time::Duration::from_millis(50)).await;
                 }
-                Err(error) if error.is_transient() => return Err(engine::error::JobError::Restore(error).into()),
+                Err(error) if error.is_transient() => return Err(engine::cluster::JobError::Restore(error).into()),
                 // Unreadable for good: not a snapshot to resume from (the checkers report it).
                 Err(_) => break None,
             }

@@ -7,6 +7,7 @@
 
 pub mod checkers;
 pub mod checks;
+pub mod cli;
 pub mod injector;
 pub mod invariants;
 pub mod runner;

@@ -37,9 +37,10 @@ impl ScenarioSummary {
     }
 }
 
-/// The copyable command that replays one seed of one scenario.
-pub fn replay_command(path: &Path, seed: u64) -> String {
-    format!("cargo x sim replay {} --seed {seed}", path.display())
+/// The copyable command that replays one seed of one scenario: `program` is how the simulation binary is run
+/// (`cargo x sim` for weir's own).
+pub fn replay_command(program: &str, path: &Path, seed: u64) -> String {
+    format!("{program} replay {} --seed {seed}", path.display())
 }
 
 /// The fault-free run's committed output, sorted: what every seed must commit. It is seed 0

@@ -67,7 +67,7 @@ fn smoke_scenarios_pass_on_every_seed_and_match_their_snapshots() {
         let mut first: Option<(u64, String)> = None;
         for seed in 0..SEEDS {
             let report = runner::run(&scenario, seed, RunOptions { faults: true, trace: false }, Some(&fault_free));
-            let replay = suite::replay_command(&scenario.path, seed);
+            let replay = suite::replay_command("cargo x sim", &scenario.path, seed);
             assert!(report.error.is_none(), "{}: {:?}\n  replay: {replay}", scenario.name(), report.error);
             assert!(report.violations.is_empty(), "{}: {:#?}\n  replay: {replay}", scenario.name(), report.violations);
             let text = canonical(&scenario, &report.output, report.completed.len(), report.restores);

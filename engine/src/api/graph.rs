@@ -1,10 +1,11 @@
 //! The job graph: vertices (chains of operators run as one task per subtask) and the edges
 //! between them, as the job manager deploys it.
 
+use crate::checkpoint::restore::{JobLayout, VertexLayout};
 use crate::config::JobConfig;
 use crate::error::TaskError;
 use crate::ids::{OperatorUid, VertexId};
-use crate::operators::BuildContext;
+use crate::task::context::BuildContext;
 use std::any::Any;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -70,6 +71,22 @@ impl JobGraph {
     /// The number of slots the job needs (slot sharing: the highest parallelism).
     pub fn slots_needed(&self) -> u32 {
         self.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
+    }
+
+    /// What a restore needs of the job: operators, parallelism and sources per vertex, and max parallelism.
+    pub fn layout(&self) -> JobLayout {
+        JobLayout {
+            vertices: self
+                .vertices
+                .iter()
+                .map(|v| VertexLayout {
+                    operators: v.operators.clone(),
+                    parallelism: v.parallelism,
+                    is_source: v.is_source,
+                })
+                .collect(),
+            max_parallelism: self.max_parallelism,
+        }
     }
 
     /// A readable plan, one line per vertex and edge.

@@ -20,24 +20,28 @@
 //! # }
 //! ```
 
+mod error;
 pub mod graph;
+
+pub use error::BuildError;
 
 use crate::config::{JobConfig, StateBackendKind};
 use crate::element::StreamElement;
-use crate::error::{BuildError, TaskError};
+use crate::error::TaskError;
 use crate::ids::{OperatorUid, VertexId};
 use crate::keygroup::{MAX_PARALLELISM_UPPER_BOUND, default_max_parallelism};
+use crate::operators::ChainOp;
 use crate::operators::filter::FilterOp;
 use crate::operators::flat_map::FlatMapOp;
 use crate::operators::keyed_process::{KeyedProcessFunction, KeyedProcessOperator};
 use crate::operators::map::MapOp;
 use crate::operators::sink::Sink;
 use crate::operators::source::Source;
-use crate::operators::{BuildContext, ChainOp};
 use crate::seam::runtime;
 use crate::state::heap::HeapKeyedBackend;
 use crate::state::{Key, KeySelector};
 use crate::task::channel::{self, Receiver, Sender};
+use crate::task::context::BuildContext;
 use crate::task::gate::InputGate;
 use crate::task::tail::{NetworkOutput, Partitioner, SinkTail, Tail};
 use crate::task::upstream::{Chained, SourceHead, Upstream};
@@ -395,7 +399,8 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             let restored_groups = restored.map(|r| r.keyed).unwrap_or_default();
             let backend =
                 HeapKeyedBackend::<K>::new(context.info.key_group_range(), &restored_groups).map_err(state_error)?;
-            let op = KeyedProcessOperator::new(uid.clone(), key_of.clone(), make(), backend, context);
+            let op =
+                KeyedProcessOperator::new(uid.clone(), key_of.clone(), make(), backend, context.info.max_parallelism);
             Ok(Box::new(Chained::new(gate, Box::new(op))) as Box<dyn Upstream<Out>>)
         });
         Stream { graph: exchanged.graph, vertex: exchanged.vertex, upstream }

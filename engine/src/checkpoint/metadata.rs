@@ -77,6 +77,9 @@ pub struct OperatorState {
     pub subtasks: Vec<SubtaskState>,
 }
 
+/// The state handles of one subtask's acknowledgement of a snapshot, by operator uid.
+pub type AckedState = std::collections::BTreeMap<OperatorUid, SubtaskState>;
+
 /// The state of one operator in one subtask.
 #[derive(Clone, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubtaskState {

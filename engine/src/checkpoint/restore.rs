@@ -6,7 +6,6 @@
 //! leaves the checkpoint directory exactly as it was.
 
 use super::metadata::{self, CheckpointMetadata, FileRef, METADATA_FILE_NAME, MetadataError, StateHandle};
-use crate::api::graph::JobGraph;
 use crate::ids::OperatorUid;
 use crate::seam::storage::{StorageError, StorageRef};
 use crate::state::redistribute::redistribute;
@@ -159,16 +158,34 @@ pub async fn resolve(
     Ok(resolved)
 }
 
-/// The restored state of every subtask of `graph`, by vertex index then subtask index.
+/// The restored state of every subtask of a job, by vertex index then subtask index.
 pub type RestorePlan = Vec<Vec<SubtaskSnapshot>>;
 
-/// Maps `checkpoint`'s state onto `graph`'s operators by uid and redistributes it to their
+/// What a restore needs to know of a job: its vertices (operators, parallelism, whether a source) and its max
+/// parallelism. Plain data, so that checkpoints need nothing of the job graph's types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobLayout {
+    /// By vertex index.
+    pub vertices: Vec<VertexLayout>,
+    pub max_parallelism: u32,
+}
+
+/// One vertex of a [`JobLayout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VertexLayout {
+    /// The uids of the operators chained in the vertex, head first.
+    pub operators: Vec<OperatorUid>,
+    pub parallelism: u32,
+    pub is_source: bool,
+}
+
+/// Maps `checkpoint`'s state onto the operators of the job laid out as `graph` by uid and redistributes it to their
 /// parallelism. State for an operator the job lacks is an error unless
 /// `allow_non_restored_state`.
 pub async fn plan(
     storage: &StorageRef,
     checkpoint: &LoadedCheckpoint,
-    graph: &JobGraph,
+    graph: &JobLayout,
     allow_non_restored_state: bool,
 ) -> Result<RestorePlan, RestoreError> {
     let mut owners: BTreeMap<&OperatorUid, usize> = BTreeMap::new();

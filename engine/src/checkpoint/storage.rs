@@ -7,15 +7,13 @@
 //! complete exactly when its `_metadata` exists: it is written last, atomically.
 
 use super::metadata::{
-    self, CheckpointMetadata, FileRef, KeyGroupHandle, METADATA_FILE_NAME, StateHandle, SubtaskState,
+    self, AckedState, CheckpointMetadata, FileRef, KeyGroupHandle, METADATA_FILE_NAME, StateHandle, SubtaskState,
 };
 use crate::config::StateBackendKind;
 use crate::faults::{CheckpointPhase, FaultHookRef};
-use crate::ids::{CheckpointId, JobId, OperatorUid};
-use crate::operators::SubtaskInfo;
+use crate::ids::{CheckpointId, JobId, OperatorUid, SubtaskInfo};
 use crate::seam::storage::{StorageError, StorageRef};
 use crate::state::snapshot::SubtaskSnapshot;
-use crate::task::control::AckedState;
 use std::path::{Path, PathBuf};
 
 /// `<base>/<job-id>`.

@@ -2,9 +2,10 @@
 
 use crate::api::graph::{JobGraph, VertexFactory};
 use crate::checkpoint::coordinator::TaskRef;
-use crate::error::{JobError, TaskError};
+use crate::cluster::JobError;
+use crate::error::TaskError;
 use crate::ids::{Attempt, CheckpointId, JobId, SubtaskIndex, VertexId};
-use crate::operators::BuildContext;
+use crate::task::context::BuildContext;
 use crate::task::control::TaskReport;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! are tasks of the one process. Nodes find each other through the [`Directory`], the way
 //! Flink's task managers find the resource manager through high-availability services.
 
+mod error;
 pub mod job_manager;
 pub mod messages;
 pub mod task_manager;
@@ -11,11 +12,11 @@ pub mod task_manager;
 use crate::api::graph::JobGraph;
 use crate::checkpoint::coordinator::Durable;
 use crate::checkpoint::restore::LoadedCheckpoint;
-use crate::error::JobError;
 use crate::faults::{self, FaultHookRef};
 use crate::ids::{CheckpointId, JobId};
 use crate::seam::runtime::{self, Node, NodeInit};
 use crate::seam::storage::StorageRef;
+pub use error::JobError;
 use messages::{JobManagerMessage, JobOutcome, RestoreRequest};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -4,9 +4,9 @@ pub mod keyed_sum;
 pub mod sequence;
 pub mod wordcount;
 
+use crate::api::BuildError;
 use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
-use crate::error::BuildError;
 use std::collections::BTreeMap;
 
 /// The most source partitions a built-in job takes.

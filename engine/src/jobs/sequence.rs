@@ -9,12 +9,12 @@
 //! [`reference_totals`]).
 
 use super::{BuiltinJob, JobParameter, JobParameters, MAX_PARTITIONS, ParameterKind};
+use crate::api::BuildError;
 use crate::api::JobBuilder;
 use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::sequence_source::{SequenceRecord, SequenceSource};
-use crate::error::BuildError;
 use crate::operators::keyed_process::KeyedProcessFunction;
 use crate::state::StateError;
 use crate::state::backend::KeyedStateBackend;

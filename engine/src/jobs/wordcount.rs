@@ -7,12 +7,12 @@
 //! empty line `tr` emits when the text starts with a separator).
 
 use super::{BuiltinJob, JobParameter, JobParameters, MAX_PARTITIONS, ParameterKind};
+use crate::api::BuildError;
 use crate::api::JobBuilder;
 use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::line_source::LineSource;
-use crate::error::BuildError;
 use crate::operators::keyed_process::KeyedProcessFunction;
 use crate::state::StateError;
 use crate::state::backend::KeyedStateBackend;

@@ -5,7 +5,7 @@
 //! borrowed key is copied into one reused buffer (`clone_from`), so the per-record path
 //! allocates only when a key is new to the state.
 
-use super::{BuildContext, ChainOp, MaintenanceFuture};
+use super::{ChainOp, MaintenanceFuture};
 use crate::error::TaskError;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::keygroup::key_group_for_key;
@@ -55,7 +55,9 @@ where
     F: KeyedProcessFunction<K, In, Out>,
     B: KeyedStateBackend<K>,
 {
-    pub fn new(uid: OperatorUid, key_of: KeySelector<In, K>, function: F, backend: B, context: &BuildContext) -> Self {
+    /// The operator `uid` running `function` over `backend`, keying records with `key_of` into `max_parallelism`
+    /// key groups.
+    pub fn new(uid: OperatorUid, key_of: KeySelector<In, K>, function: F, backend: B, max_parallelism: u32) -> Self {
         KeyedProcessOperator {
             uid,
             key_of,
@@ -63,7 +65,7 @@ where
             function,
             backend,
             registry: Registry::default(),
-            max_parallelism: context.info.max_parallelism,
+            max_parallelism,
             _types: PhantomData,
         }
     }

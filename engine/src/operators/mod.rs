@@ -19,7 +19,6 @@ use crate::seam::storage::StorageRef;
 use crate::state::snapshot::SyncSnapshot;
 
 pub use crate::ids::SubtaskInfo;
-pub use crate::task::context::{BuildContext, TaskServices};
 
 /// One operator of a chain, turning batches of `In` into batches of `Out`.
 pub trait ChainOp<In, Out>: Send {
@@ -63,93 +62,5 @@ impl OperatorContext<'_> {
     /// A state error of this operator, as a task error.
     pub fn state_error(&self, source: crate::state::StateError) -> TaskError {
         TaskError::State { operator: self.uid.clone(), source }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::task::upstream::{Chained, Pulled, Upstream};
-    use async_trait::async_trait;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A head with one batch, then the end.
-    struct OneBatch(Option<Vec<u32>>);
-
-    #[async_trait]
-    impl Upstream<u32> for OneBatch {
-        async fn pull(&mut self, out: &mut Vec<u32>) -> Result<Pulled, TaskError> {
-            match self.0.take() {
-                Some(batch) => {
-                    out.extend(batch);
-                    Ok(Pulled::Records)
-                }
-                None => Ok(Pulled::End),
-            }
-        }
-        async fn ready(&mut self) -> Result<(), TaskError> {
-            Ok(())
-        }
-        fn is_source(&self) -> bool {
-            true
-        }
-        async fn open(&mut self) -> Result<(), TaskError> {
-            Ok(())
-        }
-        fn snapshot(&mut self, _: CheckpointId, _: &mut SyncSnapshot) -> Result<(), TaskError> {
-            Ok(())
-        }
-        fn notify_checkpoint_complete(&mut self, _: CheckpointId) -> Result<(), TaskError> {
-            Ok(())
-        }
-    }
-
-    /// Passes records on and counts its maintenance calls.
-    struct Counting {
-        wants_maintenance: bool,
-        maintained: Arc<AtomicUsize>,
-    }
-
-    impl ChainOp<u32, u32> for Counting {
-        fn process_batch(&mut self, input: &mut Vec<u32>, out: &mut Vec<u32>) -> Result<(), TaskError> {
-            out.append(input);
-            Ok(())
-        }
-        fn finish(&mut self, _: &mut Vec<u32>) -> Result<(), TaskError> {
-            Ok(())
-        }
-        fn snapshot(&mut self, _: CheckpointId, _: &mut SyncSnapshot) -> Result<(), TaskError> {
-            Ok(())
-        }
-        fn notify_checkpoint_complete(&mut self, _: CheckpointId) -> Result<(), TaskError> {
-            Ok(())
-        }
-        fn needs_maintenance(&self) -> bool {
-            self.wants_maintenance
-        }
-        fn maintain(&mut self) -> MaintenanceFuture<'_> {
-            self.maintained.fetch_add(1, Ordering::SeqCst);
-            Box::pin(std::future::ready(Ok(())))
-        }
-    }
-
-    #[test]
-    fn the_chain_maintains_an_operator_after_each_batch_only_when_it_asks() {
-        for wants_maintenance in [true, false] {
-            let maintained = Arc::new(AtomicUsize::new(0));
-            let op = Counting { wants_maintenance, maintained: maintained.clone() };
-            let calls = crate::seam::runtime::run(0, async move {
-                let mut chain = Chained::new(Box::new(OneBatch(Some(vec![1, 2, 3]))), Box::new(op));
-                let mut out = Vec::new();
-                assert_eq!(chain.pull(&mut out).await.unwrap(), Pulled::Records);
-                assert_eq!(out, vec![1, 2, 3]);
-                let after_records = maintained.load(Ordering::SeqCst);
-                assert_eq!(chain.pull(&mut out).await.unwrap(), Pulled::End);
-                (after_records, maintained.load(Ordering::SeqCst))
-            });
-            let expected = if wants_maintenance { (1, 2) } else { (0, 0) };
-            assert_eq!(calls, expected, "wants maintenance: {wants_maintenance}");
-        }
     }
 }

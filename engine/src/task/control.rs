@@ -5,10 +5,8 @@
 //! arrive. A lost notification is covered by the next one (notify `n` commits everything up
 //! to `n`) and by `Finish`, which carries the last completed checkpoint.
 
-use crate::checkpoint::metadata::SubtaskState;
 use crate::element::CheckpointBarrier;
-use crate::ids::{CheckpointId, OperatorUid};
-use std::collections::BTreeMap;
+use crate::ids::CheckpointId;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 /// A command from the job manager to one subtask.
@@ -25,8 +23,7 @@ pub enum TaskCommand {
     Finish { last_completed: Option<CheckpointId> },
 }
 
-/// The state handles of one subtask's acknowledgement, by operator uid.
-pub type AckedState = BTreeMap<OperatorUid, SubtaskState>;
+pub use crate::checkpoint::metadata::AckedState;
 
 /// A report from a subtask to the job manager.
 #[derive(Debug)]

@@ -5,12 +5,13 @@
 use super::sequence::{Sequence, SequenceParams};
 use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
 use async_trait::async_trait;
+use engine::api::BuildError;
 use engine::api::JobBuilder;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
 use engine::connectors::file_sink::{FileTransactions, PendingTransaction};
 use engine::connectors::sequence_source::{SequenceRecord, SequenceSource};
-use engine::error::{BuildError, TaskError};
+use engine::error::TaskError;
 use engine::ids::CheckpointId;
 use engine::jobs::sequence::{SequenceOutput, format_line};
 use engine::operators::OperatorContext;

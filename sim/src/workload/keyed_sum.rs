@@ -2,9 +2,9 @@
 //! reference is [`engine::jobs::keyed_sum::reference`].
 
 use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use engine::api::BuildError;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
-use engine::error::BuildError;
 use engine::seam::storage::StorageRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;

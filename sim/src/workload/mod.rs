@@ -21,9 +21,9 @@ pub use sequence::{Sequence, SequenceParams};
 pub use wordcount::{WordCount, generated_text};
 
 use crate::invariants::Invariant;
+use engine::api::BuildError;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
-use engine::error::BuildError;
 use engine::seam::storage::StorageRef;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;

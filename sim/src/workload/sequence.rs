@@ -3,9 +3,9 @@
 //! commit order), which its order check holds it to.
 
 use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use engine::api::BuildError;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
-use engine::error::BuildError;
 use engine::seam::storage::StorageRef;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;

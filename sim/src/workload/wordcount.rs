@@ -2,9 +2,9 @@
 //! the word counts of it computed byte by byte as the reference, independently of the engine's tokenizer.
 
 use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use engine::api::BuildError;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
-use engine::error::BuildError;
 use engine::seam::storage::StorageRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;

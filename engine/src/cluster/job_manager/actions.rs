@@ -10,10 +10,10 @@ use crate::checkpoint::metadata::{
 };
 use crate::checkpoint::restore::LoadedCheckpoint;
 use crate::checkpoint::storage;
+use crate::cluster::JobError;
 use crate::cluster::messages::{CheckpointStats, JobManagerMessage};
 use crate::config::StateBackendKind;
 use crate::element::CheckpointBarrier;
-use crate::error::JobError;
 use crate::faults::{CheckpointPhase, FaultPoint};
 use crate::ids::{Attempt, CheckpointId, JobId, SubtaskIndex, TaskRef};
 use crate::seam::runtime;

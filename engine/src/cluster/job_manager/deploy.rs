@@ -87,7 +87,7 @@ impl JobManager {
                     Some(stop) => DeployMode::FinishAt(stop),
                     None => DeployMode::Run,
                 };
-                match restore::plan(&self.storage, checkpoint, &graph, run.allow_non_restored_state).await {
+                match restore::plan(&self.storage, checkpoint, &graph.layout(), run.allow_non_restored_state).await {
                     Ok(plan) => (plan, mode),
                     Err(error) if error.is_transient() => {
                         tracing::info!(target: "weir::trace", %job, %error, "cannot read the state to restore; trying again");

@@ -16,9 +16,9 @@ use crate::api::graph::JobGraph;
 use crate::checkpoint::coordinator::Durable;
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError};
 use crate::checkpoint::storage::{self, CheckpointWriter};
+use crate::cluster::JobError;
 use crate::cluster::messages::RestoreRequest;
 use crate::config::StateBackendKind;
-use crate::error::JobError;
 use crate::faults::{Fate, FaultHookRef, FaultPoint, RecoveryStep};
 use crate::ids::{Attempt, CheckpointId, JobId};
 use crate::seam::runtime::{self, JoinHandle};
@@ -91,7 +91,7 @@ impl JobManager {
     ) -> Result<(Option<Arc<LoadedCheckpoint>>, bool), RestoreError> {
         let Some(request) = restore else { return Ok((None, false)) };
         let loaded = restore::load(&self.storage, &request.path).await?;
-        restore::plan(&self.storage, &loaded, graph, request.allow_non_restored_state).await?;
+        restore::plan(&self.storage, &loaded, &graph.layout(), request.allow_non_restored_state).await?;
         tracing::info!(target: "weir::trace", %job, checkpoint = %loaded.metadata.checkpoint_id, path = %loaded.metadata_path.display(), "restoring from a snapshot given at submission");
         Ok((Some(Arc::new(loaded)), request.allow_non_restored_state))
     }

@@ -8,7 +8,7 @@
 //! ends at it whatever happens.
 
 use super::{JobManager, Phase};
-use crate::error::JobError;
+use crate::cluster::JobError;
 use crate::ids::JobId;
 use crate::seam::runtime;
 use std::path::PathBuf;

@@ -1,0 +1,382 @@
+//! The `weir-sim` command line, for any registry of workloads: [`main_with`] gives a user's crate its own
+//! `weir-sim`-style binary (`run`, `replay`, `--check-determinism`) over its own workloads.
+
+use crate::scenario::{self, Scenario};
+use crate::suite::{self, ScenarioSummary};
+use crate::workload::Registry;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// What a binary built with [`main_with`] knows: its workloads and how its replay command is spelt.
+struct Context {
+    registry: Registry,
+    /// What a replay command starts with: `cargo x sim` for weir's own, the program's name otherwise.
+    replay: String,
+}
+
+#[derive(Parser)]
+#[command(about = "Deterministic simulation of weir: scenario suites over seeds, replay, determinism checks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every scenario under a file or directory over a range of seeds.
+    Run {
+        path: PathBuf,
+        /// Seeds as `start..end` (end exclusive) or a count.
+        #[arg(long, default_value = "0..32")]
+        seeds: String,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write a JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a JUnit XML report here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Run each seed twice and compare traces instead of checking invariants only.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Replays one seed of one scenario and writes its trace.
+    Replay {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the trace (default: `<scenario name>-seed-<n>.trace`).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+    },
+    /// Runs one seed and prints its fingerprint, then its trace: the fresh process of the
+    /// determinism check.
+    #[command(hide = true)]
+    Trace {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+    },
+}
+
+/// `weir-sim`'s command line over `registry`'s workloads: what a user's simulation binary calls from its `main`.
+/// Its replay commands name the program itself.
+pub fn main_with(registry: Registry) -> ExitCode {
+    let program = std::env::args()
+        .next()
+        .map(|arg| Path::new(&arg).file_name().map_or(arg.clone(), |n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "weir-sim".to_string());
+    run_cli(Context { registry, replay: program })
+}
+
+/// `weir-sim` itself: the built-in workloads and canaries, replayed with `cargo x sim`.
+pub fn weir_sim_main() -> ExitCode {
+    run_cli(Context { registry: Registry::standard(), replay: "cargo x sim".to_string() })
+}
+
+fn run_cli(context: Context) -> ExitCode {
+    let cli = Cli::parse();
+    let context = &context;
+    let result = match cli.command {
+        Command::Run { path, seeds, jobs, json, junit, check_determinism } => {
+            run(context, &path, &seeds, jobs, json.as_deref(), junit.as_deref(), check_determinism)
+        }
+        Command::Replay { scenario, seed, trace } => replay(context, &scenario, seed, trace),
+        Command::Trace { scenario, seed } => print_trace(context, &scenario, seed),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The most seeds one command runs: a bound on time and on the memory the reports take.
+const SEEDS_MAX: u64 = 10_000_000;
+
+fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
+    let bad = || format!("--seeds: expected `start..end` (end exclusive) or a count, got `{text}`");
+    let range = match text.split_once("..") {
+        Some((start, end)) => {
+            let (start, end): (u64, u64) = (start.parse().map_err(|_| bad())?, end.parse().map_err(|_| bad())?);
+            if start >= end {
+                return Err(bad());
+            }
+            start..end
+        }
+        None => text.parse::<u64>().ok().filter(|&n| n > 0).map(|n| 0..n).ok_or_else(bad)?,
+    };
+    if range.end - range.start > SEEDS_MAX {
+        return Err(format!(
+            "--seeds: {} seeds is more than one run takes ({SEEDS_MAX}); split the range",
+            range.end - range.start
+        ));
+    }
+    Ok(range)
+}
+
+fn load_all(context: &Context, path: &Path) -> Result<Vec<Scenario>, String> {
+    let paths = scenario::discover(path).map_err(|e| e.to_string())?;
+    if paths.is_empty() {
+        return Err(format!("no scenario files (*.toml) under `{}`", path.display()));
+    }
+    paths.iter().map(|p| scenario::load_with(p, &context.registry).map_err(|e| e.to_string())).collect()
+}
+
+fn run(
+    context: &Context,
+    path: &Path,
+    seeds: &str,
+    jobs: Option<usize>,
+    json: Option<&Path>,
+    junit: Option<&Path>,
+    determinism: bool,
+) -> Result<bool, String> {
+    let seeds = parse_seeds(seeds)?;
+    let scenarios = load_all(context, path)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if determinism {
+        return check_determinism(context, &scenarios, seeds, jobs);
+    }
+    let total = (seeds.end - seeds.start) * scenarios.len() as u64;
+    let progress = ProgressBar::new(total);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {elapsed} elapsed, {msg}").expect("a valid template"),
+    );
+    let mut summaries = Vec::new();
+    for scenario in &scenarios {
+        progress.set_message(scenario.name().to_string());
+        let summary = suite::run_seeds(scenario, seeds.clone(), jobs, &|_| progress.inc(1));
+        progress.suspend(|| print_summary(context, &summary));
+        summaries.push(summary);
+    }
+    progress.finish_and_clear();
+    let failed: Vec<&ScenarioSummary> = summaries.iter().filter(|s| !s.failures.is_empty()).collect();
+    let seeds_total: u64 = summaries.iter().map(|s| s.seeds).sum();
+    let wall: f64 = summaries.iter().map(|s| s.wall_time.as_secs_f64()).sum();
+    let sim: f64 = summaries.iter().map(|s| s.sim_time_ms as f64 / 1000.0).sum();
+    println!(
+        "{} scenarios, {seeds_total} seeds: {} passed, {} failed; {:.1} seeds/s, simulated/wall {:.0}x",
+        summaries.len(),
+        summaries.len() - failed.len(),
+        failed.len(),
+        seeds_total as f64 / wall.max(1e-9),
+        sim / wall.max(1e-9)
+    );
+    if let Some(path) = json {
+        std::fs::write(path, json_report(context, &summaries))
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    }
+    if let Some(path) = junit {
+        std::fs::write(path, junit_report(context, &summaries))
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    }
+    Ok(failed.is_empty())
+}
+
+fn print_summary(context: &Context, summary: &ScenarioSummary) {
+    let kind = match summary.canary {
+        Some(invariant) => format!(" (canary: must break `{invariant}`)"),
+        None => String::new(),
+    };
+    println!(
+        "{:<44} {:>4}/{:<4} seeds passed{kind}  {:>7.1} seeds/s  simulated/wall {:>6.0}x",
+        summary.name,
+        summary.passed,
+        summary.seeds,
+        summary.seeds_per_second(),
+        summary.sim_wall_ratio()
+    );
+    for failure in summary.failures.iter().take(5) {
+        match (&failure.error, failure.violations.first(), summary.canary) {
+            (_, _, Some(invariant)) => {
+                println!("  seed {}: the canary was not caught (`{invariant}` held)", failure.seed)
+            }
+            (_, Some(violation), None) => println!("  {violation}"),
+            (Some(error), None, None) => println!("  seed {}: {error}", failure.seed),
+            (None, None, None) => {}
+        }
+        println!("    replay: {}", suite::replay_command(&context.replay, Path::new(&summary.path), failure.seed));
+    }
+    if summary.failures.len() > 5 {
+        println!("  ... and {} more failing seeds", summary.failures.len() - 5);
+    }
+}
+
+fn check_determinism(
+    context: &Context,
+    scenarios: &[Scenario],
+    seeds: Range<u64>,
+    jobs: usize,
+) -> Result<bool, String> {
+    let program = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let fresh = suite::FreshProcess { program };
+    let progress = ProgressBar::new((seeds.end - seeds.start) * scenarios.len() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds checked, {elapsed} elapsed")
+            .expect("a valid template"),
+    );
+    let summaries = suite::check_determinism_all(scenarios, seeds, jobs, &fresh, &|| progress.inc(1));
+    progress.finish_and_clear();
+    let mut ok = true;
+    for summary in &summaries {
+        if summary.divergences.is_empty() {
+            println!("{:<44} {} seeds deterministic", summary.name, summary.seeds);
+            continue;
+        }
+        ok = false;
+        println!("{:<44} NOT deterministic on {} of {} seeds", summary.name, summary.divergences.len(), summary.seeds);
+        for (seed, divergence) in summary.divergences.iter().take(5) {
+            println!("  {divergence}");
+            println!("    replay: {}", suite::replay_command(&context.replay, Path::new(&summary.path), *seed));
+        }
+    }
+    let seeds_total: u64 = summaries.iter().map(|s| s.seeds).sum();
+    let divergent: usize = summaries.iter().map(|s| s.divergences.len()).sum();
+    println!(
+        "{} scenarios, {seeds_total} seeds: each run untraced in this process, traced in this process and traced in a fresh process; {divergent} diverged",
+        summaries.len()
+    );
+    Ok(ok)
+}
+
+fn print_trace(context: &Context, path: &Path, seed: u64) -> Result<bool, String> {
+    let scenario = scenario::load_with(path, &context.registry).map_err(|e| e.to_string())?;
+    let options = crate::runner::RunOptions { faults: true, trace: true };
+    let report = crate::runner::simulate_seed(&scenario, seed, options).unchecked();
+    let mut out = format!("fingerprint {:016x}\n", report.fingerprint);
+    for line in &report.trace {
+        out.push_str(line);
+        out.push('\n');
+    }
+    use std::io::Write as _;
+    std::io::stdout().write_all(out.as_bytes()).map_err(|e| format!("cannot write the trace: {e}"))?;
+    Ok(true)
+}
+
+fn replay(context: &Context, path: &Path, seed: u64, trace: Option<PathBuf>) -> Result<bool, String> {
+    let scenario = scenario::load_with(path, &context.registry).map_err(|e| e.to_string())?;
+    let fault_free = suite::fault_free_output(&scenario).ok();
+    let report = crate::runner::run(
+        &scenario,
+        seed,
+        crate::runner::RunOptions { faults: true, trace: true },
+        fault_free.as_deref(),
+    );
+    println!("scenario {} ({}), seed {seed}", scenario.name(), path.display());
+    for (key, value) in &report.chosen {
+        println!("  chosen by the seed: {key} = {value}");
+    }
+    // By default under `target/`, never beside the sources.
+    let trace_path = trace.unwrap_or_else(|| {
+        PathBuf::from("target").join("weir-sim").join("traces").join(format!("{}-seed-{seed}.trace", scenario.name()))
+    });
+    if let Some(parent) = trace_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+    }
+    std::fs::write(&trace_path, report.trace.join("\n") + "\n")
+        .map_err(|e| format!("cannot write `{}`: {e}", trace_path.display()))?;
+    println!("fingerprint {:016x}", report.fingerprint);
+    println!(
+        "simulated {} ms in {:.3} s; {} checkpoints completed; {} restores; trace: {} ({} lines)",
+        report.sim_time_ms,
+        report.wall_time.as_secs_f64(),
+        report.completed.len(),
+        report.restores,
+        trace_path.display(),
+        report.trace.len()
+    );
+    if let Some(error) = &report.error {
+        println!("  {error}");
+    }
+    for violation in &report.violations {
+        println!("  {violation}");
+    }
+    let passed = suite::seed_passed(&scenario, &report);
+    println!("{}", if passed { "passed" } else { "FAILED" });
+    Ok(passed)
+}
+
+fn json_report(context: &Context, summaries: &[ScenarioSummary]) -> String {
+    let scenarios: Vec<serde_json::Value> = summaries
+        .iter()
+        .map(|s| {
+            let failures: Vec<serde_json::Value> = s
+                .failures
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "seed": f.seed,
+                        "error": f.error,
+                        "violations": f.violations,
+                        "replay": suite::replay_command(&context.replay, Path::new(&s.path), f.seed),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": s.name, "path": s.path, "seeds": s.seeds, "passed": s.passed,
+                "failed": s.failures.len(), "seeds_per_second": s.seeds_per_second(),
+                "simulated_per_wall": s.sim_wall_ratio(), "canary": s.canary.map(|c| c.to_string()),
+                "failures": failures,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "scenarios": scenarios })).expect("JSON values serialize")
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn junit_report(context: &Context, summaries: &[ScenarioSummary]) -> String {
+    let failures = summaries.iter().filter(|s| !s.failures.is_empty()).count();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"weir-sim\" tests=\"{}\" failures=\"{failures}\">\n",
+        summaries.len()
+    );
+    for summary in summaries {
+        let _ = write!(
+            xml,
+            "  <testcase classname=\"scenarios\" name=\"{}\" time=\"{:.3}\"",
+            xml_escape(&summary.name),
+            summary.wall_time.as_secs_f64()
+        );
+        if summary.failures.is_empty() {
+            xml.push_str("/>\n");
+            continue;
+        }
+        let mut message = String::new();
+        for failure in &summary.failures {
+            let what = failure
+                .violations
+                .first()
+                .map(|v| v.to_string())
+                .or_else(|| failure.error.clone())
+                .unwrap_or_else(|| "canary not caught".into());
+            let _ = writeln!(
+                message,
+                "seed {}: {what}\n  replay: {}",
+                failure.seed,
+                suite::replay_command(&context.replay, Path::new(&summary.path), failure.seed)
+            );
+        }
+        let _ = write!(
+            xml,
+            ">\n    <failure message=\"{} of {} seeds failed\">{}</failure>\n  </testcase>\n",
+            summary.failures.len(),
+            summary.seeds,
+            xml_escape(&message)
+        );
+    }
+    xml.push_str("</testsuite>\n");
+    xml
+}
