@@ -3,10 +3,11 @@
 
 use engine::api::JobBuilder;
 use engine::cluster::Cluster;
+use engine::cluster::JobError;
 use engine::config::JobConfig;
 use engine::connectors::file_sink::FileSink;
 use engine::connectors::sequence_source::{SequenceRecord, SequenceSource};
-use engine::error::{JobError, TaskError};
+use engine::error::TaskError;
 use engine::seam::runtime;
 use engine::seam::storage::{LocalStorage, StorageRef};
 use std::sync::Arc;
