@@ -184,32 +184,7 @@ fn run(
 }
 
 fn print_summary(context: &Context, summary: &ScenarioSummary) {
-    let kind = match summary.canary {
-        Some(invariant) => format!(" (canary: must break `{invariant}`)"),
-        None => String::new(),
-    };
-    println!(
-        "{:<44} {:>4}/{:<4} seeds passed{kind}  {:>7.1} seeds/s  simulated/wall {:>6.0}x",
-        summary.name,
-        summary.passed,
-        summary.seeds,
-        summary.seeds_per_second(),
-        summary.sim_wall_ratio()
-    );
-    for failure in summary.failures.iter().take(5) {
-        match (&failure.error, failure.violations.first(), summary.canary) {
-            (_, _, Some(invariant)) => {
-                println!("  seed {}: the canary was not caught (`{invariant}` held)", failure.seed)
-            }
-            (_, Some(violation), None) => println!("  {violation}"),
-            (Some(error), None, None) => println!("  seed {}: {error}", failure.seed),
-            (None, None, None) => {}
-        }
-        println!("    replay: {}", suite::replay_command(&context.replay, Path::new(&summary.path), failure.seed));
-    }
-    if summary.failures.len() > 5 {
-        println!("  ... and {} more failing seeds", summary.failures.len() - 5);
-    }
+    print!("{}", summary.describe(&context.replay, 5));
 }
 
 fn check_determinism(

@@ -1,12 +1,15 @@
 //! Running scenarios over many seeds: in parallel over the cores, each scenario compared
 //! with its own fault-free run, with canary scenarios inverted (they pass when the checkers
-//! catch their deliberate bug). Also the determinism self-check.
+//! catch their deliberate bug). Also the determinism self-check, and [`Suite`], the builder a
+//! user's own `#[test]` runs its scenarios with.
 
 use crate::invariants::Invariant;
 use crate::runner::{self, RunOptions, RunReport};
-use crate::scenario::Scenario;
+use crate::scenario::{self, Scenario, ScenarioError};
+use crate::workload::Registry;
+use std::fmt::Write as _;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -34,6 +37,144 @@ impl ScenarioSummary {
     /// Simulated time per wall-clock time, over every seed.
     pub fn sim_wall_ratio(&self) -> f64 {
         self.sim_time_ms as f64 / 1000.0 / self.wall_time.as_secs_f64().max(1e-9)
+    }
+}
+
+impl ScenarioSummary {
+    /// What a person reads about this scenario: one line of figures, then each of the first `shown` failing seeds
+    /// with its violation and the command that replays it (`replay` is how the simulation binary is run).
+    pub fn describe(&self, replay: &str, shown: usize) -> String {
+        let kind = match self.canary {
+            Some(invariant) => format!(" (canary: must break `{invariant}`)"),
+            None => String::new(),
+        };
+        let mut text = format!(
+            "{:<44} {:>4}/{:<4} seeds passed{kind}  {:>7.1} seeds/s  simulated/wall {:>6.0}x\n",
+            self.name,
+            self.passed,
+            self.seeds,
+            self.seeds_per_second(),
+            self.sim_wall_ratio()
+        );
+        for failure in self.failures.iter().take(shown) {
+            match (&failure.error, failure.violations.first(), self.canary) {
+                (_, _, Some(invariant)) => {
+                    let _ = writeln!(text, "  seed {}: the canary was not caught (`{invariant}` held)", failure.seed);
+                }
+                (_, Some(violation), None) => {
+                    let _ = writeln!(text, "  {violation}");
+                }
+                (Some(error), None, None) => {
+                    let _ = writeln!(text, "  seed {}: {error}", failure.seed);
+                }
+                (None, None, None) => {}
+            }
+            let _ = writeln!(text, "    replay: {}", replay_command(replay, Path::new(&self.path), failure.seed));
+        }
+        if self.failures.len() > shown {
+            let _ = writeln!(text, "  ... and {} more failing seeds", self.failures.len() - shown);
+        }
+        text
+    }
+}
+
+/// A scenario suite over a range of seeds, for a user's own `#[test]`: scenario files (or directories of them)
+/// whose workloads come from a registry, run as `weir-sim run` runs them, each seed checked against the workload's
+/// reference model and the scenario's fault-free run.
+///
+/// ```no_run
+/// # use sim::{suite::Suite, workload::Registry};
+/// Suite::new(Registry::builtin())
+///     .scenarios("scenarios/my-job")
+///     .seeds(0..64)
+///     .replay_with("cargo run -p my-job-sim --")
+///     .assert_passes();
+/// ```
+pub struct Suite {
+    registry: Registry,
+    paths: Vec<PathBuf>,
+    seeds: Range<u64>,
+    jobs: usize,
+    replay: String,
+}
+
+impl Suite {
+    /// An empty suite over `registry`'s workloads: seeds `0..32`, one worker per core, replayed with `weir-sim`.
+    pub fn new(registry: Registry) -> Suite {
+        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Suite { registry, paths: Vec::new(), seeds: 0..32, jobs, replay: "weir-sim".to_string() }
+    }
+
+    /// Adds a scenario file, or every `*.toml` below a directory.
+    pub fn scenarios(mut self, path: impl Into<PathBuf>) -> Suite {
+        self.paths.push(path.into());
+        self
+    }
+
+    /// The seeds every scenario runs with.
+    pub fn seeds(mut self, seeds: Range<u64>) -> Suite {
+        assert!(seeds.start < seeds.end, "an empty seed range {seeds:?}");
+        self.seeds = seeds;
+        self
+    }
+
+    /// How many seeds run at once.
+    pub fn jobs(mut self, jobs: usize) -> Suite {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// How a failure's replay command starts: the command that runs the crate's simulation binary (the one whose
+    /// `main` calls [`crate::cli::main_with`]).
+    pub fn replay_with(mut self, program: impl Into<String>) -> Suite {
+        self.replay = program.into();
+        self
+    }
+
+    /// Loads every scenario, then runs each over the seeds. A scenario that cannot be used is an error before any
+    /// seed runs.
+    pub fn run(&self) -> Result<SuiteReport, ScenarioError> {
+        let mut scenarios = Vec::new();
+        for path in &self.paths {
+            for file in scenario::discover(path)? {
+                scenarios.push(scenario::load_with(&file, &self.registry)?);
+            }
+        }
+        if scenarios.is_empty() {
+            let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(ScenarioError::Read {
+                path: self.paths.first().cloned().unwrap_or_default(),
+                message: format!("no scenario files (*.toml) under {}", paths.join(", ")),
+            });
+        }
+        let summaries = scenarios.iter().map(|s| run_seeds(s, self.seeds.clone(), self.jobs, &|_| {})).collect();
+        Ok(SuiteReport { summaries, replay: self.replay.clone() })
+    }
+
+    /// Runs the suite and panics, describing every failing scenario with its replay commands, unless every seed of
+    /// every scenario passed.
+    pub fn assert_passes(&self) {
+        let report = self.run().unwrap_or_else(|error| panic!("{error}"));
+        assert!(report.passed(), "scenarios failed:\n{}", report.describe());
+    }
+}
+
+/// What a [`Suite`] run found.
+#[derive(Clone, Debug)]
+pub struct SuiteReport {
+    pub summaries: Vec<ScenarioSummary>,
+    replay: String,
+}
+
+impl SuiteReport {
+    /// Whether every seed of every scenario passed.
+    pub fn passed(&self) -> bool {
+        self.summaries.iter().all(|s| s.failures.is_empty())
+    }
+
+    /// Every scenario's line of figures and its failures.
+    pub fn describe(&self) -> String {
+        self.summaries.iter().map(|s| s.describe(&self.replay, 5)).collect()
     }
 }
 
