@@ -298,7 +298,9 @@ fn restore_time_ms(root: &Path, n: u64, keys: u64, backend: StateBackendKind) ->
     runtime::run(0, async move {
         let started = Instant::now();
         let loaded = restore::load(&storage, &newest).await.map_err(|e| e.to_string())?;
-        let plan = restore::plan(&storage, &loaded, &graph.layout(), false).await.map_err(|e| e.to_string())?;
+        let plan = restore::plan(&storage, &loaded, &graph.layout(), false, &engine::faults::Faults::none())
+            .await
+            .map_err(|e| e.to_string())?;
         for (vertex, subtasks) in graph.vertices.iter().zip(plan) {
             for (index, snapshot) in subtasks.into_iter().enumerate() {
                 let Some(operator) = snapshot.operators.get(&engine::ids::OperatorUid("sum".into())) else { continue };

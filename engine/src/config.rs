@@ -255,6 +255,12 @@ pub fn known_keys() -> &'static [KeyInfo] {
     KEYS
 }
 
+/// The key that `key` (an alias, or the key itself) spells, if it is a known setting: two keys with the same
+/// canonical key set the same thing.
+pub fn canonical_key(key: &str) -> Option<&'static str> {
+    lookup(key).map(|info| info.key)
+}
+
 /// Parses a YAML configuration; `origin` names the file in error messages.
 ///
 /// A YAML file is a whole job's configuration, so settings that need another one must have

@@ -1,14 +1,24 @@
 //! Fault points inside the engine: the one small hook through which a simulation injects faults at precise places
 //! of the protocol. Real runs use [`NoFaults`], which lets everything proceed.
 //!
-//! The engine calls [`FaultHook::at`] with a [`FaultPoint`] at every protocol step that recovery must survive a
-//! fault at, and obeys the [`Fate`] it returns. The hook decides; the engine must behave correctly whatever it
-//! decides (that is what the simulator checks), so no outcome may be treated as impossible. The hook is one method
-//! over a closed enum, so a new point cannot be forgotten by a hook that forwards or matches exhaustively.
+//! The engine calls [`Faults::at`] (or [`Faults::obey`]) with a [`FaultPoint`] at every protocol step that
+//! recovery must survive a fault at, and obeys the [`Fate`] it returns. The hook decides; the engine must behave
+//! correctly whatever it decides (that is what the simulator checks), so no outcome may be treated as impossible.
+//! The hook is one method over a closed enum, so a new point cannot be forgotten by a hook that forwards or
+//! matches exhaustively.
+//!
+//! Each node holds its own [`Faults`]: the hook plus the node's name (`jm`, `tm-<n>`), so the hook knows where a
+//! point is reached, and can crash that very node there ([`Fate::Crash`]). Once a node's point was told to crash,
+//! every later point of the same [`Faults`] is told so too, so the dying node does nothing more: no message it
+//! would still send synchronously leaves it.
 
 pub use crate::element::SnapshotClass;
 use crate::ids::{CheckpointId, JobId, TaskRef};
+use crate::seam::runtime;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Where a snapshot stands when the hook is told.
@@ -29,6 +39,10 @@ pub enum CheckpointPhase {
     Notified,
     /// The job was told to finish at this snapshot (the final checkpoint, or a stop's savepoint).
     Finishing,
+    /// It was aborted (declined, failed, subsumed, or the job failed over) (job manager).
+    Aborted,
+    /// It timed out before every subtask acked, and was aborted (job manager).
+    Expired,
 }
 
 /// An RPC between the job manager and a subtask.
@@ -56,11 +70,55 @@ pub enum RecoveryStep {
     ScanDirectory,
 }
 
+/// A step of a transactional sink's two-phase commit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkStep {
+    /// The open transaction is about to be pre-committed for checkpoint `id` (the snapshot's synchronous part).
+    PreCommit,
+    /// The pending transaction of checkpoint `id` is about to be committed.
+    Commit,
+    /// The sink made the commit's effect visible (the file sink renamed its part files) but has not yet made it
+    /// durable (the directory's fsync). Reached only by sinks whose commit has such a step.
+    CommitApplied,
+    /// The commit of checkpoint `id`'s transaction returned; the sink is about to forget it.
+    Committed,
+    /// A restored subtask is about to commit the pending transactions of restored checkpoint `id`.
+    RecoverCommit,
+    /// A restored subtask is about to abort every transaction earlier attempts left, but those of checkpoint `id`'s.
+    Abort,
+}
+
+/// Something that happened to a job as a whole (job manager), for faults relative to it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobEvent {
+    /// Every subtask is about to be deployed, restored from the snapshot the point names, if any.
+    Deployed,
+    /// The job failed (a subtask failed, a task manager was lost) and is about to be redeployed.
+    FailingOver,
+    /// Every subtask finished: the job is done.
+    Finished,
+    /// The job was cancelled.
+    Canceled,
+}
+
+/// Where engine code yields to let rare interleavings happen (madsim's `buggify`): the hook may delay there.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interleaving {
+    /// A subtask's input gate, between two batches.
+    Gate,
+    /// The start of a snapshot's asynchronous part.
+    SnapshotAsync,
+    /// A sink about to write a batch into its open transaction.
+    SinkWrite,
+}
+
 /// A place in the protocol where a fault may strike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultPoint<'a> {
-    /// Snapshot `id` reached `phase`. Only [`Fate::Proceed`] means anything here; the hook reacts (crashes a node,
-    /// breaks storage) on its own.
+    /// Snapshot `id` reached `phase`. The hook may crash the node; delays and failures mean nothing here.
     Snapshot { job: JobId, id: CheckpointId, class: SnapshotClass, phase: CheckpointPhase },
     /// An RPC of `kind` to or from `task`, which runs on task manager `host`, is about to be sent: delivered,
     /// dropped or delayed.
@@ -69,15 +127,52 @@ pub enum FaultPoint<'a> {
     Barrier { id: CheckpointId, from: TaskRef, channel: u32 },
     /// The asynchronous part of `task`'s snapshot `id` starts: stalled for a delay, or not.
     SnapshotAsync { id: CheckpointId, task: TaskRef },
+    /// `task`'s snapshot `id` is written and durable, and the ack naming `files` (every file its state handles
+    /// reference) is about to be sent.
+    Acknowledge { job: JobId, id: CheckpointId, task: TaskRef, files: &'a [PathBuf] },
     /// The job manager is about to delete snapshot `id`'s directory `dir` (retention, an abort, the job's end, a
-    /// dead job manager's leftovers), or (`done`) has deleted it durably. The start may be delayed.
-    Discard { job: JobId, id: CheckpointId, dir: &'a std::path::Path, done: bool },
+    /// dead job manager's leftovers), or (`done`) has deleted it durably. The start may be delayed or failed
+    /// (the deletion is then tried again later).
+    Discard { job: JobId, id: CheckpointId, dir: &'a Path, done: bool },
     /// The job manager is at a step of taking a job over: it may fail (it then tries again later) or be delayed.
     Recovery { step: RecoveryStep },
-    /// `task` is about to be deployed to task manager `host`.
+    /// A restore is about to read state file `file` of the snapshot it restores from (job manager): the read may
+    /// fail (as an IO error would: the restore is tried again later) or wait.
+    RestoreState { file: &'a Path },
+    /// `task` is about to be deployed to task manager `host`: the deployment may be delayed or fail.
     Deploy { task: TaskRef, host: &'a str },
     /// `task` of job `job` is about to pull its next batch: it may fail there (an operator error, not a node crash).
     Batch { job: JobId, task: TaskRef },
+    /// A transactional sink's `task` is at `step` of the two-phase commit of checkpoint `id`'s transaction: the
+    /// step may fail (an injected IO error), wait, or its node crash.
+    Sink { job: JobId, task: TaskRef, id: CheckpointId, step: SinkStep },
+    /// Job `job` went through `event`; `restored` is the snapshot a deployment restores from: the job that took it
+    /// (another one, for a job started from a retained checkpoint or a savepoint) and its id.
+    Job { job: JobId, event: JobEvent, restored: Option<(JobId, CheckpointId)> },
+    /// A place where `task` may yield for a while, so that other tasks run in between.
+    Interleave { task: TaskRef, site: Interleaving },
+}
+
+impl fmt::Display for FaultPoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultPoint::Snapshot { id, class, phase, .. } => write!(f, "{class:?} {id} {phase:?}"),
+            FaultPoint::Rpc { kind, task, host } => write!(f, "{kind:?} rpc of {task} on {host}"),
+            FaultPoint::Barrier { id, from, channel } => write!(f, "barrier {id} leaving {from} on channel {channel}"),
+            FaultPoint::SnapshotAsync { id, task } => write!(f, "asynchronous part of {task}'s snapshot {id}"),
+            FaultPoint::Acknowledge { id, task, .. } => write!(f, "{task}'s ack of snapshot {id}"),
+            FaultPoint::Discard { id, done, .. } => {
+                write!(f, "{} snapshot {id}", if *done { "deleted" } else { "deleting" })
+            }
+            FaultPoint::Recovery { step } => write!(f, "recovery step {step:?}"),
+            FaultPoint::RestoreState { file } => write!(f, "reading `{}` to restore", file.display()),
+            FaultPoint::Deploy { task, host } => write!(f, "deploying {task} to {host}"),
+            FaultPoint::Batch { task, .. } => write!(f, "{task}'s next batch"),
+            FaultPoint::Sink { task, id, step, .. } => write!(f, "{task}'s sink at {step:?} of {id}"),
+            FaultPoint::Job { event, .. } => write!(f, "job {event:?}"),
+            FaultPoint::Interleave { task, site } => write!(f, "{task} at {site:?}"),
+        }
+    }
 }
 
 /// What happens at a fault point.
@@ -90,6 +185,8 @@ pub enum Fate {
     Delay(Duration),
     /// The step fails (an injected error), where the point allows it.
     Fail,
+    /// The node reaching the point dies here: the hook killed it, and the engine must do nothing more on it.
+    Crash,
 }
 
 impl Fate {
@@ -97,30 +194,24 @@ impl Fate {
     pub fn delay(self) -> Option<Duration> {
         match self {
             Fate::Delay(delay) => Some(delay),
-            Fate::Proceed | Fate::Drop | Fate::Fail => None,
+            Fate::Proceed | Fate::Drop | Fate::Fail | Fate::Crash => None,
         }
     }
 }
 
-/// The engine's fault points.
+/// A step failed because the fault hook said so.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("injected fault at {point}")]
+pub struct Injected {
+    /// The point, described.
+    pub point: String,
+}
+
+/// The engine's fault points, as a simulation implements them.
 pub trait FaultHook: Send + Sync {
-    /// The engine reached `point`; what happens there.
-    fn at(&self, point: FaultPoint<'_>) -> Fate;
-
-    /// Shorthand: snapshot `id` of `class` of job `job` reached `phase`, where only proceeding means anything.
-    fn on_checkpoint_phase(&self, job: JobId, id: CheckpointId, class: SnapshotClass, phase: CheckpointPhase) {
-        let _ = self.at(FaultPoint::Snapshot { job, id, class, phase });
-    }
-
-    /// Shorthand: how long to hold barrier `id` before it leaves `from` on output channel `channel`.
-    fn barrier_delay(&self, id: CheckpointId, from: TaskRef, channel: u32) -> Option<Duration> {
-        self.at(FaultPoint::Barrier { id, from, channel }).delay()
-    }
-
-    /// Shorthand: how long to stall the asynchronous part of `task`'s snapshot `id`.
-    fn snapshot_stall(&self, id: CheckpointId, task: TaskRef) -> Option<Duration> {
-        self.at(FaultPoint::SnapshotAsync { id, task }).delay()
-    }
+    /// The engine reached `point` on node `node` (`jm`, `tm-<n>`); what happens there. To crash the node, the hook
+    /// kills it and returns [`Fate::Crash`].
+    fn at(&self, node: &str, point: FaultPoint<'_>) -> Fate;
 }
 
 /// No faults: what real runs use.
@@ -128,7 +219,7 @@ pub trait FaultHook: Send + Sync {
 pub struct NoFaults;
 
 impl FaultHook for NoFaults {
-    fn at(&self, _point: FaultPoint<'_>) -> Fate {
+    fn at(&self, _node: &str, _point: FaultPoint<'_>) -> Fate {
         Fate::Proceed
     }
 }
@@ -139,4 +230,91 @@ pub type FaultHookRef = Arc<dyn FaultHook>;
 /// The hook of real runs.
 pub fn none() -> FaultHookRef {
     Arc::new(NoFaults)
+}
+
+/// One node's fault points: what engine code on that node calls.
+#[derive(Clone)]
+pub struct Faults {
+    node: Arc<str>,
+    hook: FaultHookRef,
+    /// Set once a point of this node was told to crash: every later point is told so too.
+    crashed: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Faults").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl Faults {
+    /// Node `node`'s points, decided by `hook`.
+    pub fn on(node: &str, hook: FaultHookRef) -> Faults {
+        Faults { node: node.into(), hook, crashed: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// The points of a real run: everything proceeds.
+    pub fn none() -> Faults {
+        Faults::on("-", none())
+    }
+
+    /// The node these points are on.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether a point of this node was told to crash.
+    pub fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::SeqCst)
+    }
+
+    /// What happens at `point`. Callers that cannot wait (synchronous code) must still stop acting on
+    /// [`Fate::Crash`].
+    pub fn at(&self, point: FaultPoint<'_>) -> Fate {
+        if self.crashed() {
+            return Fate::Crash;
+        }
+        let fate = self.hook.at(&self.node, point);
+        if fate == Fate::Crash {
+            self.crashed.store(true, Ordering::SeqCst);
+            tracing::info!(target: "weir::trace", node = %self.node, %point, "fault: node crashes here");
+        }
+        fate
+    }
+
+    /// Obeys the fate of `point` for a step that can wait and fail: waits out a delay; `Err` for a failure; never
+    /// returns after a crash (the node is dead, and its tasks are dropped at their next await).
+    pub async fn obey(&self, point: FaultPoint<'_>) -> Result<(), Injected> {
+        match self.at(point) {
+            Fate::Proceed | Fate::Drop => Ok(()),
+            Fate::Delay(delay) => {
+                runtime::sleep(delay).await;
+                Ok(())
+            }
+            Fate::Fail => Err(Injected { point: point.to_string() }),
+            Fate::Crash => std::future::pending().await,
+        }
+    }
+
+    /// Snapshot `id` of `class` of job `job` reached `phase`: stops here for good if the node crashes.
+    pub async fn checkpoint_phase(&self, job: JobId, id: CheckpointId, class: SnapshotClass, phase: CheckpointPhase) {
+        if self.at(FaultPoint::Snapshot { job, id, class, phase }) == Fate::Crash {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Yields at `site` for as long as the hook says: rare interleavings, made common under simulation.
+    pub async fn interleave(&self, task: TaskRef, site: Interleaving) {
+        match self.at(FaultPoint::Interleave { task, site }) {
+            Fate::Delay(delay) if delay.is_zero() => runtime::yield_now().await,
+            Fate::Delay(delay) => runtime::sleep(delay).await,
+            Fate::Crash => std::future::pending().await,
+            Fate::Proceed | Fate::Drop | Fate::Fail => {}
+        }
+    }
+
+    /// Shorthand: how long to hold barrier `id` before it leaves `from` on output channel `channel`.
+    pub fn barrier_delay(&self, id: CheckpointId, from: TaskRef, channel: u32) -> Option<Duration> {
+        self.at(FaultPoint::Barrier { id, from, channel }).delay()
+    }
 }

@@ -59,8 +59,20 @@ pub async fn newest_snapshot(
     checkpoint_root: &Path,
     savepoint_root: &Path,
 ) -> Result<Option<(PathBuf, CheckpointId)>, RunError> {
+    pick_snapshot(storage, Some(checkpoint_root), Some(savepoint_root), false).await
+}
+
+/// The newest (or, with `oldest`, the oldest) complete snapshot under the roots given, as [`newest_snapshot`].
+pub async fn pick_snapshot(
+    storage: &StorageRef,
+    checkpoint_root: Option<&Path>,
+    savepoint_root: Option<&Path>,
+    oldest: bool,
+) -> Result<Option<(PathBuf, CheckpointId)>, RunError> {
     let mut candidates = Vec::new();
-    if storage.exists(checkpoint_root).await? {
+    if let Some(checkpoint_root) = checkpoint_root
+        && storage.exists(checkpoint_root).await?
+    {
         for job in storage.list(checkpoint_root).await? {
             let job_dir = checkpoint_root.join(job);
             for id in checkpoint_ids(storage, &job_dir).await? {
@@ -68,7 +80,9 @@ pub async fn newest_snapshot(
             }
         }
     }
-    if storage.exists(savepoint_root).await? {
+    if let Some(savepoint_root) = savepoint_root
+        && storage.exists(savepoint_root).await?
+    {
         for name in storage.list(savepoint_root).await? {
             candidates.push(savepoint_root.join(name));
         }
@@ -95,7 +109,7 @@ pub async fn newest_snapshot(
         };
         let Some(loaded) = loaded else { continue };
         let id = loaded.metadata.checkpoint_id;
-        if newest.as_ref().is_none_or(|(_, newest)| id > *newest) {
+        if newest.as_ref().is_none_or(|(_, picked)| if oldest { id < *picked } else { id > *picked }) {
             newest = Some((dir, id));
         }
     }
@@ -135,7 +149,7 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
             }
         };
         self_contained.push((dir.display().to_string(), loaded.metadata.format, loaded.metadata.is_self_contained()));
-        if let Err(error) = restore::resolve(storage, &loaded).await {
+        if let Err(error) = restore::resolve(storage, &loaded, &engine::faults::Faults::none()).await {
             problems.push(format!("chk-{}: {error}", id.0));
         }
         let referenced: BTreeSet<PathBuf> =

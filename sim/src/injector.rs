@@ -1,30 +1,111 @@
 //! The fault injector: the engine's fault hook, driven by a scenario's faults and the seed.
 //!
-//! Scripted faults fire once, at a simulated time or when a checkpoint reaches a phase;
-//! random ones fire with their rate at every opportunity (each RPC, each barrier on each
-//! channel, each snapshot). Killing and restarting nodes is done by a controller task on
-//! the simulation's main node: a hook may run on the very node it is asked to kill.
-//! When the healing phase starts, every fault stops.
+//! Scripted faults fire once: at a simulated time, when a checkpoint reaches a phase, some time after an event (a
+//! savepoint, a stop, the final checkpoint, a restore, a failover), or the `nth` time a fault point is reached in
+//! its scope. Random ones fire with their rate at every opportunity (each RPC, each barrier on each channel, each
+//! snapshot, each point in scope). When the healing phase starts, every fault stops, except a slow disk declared
+//! to persist.
+//!
+//! Every fault draws its random decisions (whether it fires, its delay, a `random` node) from a stream of its own,
+//! seeded by the run's seed and the fault itself, never from the simulation's generator: removing one fault from a
+//! scenario (what shrinking does) leaves the others' decisions as they were, and the faults' draws do not move the
+//! simulation's own.
+//!
+//! Nodes die where the fault strikes: the injector kills them synchronously, inside the fault point, so the dying
+//! node does nothing after the point (see `engine::faults`). Restarts, resumptions and faults due later are the
+//! controller's, a task on the simulation's main node, since a task of the dying node never runs again.
 
-use crate::scenario::{DurationRange, FaultSpec, When};
-use crate::storage::{SimStorage, StorageFaults};
-use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, RpcKind, SnapshotClass};
-use engine::ids::{CheckpointId, TaskRef};
+use crate::points::{self, PointAction, PointName};
+use crate::scenario::{DurationRange, Event, FaultSpec, Scope, When};
+use crate::storage::{CrashMode, FaultWindow, SimStorage, StorageFaults};
+use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, JobEvent, RpcKind, SnapshotClass};
+use engine::ids::CheckpointId;
 use engine::seam::runtime::{self, Node};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// A node action for the controller.
+/// Work for the controller, on the simulation's main node.
 #[derive(Debug)]
 pub enum NodeAction {
-    Kill { node: String, restart_after: Duration },
+    /// Restart a killed node after a while.
+    Restart { node: String, after: Duration },
+    /// Resume a paused node after a while.
+    Resume { node: String, after: Duration },
+    /// Fire scripted fault `index` after a while.
+    Fire { index: usize, after: Duration },
 }
 
-/// The cluster's nodes, by name, for the controller.
+/// The cluster's nodes, by name, for the injector and the controller.
 pub type Nodes = BTreeMap<String, Node>;
+
+/// How long a node crashed at a fault point stays down unless the fault says.
+const DEFAULT_RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// A fault's own random numbers: splitmix64 over a seed made of the run's seed and the fault.
+#[derive(Clone, Debug)]
+pub struct Stream(u64);
+
+impl Stream {
+    pub fn new(seed: u64, key: u64) -> Stream {
+        let mut stream = Stream(seed ^ key.rotate_left(17) ^ 0x243f_6a88_85a3_08d3);
+        stream.next_u64();
+        stream
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// `true` with probability `rate`.
+    pub fn chance(&mut self, rate: f64) -> bool {
+        rate > 0.0 && (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= rate
+    }
+
+    /// A duration drawn uniformly from `range`, to the millisecond.
+    pub fn draw(&mut self, range: DurationRange) -> Duration {
+        let span_ms = (range.max - range.min).as_millis() as u64;
+        range.min + Duration::from_millis(if span_ms == 0 { 0 } else { self.below(span_ms + 1) })
+    }
+}
+
+/// 64-bit FNV-1a.
+pub fn fnv(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Each fault's stream: keyed by what the fault is (its description), and by how many identical faults come before
+/// it, so that a fault keeps its stream whatever other faults are added or removed.
+fn streams(seed: u64, faults: &[FaultSpec]) -> Vec<Mutex<Stream>> {
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    faults
+        .iter()
+        .map(|fault| {
+            let description = format!("{fault:?}");
+            let twin = seen.entry(description.clone()).or_default();
+            let key = fnv(description.as_bytes()) ^ twin.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            *twin += 1;
+            Mutex::new(Stream::new(seed, key))
+        })
+        .collect()
+}
 
 struct State {
     enabled: bool,
@@ -33,88 +114,133 @@ struct State {
     partitioned: BTreeMap<String, u64>,
     /// Subtasks (vertex, subtask) to fail at their next batch.
     failing: BTreeSet<(u32, u32)>,
-    storage_base: StorageFaults,
+    /// How often each `at_point` fault's point was reached in scope.
+    reached: BTreeMap<usize, u64>,
+    /// Events seen so far.
+    events: BTreeSet<Event>,
+    /// Each volume's base faults, by mount point.
+    storage_base: BTreeMap<PathBuf, StorageFaults>,
+    /// Slow disks that stay slow after the faults phase.
+    persistent: BTreeMap<PathBuf, StorageFaults>,
 }
 
+/// The engine's fault hook in a simulated run.
 pub struct Injector {
     faults: Vec<FaultSpec>,
+    streams: Vec<Mutex<Stream>>,
     task_managers: u32,
     storage: SimStorage,
+    nodes: Arc<Mutex<Nodes>>,
     actions: UnboundedSender<NodeAction>,
     state: Mutex<State>,
-    /// Set by `heal`; delayed fault ends check it so they never undo healing.
-    healed: Arc<AtomicBool>,
-}
-
-/// Draws `true` with probability `rate`, from the simulation's seeded generator.
-pub fn chance(rate: f64) -> bool {
-    rate > 0.0 && (runtime::random_u64() >> 11) as f64 / (1u64 << 53) as f64 <= rate
-}
-
-/// Draws a duration uniformly from `range`.
-pub fn draw(range: DurationRange) -> Duration {
-    let span_ms = (range.max - range.min).as_millis() as u64;
-    range.min + Duration::from_millis(if span_ms == 0 { 0 } else { runtime::random_u64() % (span_ms + 1) })
+    /// Set by `heal`; read without the lock on every point.
+    healed: AtomicBool,
+    /// The points some `at_point` fault watches, by [`PointName::index`]: the others pass at once.
+    watched: [bool; PointName::ALL.len()],
 }
 
 impl Injector {
-    /// A new injector, and the receiver its controller drains.
+    /// A new injector over `faults` for `seed`, and the receiver its controller drains.
     pub fn new(
+        seed: u64,
         faults: Vec<FaultSpec>,
         task_managers: u32,
         storage: SimStorage,
+        nodes: Arc<Mutex<Nodes>>,
     ) -> (Injector, tokio::sync::mpsc::UnboundedReceiver<NodeAction>) {
         let (actions, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let mut storage_base = StorageFaults::default();
+        let mut storage_base: BTreeMap<PathBuf, StorageFaults> = BTreeMap::new();
+        let mut watched = [false; PointName::ALL.len()];
         for fault in &faults {
-            if let FaultSpec::StorageErrors { write_rate, fsync_rate, read_rate } = fault {
-                storage_base.write_error_rate = *write_rate;
-                storage_base.fsync_error_rate = *fsync_rate;
-                storage_base.read_error_rate = *read_rate;
+            match fault {
+                FaultSpec::StorageErrors { write_rate, fsync_rate, read_rate, volume, from, until } => {
+                    let errors = StorageFaults {
+                        write_error_rate: *write_rate,
+                        fsync_error_rate: *fsync_rate,
+                        read_error_rate: *read_rate,
+                        ..StorageFaults::default()
+                    };
+                    for path in crate::runner::volume_paths(volume, task_managers) {
+                        match (from, until) {
+                            (None, None) => {
+                                let base = storage_base.entry(path).or_default();
+                                *base = base.combined(&errors);
+                            }
+                            (from, until) => storage.add_fault_window(
+                                &path,
+                                FaultWindow {
+                                    from: from.unwrap_or_default(),
+                                    until: until.unwrap_or(Duration::MAX),
+                                    faults: errors.clone(),
+                                },
+                            ),
+                        }
+                    }
+                }
+                FaultSpec::AtPoint { point, .. } => watched[point.index()] = true,
+                _ => {}
             }
         }
-        storage.set_faults(storage_base.clone());
+        for (path, faults) in &storage_base {
+            storage.set_volume_faults(path, faults.clone());
+        }
         let state = State {
             enabled: true,
             fired: BTreeSet::new(),
             partitioned: BTreeMap::new(),
             failing: BTreeSet::new(),
+            reached: BTreeMap::new(),
+            events: BTreeSet::new(),
             storage_base,
+            persistent: BTreeMap::new(),
         };
-        (
-            Injector {
-                faults,
-                task_managers,
-                storage,
-                actions,
-                state: Mutex::new(state),
-                healed: Arc::new(AtomicBool::new(false)),
-            },
-            receiver,
-        )
+        let streams = streams(seed, &faults);
+        let injector = Injector {
+            faults,
+            streams,
+            task_managers,
+            storage,
+            nodes,
+            actions,
+            state: Mutex::new(state),
+            healed: AtomicBool::new(false),
+            watched,
+        };
+        (injector, receiver)
     }
 
     fn enabled(&self) -> bool {
-        self.state.lock().expect("injector lock").enabled
+        !self.healed.load(Ordering::Relaxed)
     }
 
-    /// The healing phase: every fault stops, storage becomes healthy and fast.
+    fn stream(&self, index: usize) -> std::sync::MutexGuard<'_, Stream> {
+        self.streams[index].lock().expect("stream lock")
+    }
+
+    /// The healing phase: every fault stops, storage becomes healthy and fast (but for slow disks that persist).
     pub fn heal(&self) {
         let mut state = self.state.lock().expect("injector lock");
-        if self.healed.load(Ordering::SeqCst) {
+        if self.healed.swap(true, Ordering::SeqCst) {
             return;
         }
         state.enabled = false;
         state.partitioned.clear();
-        self.healed.store(true, Ordering::SeqCst);
+        state.failing.clear();
         // Every volume's faults and fault windows end.
         self.storage.heal();
+        for (path, faults) in &state.persistent {
+            self.storage.set_volume_faults(path, faults.clone());
+        }
         tracing::info!(target: "weir::trace", "healing: faults stop");
     }
 
-    /// The scripted faults that fire at a time, with their index.
+    /// The scripted faults that fire at a time from the start, with their index.
     pub fn timed(&self) -> Vec<(usize, Duration)> {
-        self.faults.iter().enumerate().filter_map(|(i, f)| when_of(f).and_then(|w| w.at).map(|at| (i, at))).collect()
+        self.faults
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| when_of(f).filter(|w| w.after.is_none()).and_then(|w| w.at).map(|at| (i, at)))
+            .collect()
     }
 
     /// Fires scripted fault `index` (once).
@@ -124,35 +250,57 @@ impl Injector {
             return;
         }
         let fault = &self.faults[index];
-        tracing::info!(target: "weir::trace", fault = ?fault, "fault: firing");
-        let now_ms = runtime::elapsed().as_millis() as u64;
+        tracing::info!(target: "weir::trace", fault = %describe(fault), "fault: firing");
+        let now = runtime::elapsed();
         match fault {
             FaultSpec::CrashTaskManager { node, restart_after, .. } => {
-                let node = self.pick(node);
-                let _ = self.actions.send(NodeAction::Kill { node, restart_after: *restart_after });
+                let node = self.pick(index, node);
+                drop(state);
+                self.kill(&node, *restart_after);
             }
             FaultSpec::FailSubtask { vertex, subtask, .. } => {
                 state.failing.insert((vertex.expect("resolved when the scenario was loaded"), *subtask));
             }
             FaultSpec::CrashJobManager { restart_after, .. } => {
-                let _ = self.actions.send(NodeAction::Kill { node: "jm".into(), restart_after: *restart_after });
+                drop(state);
+                self.kill("jm", *restart_after);
             }
-            FaultSpec::StorageFull { duration, .. } => {
-                let mut full = state.storage_base.clone();
-                full.capacity_bytes = Some(0);
-                self.storage.set_faults(full);
-                self.after(*duration, state.storage_base.clone());
+            FaultSpec::PauseNode { node, duration, .. } => {
+                let node = self.pick(index, node);
+                drop(state);
+                self.pause(&node, *duration);
             }
-            FaultSpec::SlowStorage { latency, .. } => {
-                state.storage_base.latency = Some((latency.min, latency.max));
-                self.storage.set_faults(state.storage_base.clone());
+            FaultSpec::StorageFull { duration, volume, .. } => {
+                let full = StorageFaults { capacity_bytes: Some(0), ..StorageFaults::default() };
+                self.window(volume, now, *duration, full);
             }
-            FaultSpec::StorageCrash { .. } => self.storage.crash(),
+            FaultSpec::StorageStall { duration, volume, .. } => {
+                let stall = StorageFaults { stall: true, ..StorageFaults::default() };
+                self.window(volume, now, *duration, stall);
+            }
+            FaultSpec::SlowStorage { latency, volume, persists, .. } => {
+                for path in crate::runner::volume_paths(volume, self.task_managers) {
+                    let base = state.storage_base.entry(path.clone()).or_default();
+                    base.latency = Some((latency.min, latency.max));
+                    let base = base.clone();
+                    if *persists {
+                        let slow = StorageFaults { latency: base.latency, ..StorageFaults::default() };
+                        state.persistent.insert(path.clone(), slow);
+                    }
+                    self.storage.set_volume_faults(&path, base);
+                }
+            }
+            FaultSpec::StorageCrash { volume, .. } => {
+                for path in crate::runner::volume_paths(volume, self.task_managers) {
+                    self.storage.crash_volume(&path, CrashMode::Seeded);
+                }
+            }
             FaultSpec::PartitionNode { node, duration, .. } => {
-                let node = self.pick(node);
-                state.partitioned.insert(node, now_ms + duration.as_millis() as u64);
+                let node = self.pick(index, node);
+                state.partitioned.insert(node, now.as_millis() as u64 + duration.as_millis() as u64);
             }
-            FaultSpec::DelayBarriers { .. }
+            FaultSpec::AtPoint { .. }
+            | FaultSpec::DelayBarriers { .. }
             | FaultSpec::DropRpc { .. }
             | FaultSpec::DelayRpc { .. }
             | FaultSpec::StallSnapshot { .. }
@@ -160,46 +308,121 @@ impl Injector {
         }
     }
 
-    /// Restores storage faults to `base` after `delay` (unless healing came first).
-    fn after(&self, delay: Duration, base: StorageFaults) {
-        let (storage, healed) = (self.storage.clone(), self.healed.clone());
-        runtime::spawn(async move {
-            runtime::sleep(delay).await;
-            if !healed.load(Ordering::SeqCst) {
-                storage.set_faults(base);
-            }
-        });
+    /// Faults on every volume `volume` names, from `now` for `duration`.
+    fn window(&self, volume: &str, now: Duration, duration: Duration, faults: StorageFaults) {
+        for path in crate::runner::volume_paths(volume, self.task_managers) {
+            let window = FaultWindow { from: now, until: now + duration, faults: faults.clone() };
+            self.storage.add_fault_window(&path, window);
+        }
     }
 
-    fn pick(&self, node: &str) -> String {
+    /// Kills `node` now, wiping its local disk; the controller restarts it after `restart_after`.
+    fn kill(&self, node: &str, restart_after: Duration) {
+        let Some(handle) = self.nodes.lock().expect("nodes lock").get(node).cloned() else { return };
+        tracing::info!(target: "weir::trace", %node, restart_after = %format_args!("{restart_after:?}"), "fault: node killed");
+        if let Err(error) = handle.kill() {
+            tracing::warn!(%error, "cannot inject a node fault");
+            return;
+        }
+        wipe_local_disk(&self.storage, node);
+        let _ = self.actions.send(NodeAction::Restart { node: node.to_string(), after: restart_after });
+    }
+
+    /// Pauses `node` now; the controller resumes it after `duration`.
+    fn pause(&self, node: &str, duration: Duration) {
+        let Some(handle) = self.nodes.lock().expect("nodes lock").get(node).cloned() else { return };
+        tracing::info!(target: "weir::trace", %node, duration = %format_args!("{duration:?}"), "fault: node paused");
+        if let Err(error) = handle.pause() {
+            tracing::warn!(%error, "cannot pause a node");
+            return;
+        }
+        let _ = self.actions.send(NodeAction::Resume { node: node.to_string(), after: duration });
+    }
+
+    /// The node a fault names: `random` is drawn from the fault's own stream.
+    fn pick(&self, index: usize, node: &str) -> String {
         match node {
-            "random" => format!("tm-{}", runtime::random_u64() % u64::from(self.task_managers)),
+            "random" => format!("tm-{}", self.stream(index).below(u64::from(self.task_managers))),
             name => name.to_string(),
         }
     }
 }
 
+/// A fault in one line, as the trace shows it.
+pub fn describe(fault: &FaultSpec) -> String {
+    match toml::to_string(fault) {
+        Ok(text) => text.lines().map(str::trim).collect::<Vec<_>>().join(", "),
+        Err(_) => format!("{fault:?}"),
+    }
+}
+
+/// A whole-job restart in one line.
+pub fn describe_restart(restart: &crate::scenario::RestartSpec) -> String {
+    match toml::to_string(restart) {
+        Ok(text) => text.lines().map(str::trim).collect::<Vec<_>>().join(", "),
+        Err(_) => format!("{restart:?}"),
+    }
+}
+
+/// The time a scripted fault is set to, if it has one.
 fn when_of(fault: &FaultSpec) -> Option<&When> {
     match fault {
         FaultSpec::CrashTaskManager { when, .. }
         | FaultSpec::FailSubtask { when, .. }
         | FaultSpec::CrashJobManager { when, .. }
+        | FaultSpec::PauseNode { when, .. }
+        | FaultSpec::StorageStall { when, .. }
         | FaultSpec::StorageFull { when, .. }
         | FaultSpec::SlowStorage { when, .. }
-        | FaultSpec::StorageCrash { when }
+        | FaultSpec::StorageCrash { when, .. }
         | FaultSpec::PartitionNode { when, .. } => Some(when),
+        FaultSpec::AtPoint { .. }
+        | FaultSpec::DelayBarriers { .. }
+        | FaultSpec::DropRpc { .. }
+        | FaultSpec::DelayRpc { .. }
+        | FaultSpec::StallSnapshot { .. }
+        | FaultSpec::StorageErrors { .. } => None,
+    }
+}
+
+/// The event a point is, if it is one faults can count from.
+fn event_of(point: &FaultPoint<'_>) -> Option<Event> {
+    match *point {
+        FaultPoint::Snapshot { class: SnapshotClass::Savepoint, phase: CheckpointPhase::Completed, .. } => {
+            Some(Event::Savepoint)
+        }
+        FaultPoint::Snapshot { class: SnapshotClass::Stop, phase: CheckpointPhase::Completed, .. } => Some(Event::Stop),
+        FaultPoint::Snapshot { class: SnapshotClass::Final, phase: CheckpointPhase::Triggered, .. } => {
+            Some(Event::Final)
+        }
+        FaultPoint::Job { event: JobEvent::Deployed, restored: Some(_), .. } => Some(Event::Restore),
+        FaultPoint::Job { event: JobEvent::FailingOver, .. } => Some(Event::Failover),
         _ => None,
     }
 }
 
 impl FaultHook for Injector {
-    fn at(&self, point: FaultPoint<'_>) -> Fate {
+    fn at(&self, node: &str, point: FaultPoint<'_>) -> Fate {
+        if !self.enabled() {
+            return Fate::Proceed;
+        }
+        let name = points::name_of(&point);
+        if self.watched[name.index()]
+            && let Some(fate) = self.at_point(node, name, &point)
+        {
+            return fate;
+        }
         match point {
-            FaultPoint::Snapshot { job: _, id, class, phase } => {
+            FaultPoint::Snapshot { id, class, phase, .. } => {
                 self.on_snapshot_phase(id, class, phase);
+                self.on_event(&point);
                 Fate::Proceed
             }
-            FaultPoint::Rpc { kind, task, host } => self.rpc_fate(kind, task, host),
+            FaultPoint::Job { .. } => {
+                self.on_event(&point);
+                Fate::Proceed
+            }
+            FaultPoint::Rpc { kind, host, .. } => self.rpc_fate(kind, host),
             FaultPoint::Barrier { .. } => self.delay_drawn(|fault| match fault {
                 FaultSpec::DelayBarriers { rate, delay } => Some((*rate, *delay)),
                 _ => None,
@@ -215,21 +438,85 @@ impl FaultHook for Injector {
                     false => Fate::Proceed,
                 }
             }
-            FaultPoint::Discard { .. } | FaultPoint::Recovery { .. } | FaultPoint::Deploy { .. } => Fate::Proceed,
+            FaultPoint::Acknowledge { .. }
+            | FaultPoint::Discard { .. }
+            | FaultPoint::Recovery { .. }
+            | FaultPoint::RestoreState { .. }
+            | FaultPoint::Deploy { .. }
+            | FaultPoint::Sink { .. }
+            | FaultPoint::Interleave { .. } => Fate::Proceed,
         }
     }
 }
 
+/// Whether `point`, reached on `node` now, is within `scope`.
+fn in_scope(scope: &Scope, node: &str, point: &FaultPoint<'_>) -> bool {
+    let now = runtime::elapsed();
+    if scope.from.is_some_and(|from| now < from) || scope.until.is_some_and(|until| now >= until) {
+        return false;
+    }
+    if scope.node.as_deref().is_some_and(|wanted| wanted != node) {
+        return false;
+    }
+    let attributes = points::attributes_of(point);
+    let task_ok = match (scope.vertex, scope.subtask) {
+        (None, None) => true,
+        (vertex, subtask) => attributes.task.is_some_and(|task| {
+            vertex.is_none_or(|v| v == task.vertex.0) && subtask.is_none_or(|s| s == task.subtask.0)
+        }),
+    };
+    task_ok
+        && scope.checkpoint.is_none_or(|id| attributes.checkpoint == Some(CheckpointId(id)))
+        && scope.class.is_none_or(|class| attributes.class == Some(class))
+        && scope.channel.is_none_or(|channel| attributes.channel == Some(channel))
+}
+
 impl Injector {
-    fn on_snapshot_phase(&self, checkpoint: CheckpointId, class: SnapshotClass, phase: CheckpointPhase) {
-        if !self.enabled() {
-            return;
+    /// The fate the `at_point` faults give `point` (named `name`) on `node`, if one fires.
+    fn at_point(&self, node: &str, name: PointName, point: &FaultPoint<'_>) -> Option<Fate> {
+        for (index, fault) in self.faults.iter().enumerate() {
+            let FaultSpec::AtPoint { point: wanted, action, nth, rate, delay, restart_after, scope } = fault else {
+                continue;
+            };
+            if *wanted != name || !in_scope(scope, node, point) {
+                continue;
+            }
+            let fires = match (nth, rate) {
+                (Some(nth), _) => {
+                    let mut state = self.state.lock().expect("injector lock");
+                    let reached = state.reached.entry(index).or_default();
+                    *reached += 1;
+                    *reached == *nth && state.fired.insert(index)
+                }
+                (None, Some(rate)) => self.stream(index).chance(*rate),
+                (None, None) => false,
+            };
+            if !fires {
+                continue;
+            }
+            tracing::info!(target: "weir::trace", fault = %describe(fault), %node, at = %point, "fault: firing");
+            return Some(match action {
+                PointAction::Crash => {
+                    self.kill(node, restart_after.unwrap_or(DEFAULT_RESTART_AFTER));
+                    Fate::Crash
+                }
+                PointAction::Fail => Fate::Fail,
+                PointAction::Drop => Fate::Drop,
+                PointAction::Delay => {
+                    let range = delay.unwrap_or(DurationRange { min: Duration::ZERO, max: Duration::ZERO });
+                    Fate::Delay(self.stream(index).draw(range))
+                }
+            });
         }
+        None
+    }
+
+    fn on_snapshot_phase(&self, checkpoint: CheckpointId, class: SnapshotClass, phase: CheckpointPhase) {
         let due: Vec<usize> = self
             .faults
             .iter()
             .enumerate()
-            .filter(|(_, f)| when_of(f).is_some_and(|w| w.matches(checkpoint.0, class, phase)))
+            .filter(|(_, f)| when_of(f).is_some_and(|w| w.after.is_none() && w.matches(checkpoint.0, class, phase)))
             .map(|(i, _)| i)
             .collect();
         for index in due {
@@ -237,22 +524,39 @@ impl Injector {
         }
     }
 
-    fn rpc_fate(&self, kind: RpcKind, _task: TaskRef, host: &str) -> Fate {
+    /// The first time an event happens, the faults counting from it are set off.
+    fn on_event(&self, point: &FaultPoint<'_>) {
+        let Some(event) = event_of(point) else { return };
+        if !self.state.lock().expect("injector lock").events.insert(event) {
+            return;
+        }
+        tracing::info!(target: "weir::trace", event = ?event, "fault: event seen");
+        for (index, fault) in self.faults.iter().enumerate() {
+            if let Some(when) = when_of(fault).filter(|w| w.after == Some(event)) {
+                let after = when.at.unwrap_or_default();
+                let _ = self.actions.send(NodeAction::Fire { index, after });
+            }
+        }
+    }
+
+    fn rpc_fate(&self, kind: RpcKind, host: &str) -> Fate {
         let now_ms = runtime::elapsed().as_millis() as u64;
         {
             let state = self.state.lock().expect("injector lock");
-            if !state.enabled {
-                return Fate::Proceed;
-            }
             if state.partitioned.get(host).is_some_and(|&until| now_ms < until) {
                 return Fate::Drop;
             }
         }
-        for fault in &self.faults {
+        for (index, fault) in self.faults.iter().enumerate() {
             match fault {
-                FaultSpec::DropRpc { message, rate } if message.matches(kind) && chance(*rate) => return Fate::Drop,
-                FaultSpec::DelayRpc { message, rate, delay } if message.matches(kind) && chance(*rate) => {
-                    return Fate::Delay(draw(*delay));
+                FaultSpec::DropRpc { message, rate } if message.matches(kind) && self.stream(index).chance(*rate) => {
+                    return Fate::Drop;
+                }
+                FaultSpec::DelayRpc { message, rate, delay } if message.matches(kind) => {
+                    let mut stream = self.stream(index);
+                    if stream.chance(*rate) {
+                        return Fate::Delay(stream.draw(*delay));
+                    }
                 }
                 _ => {}
             }
@@ -262,14 +566,15 @@ impl Injector {
 
     /// The first random delay fault `select` picks that fires at this opportunity.
     fn delay_drawn(&self, select: impl Fn(&FaultSpec) -> Option<(f64, DurationRange)>) -> Fate {
-        if !self.enabled() {
-            return Fate::Proceed;
+        for (index, fault) in self.faults.iter().enumerate() {
+            if let Some((rate, delay)) = select(fault) {
+                let mut stream = self.stream(index);
+                if stream.chance(rate) {
+                    return Fate::Delay(stream.draw(delay));
+                }
+            }
         }
-        self.faults
-            .iter()
-            .filter_map(&select)
-            .find_map(|(rate, delay)| chance(rate).then(|| draw(delay)))
-            .map_or(Fate::Proceed, Fate::Delay)
+        Fate::Proceed
     }
 }
 
@@ -281,31 +586,41 @@ pub fn wipe_local_disk(storage: &SimStorage, node: &str) {
     }
 }
 
-/// Carries out node actions until the channel closes: kills, and restarts after a delay.
-/// A task manager's local disk is gone with it.
+/// Carries out node actions until the channel closes: restarts and resumptions after a delay, and faults due some
+/// time after an event.
 pub async fn controller(
     mut actions: tokio::sync::mpsc::UnboundedReceiver<NodeAction>,
     nodes: Arc<Mutex<Nodes>>,
-    storage: SimStorage,
+    injector: std::sync::Weak<Injector>,
 ) {
     while let Some(action) = actions.recv().await {
-        match action {
-            NodeAction::Kill { node, restart_after } => {
-                let Some(handle) = nodes.lock().expect("nodes lock").get(&node).cloned() else { continue };
-                tracing::info!(target: "weir::trace", %node, restart_after = %format_args!("{restart_after:?}"), "fault: node killed");
-                if let Err(error) = handle.kill() {
-                    tracing::warn!(%error, "cannot inject a node fault");
-                    continue;
-                }
-                wipe_local_disk(&storage, &node);
-                runtime::spawn(async move {
-                    runtime::sleep(restart_after).await;
+        let nodes = nodes.clone();
+        let injector = injector.clone();
+        runtime::spawn(async move {
+            match action {
+                NodeAction::Restart { node, after } => {
+                    runtime::sleep(after).await;
+                    let Some(handle) = nodes.lock().expect("nodes lock").get(&node).cloned() else { return };
                     tracing::info!(target: "weir::trace", node = handle.name(), "node restarted");
                     if let Err(error) = handle.restart() {
                         tracing::warn!(%error, "cannot restart a node");
                     }
-                });
+                }
+                NodeAction::Resume { node, after } => {
+                    runtime::sleep(after).await;
+                    let Some(handle) = nodes.lock().expect("nodes lock").get(&node).cloned() else { return };
+                    tracing::info!(target: "weir::trace", node = handle.name(), "node resumed");
+                    if let Err(error) = handle.resume() {
+                        tracing::warn!(%error, "cannot resume a node");
+                    }
+                }
+                NodeAction::Fire { index, after } => {
+                    runtime::sleep(after).await;
+                    if let Some(injector) = injector.upgrade() {
+                        injector.fire(index);
+                    }
+                }
             }
-        }
+        });
     }
 }

@@ -155,16 +155,7 @@ impl JobBuilder {
         let uid = graph.add_uid(vertex, uid);
         let upstream: UpstreamFactory<S::Out> = Arc::new(move |context: &mut BuildContext| {
             let restored = context.take_restored(&uid);
-            let batch = context.batch_size_records();
-            Ok(Box::new(SourceHead::new(
-                uid.clone(),
-                make(),
-                context.info.clone(),
-                context.storage.clone(),
-                restored,
-                batch,
-                context.services.checkpoints.is_some(),
-            )) as Box<dyn Upstream<S::Out>>)
+            Ok(Box::new(SourceHead::new(uid.clone(), make(), restored, context)) as Box<dyn Upstream<S::Out>>)
         });
         Stream { graph: self.graph.clone(), vertex, upstream }
     }
@@ -277,6 +268,7 @@ impl<T: Send + 'static> Stream<T> {
                 context.storage.clone(),
                 restored,
                 checkpointing,
+                context.services.faults.clone(),
             )) as Box<dyn Tail<T>>)
         });
         self.close(tail);

@@ -6,6 +6,7 @@
 //! leaves the checkpoint directory exactly as it was.
 
 use super::metadata::{self, CheckpointMetadata, FileRef, METADATA_FILE_NAME, MetadataError, StateHandle};
+use crate::faults::{FaultPoint, Faults};
 use crate::ids::OperatorUid;
 use crate::seam::storage::{StorageError, StorageRef};
 use crate::state::redistribute::redistribute;
@@ -101,6 +102,7 @@ pub async fn load(storage: &StorageRef, path: &Path) -> Result<LoadedCheckpoint,
 pub async fn resolve(
     storage: &StorageRef,
     checkpoint: &LoadedCheckpoint,
+    faults: &Faults,
 ) -> Result<BTreeMap<OperatorUid, Vec<OperatorSnapshot>>, RestoreError> {
     let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     let mut resolved = BTreeMap::new();
@@ -114,6 +116,13 @@ pub async fn resolve(
                     StateHandle::File(file) => {
                         let path = checkpoint.file_path(file);
                         if !files.contains_key(&path) {
+                            faults.obey(FaultPoint::RestoreState { file: &path }).await.map_err(|injected| {
+                                RestoreError::Storage(StorageError::Io {
+                                    op: "read",
+                                    path: path.clone(),
+                                    message: injected.to_string(),
+                                })
+                            })?;
                             let content = storage.read(&path).await.map_err(|e| match e {
                                 StorageError::NotFound { .. } => RestoreError::MissingFile {
                                     metadata: checkpoint.metadata_path.clone(),
@@ -187,6 +196,7 @@ pub async fn plan(
     checkpoint: &LoadedCheckpoint,
     graph: &JobLayout,
     allow_non_restored_state: bool,
+    faults: &Faults,
 ) -> Result<RestorePlan, RestoreError> {
     let mut owners: BTreeMap<&OperatorUid, usize> = BTreeMap::new();
     for (index, vertex) in graph.vertices.iter().enumerate() {
@@ -232,7 +242,7 @@ pub async fn plan(
             });
         }
     }
-    let resolved = resolve(storage, checkpoint).await?;
+    let resolved = resolve(storage, checkpoint, faults).await?;
     let mut plan: RestorePlan =
         graph.vertices.iter().map(|v| vec![SubtaskSnapshot::default(); v.parallelism as usize]).collect();
     for (uid, snapshots) in resolved {

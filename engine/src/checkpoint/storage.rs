@@ -10,7 +10,7 @@ use super::metadata::{
     self, AckedState, CheckpointMetadata, FileRef, KeyGroupHandle, METADATA_FILE_NAME, StateHandle, SubtaskState,
 };
 use crate::config::StateBackendKind;
-use crate::faults::{CheckpointPhase, FaultHookRef};
+use crate::faults::{CheckpointPhase, Faults};
 use crate::ids::{CheckpointId, JobId, OperatorUid, SubtaskInfo};
 use crate::seam::storage::{StorageError, StorageRef};
 use crate::state::snapshot::SubtaskSnapshot;
@@ -65,8 +65,10 @@ impl CheckpointWriter {
         id: CheckpointId,
         info: &SubtaskInfo,
         snapshot: SubtaskSnapshot,
-    ) -> Result<AckedState, WriteError> {
+    ) -> Result<(AckedState, Vec<PathBuf>), WriteError> {
         let mut acked = AckedState::new();
+        // Every file the handles reference, durable before the ack names them.
+        let mut files = Vec::new();
         let savepoint_dir = self.savepoints.lock().expect("savepoints lock").get(&id).cloned();
         // Savepoints are canonical and self-contained whatever the backend: key groups in
         // files beside `_metadata` (above the inline threshold), with relative paths.
@@ -116,10 +118,11 @@ impl CheckpointWriter {
                     let mut file = self.storage.create(&dir.join(&name)).await?;
                     file.write_all(&file_bytes).await?;
                     file.sync().await?;
+                    files.push(dir.join(&name));
                 }
             }
         }
-        Ok(acked)
+        Ok((acked, files))
     }
 }
 
@@ -143,13 +146,13 @@ pub async fn write_metadata(
     dir: &Path,
     metadata: &CheckpointMetadata,
     class: crate::element::SnapshotClass,
-    faults: &FaultHookRef,
+    faults: &Faults,
 ) -> Result<(), StorageError> {
     let target = dir.join(METADATA_FILE_NAME);
     let temporary = dir.join(format!(".{METADATA_FILE_NAME}.inprogress"));
     let mut file = storage.create(&temporary).await?;
     file.write_all(&metadata::encode(metadata)).await?;
-    faults.on_checkpoint_phase(metadata.job_id, metadata.checkpoint_id, class, CheckpointPhase::WritingMetadata);
+    faults.checkpoint_phase(metadata.job_id, metadata.checkpoint_id, class, CheckpointPhase::WritingMetadata).await;
     file.sync().await?;
     drop(file);
     storage.rename(&temporary, &target).await?;

@@ -42,7 +42,8 @@ pub struct Directory {
     /// Bumped by every job manager start, so task managers notice a new leader.
     epoch: std::sync::atomic::AtomicU64,
     jobs: Mutex<BTreeMap<JobId, StoredJob>>,
-    pub faults: FaultHookRef,
+    /// The fault hook every node's [`crate::faults::Faults`] asks.
+    pub hook: FaultHookRef,
 }
 
 /// A submitted job, as the high-availability store keeps it.
@@ -59,13 +60,8 @@ pub struct StoredJob {
 }
 
 impl Directory {
-    pub fn new(faults: FaultHookRef) -> Self {
-        Directory {
-            job_manager: Mutex::new(None),
-            epoch: Default::default(),
-            jobs: Mutex::new(BTreeMap::new()),
-            faults,
-        }
+    pub fn new(hook: FaultHookRef) -> Self {
+        Directory { job_manager: Mutex::new(None), epoch: Default::default(), jobs: Mutex::new(BTreeMap::new()), hook }
     }
 
     pub fn job_manager(&self) -> Option<Sender<JobManagerMessage>> {

@@ -15,9 +15,10 @@
 //! The committed output is the set of `part-*` files; in-progress files are never output.
 
 use crate::error::TaskError;
-use crate::ids::{CheckpointId, OperatorUid};
+use crate::faults::{FaultPoint, Faults, SinkStep};
+use crate::ids::{CheckpointId, JobId, OperatorUid, TaskRef};
 use crate::operators::OperatorContext;
-use crate::operators::two_phase::{END_OF_INPUT_COMMIT, Pending, TransactionalSink, TwoPhaseCommitSink};
+use crate::operators::two_phase::{self, END_OF_INPUT_COMMIT, Pending, TransactionalSink, TwoPhaseCommitSink};
 use crate::seam::storage::{StorageError, StorageRef, WriteFile};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -159,6 +160,8 @@ pub struct FileTransactions<T> {
     discard_newer_output: bool,
     uid: Option<OperatorUid>,
     storage: Option<StorageRef>,
+    /// The subtask's fault points, and where they are: the commit marks its step between the renames and the fsync.
+    faults: Option<(Faults, JobId, TaskRef)>,
 }
 
 /// The in-progress file of a transaction.
@@ -205,6 +208,7 @@ impl<T: Send + 'static> FileTransactions<T> {
             discard_newer_output: false,
             uid: None,
             storage: None,
+            faults: None,
         }
     }
 
@@ -269,6 +273,7 @@ impl<T: Send + 'static> TransactionalSink<T> for FileTransactions<T> {
         self.deployment = format!("-{}-{:04}-", info.job, info.attempt.0);
         self.uid = Some(context.uid.clone());
         self.storage = Some(storage);
+        self.faults = Some((context.faults.clone(), info.job, info.task_ref()));
         Ok(())
     }
 
@@ -324,6 +329,12 @@ impl<T: Send + 'static> TransactionalSink<T> for FileTransactions<T> {
         for transaction in transactions {
             commit(self.storage(), &self.dir, &transaction.handle, &uid).await?;
             tracing::info!(target: "weir::trace", part = %transaction.handle.committed, "part committed");
+        }
+        if let (Some((faults, job, task)), Some(last)) =
+            (self.faults.clone(), transactions.iter().map(|t| t.checkpoint).max())
+        {
+            let point = FaultPoint::Sink { job, task, id: last, step: SinkStep::CommitApplied };
+            faults.obey(point).await.map_err(|injected| two_phase::injected_error(&injected))?;
         }
         // One directory fsync makes every rename above durable.
         self.storage().sync_dir(&self.dir).await?;
@@ -411,7 +422,13 @@ mod tests {
             let mut sink =
                 FileSink::new(self.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())));
             let info = info(attempt);
-            let context = OperatorContext { uid: &self.uid, info: &info, storage: &self.storage, checkpointing: true };
+            let context = OperatorContext {
+                uid: &self.uid,
+                info: &info,
+                storage: &self.storage,
+                checkpointing: true,
+                faults: &Faults::none(),
+            };
             block_on(sink.open(context, restored)).unwrap();
             sink
         }
@@ -525,8 +542,13 @@ mod tests {
         let mut refused =
             FileSink::new(fixture.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())));
         let first = info(1);
-        let context =
-            OperatorContext { uid: &fixture.uid, info: &first, storage: &fixture.storage, checkpointing: true };
+        let context = OperatorContext {
+            uid: &fixture.uid,
+            info: &first,
+            storage: &fixture.storage,
+            checkpointing: true,
+            faults: &Faults::none(),
+        };
         let error = block_on(refused.open(context, Some(&older))).unwrap_err();
         assert!(error.is_deterministic(), "{error}");
         let message = error.to_string();
@@ -545,8 +567,13 @@ mod tests {
             FileSink::new(fixture.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())))
                 .discard_newer_output(true);
         let third = info(3);
-        let context =
-            OperatorContext { uid: &fixture.uid, info: &third, storage: &fixture.storage, checkpointing: true };
+        let context = OperatorContext {
+            uid: &fixture.uid,
+            info: &third,
+            storage: &fixture.storage,
+            checkpointing: true,
+            faults: &Faults::none(),
+        };
         block_on(discarding.open(context, Some(&older))).unwrap();
         assert_eq!(fixture.committed(), (0..3).collect::<Vec<_>>());
         fixture.write(&mut discarding, 3..6);
@@ -569,8 +596,13 @@ mod tests {
         let mut sink =
             FileSink::new(fixture.dir.clone(), Arc::new(|n: &u32, line: &mut String| line.push_str(&n.to_string())));
         let info = info(0);
-        let context =
-            OperatorContext { uid: &fixture.uid, info: &info, storage: &fixture.storage, checkpointing: false };
+        let context = OperatorContext {
+            uid: &fixture.uid,
+            info: &info,
+            storage: &fixture.storage,
+            checkpointing: false,
+            faults: &Faults::none(),
+        };
         block_on(sink.open(context, None)).unwrap();
         fixture.write(&mut sink, 0..3);
         block_on(sink.finish()).unwrap();

@@ -14,6 +14,7 @@ pub mod source;
 pub mod two_phase;
 
 use crate::error::TaskError;
+use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::seam::storage::StorageRef;
 use crate::state::snapshot::SyncSnapshot;
@@ -56,6 +57,8 @@ pub struct OperatorContext<'a> {
     /// Whether the job checkpoints. Without checkpoints a transactional sink commits at the
     /// end of its input.
     pub checkpointing: bool,
+    /// The subtask's fault points (inert in real runs): a connector may mark steps of its own protocol.
+    pub faults: &'a Faults,
 }
 
 impl OperatorContext<'_> {

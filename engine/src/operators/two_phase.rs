@@ -19,11 +19,16 @@
 //! - A commit that fails for a passing reason (an IO error, a handle gone stale in a storage crash) is retried,
 //!   idempotently; if it keeps failing, the subtask fails and the restore commits it.
 //! - Without checkpointing, the sink pre-commits and commits when its input ends.
+//!
+//! Every step passes a fault point ([`SinkStep`]) first, where a simulation fails it (as an IO error would), delays
+//! it or crashes the task manager; a failure right after a commit returned ([`SinkStep::Committed`]) makes the
+//! protocol commit the same transactions again, which is how idempotence gets tested.
 
 use super::OperatorContext;
 use super::sink::Sink;
 use crate::error::TaskError;
-use crate::ids::{CheckpointId, OperatorUid};
+use crate::faults::{FaultPoint, Faults, Injected, Interleaving, SinkStep};
+use crate::ids::{CheckpointId, JobId, OperatorUid, TaskRef};
 use crate::seam::runtime;
 use crate::seam::storage::StorageError;
 use crate::state::operator::{OperatorListDescriptor, OperatorStateStore};
@@ -93,7 +98,25 @@ pub struct TwoPhaseCommitSink<T, S: TransactionalSink<T>> {
     in_transaction: bool,
     checkpointing: bool,
     uid: Option<OperatorUid>,
+    /// Where the subtask runs and its fault points; set by `open`.
+    place: Option<SinkPlace>,
     _records: PhantomData<fn(T)>,
+}
+
+/// Where a sink's subtask runs, for its fault points.
+#[derive(Clone, Debug)]
+struct SinkPlace {
+    job: JobId,
+    task: TaskRef,
+    faults: Faults,
+}
+
+/// Passes the fault point of `step` for checkpoint `id` at `place` (none before the sink opened): an injected
+/// failure is an IO error of the step.
+async fn step(place: Option<SinkPlace>, step: SinkStep, id: CheckpointId) -> Result<(), TaskError> {
+    let Some(place) = place else { return Ok(()) };
+    let point = FaultPoint::Sink { job: place.job, task: place.task, id, step };
+    place.faults.obey(point).await.map_err(|injected| injected_error(&injected))
 }
 
 /// The pending transactions, as operator state.
@@ -115,6 +138,7 @@ impl<T, S: TransactionalSink<T>> TwoPhaseCommitSink<T, S> {
             in_transaction: false,
             checkpointing: false,
             uid: None,
+            place: None,
             _records: PhantomData,
         }
     }
@@ -130,9 +154,17 @@ impl<T, S: TransactionalSink<T>> TwoPhaseCommitSink<T, S> {
 
     /// Commits `transactions`, trying again on an error that may pass.
     async fn commit_retrying(&mut self, transactions: &[Pending<S::Handle>]) -> Result<(), TaskError> {
+        let last = transactions.iter().map(|t| t.checkpoint).max().expect("something to commit");
         let mut attempt = 1;
         loop {
-            match self.sink.commit(transactions).await {
+            let committed = match step(self.place.clone(), SinkStep::Commit, last).await {
+                Ok(()) => match self.sink.commit(transactions).await {
+                    Ok(()) => step(self.place.clone(), SinkStep::Committed, last).await,
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            match committed {
                 Ok(()) => return Ok(()),
                 Err(TaskError::Storage(error)) if passes(&error) && attempt < COMMIT_ATTEMPTS => {
                     tracing::info!(target: "weir::trace", %error, attempt, "sink commit failed; trying again");
@@ -160,12 +192,22 @@ impl<T, S: TransactionalSink<T>> TwoPhaseCommitSink<T, S> {
     }
 
     async fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        step(self.place.clone(), SinkStep::PreCommit, checkpoint).await?;
         if let Some(handle) = self.sink.pre_commit(checkpoint).await? {
             self.pending.push(Pending { checkpoint, handle });
         }
         self.in_transaction = false;
         Ok(())
     }
+}
+
+/// An injected failure of a sink's step, as the IO error it stands for.
+pub fn injected_error(injected: &Injected) -> TaskError {
+    TaskError::Storage(StorageError::Io {
+        op: "sink",
+        path: std::path::PathBuf::from("<injected>"),
+        message: injected.to_string(),
+    })
 }
 
 /// Whether a storage error may pass if the step is tried again.
@@ -182,6 +224,8 @@ impl<T: Send + 'static, S: TransactionalSink<T>> Sink<T> for TwoPhaseCommitSink<
     ) -> Result<(), TaskError> {
         self.checkpointing = context.checkpointing;
         self.uid = Some(context.uid.clone());
+        self.place =
+            Some(SinkPlace { job: context.info.job, task: context.info.task_ref(), faults: context.faults.clone() });
         self.sink.open(context).await?;
         let mut keep = Vec::new();
         if let Some(restored) = restored {
@@ -189,7 +233,8 @@ impl<T: Send + 'static, S: TransactionalSink<T>> Sink<T> for TwoPhaseCommitSink<
             // Snapshots taken before the protocol recorded their checkpoint say nothing of it.
             let checkpoint = restored.get(&SNAPSHOT_CHECKPOINT).map_err(|e| context.state_error(e))?.into_iter().max();
             self.sink.recover(checkpoint, &pending).await?;
-            if !pending.is_empty() {
+            if let Some(last) = pending.iter().map(|t| t.checkpoint).max() {
+                step(self.place.clone(), SinkStep::RecoverCommit, last).await?;
                 self.commit_retrying(&pending).await?;
             }
             for transaction in &pending {
@@ -197,10 +242,15 @@ impl<T: Send + 'static, S: TransactionalSink<T>> Sink<T> for TwoPhaseCommitSink<
             }
             keep = pending;
         }
+        let newest_kept = keep.iter().map(|t| t.checkpoint).max().unwrap_or(CheckpointId(0));
+        step(self.place.clone(), SinkStep::Abort, newest_kept).await?;
         self.sink.abort_all_except(&keep).await
     }
 
     async fn write(&mut self, records: &mut Vec<T>) -> Result<(), TaskError> {
+        if let Some(place) = self.place.clone() {
+            place.faults.interleave(place.task, Interleaving::SinkWrite).await;
+        }
         if !self.in_transaction {
             self.sink.begin().await?;
             self.in_transaction = true;

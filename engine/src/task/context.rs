@@ -4,7 +4,7 @@
 
 use crate::checkpoint::storage::CheckpointWriter;
 use crate::config::JobConfig;
-use crate::faults::FaultHookRef;
+use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid, SubtaskInfo};
 use crate::seam::storage::StorageRef;
 use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
@@ -20,7 +20,7 @@ pub struct TaskServices {
     /// Where snapshots are written; `None` when the job does not checkpoint.
     pub checkpoints: Option<Arc<CheckpointWriter>>,
     /// The simulation's fault points (inert in real runs).
-    pub faults: FaultHookRef,
+    pub faults: Faults,
 }
 
 /// How a deployed subtask runs.

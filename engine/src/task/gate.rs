@@ -10,7 +10,7 @@ use super::upstream::{Pulled, Upstream};
 use crate::config::CheckpointingMode;
 use crate::element::{CheckpointBarrier, StreamElement};
 use crate::error::TaskError;
-use crate::faults::{CheckpointPhase, FaultHookRef};
+use crate::faults::{CheckpointPhase, FaultPoint, Faults};
 use crate::ids::CheckpointId;
 use crate::operators::SubtaskInfo;
 use crate::seam::runtime;
@@ -27,7 +27,7 @@ struct Alignment {
 
 pub struct InputGate<T> {
     info: SubtaskInfo,
-    faults: FaultHookRef,
+    faults: Faults,
     mode: CheckpointingMode,
     channels: Vec<Receiver<StreamElement<T>>>,
     ended: Vec<bool>,
@@ -43,7 +43,7 @@ impl<T: Send> InputGate<T> {
         info: SubtaskInfo,
         mode: CheckpointingMode,
         channels: Vec<Receiver<StreamElement<T>>>,
-        faults: FaultHookRef,
+        faults: Faults,
     ) -> Self {
         assert!(!channels.is_empty(), "an input gate needs at least one channel");
         let ended = vec![false; channels.len()];
@@ -132,12 +132,13 @@ impl<T: Send> InputGate<T> {
                 if self.channels.len() > 1 {
                     let (vertex, subtask) = (&self.info.vertex_name, self.info.subtask.0);
                     tracing::info!(target: "weir::trace", %vertex, subtask, checkpoint = %barrier.checkpoint, "aligning");
-                    self.faults.on_checkpoint_phase(
-                        self.info.job,
-                        barrier.checkpoint,
-                        barrier.kind,
-                        CheckpointPhase::Aligning,
-                    );
+                    // A crash here kills the task manager at once: this subtask stops at its next await.
+                    let _ = self.faults.at(FaultPoint::Snapshot {
+                        job: self.info.job,
+                        id: barrier.checkpoint,
+                        class: barrier.kind,
+                        phase: CheckpointPhase::Aligning,
+                    });
                 }
             }
         }

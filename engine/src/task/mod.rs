@@ -18,7 +18,7 @@ use crate::checkpoint::coordinator::Failure;
 use crate::checkpoint::storage::WriteError;
 use crate::element::CheckpointBarrier;
 use crate::error::TaskError;
-use crate::faults::{Fate, FaultPoint};
+use crate::faults::{Fate, FaultPoint, Interleaving};
 use crate::ids::CheckpointId;
 use crate::ids::SubtaskInfo;
 use crate::seam::runtime;
@@ -129,6 +129,7 @@ pub async fn run_task<T: Send + 'static>(
 async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> Result<Next, TaskError> {
     let (job, task_ref) = (task.info.job, task.info.task_ref());
     loop {
+        task.services.faults.interleave(task_ref, Interleaving::Gate).await;
         if task.services.faults.at(FaultPoint::Batch { job, task: task_ref }) == Fate::Fail {
             tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, "fault: subtask failed");
             return Err(TaskError::Injected { vertex: task.info.vertex_name.clone(), subtask: task.info.subtask });
@@ -225,10 +226,12 @@ impl<T: Send + 'static> Subtask<T> {
         let checkpoint = barrier.checkpoint;
         tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot taken");
         runtime::spawn_background(async move {
-            if let Some(stall) = faults.snapshot_stall(checkpoint, info.task_ref()) {
+            let task = info.task_ref();
+            if let Some(stall) = faults.at(FaultPoint::SnapshotAsync { id: checkpoint, task }).delay() {
                 tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, ?stall, "fault: snapshot stalled");
                 runtime::sleep(stall).await;
             }
+            faults.interleave(task, Interleaving::SnapshotAsync).await;
             let written = match snapshot.materialize() {
                 Ok(snapshot) => writer.write(checkpoint, &info, snapshot).await.map_err(|e| {
                     // State over the jobmanager backend's limit would be over it on every attempt.
@@ -241,8 +244,12 @@ impl<T: Send + 'static> Subtask<T> {
                 }
             };
             let report = match written {
-                Ok(state) => {
+                Ok((state, files)) => {
                     tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot written, acking");
+                    let acknowledge = FaultPoint::Acknowledge { job: info.job, id: checkpoint, task, files: &files };
+                    if faults.at(acknowledge) == Fate::Crash {
+                        return;
+                    }
                     TaskReport::Ack { checkpoint, state }
                 }
                 Err((reason, failure)) => {

@@ -3,7 +3,7 @@
 use super::channel::Sender;
 use crate::element::{CheckpointBarrier, StreamElement};
 use crate::error::TaskError;
-use crate::faults::FaultHookRef;
+use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid, SubtaskIndex};
 use crate::keygroup::{key_group_for_key, subtask_for_key_group};
 use crate::operators::sink::Sink;
@@ -78,7 +78,7 @@ const FIRST_BUFFER_RECORDS: usize = 16;
 /// channel, so a busy channel allocates once per batch and an idle one not at all.
 pub struct NetworkOutput<T> {
     info: SubtaskInfo,
-    faults: FaultHookRef,
+    faults: Faults,
     channels: Vec<Sender<StreamElement<T>>>,
     buffers: Vec<Vec<T>>,
     /// The length of the last batch sent on each channel (0 before the first).
@@ -94,7 +94,7 @@ impl<T: Send + 'static> NetworkOutput<T> {
         channels: Vec<Sender<StreamElement<T>>>,
         partitioner: Partitioner<T>,
         batch_size_records: usize,
-        faults: FaultHookRef,
+        faults: Faults,
     ) -> Self {
         assert!(!channels.is_empty());
         if matches!(partitioner, Partitioner::Forward) {
@@ -235,6 +235,7 @@ pub struct SinkTail<T, S: Sink<T>> {
     /// Taken by the first call, which opens the sink.
     restored: Option<Option<OperatorStateStore>>,
     checkpointing: bool,
+    faults: Faults,
     _records: std::marker::PhantomData<fn(T)>,
 }
 
@@ -246,9 +247,10 @@ impl<T: Send + 'static, S: Sink<T>> SinkTail<T, S> {
         storage: StorageRef,
         restored: Option<OperatorSnapshot>,
         checkpointing: bool,
+        faults: Faults,
     ) -> Self {
         let restored = Some(restored.map(|r| OperatorStateStore::restore(&r.lists)));
-        SinkTail { uid, sink, info, storage, restored, checkpointing, _records: std::marker::PhantomData }
+        SinkTail { uid, sink, info, storage, restored, checkpointing, faults, _records: std::marker::PhantomData }
     }
 
     async fn ensure_open(&mut self) -> Result<(), TaskError> {
@@ -258,6 +260,7 @@ impl<T: Send + 'static, S: Sink<T>> SinkTail<T, S> {
                 info: &self.info,
                 storage: &self.storage,
                 checkpointing: self.checkpointing,
+                faults: &self.faults,
             };
             self.sink.open(context, restored.as_ref()).await?;
         }

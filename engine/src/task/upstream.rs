@@ -3,12 +3,14 @@
 
 use crate::element::CheckpointBarrier;
 use crate::error::TaskError;
+use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::source::{Source, SourcePoll};
 use crate::operators::{ChainOp, OperatorContext, SubtaskInfo};
 use crate::seam::storage::StorageRef;
 use crate::state::operator::OperatorStateStore;
 use crate::state::snapshot::{OperatorSnapshot, SyncSnapshot};
+use crate::task::context::BuildContext;
 use async_trait::async_trait;
 
 /// What a pull produced.
@@ -116,20 +118,23 @@ pub struct SourceHead<S: Source> {
     restored: Option<Option<OperatorStateStore>>,
     batch_size_records: usize,
     checkpointing: bool,
+    faults: Faults,
 }
 
 impl<S: Source> SourceHead<S> {
-    pub fn new(
-        uid: OperatorUid,
-        source: S,
-        info: SubtaskInfo,
-        storage: StorageRef,
-        restored: Option<OperatorSnapshot>,
-        batch_size_records: usize,
-        checkpointing: bool,
-    ) -> Self {
+    /// Source `source` of operator `uid`, restored from `restored`, in the subtask `context` builds.
+    pub fn new(uid: OperatorUid, source: S, restored: Option<OperatorSnapshot>, context: &BuildContext) -> Self {
         let restored = Some(restored.map(|r| OperatorStateStore::restore(&r.lists)));
-        SourceHead { uid, source, info, storage, restored, batch_size_records, checkpointing }
+        SourceHead {
+            uid,
+            source,
+            info: context.info.clone(),
+            storage: context.storage.clone(),
+            restored,
+            batch_size_records: context.batch_size_records(),
+            checkpointing: context.services.checkpoints.is_some(),
+            faults: context.services.faults.clone(),
+        }
     }
 }
 
@@ -160,6 +165,7 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
                 info: &self.info,
                 storage: &self.storage,
                 checkpointing: self.checkpointing,
+                faults: &self.faults,
             };
             self.source.open(context, restored.as_ref()).await?;
         }

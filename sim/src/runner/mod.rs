@@ -12,7 +12,9 @@ mod trace;
 mod world;
 
 pub use trace::{Trace, TraceEvent};
-pub use world::{CHECKPOINT_DIR, LOCAL_DIR, OUTPUT_DIR, RELOCATED_DIR, SAVEPOINT_DIR};
+pub use world::{
+    CHECKPOINT_DIR, INPUT_DIR, LOCAL_DIR, OUTPUT_DIR, RELOCATED_DIR, SAVEPOINT_DIR, SHARED_VOLUMES, volume_paths,
+};
 
 use crate::checkers::{self, Evidence, ExpectedOutput};
 use crate::invariants::Violation;
@@ -56,6 +58,8 @@ pub struct RunReport {
     pub restores: u32,
     /// Deployments of the last job (1 when it never failed over); 0 if it did not finish.
     pub attempts: u32,
+    /// For a swarm scenario, the profile the seed drew, as a scenario file's text (what `--save-scenario` writes).
+    pub profile: Option<String>,
     /// What every job's checkpoint directory held at the end.
     pub checkpoint_dirs: Vec<crate::checks::CheckpointDirReport>,
     /// The trace's lines (empty unless recorded).
@@ -124,8 +128,9 @@ pub fn run(scenario: &Scenario, seed: u64, options: RunOptions, fault_free: Opti
 }
 
 /// A simulated seed whose evidence the checkers have not looked at yet.
-pub struct Finished<'a> {
-    scenario: &'a Scenario,
+pub struct Finished {
+    /// What ran: the scenario, or the profile its swarm drew for the seed.
+    scenario: Scenario,
     config: JobConfig,
     simulated: Simulated,
     /// Everything but the violations, the output and the checkpoints completed, which stay in `simulated` until
@@ -133,10 +138,10 @@ pub struct Finished<'a> {
     report: RunReport,
 }
 
-impl Finished<'_> {
+impl Finished {
     /// Runs the scenario's checkers; see [`run`] for `fault_free`.
     pub fn check(self, fault_free: Option<&[String]>) -> RunReport {
-        let reference = expected_output(self.scenario);
+        let reference = expected_output(&self.scenario);
         let simulated = &self.simulated;
         let evidence = Evidence {
             seed: self.report.seed,
@@ -166,10 +171,29 @@ impl Finished<'_> {
 }
 
 /// Runs `scenario` for `seed`, leaving the checkers for [`Finished::check`].
-pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Finished<'_> {
+pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Finished {
     let started = Instant::now();
+    // A swarm scenario runs the profile the seed draws (the fault-free run, the scenario without faults).
+    let (scenario, profile) = match (&scenario.file.swarm, options.faults) {
+        (Some(_), true) => {
+            let drawn = crate::swarm::effective(scenario, seed).unwrap_or_else(|error| {
+                panic!("the swarm of `{}` drew an invalid profile for seed {seed}: {error}", scenario.path.display())
+            });
+            let text = crate::swarm::to_text(&drawn.file);
+            (drawn, Some(text))
+        }
+        _ => (scenario.clone(), None),
+    };
     let mut config = scenario.config.clone();
-    let chosen = choose(seed, scenario, &mut config);
+    let mut chosen = choose(seed, &scenario, &mut config);
+    if profile.is_some() {
+        for fault in &scenario.file.faults {
+            chosen.push(("drawn fault".into(), crate::injector::describe(fault)));
+        }
+        for restart in &scenario.file.restarts {
+            chosen.push(("drawn restart".into(), crate::injector::describe_restart(restart)));
+        }
+    }
     if config.checkpoint.interval_ms.is_some() && config.checkpoint.dir.is_none() {
         config.checkpoint.dir = Some(CHECKPOINT_DIR.to_string());
     }
@@ -177,7 +201,7 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Fin
     let simulated = {
         let scenario = scenario.clone();
         let config = config.clone();
-        let simulation = move || runtime::run(seed, simulate(scenario, config, options));
+        let simulation = move || runtime::run(seed, simulate(scenario, seed, config, options));
         if options.trace {
             tracing::subscriber::with_default(trace.subscriber(), simulation)
         } else {
@@ -198,6 +222,7 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Fin
         completed: Vec::new(),
         restores: simulated.restores,
         attempts: simulated.attempts,
+        profile,
         checkpoint_dirs: simulated.checkpoint_dirs.clone(),
         trace: events.iter().map(TraceEvent::line).collect(),
         events,
@@ -206,8 +231,8 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Fin
 }
 
 /// The simulation: the world, the faults timeline, the job and its restarts, then the evidence.
-async fn simulate(scenario: Scenario, config: JobConfig, options: RunOptions) -> Simulated {
-    let world = world::World::new(&scenario, options.faults);
+async fn simulate(scenario: Scenario, seed: u64, config: JobConfig, options: RunOptions) -> Simulated {
+    let world = world::World::new(&scenario, seed, options.faults);
     if options.faults {
         world.schedule_faults(&scenario);
     }

@@ -5,7 +5,7 @@
 use super::world::{CHECKPOINT_DIR, RELOCATED_DIR, SAVEPOINT_DIR, World};
 use crate::checkers::Abandoned;
 use crate::checks;
-use crate::scenario::{RestartHow, RestartSpec, Scenario};
+use crate::scenario::{RestartFrom, RestartHow, RestartSpec, Scenario};
 use engine::cluster::messages::RestoreRequest;
 use engine::cluster::{Cluster, JobHandle};
 use engine::config::{JobConfig, StateBackendKind};
@@ -74,7 +74,7 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
     let mut restores = 0;
     let mut abandoned = BTreeMap::new();
     let restarts: &[RestartSpec] = if faults { &file.restarts } else { &[] };
-    for restart in restarts {
+    for (index, restart) in restarts.iter().enumerate() {
         let now = started.elapsed();
         if restart.at > now {
             runtime::sleep(restart.at - now).await;
@@ -123,10 +123,16 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
         }
         // The stop's savepoint, else the newest snapshot under the checkpoint and savepoint directories,
         // whichever job of the run wrote it (a job restarted from a checkpoint may have none of its own yet).
-        let newest = checks::newest_snapshot(&world.storage_ref, Path::new(CHECKPOINT_DIR), Path::new(SAVEPOINT_DIR));
-        let mut latest = match savepoint {
+        let (checkpoints, savepoints) = (Some(Path::new(CHECKPOINT_DIR)), Some(Path::new(SAVEPOINT_DIR)));
+        let picked = match restart.from {
+            RestartFrom::Newest => checks::pick_snapshot(&world.storage_ref, checkpoints, savepoints, false),
+            RestartFrom::NewestCheckpoint => checks::pick_snapshot(&world.storage_ref, checkpoints, None, false),
+            RestartFrom::OldestCheckpoint => checks::pick_snapshot(&world.storage_ref, checkpoints, None, true),
+            RestartFrom::NewestSavepoint => checks::pick_snapshot(&world.storage_ref, None, savepoints, false),
+        };
+        let mut latest = match savepoint.filter(|_| restart.from == RestartFrom::Newest) {
             Some(path) => Some(path),
-            None => match newest.await {
+            None => match picked.await {
                 Ok(newest) => newest.map(|(path, _)| path),
                 Err(error) => return Steps::failed(error.to_string()),
             },
@@ -139,6 +145,24 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
                 Err(error) => return Steps::failed(error),
             }
         }
+        // The restart's configuration; what it does not set stays as the job before had it (the parallelism and
+        // backend earlier restarts chose, the settings the seed chose).
+        let mut next = scenario.restart_configs[index].clone();
+        let sets = |key: &str| restart.config.keys().any(|k| engine::config::canonical_key(k) == Some(key));
+        if !sets("weir.channel.batch-size-records") {
+            next.batch_size_records = config.batch_size_records;
+        }
+        if !sets("weir.channel.capacity-batches") {
+            next.channel_capacity_batches = config.channel_capacity_batches;
+        }
+        if !sets("state.backend.type") {
+            next.state_backend = config.state_backend;
+        }
+        next.parallelism = config.parallelism;
+        if next.checkpoint.dir.is_none() {
+            next.checkpoint.dir = config.checkpoint.dir.clone();
+        }
+        config = next;
         if let Some(parallelism) = restart.parallelism {
             config.parallelism = Some(parallelism);
         }
@@ -202,18 +226,44 @@ fn schedule_savepoints(
     }
 }
 
-/// Moves a snapshot directory elsewhere, durably, as a user moving a savepoint would.
+/// Moves a snapshot directory to another volume, durably, as a user moving a savepoint would: copies every file
+/// (fsynced, and its directory), then deletes the original.
 async fn relocate(world: &World, from: &Path, restores: u32) -> Result<PathBuf, String> {
     let storage = &world.storage_ref;
     let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let to = Path::new(RELOCATED_DIR).join(format!("{restores}-{name}"));
     let moved = async {
-        storage.create_dir_all(Path::new(RELOCATED_DIR)).await?;
-        storage.rename(from, &to).await?;
+        copy_tree(storage, from, &to).await?;
         storage.sync_dir(Path::new(RELOCATED_DIR)).await?;
+        storage.remove_dir_all(from).await?;
         storage.sync_dir(from.parent().unwrap_or(Path::new("/"))).await
     };
     moved.await.map_err(|error| format!("cannot relocate {}: {error}", from.display()))?;
     tracing::info!(target: "weir::trace", from = %from.display(), to = %to.display(), "restart: relocated");
     Ok(to)
+}
+
+/// Copies the tree at `from` to `to`, every file and directory durable.
+async fn copy_tree(
+    storage: &engine::seam::storage::StorageRef,
+    from: &Path,
+    to: &Path,
+) -> Result<(), engine::seam::storage::StorageError> {
+    let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+    while let Some((source, target)) = pending.pop() {
+        storage.create_dir_all(&target).await?;
+        for name in storage.list(&source).await? {
+            let (inner_source, inner_target) = (source.join(&name), target.join(&name));
+            if storage.is_dir(&inner_source).await? {
+                pending.push((inner_source, inner_target));
+                continue;
+            }
+            let bytes = storage.read(&inner_source).await?;
+            let mut file = storage.create(&inner_target).await?;
+            file.write_all(&bytes).await?;
+            file.sync().await?;
+        }
+        storage.sync_dir(&target).await?;
+    }
+    Ok(())
 }

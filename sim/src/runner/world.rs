@@ -14,7 +14,7 @@ use engine::local;
 use engine::seam::runtime;
 use engine::seam::storage::StorageRef;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The directory the sink writes to in simulated runs.
@@ -27,6 +27,34 @@ pub const SAVEPOINT_DIR: &str = "/savepoints";
 pub const RELOCATED_DIR: &str = "/relocated";
 /// Where the task managers' local disks are mounted, one volume each: `/local/tm-<n>`.
 pub const LOCAL_DIR: &str = "/local";
+/// Where the workload's input files are.
+pub const INPUT_DIR: &str = "/input";
+
+/// The shared storage's volumes, each mounted where the run uses it: `(volume name, mount point)`. Faults name
+/// them one by one, or all of them as `dfs`.
+pub const SHARED_VOLUMES: [(&str, &str); 5] = [
+    ("checkpoints", CHECKPOINT_DIR),
+    ("savepoints", SAVEPOINT_DIR),
+    ("input", INPUT_DIR),
+    ("output", OUTPUT_DIR),
+    ("relocated", RELOCATED_DIR),
+];
+
+/// The mount points a fault's volume name stands for (see [`crate::scenario::VolumeName`]); empty for a name that
+/// is none of them.
+pub fn volume_paths(volume: &str, task_managers: u32) -> Vec<PathBuf> {
+    match volume {
+        "dfs" => SHARED_VOLUMES.iter().map(|(_, path)| PathBuf::from(path)).collect(),
+        "local" => (0..task_managers).map(|n| Path::new(LOCAL_DIR).join(format!("tm-{n}"))).collect(),
+        name => match SHARED_VOLUMES.iter().find(|(known, _)| *known == name) {
+            Some((_, path)) => vec![PathBuf::from(path)],
+            None => match name.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()) {
+                Some(n) if n < task_managers && name == format!("tm-{n}") => vec![Path::new(LOCAL_DIR).join(name)],
+                _ => Vec::new(),
+            },
+        },
+    }
+}
 
 /// Records completions, in order, across every job manager and job of the run, and the directories being
 /// discarded, then hands every fault point to the injector.
@@ -53,7 +81,7 @@ impl Recorder {
 }
 
 impl FaultHook for Recorder {
-    fn at(&self, point: FaultPoint<'_>) -> Fate {
+    fn at(&self, node: &str, point: FaultPoint<'_>) -> Fate {
         match point {
             FaultPoint::Snapshot { job, id, phase: CheckpointPhase::Completed, .. } => {
                 self.completions.lock().expect("recorder lock").push((job, id))
@@ -71,11 +99,16 @@ impl FaultHook for Recorder {
             | FaultPoint::Rpc { .. }
             | FaultPoint::Barrier { .. }
             | FaultPoint::SnapshotAsync { .. }
+            | FaultPoint::Acknowledge { .. }
             | FaultPoint::Recovery { .. }
+            | FaultPoint::RestoreState { .. }
             | FaultPoint::Deploy { .. }
-            | FaultPoint::Batch { .. } => {}
+            | FaultPoint::Batch { .. }
+            | FaultPoint::Sink { .. }
+            | FaultPoint::Job { .. }
+            | FaultPoint::Interleave { .. } => {}
         }
-        self.injector.at(point)
+        self.injector.at(node, point)
     }
 }
 
@@ -94,10 +127,13 @@ pub struct World {
 impl World {
     /// Storage with the workload's input, a volume per task manager, the injector (inert without `faults`), and
     /// its controller task.
-    pub fn new(scenario: &Scenario, faults: bool) -> World {
+    pub fn new(scenario: &Scenario, seed: u64, faults: bool) -> World {
         let file = &scenario.file;
         let storage = SimStorage::new();
         let env = WorkloadEnv::default();
+        for (name, path) in SHARED_VOLUMES {
+            storage.mount(Path::new(path), VolumeOptions { name: name.to_string(), ..VolumeOptions::default() });
+        }
         for (path, bytes) in scenario.workload.input(&env) {
             storage.put_file(&path, &bytes);
         }
@@ -106,15 +142,15 @@ impl World {
             storage.mount(&disk, VolumeOptions { name: format!("tm-{index}-disk"), ..VolumeOptions::default() });
         }
         let faults = if faults { file.faults.clone() } else { Vec::new() };
-        let (injector, actions) = Injector::new(faults, file.job.task_managers, storage.clone());
+        let nodes: Arc<Mutex<Nodes>> = Arc::new(Mutex::new(BTreeMap::new()));
+        let (injector, actions) = Injector::new(seed, faults, file.job.task_managers, storage.clone(), nodes.clone());
         let injector = Arc::new(injector);
         let recorder = Arc::new(Recorder {
             injector: injector.clone(),
             completions: Mutex::new(Vec::new()),
             discarding: Mutex::new(BTreeSet::new()),
         });
-        let nodes: Arc<Mutex<Nodes>> = Arc::new(Mutex::new(BTreeMap::new()));
-        runtime::spawn(injector::controller(actions, nodes.clone(), storage.clone()));
+        runtime::spawn(injector::controller(actions, nodes.clone(), Arc::downgrade(&injector)));
         // Slots for the highest parallelism any of the run's jobs uses.
         let most_parallel =
             file.restarts.iter().filter_map(|r| r.parallelism).chain([file.job.parallelism]).max().unwrap_or(1);

@@ -113,18 +113,14 @@ impl JobManager {
         if let (Some(dir), Some(writer)) = (kind.savepoint_dir(), &run.writer) {
             writer.savepoints.lock().expect("savepoints lock").insert(id, dir.clone());
         }
-        let _ = self.directory.faults.at(FaultPoint::Snapshot {
-            job,
-            id,
-            class: kind.class(),
-            phase: CheckpointPhase::Triggered,
-        });
+        let _ =
+            self.faults.at(FaultPoint::Snapshot { job, id, class: kind.class(), phase: CheckpointPhase::Triggered });
         let run = self.jobs.get(&job).expect("checked by execute");
         let barrier =
             barrier(id, &kind, run.coordinator.as_ref().and_then(|c| c.triggered_at_ms(id)).unwrap_or(now_ms));
         for (task, deployed) in &run.tasks {
             if (deployed.is_source && !deployed.finished) || deployed.end_of_data {
-                super::rpc::command(&self.directory.faults, *task, deployed, TaskCommand::TriggerCheckpoint(barrier));
+                super::rpc::command(&self.faults, *task, deployed, TaskCommand::TriggerCheckpoint(barrier));
             }
         }
         Vec::new()
@@ -140,12 +136,7 @@ impl JobManager {
         states: BTreeMap<TaskRef, AckedState>,
     ) -> Vec<Action<AckedState>> {
         tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint acked by every task");
-        let _ = self.directory.faults.at(FaultPoint::Snapshot {
-            job,
-            id,
-            class: kind.class(),
-            phase: CheckpointPhase::Acked,
-        });
+        let _ = self.faults.at(FaultPoint::Snapshot { job, id, class: kind.class(), phase: CheckpointPhase::Acked });
         let now_ms = self.now_ms();
         let run = self.jobs.get(&job).expect("checked by execute");
         let mut metadata = build_metadata(&run.graph, job, id, states, runtime::wall_clock_ms());
@@ -174,7 +165,7 @@ impl JobManager {
             dir: dir.clone(),
             metadata: metadata.clone(),
         });
-        let (storage, mailbox, faults) = (self.storage.clone(), self.mailbox.clone(), self.directory.faults.clone());
+        let (storage, mailbox, faults) = (self.storage.clone(), self.mailbox.clone(), self.faults.clone());
         let attempt: Attempt = run.attempt;
         let target = dir.clone();
         let class = kind.class();
@@ -190,6 +181,8 @@ impl JobManager {
 
     fn abort(&mut self, job: JobId, id: CheckpointId, kind: TriggerKind, reason: AbortReason) {
         tracing::info!(target: "weir::trace", %job, checkpoint = %id, %reason, "checkpoint aborted");
+        let phase = if reason == AbortReason::Expired { CheckpointPhase::Expired } else { CheckpointPhase::Aborted };
+        let _ = self.faults.at(FaultPoint::Snapshot { job, id, class: kind.class(), phase });
         let run = self.jobs.get_mut(&job).expect("checked by execute");
         if let Some(writer) = &run.writer {
             writer.savepoints.lock().expect("savepoints lock").remove(&id);
@@ -198,7 +191,7 @@ impl JobManager {
             let _ = reply.send(Err(JobError::SavepointFailed { id: id.0, reason: reason.to_string() }));
         }
         for (task, deployed) in &run.tasks {
-            super::rpc::command(&self.directory.faults, *task, deployed, TaskCommand::NotifyAborted(id));
+            super::rpc::command(&self.faults, *task, deployed, TaskCommand::NotifyAborted(id));
         }
         // Its directory goes now, even while its `_metadata` write is in flight: the write never creates a
         // directory, so once this one is gone it can only fail.
@@ -211,7 +204,7 @@ impl JobManager {
 
     fn notify(&mut self, job: JobId, id: CheckpointId, kind: TriggerKind) {
         tracing::info!(target: "weir::trace", %job, checkpoint = %id, class = ?kind.class(), "checkpoint complete");
-        let faults = self.directory.faults.clone();
+        let faults = self.faults.clone();
         let class = kind.class();
         let _ = faults.at(FaultPoint::Snapshot { job, id, class, phase: CheckpointPhase::Completed });
         let run = self.jobs.get_mut(&job).expect("checked by execute");
@@ -244,7 +237,7 @@ impl JobManager {
     }
 
     fn finish(&mut self, job: JobId, last: CheckpointId, task: Option<TaskRef>) {
-        let faults = self.directory.faults.clone();
+        let faults = self.faults.clone();
         let run = self.jobs.get(&job).expect("checked by execute");
         match task {
             None => {

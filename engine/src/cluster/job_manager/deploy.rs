@@ -10,8 +10,9 @@ use super::recovery::RestoreSource;
 use super::rpc::ClusterReporter;
 use super::{DeployedTask, JobManager, Phase, RECOVERY_RETRY_MS, Terminal};
 use crate::checkpoint::restore::{self, RestorePlan};
-use crate::cluster::messages::{TaskDeployment, TaskManagerMessage};
-use crate::faults::{Fate, FaultPoint};
+use crate::cluster::messages::{JobManagerMessage, TaskDeployment, TaskManagerMessage};
+use crate::error::TaskError;
+use crate::faults::{Fate, FaultPoint, Faults};
 use crate::ids::{JobId, SubtaskIndex, SubtaskInfo, TaskRef, VertexId};
 use crate::seam::runtime;
 use crate::state::snapshot::SubtaskSnapshot;
@@ -87,7 +88,15 @@ impl JobManager {
                     Some(stop) => DeployMode::FinishAt(stop),
                     None => DeployMode::Run,
                 };
-                match restore::plan(&self.storage, checkpoint, &graph.layout(), run.allow_non_restored_state).await {
+                match restore::plan(
+                    &self.storage,
+                    checkpoint,
+                    &graph.layout(),
+                    run.allow_non_restored_state,
+                    &self.faults,
+                )
+                .await
+                {
                     Ok(plan) => (plan, mode),
                     Err(error) if error.is_transient() => {
                         tracing::info!(target: "weir::trace", %job, %error, "cannot read the state to restore; trying again");
@@ -131,8 +140,12 @@ impl JobManager {
                 let task = TaskRef { vertex: vertex.id, subtask };
                 let host = host_for_slot(index, &hosts).to_string();
                 let (commands, command_receiver) = control::command_channel();
+                // The subtask's fault points are on its task manager, shared with its reporter: once it crashes
+                // there, no report leaves.
+                let task_faults = Faults::on(&host, self.directory.hook.clone());
                 let reporter = ClusterReporter {
                     directory: self.directory.clone(),
+                    faults: task_faults.clone(),
                     job,
                     attempt: run.attempt,
                     task,
@@ -162,7 +175,7 @@ impl JobManager {
                         commands: command_receiver,
                         reporter: Arc::new(reporter),
                         checkpoints: run.writer.clone(),
-                        faults: self.directory.faults.clone(),
+                        faults: task_faults,
                     },
                 };
                 run.tasks.insert(
@@ -187,14 +200,41 @@ impl JobManager {
             }
         }
         run.phase = Phase::Running;
+        let restored = match &source {
+            RestoreSource::Snapshot(checkpoint) => {
+                Some((checkpoint.metadata.job_id, checkpoint.metadata.checkpoint_id))
+            }
+            RestoreSource::Nothing => None,
+        };
         let attempt = run.attempt;
         let subtasks = run.tasks.len();
         // Attempts never repeat, across job managers too: reports of older ones are ignored.
         self.directory.set_next_attempt(job, attempt.0 + 1);
+        self.job_event(job, crate::faults::JobEvent::Deployed, restored).await;
         for (host, deployment) in deployments {
             let task = TaskRef { vertex: deployment.vertex, subtask: deployment.subtask };
-            if let Fate::Delay(delay) = self.directory.faults.at(FaultPoint::Deploy { task, host: &host }) {
-                runtime::sleep(delay).await;
+            match self.faults.at(FaultPoint::Deploy { task, host: &host }) {
+                Fate::Proceed | Fate::Drop => {}
+                Fate::Delay(delay) => runtime::sleep(delay).await,
+                // A deployment that fails is a subtask that failed before it started: the job fails over.
+                Fate::Fail => {
+                    tracing::info!(target: "weir::trace", %task, task_manager = %host, "fault: deployment failed");
+                    let vertex_name = deployment.context.info.vertex_name.clone();
+                    let error = TaskError::Injected { vertex: vertex_name, subtask: task.subtask };
+                    let failed = JobManagerMessage::TaskFinished {
+                        job,
+                        attempt,
+                        vertex: task.vertex,
+                        subtask: task.subtask,
+                        result: Err(error),
+                    };
+                    let mailbox = self.mailbox.clone();
+                    runtime::spawn(async move {
+                        let _ = mailbox.send(failed).await;
+                    });
+                    continue;
+                }
+                Fate::Crash => return std::future::pending().await,
             }
             let Some(task_manager) = self.task_managers.get(&host) else { continue };
             if task_manager.mailbox.send(TaskManagerMessage::Deploy(Box::new(deployment))).await.is_err() {

@@ -37,6 +37,7 @@ use crate::checkpoint::storage::CheckpointWriter;
 use crate::cluster::JobError;
 use crate::config::{ExternalizedRetention, RestartStrategy};
 use crate::error::TaskError;
+use crate::faults::{Fate, FaultPoint, Faults, JobEvent};
 use crate::ids::{Attempt, CheckpointId, JobId, SubtaskIndex, TaskRef};
 use crate::seam::runtime::{self, Instant, JoinHandle};
 use crate::seam::storage::StorageRef;
@@ -138,6 +139,8 @@ impl JobRun {
 
 struct JobManager {
     directory: Arc<Directory>,
+    /// This job manager's fault points (node `jm`).
+    faults: Faults,
     storage: StorageRef,
     mailbox: Sender<JobManagerMessage>,
     epoch: Instant,
@@ -152,8 +155,10 @@ pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
     let (mailbox, mut messages) = tokio::sync::mpsc::channel(MAILBOX_CAPACITY_MESSAGES);
     let leader_epoch = directory.set_job_manager(mailbox.clone());
     let recovered = directory.job_ids();
+    let faults = Faults::on("jm", directory.hook.clone());
     let mut job_manager = JobManager {
         directory,
+        faults,
         storage,
         mailbox,
         epoch: runtime::now(),
@@ -169,6 +174,10 @@ pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
     }
     while let Some(message) = messages.recv().await {
         job_manager.handle(message).await;
+        if job_manager.faults.crashed() {
+            // The node was killed at a fault point: it handles nothing more.
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -188,6 +197,7 @@ impl JobManager {
             JobManagerMessage::CancelJob { job, reply } => {
                 let result = match self.jobs.contains_key(&job) {
                     true => {
+                        self.job_event(job, JobEvent::Canceled, None).await;
                         self.terminate(job, Terminal::Canceled, Err(JobError::Canceled)).await;
                         Ok(())
                     }
@@ -338,6 +348,13 @@ impl JobManager {
         }
     }
 
+    /// Job `job` went through `event`: its fault point, where this job manager may die.
+    pub(super) async fn job_event(&self, job: JobId, event: JobEvent, restored: Option<(JobId, CheckpointId)>) {
+        if self.faults.at(FaultPoint::Job { job, event, restored }) == Fate::Crash {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Persists the coordinator's durable view, then executes `actions`.
     async fn decided(&mut self, job: JobId, actions: Vec<Action<AckedState>>) {
         self.persist(job);
@@ -364,7 +381,7 @@ impl JobManager {
                 if let Some(deployed) = run.tasks.get(&task) {
                     for pending in unacked {
                         let barrier = actions::barrier(pending.id, &pending.kind, pending.triggered_at_ms);
-                        rpc::command(&self.directory.faults, task, deployed, TaskCommand::TriggerCheckpoint(barrier));
+                        rpc::command(&self.faults, task, deployed, TaskCommand::TriggerCheckpoint(barrier));
                     }
                 }
                 run.coordinator().end_of_data(now_ms, task)
@@ -393,6 +410,7 @@ impl JobManager {
                         checkpoint_stats: run.checkpoint_stats.clone(),
                     };
                     tracing::info!(%job, duration = ?outcome.duration, checkpoints = outcome.completed.len(), "job finished");
+                    self.job_event(job, JobEvent::Finished, None).await;
                     self.terminate(job, Terminal::Finished, Ok(outcome)).await;
                 }
             }
@@ -429,6 +447,7 @@ impl JobManager {
             }
         };
         run.restarts += 1;
+        self.job_event(job, JobEvent::FailingOver, None).await;
         self.cancel_tasks(job).await;
         let run = self.jobs.get_mut(&job).expect("present");
         let actions = run.coordinator.as_mut().map(|c| c.restart(now_ms)).unwrap_or_default();

@@ -19,7 +19,7 @@ use crate::checkpoint::storage::{self, CheckpointWriter};
 use crate::cluster::JobError;
 use crate::cluster::messages::RestoreRequest;
 use crate::config::StateBackendKind;
-use crate::faults::{Fate, FaultHookRef, FaultPoint, RecoveryStep};
+use crate::faults::{FaultPoint, Faults, RecoveryStep};
 use crate::ids::{Attempt, CheckpointId, JobId};
 use crate::seam::runtime::{self, JoinHandle};
 use crate::seam::storage::{StorageError, StorageRef};
@@ -37,15 +37,12 @@ pub(super) enum RestoreSource {
 const REMOVE_RETRY_MAX_MS: u64 = 1_000;
 
 /// Waits out a fault at recovery step `step`: `Err` if the step must fail now (an injected error).
-async fn recovery_point(faults: &FaultHookRef, step: RecoveryStep, path: &Path) -> Result<(), StorageError> {
-    match faults.at(FaultPoint::Recovery { step }) {
-        Fate::Proceed | Fate::Drop => Ok(()),
-        Fate::Delay(delay) => {
-            runtime::sleep(delay).await;
-            Ok(())
-        }
-        Fate::Fail => Err(StorageError::Io { op: "read", path: path.to_path_buf(), message: "injected error".into() }),
-    }
+async fn recovery_point(faults: &Faults, step: RecoveryStep, path: &Path) -> Result<(), StorageError> {
+    faults.obey(FaultPoint::Recovery { step }).await.map_err(|injected| StorageError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        message: injected.to_string(),
+    })
 }
 
 impl JobManager {
@@ -91,7 +88,7 @@ impl JobManager {
     ) -> Result<(Option<Arc<LoadedCheckpoint>>, bool), RestoreError> {
         let Some(request) = restore else { return Ok((None, false)) };
         let loaded = restore::load(&self.storage, &request.path).await?;
-        restore::plan(&self.storage, &loaded, &graph.layout(), request.allow_non_restored_state).await?;
+        restore::plan(&self.storage, &loaded, &graph.layout(), request.allow_non_restored_state, &self.faults).await?;
         tracing::info!(target: "weir::trace", %job, checkpoint = %loaded.metadata.checkpoint_id, path = %loaded.metadata_path.display(), "restoring from a snapshot given at submission");
         Ok((Some(Arc::new(loaded)), request.allow_non_restored_state))
     }
@@ -132,7 +129,7 @@ impl JobManager {
                 }
             },
         };
-        recovery_point(&self.directory.faults, RecoveryStep::ReadMetadata, &dir).await?;
+        recovery_point(&self.faults, RecoveryStep::ReadMetadata, &dir).await?;
         let loaded = Arc::new(restore::load(&self.storage, &dir).await?);
         if loaded.metadata.checkpoint_id != latest.id {
             return Err(RestoreError::Storage(StorageError::Io {
@@ -150,7 +147,7 @@ impl JobManager {
 
     /// Takes over a job that a crashed job manager was running, from what it stored.
     pub(super) async fn take_over(&mut self, job: JobId) {
-        let faults = self.directory.faults.clone();
+        let faults = self.faults.clone();
         // The store is the only record of the job: if it cannot be read now, it is read again later.
         while recovery_point(&faults, RecoveryStep::ReadStore, Path::new("<store>")).await.is_err() {
             tracing::info!(target: "weir::trace", %job, "cannot read the job store; trying again");
@@ -227,7 +224,7 @@ impl JobManager {
         below: CheckpointId,
         keep: Vec<CheckpointId>,
     ) -> JoinHandle<()> {
-        let (storage, faults) = (self.storage.clone(), self.directory.faults.clone());
+        let (storage, faults) = (self.storage.clone(), self.faults.clone());
         runtime::spawn(async move {
             let mut pause_ms = 50;
             let names = loop {
@@ -258,15 +255,19 @@ impl JobManager {
 
     /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone.
     pub(super) fn discard_dir(&self, job: JobId, id: CheckpointId, dir: PathBuf) -> JoinHandle<()> {
-        let (storage, faults) = (self.storage.clone(), self.directory.faults.clone());
+        let (storage, faults) = (self.storage.clone(), self.faults.clone());
         runtime::spawn(async move { discard(&storage, &faults, job, id, &dir).await })
     }
 }
 
 /// Deletes snapshot `id`'s directory durably, through the fault hook.
-async fn discard(storage: &StorageRef, faults: &FaultHookRef, job: JobId, id: CheckpointId, dir: &Path) {
-    if let Fate::Delay(delay) = faults.at(FaultPoint::Discard { job, id, dir, done: false }) {
-        runtime::sleep(delay).await;
+async fn discard(storage: &StorageRef, faults: &Faults, job: JobId, id: CheckpointId, dir: &Path) {
+    // A failed start is a deletion that did not happen yet: it is tried again, as a failed removal is.
+    let mut pause_ms = 50;
+    while let Err(injected) = faults.obey(FaultPoint::Discard { job, id, dir, done: false }).await {
+        tracing::info!(target: "weir::trace", dir = %dir.display(), %injected, "cannot delete a discarded snapshot yet; trying again");
+        runtime::sleep(Duration::from_millis(pause_ms)).await;
+        pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
     }
     remove_dir_until_done(storage, dir).await;
     let _ = faults.at(FaultPoint::Discard { job, id, dir, done: true });

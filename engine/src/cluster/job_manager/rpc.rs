@@ -5,7 +5,7 @@
 use super::DeployedTask;
 use crate::cluster::Directory;
 use crate::cluster::messages::JobManagerMessage;
-use crate::faults::{Fate, FaultHookRef, FaultPoint, RpcKind};
+use crate::faults::{Fate, FaultPoint, Faults, RpcKind};
 use crate::ids::{Attempt, JobId, TaskRef};
 use crate::seam::runtime;
 use crate::task::control::{Reporter, TaskCommand, TaskReport};
@@ -15,14 +15,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 /// Sends `message` to `to` as RPC `kind` to or from `task` on `host`: now, never, or after a delay, as the fault
 /// hook says. A full mailbox never blocks the sender: the message waits in a task of its own.
-fn deliver<M: Send + 'static>(
-    faults: &FaultHookRef,
-    kind: RpcKind,
-    task: TaskRef,
-    host: &str,
-    to: &Sender<M>,
-    message: M,
-) {
+fn deliver<M: Send + 'static>(faults: &Faults, kind: RpcKind, task: TaskRef, host: &str, to: &Sender<M>, message: M) {
     match faults.at(FaultPoint::Rpc { kind, task, host }) {
         Fate::Proceed | Fate::Fail => {
             if let Err(TrySendError::Full(message)) = to.try_send(message) {
@@ -32,6 +25,8 @@ fn deliver<M: Send + 'static>(
                 });
             }
         }
+        // A node that crashed sends nothing more.
+        Fate::Crash => {}
         Fate::Drop => {
             tracing::info!(target: "weir::trace", ?kind, vertex = %task.vertex, subtask = task.subtask.0, %host, "fault: rpc dropped")
         }
@@ -46,7 +41,7 @@ fn deliver<M: Send + 'static>(
 }
 
 /// Sends a command to a deployed subtask.
-pub(super) fn command(faults: &FaultHookRef, task: TaskRef, deployed: &DeployedTask, command: TaskCommand) {
+pub(super) fn command(faults: &Faults, task: TaskRef, deployed: &DeployedTask, command: TaskCommand) {
     let kind = match &command {
         TaskCommand::TriggerCheckpoint(_) => RpcKind::Trigger,
         TaskCommand::NotifyComplete(_) => RpcKind::Notify,
@@ -59,6 +54,8 @@ pub(super) fn command(faults: &FaultHookRef, task: TaskRef, deployed: &DeployedT
 /// Sends a subtask's reports to whichever job manager leads now.
 pub(super) struct ClusterReporter {
     pub directory: Arc<Directory>,
+    /// The subtask's own fault points, on its task manager.
+    pub faults: Faults,
     pub job: JobId,
     pub attempt: Attempt,
     pub task: TaskRef,
@@ -74,6 +71,6 @@ impl Reporter for ClusterReporter {
             TaskReport::EndOfData => RpcKind::EndOfData,
         };
         let message = JobManagerMessage::TaskReport { job: self.job, attempt: self.attempt, task: self.task, report };
-        deliver(&self.directory.faults, kind, self.task, &self.host, &mailbox, message);
+        deliver(&self.faults, kind, self.task, &self.host, &mailbox, message);
     }
 }

@@ -59,6 +59,14 @@ impl Node {
     pub fn restart(&self) -> Result<(), NodeError> {
         Err(NodeError::Unsupported(self.name.clone()))
     }
+
+    pub fn pause(&self) -> Result<(), NodeError> {
+        Err(NodeError::Unsupported(self.name.clone()))
+    }
+
+    pub fn resume(&self) -> Result<(), NodeError> {
+        Err(NodeError::Unsupported(self.name.clone()))
+    }
 }
 
 /// Runs `future` to completion on a fresh runtime. The seed is unused in real mode: real

@@ -57,6 +57,17 @@ impl Node {
         madsim::runtime::Handle::current().restart(self.id);
         Ok(())
     }
+
+    /// Stops the world on this node: none of its tasks runs until [`Node::resume`] (time goes on elsewhere).
+    pub fn pause(&self) -> Result<(), NodeError> {
+        madsim::runtime::Handle::current().pause(self.id);
+        Ok(())
+    }
+
+    pub fn resume(&self) -> Result<(), NodeError> {
+        madsim::runtime::Handle::current().resume(self.id);
+        Ok(())
+    }
 }
 
 /// Spawns a subtask as a task of the current node: under simulation every task shares the

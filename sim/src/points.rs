@@ -1,0 +1,318 @@
+//! The engine's fault points as scenarios name them: one [`PointName`] per kind of point (and per phase or step),
+//! what can happen at each, and the attributes a fault's scope is matched against.
+//!
+//! [`name_of`] and [`attributes_of`] match [`FaultPoint`] exhaustively: a point the engine gains is a compile error
+//! here until it has a name, so no point can be forgotten by the scenarios, the swarm or the recorder.
+
+use engine::faults::{
+    CheckpointPhase, FaultPoint, Interleaving, JobEvent, RecoveryStep, RpcKind, SinkStep, SnapshotClass,
+};
+use engine::ids::{CheckpointId, TaskRef};
+use serde::{Deserialize, Serialize};
+
+/// A kind of fault point, as `[[fault]] kind = "at_point"` names it in `point = "..."`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointName {
+    SnapshotTriggered,
+    SnapshotAligning,
+    SnapshotAcked,
+    SnapshotWritingMetadata,
+    SnapshotCompleted,
+    SnapshotNotified,
+    SnapshotFinishing,
+    SnapshotAborted,
+    SnapshotExpired,
+    RpcTrigger,
+    RpcNotify,
+    RpcAbort,
+    RpcFinish,
+    RpcAck,
+    RpcDecline,
+    RpcEndOfData,
+    Barrier,
+    SnapshotAsync,
+    Acknowledge,
+    Discard,
+    Discarded,
+    RecoveryReadStore,
+    RecoveryReadMetadata,
+    RecoveryScanDirectory,
+    RestoreState,
+    Deploy,
+    Batch,
+    SinkPreCommit,
+    SinkCommit,
+    SinkCommitApplied,
+    SinkCommitted,
+    SinkRecoverCommit,
+    SinkAbort,
+    JobDeployed,
+    JobFailingOver,
+    JobFinished,
+    JobCanceled,
+    InterleaveGate,
+    InterleaveSnapshotAsync,
+    InterleaveSinkWrite,
+}
+
+/// What a fault does at a point.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointAction {
+    /// The node reaching the point dies there (and restarts after `restart_after`).
+    Crash,
+    /// The step fails, as an IO error or an operator error would.
+    Fail,
+    /// The step waits first.
+    Delay,
+    /// The message is lost (RPCs only).
+    Drop,
+}
+
+impl PointName {
+    /// Every point name, in declaration order.
+    pub const ALL: [PointName; 40] = [
+        PointName::SnapshotTriggered,
+        PointName::SnapshotAligning,
+        PointName::SnapshotAcked,
+        PointName::SnapshotWritingMetadata,
+        PointName::SnapshotCompleted,
+        PointName::SnapshotNotified,
+        PointName::SnapshotFinishing,
+        PointName::SnapshotAborted,
+        PointName::SnapshotExpired,
+        PointName::RpcTrigger,
+        PointName::RpcNotify,
+        PointName::RpcAbort,
+        PointName::RpcFinish,
+        PointName::RpcAck,
+        PointName::RpcDecline,
+        PointName::RpcEndOfData,
+        PointName::Barrier,
+        PointName::SnapshotAsync,
+        PointName::Acknowledge,
+        PointName::Discard,
+        PointName::Discarded,
+        PointName::RecoveryReadStore,
+        PointName::RecoveryReadMetadata,
+        PointName::RecoveryScanDirectory,
+        PointName::RestoreState,
+        PointName::Deploy,
+        PointName::Batch,
+        PointName::SinkPreCommit,
+        PointName::SinkCommit,
+        PointName::SinkCommitApplied,
+        PointName::SinkCommitted,
+        PointName::SinkRecoverCommit,
+        PointName::SinkAbort,
+        PointName::JobDeployed,
+        PointName::JobFailingOver,
+        PointName::JobFinished,
+        PointName::JobCanceled,
+        PointName::InterleaveGate,
+        PointName::InterleaveSnapshotAsync,
+        PointName::InterleaveSinkWrite,
+    ];
+
+    /// Its index in [`PointName::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The actions the engine obeys at this point. Crash is possible everywhere (the node reaching the point dies
+    /// there); failing and delaying only where the step can fail or wait.
+    pub fn actions(self) -> &'static [PointAction] {
+        use PointAction::{Crash, Delay, Drop, Fail};
+        use PointName::*;
+        match self {
+            SnapshotTriggered
+            | SnapshotAligning
+            | SnapshotAcked
+            | SnapshotWritingMetadata
+            | SnapshotCompleted
+            | SnapshotNotified
+            | SnapshotFinishing
+            | SnapshotAborted
+            | SnapshotExpired
+            | Acknowledge
+            | JobDeployed
+            | JobFailingOver
+            | JobFinished
+            | JobCanceled
+            | Discarded => &[Crash],
+            RpcTrigger | RpcNotify | RpcAbort | RpcFinish | RpcAck | RpcDecline | RpcEndOfData => &[Crash, Delay, Drop],
+            Barrier | SnapshotAsync | InterleaveGate | InterleaveSnapshotAsync | InterleaveSinkWrite => &[Crash, Delay],
+            Batch => &[Crash, Fail],
+            Discard
+            | RecoveryReadStore
+            | RecoveryReadMetadata
+            | RecoveryScanDirectory
+            | RestoreState
+            | Deploy
+            | SinkPreCommit
+            | SinkCommit
+            | SinkCommitApplied
+            | SinkCommitted
+            | SinkRecoverCommit
+            | SinkAbort => &[Crash, Fail, Delay],
+        }
+    }
+
+    /// Whether the point is reached on the job manager (else on a task manager, by a subtask).
+    pub fn on_job_manager(self) -> bool {
+        use PointName::*;
+        match self {
+            SnapshotTriggered
+            | SnapshotAcked
+            | SnapshotWritingMetadata
+            | SnapshotCompleted
+            | SnapshotNotified
+            | SnapshotFinishing
+            | SnapshotAborted
+            | SnapshotExpired
+            | RpcTrigger
+            | RpcNotify
+            | RpcAbort
+            | RpcFinish
+            | Discard
+            | Discarded
+            | RecoveryReadStore
+            | RecoveryReadMetadata
+            | RecoveryScanDirectory
+            | RestoreState
+            | Deploy
+            | JobDeployed
+            | JobFailingOver
+            | JobFinished
+            | JobCanceled => true,
+            SnapshotAligning
+            | RpcAck
+            | RpcDecline
+            | RpcEndOfData
+            | Barrier
+            | SnapshotAsync
+            | Acknowledge
+            | Batch
+            | SinkPreCommit
+            | SinkCommit
+            | SinkCommitApplied
+            | SinkCommitted
+            | SinkRecoverCommit
+            | SinkAbort
+            | InterleaveGate
+            | InterleaveSnapshotAsync
+            | InterleaveSinkWrite => false,
+        }
+    }
+
+    /// Its name as scenario files spell it.
+    pub fn as_str(self) -> String {
+        toml::Value::try_from(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+}
+
+/// What a fault's scope can be matched against at a point.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub task: Option<TaskRef>,
+    pub checkpoint: Option<CheckpointId>,
+    pub class: Option<SnapshotClass>,
+    pub channel: Option<u32>,
+}
+
+/// The name of `point`.
+pub fn name_of(point: &FaultPoint<'_>) -> PointName {
+    match point {
+        FaultPoint::Snapshot { phase, .. } => match phase {
+            CheckpointPhase::Triggered => PointName::SnapshotTriggered,
+            CheckpointPhase::Aligning => PointName::SnapshotAligning,
+            CheckpointPhase::Acked => PointName::SnapshotAcked,
+            CheckpointPhase::WritingMetadata => PointName::SnapshotWritingMetadata,
+            CheckpointPhase::Completed => PointName::SnapshotCompleted,
+            CheckpointPhase::Notified => PointName::SnapshotNotified,
+            CheckpointPhase::Finishing => PointName::SnapshotFinishing,
+            CheckpointPhase::Aborted => PointName::SnapshotAborted,
+            CheckpointPhase::Expired => PointName::SnapshotExpired,
+        },
+        FaultPoint::Rpc { kind, .. } => match kind {
+            RpcKind::Trigger => PointName::RpcTrigger,
+            RpcKind::Notify => PointName::RpcNotify,
+            RpcKind::Abort => PointName::RpcAbort,
+            RpcKind::Finish => PointName::RpcFinish,
+            RpcKind::Ack => PointName::RpcAck,
+            RpcKind::Decline => PointName::RpcDecline,
+            RpcKind::EndOfData => PointName::RpcEndOfData,
+        },
+        FaultPoint::Barrier { .. } => PointName::Barrier,
+        FaultPoint::SnapshotAsync { .. } => PointName::SnapshotAsync,
+        FaultPoint::Acknowledge { .. } => PointName::Acknowledge,
+        FaultPoint::Discard { done: false, .. } => PointName::Discard,
+        FaultPoint::Discard { done: true, .. } => PointName::Discarded,
+        FaultPoint::Recovery { step } => match step {
+            RecoveryStep::ReadStore => PointName::RecoveryReadStore,
+            RecoveryStep::ReadMetadata => PointName::RecoveryReadMetadata,
+            RecoveryStep::ScanDirectory => PointName::RecoveryScanDirectory,
+        },
+        FaultPoint::RestoreState { .. } => PointName::RestoreState,
+        FaultPoint::Deploy { .. } => PointName::Deploy,
+        FaultPoint::Batch { .. } => PointName::Batch,
+        FaultPoint::Sink { step, .. } => match step {
+            SinkStep::PreCommit => PointName::SinkPreCommit,
+            SinkStep::Commit => PointName::SinkCommit,
+            SinkStep::CommitApplied => PointName::SinkCommitApplied,
+            SinkStep::Committed => PointName::SinkCommitted,
+            SinkStep::RecoverCommit => PointName::SinkRecoverCommit,
+            SinkStep::Abort => PointName::SinkAbort,
+        },
+        FaultPoint::Job { event, .. } => match event {
+            JobEvent::Deployed => PointName::JobDeployed,
+            JobEvent::FailingOver => PointName::JobFailingOver,
+            JobEvent::Finished => PointName::JobFinished,
+            JobEvent::Canceled => PointName::JobCanceled,
+        },
+        FaultPoint::Interleave { site, .. } => match site {
+            Interleaving::Gate => PointName::InterleaveGate,
+            Interleaving::SnapshotAsync => PointName::InterleaveSnapshotAsync,
+            Interleaving::SinkWrite => PointName::InterleaveSinkWrite,
+        },
+    }
+}
+
+/// What `point` says of the task, checkpoint, snapshot class and channel it concerns.
+pub fn attributes_of(point: &FaultPoint<'_>) -> Attributes {
+    let none = Attributes::default();
+    match *point {
+        FaultPoint::Snapshot { id, class, .. } => Attributes { checkpoint: Some(id), class: Some(class), ..none },
+        FaultPoint::Rpc { task, .. } => Attributes { task: Some(task), ..none },
+        FaultPoint::Barrier { id, from, channel } => {
+            Attributes { task: Some(from), checkpoint: Some(id), channel: Some(channel), ..none }
+        }
+        FaultPoint::SnapshotAsync { id, task } | FaultPoint::Acknowledge { id, task, .. } => {
+            Attributes { task: Some(task), checkpoint: Some(id), ..none }
+        }
+        FaultPoint::Discard { id, .. } => Attributes { checkpoint: Some(id), ..none },
+        FaultPoint::Recovery { .. } | FaultPoint::RestoreState { .. } | FaultPoint::Job { .. } => none,
+        FaultPoint::Deploy { task, .. } | FaultPoint::Batch { task, .. } | FaultPoint::Interleave { task, .. } => {
+            Attributes { task: Some(task), ..none }
+        }
+        FaultPoint::Sink { task, id, .. } => Attributes { task: Some(task), checkpoint: Some(id), ..none },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_listed_once_in_order_and_spelt_as_scenarios_spell_it() {
+        for (index, name) in PointName::ALL.iter().enumerate() {
+            assert_eq!(name.index(), index, "{name:?} is out of order in ALL");
+            let spelt = name.as_str();
+            let parsed: PointName = toml::Value::String(spelt.clone()).try_into().expect("parses back");
+            assert_eq!(parsed, *name, "{spelt}");
+            assert!(name.actions().contains(&PointAction::Crash), "{spelt}: every point can crash its node");
+        }
+        assert_eq!(PointName::SinkCommitApplied.as_str(), "sink_commit_applied");
+    }
+}
