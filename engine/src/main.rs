@@ -379,6 +379,9 @@ fn run(args: RunArgs) -> Result<(), CliError> {
                 _ = runtime::ctrl_c() => {
                     tracing::info!(job = %job_id, "canceling the job at the user's request (Ctrl-C)");
                     cluster.cancel(job_id).await?;
+                    // The job's end is answered once the retention policy is applied: wait for it, so that the
+                    // checkpoint directory is as the policy says when this process exits.
+                    let _ = (&mut wait).await;
                     return Err(CliError::Canceled);
                 }
                 request = endpoint.recv() => control::answer(&cluster, job_id, request).await,

@@ -7,6 +7,8 @@ pub enum BuildError {
     DuplicateUid(String),
     #[error("parallelism must be at least 1, got {0}")]
     ZeroParallelism(u32),
+    #[error("parallelism {parallelism} is above the most this build runs, {limit}")]
+    ParallelismTooHigh { parallelism: u32, limit: u32 },
     #[error("parallelism {parallelism} is above max parallelism {max_parallelism}")]
     ParallelismAboveMax { parallelism: u32, max_parallelism: u32 },
     #[error("max parallelism must be in 1..=32768, got {0}")]

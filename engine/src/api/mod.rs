@@ -114,6 +114,9 @@ impl JobBuilder {
         if parallelism == 0 {
             return Err(BuildError::ZeroParallelism(parallelism));
         }
+        if parallelism > crate::config::PARALLELISM_MAX {
+            return Err(BuildError::ParallelismTooHigh { parallelism, limit: crate::config::PARALLELISM_MAX });
+        }
         let max_parallelism = match config.max_parallelism {
             Some(max) if max == 0 || max > MAX_PARALLELISM_UPPER_BOUND => {
                 return Err(BuildError::MaxParallelismOutOfRange(max));
@@ -396,5 +399,25 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             Ok(Box::new(Chained::new(gate, Box::new(op))) as Box<dyn Upstream<Out>>)
         });
         Stream { graph: exchanged.graph, vertex: exchanged.vertex, upstream }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_parallelism(parallelism: u32) -> Result<JobBuilder, BuildError> {
+        JobBuilder::new("job", JobConfig { parallelism: Some(parallelism), ..JobConfig::default() })
+    }
+
+    #[test]
+    fn parallelism_is_bounded_for_every_caller_not_only_the_configuration() {
+        assert!(matches!(with_parallelism(0), Err(BuildError::ZeroParallelism(0))));
+        assert!(with_parallelism(crate::config::PARALLELISM_MAX).is_ok());
+        let limit = crate::config::PARALLELISM_MAX;
+        assert!(matches!(
+            with_parallelism(limit + 1),
+            Err(BuildError::ParallelismTooHigh { parallelism, limit: l }) if parallelism == limit + 1 && l == limit
+        ));
     }
 }

@@ -85,8 +85,11 @@ async fn run_subtask(deployment: TaskDeployment, directory: Arc<Directory>) {
     let span =
         tracing::info_span!("task", vertex = %context.info.vertex_name, subtask = subtask.0, attempt = attempt.0);
     let result = factory(context).instrument(span).await;
-    if let Err(error) = &result {
-        tracing::warn!(%vertex, subtask = subtask.0, %error, "task failed");
+    match &result {
+        // A cancel (the job ended, failed over, or the user asked) is the task doing as told.
+        Err(error) if error.is_cancellation() => tracing::info!(%vertex, subtask = subtask.0, "task canceled"),
+        Err(error) => tracing::warn!(%vertex, subtask = subtask.0, %error, "task failed"),
+        Ok(()) => {}
     }
     if let Some(job_manager) = directory.job_manager() {
         // If the job manager is gone, the report is lost; its successor redeploys anyway.

@@ -502,8 +502,10 @@ impl JobManager {
         let job_dir = run.writer.as_ref().and_then(|w| w.job_dir.clone()).filter(|_| discard);
         let storage = self.storage.clone();
         let reply = self.directory.finish_job(job);
-        if let Err(error) = &result {
-            tracing::warn!(%job, ?terminal, %error, "job ended");
+        match &result {
+            Err(JobError::Canceled) => tracing::info!(%job, "job canceled"),
+            Err(error) => tracing::warn!(%job, ?terminal, %error, "job ended"),
+            Ok(_) => {}
         }
         // The reply waits for the deletions, so whoever learns that the job ended finds its directory as the
         // retention policy says; the job manager goes on meanwhile.
