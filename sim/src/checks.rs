@@ -51,22 +51,14 @@ pub async fn latest_checkpoint(storage: &StorageRef, job_dir: &Path) -> Result<O
 /// How often a user reads a `_metadata` again after a storage error before giving up.
 const READ_ATTEMPTS: u32 = 40;
 
-/// The newest complete snapshot a user could resume from: of every `chk-<n>` under every job directory of
-/// `checkpoint_root` and every savepoint under `savepoint_root`, the one with the highest id whose `_metadata`
-/// reads. Ids increase along a job's lineage, across restores, so the highest is the newest.
-pub async fn newest_snapshot(
-    storage: &StorageRef,
-    checkpoint_root: &Path,
-    savepoint_root: &Path,
-) -> Result<Option<(PathBuf, CheckpointId)>, RunError> {
-    pick_snapshot(storage, Some(checkpoint_root), Some(savepoint_root), false).await
-}
-
-/// The newest (or, with `oldest`, the oldest) complete snapshot under the roots given, as [`newest_snapshot`].
+/// The newest (or, with `oldest`, the oldest) complete snapshot a user could resume from: of every `chk-<n>` under
+/// every job directory of `checkpoint_root` and every snapshot directory right under `snapshot_roots` (savepoints,
+/// relocated snapshots), the one with the highest (lowest) id whose `_metadata` reads. Ids increase along a job's
+/// lineage, across restores, so the highest is the newest.
 pub async fn pick_snapshot(
     storage: &StorageRef,
     checkpoint_root: Option<&Path>,
-    savepoint_root: Option<&Path>,
+    snapshot_roots: &[&Path],
     oldest: bool,
 ) -> Result<Option<(PathBuf, CheckpointId)>, RunError> {
     let mut candidates = Vec::new();
@@ -80,11 +72,11 @@ pub async fn pick_snapshot(
             }
         }
     }
-    if let Some(savepoint_root) = savepoint_root
-        && storage.exists(savepoint_root).await?
-    {
-        for name in storage.list(savepoint_root).await? {
-            candidates.push(savepoint_root.join(name));
+    for root in snapshot_roots {
+        if storage.exists(root).await? {
+            for name in storage.list(root).await? {
+                candidates.push(root.join(name));
+            }
         }
     }
     let mut newest: Option<(PathBuf, CheckpointId)> = None;

@@ -45,6 +45,10 @@ enum Command {
         /// Run each seed twice and compare traces instead of checking invariants only.
         #[arg(long)]
         check_determinism: bool,
+        /// Write each failing seed of a swarm scenario, its drawn profile made explicit, as a scenario file in this
+        /// directory (`<scenario>-seed-<n>.toml`): it fails the same way on the same seed.
+        #[arg(long, value_name = "DIR")]
+        save_scenario: Option<PathBuf>,
     },
     /// Replays one seed of one scenario and writes its trace.
     Replay {
@@ -54,6 +58,9 @@ enum Command {
         /// Where to write the trace (default: `<scenario name>-seed-<n>.trace`).
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// For a swarm scenario, write the seed's drawn profile as a scenario file here.
+        #[arg(long, value_name = "FILE")]
+        save_scenario: Option<PathBuf>,
     },
     /// Runs one seed and prints its fingerprint, then its trace: the fresh process of the
     /// determinism check.
@@ -84,10 +91,14 @@ fn run_cli(context: Context) -> ExitCode {
     let cli = Cli::parse();
     let context = &context;
     let result = match cli.command {
-        Command::Run { path, seeds, jobs, json, junit, check_determinism } => {
-            run(context, &path, &seeds, jobs, json.as_deref(), junit.as_deref(), check_determinism)
+        Command::Run { path, seeds, jobs, json, junit, check_determinism, save_scenario } => {
+            let reports =
+                Reports { json: json.as_deref(), junit: junit.as_deref(), scenarios: save_scenario.as_deref() };
+            run(context, &path, &seeds, jobs, reports, check_determinism)
         }
-        Command::Replay { scenario, seed, trace } => replay(context, &scenario, seed, trace),
+        Command::Replay { scenario, seed, trace, save_scenario } => {
+            replay(context, &scenario, seed, trace, save_scenario.as_deref())
+        }
         Command::Trace { scenario, seed } => print_trace(context, &scenario, seed),
     };
     match result {
@@ -132,15 +143,37 @@ fn load_all(context: &Context, path: &Path) -> Result<Vec<Scenario>, String> {
     paths.iter().map(|p| scenario::load_with(p, &context.registry).map_err(|e| e.to_string())).collect()
 }
 
+/// Where `run` writes what it found, besides its summary.
+struct Reports<'a> {
+    json: Option<&'a Path>,
+    junit: Option<&'a Path>,
+    /// The directory failing swarm seeds are saved to as scenario files.
+    scenarios: Option<&'a Path>,
+}
+
+/// Writes `text` to `path`, creating its directory.
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+}
+
+/// A swarm seed's profile as a scenario file that replays it: the drawn faults and settings made explicit.
+fn saved_scenario(path: &str, report: &crate::runner::RunReport) -> Option<String> {
+    let (seed, profile) = (report.seed, report.profile.as_ref()?);
+    Some(format!("# The swarm profile that seed {seed} of `{path}` drew; replay it with `--seed {seed}`.\n{profile}"))
+}
+
 fn run(
     context: &Context,
     path: &Path,
     seeds: &str,
     jobs: Option<usize>,
-    json: Option<&Path>,
-    junit: Option<&Path>,
+    reports: Reports<'_>,
     determinism: bool,
 ) -> Result<bool, String> {
+    let Reports { json, junit, scenarios: save_dir } = reports;
     let seeds = parse_seeds(seeds)?;
     let scenarios = load_all(context, path)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -157,6 +190,14 @@ fn run(
         progress.set_message(scenario.name().to_string());
         let summary = suite::run_seeds(scenario, seeds.clone(), jobs, &|_| progress.inc(1));
         progress.suspend(|| print_summary(context, &summary));
+        if let Some(dir) = save_dir {
+            for failure in &summary.failures {
+                let Some(text) = saved_scenario(&summary.path, failure) else { continue };
+                let file = dir.join(format!("{}-seed-{}.toml", summary.name, failure.seed));
+                write_file(&file, &text)?;
+                progress.suspend(|| println!("  saved seed {}'s profile: {}", failure.seed, file.display()));
+            }
+        }
         summaries.push(summary);
     }
     progress.finish_and_clear();
@@ -238,7 +279,13 @@ fn print_trace(context: &Context, path: &Path, seed: u64) -> Result<bool, String
     Ok(true)
 }
 
-fn replay(context: &Context, path: &Path, seed: u64, trace: Option<PathBuf>) -> Result<bool, String> {
+fn replay(
+    context: &Context,
+    path: &Path,
+    seed: u64,
+    trace: Option<PathBuf>,
+    save_scenario: Option<&Path>,
+) -> Result<bool, String> {
     let scenario = scenario::load_with(path, &context.registry).map_err(|e| e.to_string())?;
     let fault_free = suite::fault_free_output(&scenario).ok();
     let report = crate::runner::run(
@@ -275,6 +322,13 @@ fn replay(context: &Context, path: &Path, seed: u64, trace: Option<PathBuf>) -> 
     }
     for violation in &report.violations {
         println!("  {violation}");
+    }
+    if let Some(file) = save_scenario {
+        let Some(text) = saved_scenario(&path.display().to_string(), &report) else {
+            return Err(format!("`{}` has no `[swarm]` section: there is no drawn profile to save", path.display()));
+        };
+        write_file(file, &text)?;
+        println!("saved the seed's profile: {}", file.display());
     }
     let passed = suite::seed_passed(&scenario, &report);
     println!("{}", if passed { "passed" } else { "FAILED" });

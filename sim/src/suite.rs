@@ -259,6 +259,9 @@ pub fn run_seeds(
                         }
                     };
                     report.output = String::new();
+                    if seed_passed(scenario, &report) {
+                        report.profile = None;
+                    }
                     on_seed(&report);
                     reports.lock().expect("reports lock").push(report);
                 }

@@ -267,9 +267,29 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
         file.savepoints.push(SavepointSpec { at: draw_time(&mut rng, &targets) });
     }
     file.savepoints.sort_by_key(|s| s.at);
-    let restarts = rng.below(u64::from(spec.restarts) + 1);
+    // Checkpoints kept in the job manager's memory die with the job: a new job could only start over, which
+    // duplicates what was committed, as it should. Whole-job restarts are drawn only where checkpoints outlive it.
+    let in_memory = file.config.iter().any(|(key, value)| {
+        engine::config::canonical_key(key) == Some("state.backend.type")
+            && value.as_str().is_some_and(|v| v.eq_ignore_ascii_case("jobmanager"))
+    });
+    let restarts = if in_memory { 0 } else { rng.below(u64::from(spec.restarts) + 1) };
+    // A user cancels to resume later only where canceling keeps the checkpoints (else starting over from nothing
+    // duplicates what was committed, as it should); a stop whose savepoint fails ends in a cancel too.
+    let retention = engine::config::canonical_key("execution.checkpointing.externalized-checkpoint-retention");
+    let retains =
+        scenario.config.checkpoint.externalized == engine::config::ExternalizedRetention::RetainOnCancellation;
+    let retention_given = file.config.keys().any(|k| engine::config::canonical_key(k) == retention);
     for _ in 0..restarts {
-        let how = [RestartHow::Cancel, RestartHow::Crash, RestartHow::StopWithSavepoint][rng.below(3) as usize];
+        let mut how = [RestartHow::Cancel, RestartHow::Crash, RestartHow::StopWithSavepoint][rng.below(3) as usize];
+        if how != RestartHow::Crash && !retains {
+            if retention_given {
+                how = RestartHow::Crash;
+            } else {
+                let value = toml::Value::String("RETAIN_ON_CANCELLATION".into());
+                file.config.insert("execution.checkpointing.externalized-checkpoint-retention".into(), value);
+            }
+        }
         let parallelism = rng.chance(0.5).then(|| 1 + rng.below(u64::from(max_parallelism)) as u32);
         let relocate = how == RestartHow::StopWithSavepoint && rng.chance(0.25);
         file.restarts.push(RestartSpec {

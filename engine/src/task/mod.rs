@@ -207,6 +207,9 @@ impl<T: Send + 'static> Subtask<T> {
             return Ok(());
         }
         self.last_snapshot = Some(barrier.checkpoint);
+        // A trigger may come before the first pull, which opens the head: a source that has not opened has not
+        // taken its positions (restored, or its initial partitions) yet, and would snapshot none at all.
+        self.upstream.open().await?;
         let mut snapshot = SyncSnapshot::default();
         self.upstream.snapshot(barrier.checkpoint, &mut snapshot)?;
         self.tail.snapshot(barrier.checkpoint, &mut snapshot).await?;

@@ -1,26 +1,37 @@
 //! Checkpoint checkers: ids increase, retention, orphan files, readable metadata,
 //! self-contained jobmanager checkpoints.
 
-use super::Evidence;
+use super::{Completion, Evidence};
 use crate::invariants::{Invariant, Violation};
 use engine::checkpoint::metadata::SnapshotFormat;
+use engine::faults::SnapshotClass;
 use engine::ids::{CheckpointId, JobId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Ids strictly increase along a job's lineage: within one job, and from the snapshot it was restored from.
+/// Ids strictly increase along a job's lineage: every snapshot's id is above the one the job was restored from and
+/// is used once, and checkpoints complete in id order (a newer one subsumes the older ones still pending). A user's
+/// savepoint is never subsumed (as in Flink): triggered before a checkpoint, it may complete after it.
 pub fn ids_increase(evidence: &Evidence<'_>) -> Vec<Violation> {
-    let mut last: BTreeMap<JobId, CheckpointId> = BTreeMap::new();
-    for &(job, id) in evidence.completions {
-        let floor = last.get(&job).copied().or(evidence.lineage.get(&job).copied().flatten());
-        if let Some(floor) = floor.filter(|&floor| id <= floor) {
-            let what =
-                if last.contains_key(&job) { "completed after" } else { "completed, but the job was restored from" };
-            return vec![
-                evidence
-                    .violation(Invariant::CheckpointIdsIncrease, format!("job {job}: checkpoint {id} {what} {floor}")),
-            ];
+    let mut last_checkpoint: BTreeMap<JobId, CheckpointId> = BTreeMap::new();
+    let mut seen: BTreeSet<(JobId, CheckpointId)> = BTreeSet::new();
+    for completion in evidence.completions {
+        let Completion { job, id, class } = *completion;
+        let violation = |message: String| {
+            vec![evidence.violation(Invariant::CheckpointIdsIncrease, format!("job {job}: {message}"))]
+        };
+        if let Some(from) = evidence.lineage.get(&job).copied().flatten().filter(|&from| id <= from) {
+            return violation(format!("snapshot {id} completed, but the job was restored from {from}"));
         }
-        last.insert(job, id);
+        if !seen.insert((job, id)) {
+            return violation(format!("snapshot {id} completed twice"));
+        }
+        if class == SnapshotClass::Savepoint {
+            continue;
+        }
+        if let Some(last) = last_checkpoint.get(&job).copied().filter(|&last| id <= last) {
+            return violation(format!("checkpoint {id} completed after {last}"));
+        }
+        last_checkpoint.insert(job, id);
     }
     Vec::new()
 }
@@ -173,8 +184,19 @@ mod tests {
     }
 
     fn ids_evidence(completions: &[(u128, u64)], lineage: &[(u128, Option<u64>)]) -> Vec<Invariant> {
-        let completions: Vec<(JobId, CheckpointId)> =
-            completions.iter().map(|&(job, id)| (JobId(job), CheckpointId(id))).collect();
+        let completions: Vec<(u128, u64, SnapshotClass)> =
+            completions.iter().map(|&(job, id)| (job, id, SnapshotClass::Checkpoint)).collect();
+        classed_ids_evidence(&completions, lineage)
+    }
+
+    fn classed_ids_evidence(
+        completions: &[(u128, u64, SnapshotClass)],
+        lineage: &[(u128, Option<u64>)],
+    ) -> Vec<Invariant> {
+        let completions: Vec<Completion> = completions
+            .iter()
+            .map(|&(job, id, class)| Completion { job: JobId(job), id: CheckpointId(id), class })
+            .collect();
         let lineage: BTreeMap<JobId, Option<CheckpointId>> =
             lineage.iter().map(|&(job, from)| (JobId(job), from.map(CheckpointId))).collect();
         let reference = ExpectedOutput::new(Reference::default());
@@ -206,6 +228,21 @@ mod tests {
         assert_eq!(ids_evidence(&[(1, 3), (2, 4)], &[(1, None), (2, Some(3))]), []);
         assert_eq!(ids_evidence(&[(1, 3), (2, 3)], &[(1, None), (2, Some(3))]), [Invariant::CheckpointIdsIncrease]);
         assert_eq!(ids_evidence(&[(1, 3), (1, 2)], &[(1, None)]), [Invariant::CheckpointIdsIncrease]);
+    }
+
+    #[test]
+    fn a_savepoint_may_complete_after_a_newer_checkpoint_but_no_id_completes_twice() {
+        use SnapshotClass::{Checkpoint, Savepoint, Stop};
+        let none = [(1, None)];
+        assert_eq!(classed_ids_evidence(&[(1, 9, Savepoint), (1, 10, Checkpoint)], &none), []);
+        assert_eq!(classed_ids_evidence(&[(1, 10, Checkpoint), (1, 9, Savepoint), (1, 11, Checkpoint)], &none), []);
+        let twice = [(1, 9, Savepoint), (1, 9, Savepoint)];
+        assert_eq!(classed_ids_evidence(&twice, &none), [Invariant::CheckpointIdsIncrease]);
+        // A stop's savepoint ends the job: it is no more exempt than a checkpoint.
+        let stop = [(1, 10, Checkpoint), (1, 9, Stop)];
+        assert_eq!(classed_ids_evidence(&stop, &none), [Invariant::CheckpointIdsIncrease]);
+        let restored = [(2, 3, Savepoint)];
+        assert_eq!(classed_ids_evidence(&restored, &[(2, Some(3))]), [Invariant::CheckpointIdsIncrease]);
     }
 
     #[test]

@@ -24,6 +24,14 @@ pub struct Abandoned {
 }
 
 /// What a run left behind, for the checkers.
+/// A snapshot that completed, in the order they completed across the run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub job: JobId,
+    pub id: CheckpointId,
+    pub class: engine::faults::SnapshotClass,
+}
+
 pub struct Evidence<'a> {
     pub seed: u64,
     pub time_ms: u64,
@@ -36,7 +44,7 @@ pub struct Evidence<'a> {
     /// A fault-free run's committed output (sorted lines).
     pub fault_free: Option<&'a [String]>,
     /// Snapshots completed over the run, in completion order, with the job that completed each.
-    pub completions: &'a [(JobId, CheckpointId)],
+    pub completions: &'a [Completion],
     /// Every job of the run, with the id of the snapshot it was restored from (`None`: a fresh start). Ids
     /// increase along a lineage: a job restored from `n` numbers above `n`.
     pub lineage: &'a BTreeMap<JobId, Option<CheckpointId>>,

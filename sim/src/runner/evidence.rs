@@ -15,7 +15,7 @@ pub struct Simulated {
     /// Savepoints taken by `[[savepoint]]` steps, and their state at the end: `None` if intact, else the problem.
     pub savepoints: Vec<(String, Option<String>)>,
     pub output: String,
-    pub completions: Vec<(JobId, CheckpointId)>,
+    pub completions: Vec<crate::checkers::Completion>,
     /// Every job of the run and the snapshot id it was restored from.
     pub lineage: BTreeMap<JobId, Option<CheckpointId>>,
     pub restores: u32,
@@ -44,7 +44,7 @@ impl Simulated {
         };
         feed(&self.sim_time_ns.to_le_bytes());
         feed(self.output.as_bytes());
-        for (_, id) in &self.completions {
+        for crate::checkers::Completion { id, .. } in &self.completions {
             feed(&id.0.to_le_bytes());
         }
         feed(&self.restores.to_le_bytes());

@@ -165,7 +165,7 @@ impl Finished {
 
     /// The report without running the checkers.
     pub fn unchecked(self) -> RunReport {
-        let completed = self.simulated.completions.iter().map(|(_, id)| *id).collect();
+        let completed = self.simulated.completions.iter().map(|c| c.id).collect();
         RunReport { output: self.simulated.output, completed, ..self.report }
     }
 }

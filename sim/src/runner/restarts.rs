@@ -109,6 +109,11 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
                 }
             }
             RestartHow::Crash => {
+                if let Err(engine::cluster::JobError::JobEnded { .. }) = cluster.status(job).await {
+                    // A job that ended is not restarted: a user would find it finished.
+                    tracing::info!(target: "weir::trace", %job, "restart: the job had ended already");
+                    break;
+                }
                 tracing::info!(target: "weir::trace", %job, "restart: every node of the job crashes");
                 let _ = cluster.job_manager().kill();
                 for node in cluster.task_managers() {
@@ -123,13 +128,18 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
         }
         // The stop's savepoint, else the newest snapshot under the checkpoint and savepoint directories,
         // whichever job of the run wrote it (a job restarted from a checkpoint may have none of its own yet).
-        let (checkpoints, savepoints) = (Some(Path::new(CHECKPOINT_DIR)), Some(Path::new(SAVEPOINT_DIR)));
-        let picked = match restart.from {
-            RestartFrom::Newest => checks::pick_snapshot(&world.storage_ref, checkpoints, savepoints, false),
-            RestartFrom::NewestCheckpoint => checks::pick_snapshot(&world.storage_ref, checkpoints, None, false),
-            RestartFrom::OldestCheckpoint => checks::pick_snapshot(&world.storage_ref, checkpoints, None, true),
-            RestartFrom::NewestSavepoint => checks::pick_snapshot(&world.storage_ref, None, savepoints, false),
+        // Snapshots a restart relocated are where the user put them.
+        let (checkpoints, savepoints, relocated) =
+            (Some(Path::new(CHECKPOINT_DIR)), Path::new(SAVEPOINT_DIR), Path::new(RELOCATED_DIR));
+        let storage = &world.storage_ref;
+        let (roots, oldest): (Vec<&Path>, bool) = match restart.from {
+            RestartFrom::Newest => (vec![savepoints, relocated], false),
+            RestartFrom::NewestCheckpoint => (vec![], false),
+            RestartFrom::OldestCheckpoint => (vec![], true),
+            RestartFrom::NewestSavepoint => (vec![savepoints], false),
         };
+        let checkpoints = checkpoints.filter(|_| restart.from != RestartFrom::NewestSavepoint);
+        let picked = checks::pick_snapshot(storage, checkpoints, &roots, oldest);
         let mut latest = match savepoint.filter(|_| restart.from == RestartFrom::Newest) {
             Some(path) => Some(path),
             None => match picked.await {

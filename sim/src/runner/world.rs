@@ -2,7 +2,7 @@
 //! injector and its controller, the recorder every fault point passes through, and the cluster (started again
 //! after a whole-cluster crash).
 
-use crate::checkers::Abandoned;
+use crate::checkers::{Abandoned, Completion};
 use crate::injector::{self, Injector, Nodes};
 use crate::scenario::Scenario;
 use crate::storage::{SimStorage, VolumeOptions};
@@ -60,7 +60,7 @@ pub fn volume_paths(volume: &str, task_managers: u32) -> Vec<PathBuf> {
 /// discarded, then hands every fault point to the injector.
 pub struct Recorder {
     injector: Arc<Injector>,
-    completions: Mutex<Vec<(JobId, CheckpointId)>>,
+    completions: Mutex<Vec<Completion>>,
     /// Snapshots whose directories are being deleted, by job.
     discarding: Mutex<BTreeSet<(JobId, CheckpointId)>>,
 }
@@ -69,13 +69,13 @@ impl Recorder {
     /// What a crash abandons of `job` now.
     pub fn abandoned(&self, job: JobId) -> Abandoned {
         let completions = self.completions.lock().expect("recorder lock");
-        let completed = completions.iter().filter(|(j, _)| *j == job).map(|(_, id)| *id).max();
+        let completed = completions.iter().filter(|c| c.job == job).map(|c| c.id).max();
         let discarding = self.discarding.lock().expect("recorder lock");
         Abandoned { completed, discarding: discarding.iter().filter(|(j, _)| *j == job).map(|(_, id)| *id).collect() }
     }
 
     /// Every snapshot completed so far, in order, with its job.
-    pub fn completions(&self) -> Vec<(JobId, CheckpointId)> {
+    pub fn completions(&self) -> Vec<Completion> {
         self.completions.lock().expect("recorder lock").clone()
     }
 }
@@ -83,8 +83,8 @@ impl Recorder {
 impl FaultHook for Recorder {
     fn at(&self, node: &str, point: FaultPoint<'_>) -> Fate {
         match point {
-            FaultPoint::Snapshot { job, id, phase: CheckpointPhase::Completed, .. } => {
-                self.completions.lock().expect("recorder lock").push((job, id))
+            FaultPoint::Snapshot { job, id, class, phase: CheckpointPhase::Completed } => {
+                self.completions.lock().expect("recorder lock").push(Completion { job, id, class })
             }
             FaultPoint::Discard { job, id, done, .. } => {
                 let mut discarding = self.discarding.lock().expect("recorder lock");
