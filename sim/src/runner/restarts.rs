@@ -7,7 +7,7 @@ use crate::checkers::Abandoned;
 use crate::checks;
 use crate::scenario::{RestartFrom, RestartHow, RestartSpec, Scenario};
 use engine::cluster::messages::RestoreRequest;
-use engine::cluster::{Cluster, JobHandle};
+use engine::cluster::{Cluster, JobError, JobHandle};
 use engine::config::{JobConfig, StateBackendKind};
 use engine::ids::{CheckpointId, JobId};
 use engine::seam::runtime::{self, Instant};
@@ -71,6 +71,8 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
     };
     *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
     let mut lineage = BTreeMap::from([(handle.job, None)]);
+    // What the running job was submitted with: a lost submission is made again.
+    let mut submitted: (Option<RestoreRequest>, Option<CheckpointId>) = (None, None);
     let mut restores = 0;
     let mut abandoned = BTreeMap::new();
     let restarts: &[RestartSpec] = if faults { &file.restarts } else { &[] };
@@ -191,6 +193,7 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
             None => None,
         };
         let restore = latest.map(|path| RestoreRequest { path, allow_non_restored_state: false });
+        submitted = (restore.clone(), restored_from);
         handle = match submit(&cluster, &config, restore).await {
             Ok(handle) => handle,
             Err(error) => return Steps::failed(error),
@@ -198,14 +201,32 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
         lineage.insert(handle.job, restored_from);
         *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
     }
-    let remaining = deadline.saturating_sub(started.elapsed());
-    let (finished_at_ms, attempts, error) = tokio::select! {
-        biased;
-        outcome = handle.wait() => match outcome {
-            Ok(outcome) => (Some(started.elapsed().as_millis() as u64), outcome.attempts, None),
-            Err(error) => (None, 0, Some(format!("the job failed: {error}"))),
-        },
-        _ = runtime::sleep(remaining) => (None, 0, None),
+    let (finished_at_ms, attempts, error) = loop {
+        let remaining = deadline.saturating_sub(started.elapsed());
+        let job = handle.job;
+        let outcome = tokio::select! {
+            biased;
+            outcome = handle.wait() => outcome,
+            _ = runtime::sleep(remaining) => break (None, 0, None),
+        };
+        match outcome {
+            Ok(outcome) => break (Some(started.elapsed().as_millis() as u64), outcome.attempts, None),
+            // The job manager died before it had taken the job in: the submission is lost, and a client submits it
+            // again once a job manager answers that it does not know the job.
+            Err(JobError::JobManagerUnreachable)
+                if matches!(cluster.status(job).await, Err(JobError::UnknownJob(_))) =>
+            {
+                tracing::info!(target: "weir::trace", %job, "the submission was lost with the job manager; submitting again");
+                let (restore, restored_from) = submitted.clone();
+                handle = match submit(&cluster, &config, restore).await {
+                    Ok(handle) => handle,
+                    Err(error) => return Steps::failed(error),
+                };
+                lineage.insert(handle.job, restored_from);
+                *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
+            }
+            Err(error) => break (None, 0, Some(format!("the job failed: {error}"))),
+        }
     };
     let savepoints = taken.lock().expect("taken lock").clone();
     Steps { savepoints, lineage, restores, abandoned, finished_at_ms, attempts, error }
