@@ -97,13 +97,18 @@ pub async fn run_task<T: Send + 'static>(
         return Ok(());
     }
     task.services.reporter.report(TaskReport::EndOfData);
+    let repeat = Duration::from_millis(END_OF_DATA_REPEAT_MS);
+    let mut next_report = runtime::now() + repeat;
     loop {
-        // The report may be lost: repeat it until the job manager answers with `Finish`.
+        // The report may be lost: repeat it until the job manager answers with `Finish`, on a clock of its own, so
+        // that commands (a trigger for every checkpoint) cannot keep putting it off.
+        let wait = next_report.saturating_duration_since(runtime::now());
         let command = tokio::select! {
             biased;
             command = task.services.commands.recv() => command,
-            _ = runtime::sleep(Duration::from_millis(END_OF_DATA_REPEAT_MS)) => {
+            _ = runtime::sleep(wait) => {
                 task.services.reporter.report(TaskReport::EndOfData);
+                next_report = runtime::now() + repeat;
                 continue;
             }
         };
