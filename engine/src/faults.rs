@@ -101,6 +101,9 @@ pub enum JobEvent {
     Finished,
     /// The job was cancelled.
     Canceled,
+    /// The job's end is recorded; its cleanup (deleting what the retention policy does not keep) and the answer to
+    /// its submitter are about to follow.
+    Ended,
 }
 
 /// Where engine code yields to let rare interleavings happen (madsim's `buggify`): the hook may delay there.

@@ -51,6 +51,7 @@ pub enum PointName {
     JobFailingOver,
     JobFinished,
     JobCanceled,
+    JobEnded,
     InterleaveGate,
     InterleaveSnapshotAsync,
     InterleaveSinkWrite,
@@ -72,7 +73,7 @@ pub enum PointAction {
 
 impl PointName {
     /// Every point name, in declaration order.
-    pub const ALL: [PointName; 40] = [
+    pub const ALL: [PointName; 41] = [
         PointName::SnapshotTriggered,
         PointName::SnapshotAligning,
         PointName::SnapshotAcked,
@@ -110,6 +111,7 @@ impl PointName {
         PointName::JobFailingOver,
         PointName::JobFinished,
         PointName::JobCanceled,
+        PointName::JobEnded,
         PointName::InterleaveGate,
         PointName::InterleaveSnapshotAsync,
         PointName::InterleaveSinkWrite,
@@ -140,6 +142,7 @@ impl PointName {
             | JobFailingOver
             | JobFinished
             | JobCanceled
+            | JobEnded
             | Discarded => &[Crash],
             RpcTrigger | RpcNotify | RpcAbort | RpcFinish | RpcAck | RpcDecline | RpcEndOfData => &[Crash, Delay, Drop],
             Barrier | SnapshotAsync | InterleaveGate | InterleaveSnapshotAsync | InterleaveSinkWrite => &[Crash, Delay],
@@ -185,7 +188,8 @@ impl PointName {
             | JobDeployed
             | JobFailingOver
             | JobFinished
-            | JobCanceled => true,
+            | JobCanceled
+            | JobEnded => true,
             SnapshotAligning
             | RpcAck
             | RpcDecline
@@ -270,6 +274,7 @@ pub fn name_of(point: &FaultPoint<'_>) -> PointName {
             JobEvent::FailingOver => PointName::JobFailingOver,
             JobEvent::Finished => PointName::JobFinished,
             JobEvent::Canceled => PointName::JobCanceled,
+            JobEvent::Ended => PointName::JobEnded,
         },
         FaultPoint::Interleave { site, .. } => match site {
             Interleaving::Gate => PointName::InterleaveGate,

@@ -19,6 +19,7 @@ use crate::seam::storage::StorageRef;
 pub use error::JobError;
 use messages::{JobManagerMessage, JobOutcome, RestoreRequest};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
@@ -42,8 +43,54 @@ pub struct Directory {
     /// Bumped by every job manager start, so task managers notice a new leader.
     epoch: std::sync::atomic::AtomicU64,
     jobs: Mutex<BTreeMap<JobId, StoredJob>>,
+    /// Jobs that ended, as Flink's JobResultStore keeps them (FLIP-194): recorded before the job's cleanup starts,
+    /// so that a job manager taking over after a crash finishes the cleanup and answers the submitter instead of
+    /// forgetting the job, and answers later requests that it ended. At most [`ENDED_JOBS_KEPT`] clean ones stay.
+    ended: Mutex<BTreeMap<JobId, EndedJob>>,
     /// The fault hook every node's [`crate::faults::Faults`] asks.
     pub hook: FaultHookRef,
+}
+
+/// How a job ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum JobEnd {
+    Finished,
+    Canceled,
+    Failed,
+}
+
+/// The clean jobs the store remembers: beyond them the oldest is forgotten.
+const ENDED_JOBS_KEPT: usize = 64;
+
+/// What is left to delete of an ended job: snapshots that can no longer complete, subsumed ones whose deletion was
+/// in flight, and the job's whole checkpoint directory if the retention policy says so.
+#[derive(Clone, Debug)]
+pub struct Cleanup {
+    /// Snapshot directories to delete, by id.
+    pub dirs: Vec<(CheckpointId, PathBuf)>,
+    /// The job's checkpoint directory, and whether it goes entirely (else only what no retained checkpoint owns).
+    pub job_dir: Option<(PathBuf, bool)>,
+    /// The checkpoints the retention policy keeps, and the first id the job never used.
+    pub retained: Vec<CheckpointId>,
+    pub next_id: CheckpointId,
+}
+
+impl Cleanup {
+    /// Nothing to delete.
+    pub fn nothing() -> Cleanup {
+        Cleanup { dirs: Vec::new(), job_dir: None, retained: Vec::new(), next_id: CheckpointId(1) }
+    }
+}
+
+/// An ended job in the store.
+pub struct EndedJob {
+    pub how: JobEnd,
+    /// The submitter's answer, until it is given (once the cleanup is done).
+    pub answer: Option<(tokio::sync::oneshot::Sender<Result<JobOutcome, JobError>>, Result<JobOutcome, JobError>)>,
+    /// What is left to delete; `None` once the job is clean.
+    pub cleanup: Option<Cleanup>,
+    /// When it ended, in the store's order: the oldest clean entries are forgotten first.
+    pub order: u64,
 }
 
 /// A submitted job, as the high-availability store keeps it.
@@ -61,7 +108,13 @@ pub struct StoredJob {
 
 impl Directory {
     pub fn new(hook: FaultHookRef) -> Self {
-        Directory { job_manager: Mutex::new(None), epoch: Default::default(), jobs: Mutex::new(BTreeMap::new()), hook }
+        Directory {
+            job_manager: Mutex::new(None),
+            epoch: Default::default(),
+            jobs: Mutex::new(BTreeMap::new()),
+            ended: Mutex::new(BTreeMap::new()),
+            hook,
+        }
     }
 
     pub fn job_manager(&self) -> Option<Sender<JobManagerMessage>> {
@@ -114,9 +167,41 @@ impl Directory {
         })
     }
 
-    /// Forgets a job that ended, handing back its submitter's reply channel.
-    fn finish_job(&self, job: JobId) -> Option<tokio::sync::oneshot::Sender<Result<JobOutcome, JobError>>> {
-        self.jobs.lock().expect("directory lock").remove(&job).and_then(|stored| stored.reply)
+    /// Records that job `job` ended `how` with `result`, and what is left to delete: it leaves the running jobs,
+    /// and its submitter is answered once [`Directory::cleaned`] says the cleanup is done.
+    fn end_job(&self, job: JobId, how: JobEnd, result: Result<JobOutcome, JobError>, cleanup: Cleanup) {
+        let reply = self.jobs.lock().expect("directory lock").remove(&job).and_then(|stored| stored.reply);
+        let answer = reply.map(|reply| (reply, result));
+        let mut ended = self.ended.lock().expect("directory lock");
+        let order = ended.values().map(|e| e.order + 1).max().unwrap_or(0);
+        ended.insert(job, EndedJob { how, answer, cleanup: Some(cleanup), order });
+    }
+
+    /// Job `job`'s cleanup is done: its submitter gets the answer, and the entry stays (bounded) to say it ended.
+    fn cleaned(&self, job: JobId) {
+        let mut ended = self.ended.lock().expect("directory lock");
+        if let Some(entry) = ended.get_mut(&job) {
+            entry.cleanup = None;
+            if let Some((reply, result)) = entry.answer.take() {
+                let _ = reply.send(result);
+            }
+        }
+        while ended.values().filter(|e| e.cleanup.is_none()).count() > ENDED_JOBS_KEPT {
+            let oldest = ended.iter().filter(|(_, e)| e.cleanup.is_none()).min_by_key(|(_, e)| e.order);
+            let Some(oldest) = oldest.map(|(id, _)| *id) else { break };
+            ended.remove(&oldest);
+        }
+    }
+
+    /// How job `job` ended, if the store knows it did.
+    fn ended(&self, job: JobId) -> Option<JobEnd> {
+        self.ended.lock().expect("directory lock").get(&job).map(|e| e.how)
+    }
+
+    /// Ended jobs whose cleanup a dead job manager did not finish, with what is left.
+    fn unclean(&self) -> Vec<(JobId, Cleanup)> {
+        let ended = self.ended.lock().expect("directory lock");
+        ended.iter().filter_map(|(id, e)| e.cleanup.clone().map(|c| (*id, c))).collect()
     }
 
     /// Records the next deployment attempt of a job.

@@ -152,10 +152,7 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
         if restart.relocate
             && let Some(from) = latest.take()
         {
-            match relocate(world, &from, restores).await {
-                Ok(to) => latest = Some(to),
-                Err(error) => return Steps::failed(error),
-            }
+            latest = Some(relocate(world, &from, restores).await);
         }
         // The restart's configuration; what it does not set stays as the job before had it (the parallelism and
         // backend earlier restarts chose, the settings the seed chose).
@@ -258,20 +255,38 @@ fn schedule_savepoints(
 }
 
 /// Moves a snapshot directory to another volume, durably, as a user moving a savepoint would: copies every file
-/// (fsynced, and its directory), then deletes the original.
-async fn relocate(world: &World, from: &Path, restores: u32) -> Result<PathBuf, String> {
+/// (fsynced, and its directory), then deletes the original. A step that fails (storage faults) is tried again
+/// until it works, as a user would; a copy is complete before the original goes.
+async fn relocate(world: &World, from: &Path, restores: u32) -> PathBuf {
     let storage = &world.storage_ref;
     let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let to = Path::new(RELOCATED_DIR).join(format!("{restores}-{name}"));
-    let moved = async {
+    let copy = async || {
         copy_tree(storage, from, &to).await?;
-        storage.sync_dir(Path::new(RELOCATED_DIR)).await?;
-        storage.remove_dir_all(from).await?;
-        storage.sync_dir(from.parent().unwrap_or(Path::new("/"))).await
+        storage.sync_dir(Path::new(RELOCATED_DIR)).await
     };
-    moved.await.map_err(|error| format!("cannot relocate {}: {error}", from.display()))?;
+    until_done(&format!("copy {} to {}", from.display(), to.display()), copy).await;
+    let remove = async || match storage.remove_dir_all(from).await {
+        Ok(()) | Err(engine::seam::storage::StorageError::NotFound { .. }) => {
+            storage.sync_dir(from.parent().unwrap_or(Path::new("/"))).await
+        }
+        Err(error) => Err(error),
+    };
+    until_done(&format!("delete {}", from.display()), remove).await;
     tracing::info!(target: "weir::trace", from = %from.display(), to = %to.display(), "restart: relocated");
-    Ok(to)
+    to
+}
+
+/// Runs `step` until it succeeds, pausing between tries.
+async fn until_done<F, Fut>(what: &str, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), engine::seam::storage::StorageError>>,
+{
+    while let Err(error) = step().await {
+        tracing::info!(target: "weir::trace", %error, "restart: cannot {what} yet; trying again");
+        runtime::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Copies the tree at `from` to `to`, every file and directory durable.

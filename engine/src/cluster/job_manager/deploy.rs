@@ -8,8 +8,9 @@
 
 use super::recovery::RestoreSource;
 use super::rpc::ClusterReporter;
-use super::{DeployedTask, JobManager, Phase, RECOVERY_RETRY_MS, Terminal};
+use super::{DeployedTask, JobManager, Phase, RECOVERY_RETRY_MS};
 use crate::checkpoint::restore::{self, RestorePlan};
+use crate::cluster::JobEnd;
 use crate::cluster::messages::{JobManagerMessage, TaskDeployment, TaskManagerMessage};
 use crate::error::TaskError;
 use crate::faults::{Fate, FaultPoint, Faults};
@@ -75,7 +76,7 @@ impl JobManager {
                 return;
             }
             Err(error) => {
-                self.terminate(job, Terminal::Failed, Err(error.into())).await;
+                self.terminate(job, JobEnd::Failed, Err(error.into())).await;
                 return;
             }
         };
@@ -104,7 +105,7 @@ impl JobManager {
                         return;
                     }
                     Err(error) => {
-                        self.terminate(job, Terminal::Failed, Err(error.into())).await;
+                        self.terminate(job, JobEnd::Failed, Err(error.into())).await;
                         return;
                     }
                 }

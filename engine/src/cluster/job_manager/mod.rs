@@ -28,8 +28,8 @@ mod savepoints;
 
 pub use deploy::host_for_slot;
 
-use super::Directory;
 use super::messages::{CheckpointStats, JobManagerMessage, JobOutcome, JobStatus, RestoreRequest, TaskManagerMessage};
+use super::{Cleanup, Directory, JobEnd};
 use crate::api::graph::JobGraph;
 use crate::checkpoint::coordinator::{Action, Coordinator, CoordinatorSettings, Durable};
 use crate::checkpoint::restore::LoadedCheckpoint;
@@ -54,8 +54,6 @@ const MAILBOX_CAPACITY_MESSAGES: usize = 4096;
 const SLOT_WAIT_MS: u64 = 30_000;
 /// How long a job whose takeover or restore failed for a passing reason waits before the next try.
 const RECOVERY_RETRY_MS: u64 = 200;
-/// How many ended jobs the job manager remembers, to answer requests about them precisely.
-const ENDED_JOBS_KEPT: usize = 64;
 
 struct RegisteredTaskManager {
     slots: u32,
@@ -84,14 +82,6 @@ enum Phase {
     Restarting {
         at_ms: u64,
     },
-}
-
-/// How a job ended, for the retention policy.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Terminal {
-    Finished,
-    Canceled,
-    Failed,
 }
 
 /// A `_metadata` write in progress.
@@ -146,8 +136,6 @@ struct JobManager {
     epoch: Instant,
     task_managers: BTreeMap<String, RegisteredTaskManager>,
     jobs: BTreeMap<JobId, JobRun>,
-    /// Jobs that ended under this job manager, and how: a late request about one is answered precisely.
-    ended: BTreeMap<JobId, Terminal>,
 }
 
 /// The job manager's main loop; runs until its node dies.
@@ -164,11 +152,12 @@ pub async fn run(directory: Arc<Directory>, storage: StorageRef) {
         epoch: runtime::now(),
         task_managers: BTreeMap::new(),
         jobs: BTreeMap::new(),
-        ended: BTreeMap::new(),
     };
     if !recovered.is_empty() {
         tracing::info!(target: "weir::trace", leader_epoch, jobs = recovered.len(), "job manager taking jobs over");
     }
+    // Ended jobs first: a job whose cleanup a dead job manager left unfinished is finished, never run again.
+    job_manager.finish_cleanups();
     for job in recovered {
         job_manager.take_over(job).await;
     }
@@ -198,7 +187,7 @@ impl JobManager {
                 let result = match self.jobs.contains_key(&job) {
                     true => {
                         self.job_event(job, JobEvent::Canceled, None).await;
-                        self.terminate(job, Terminal::Canceled, Err(JobError::Canceled)).await;
+                        self.terminate(job, JobEnd::Canceled, Err(JobError::Canceled)).await;
                         Ok(())
                     }
                     false => Err(self.unknown(job)),
@@ -231,10 +220,10 @@ impl JobManager {
 
     /// The error for a request about a job this job manager does not run: ended, or never known.
     fn unknown(&self, job: JobId) -> JobError {
-        match self.ended.get(&job) {
-            Some(Terminal::Finished) => JobError::JobEnded { job, how: "finished".into() },
-            Some(Terminal::Canceled) => JobError::JobEnded { job, how: "was canceled".into() },
-            Some(Terminal::Failed) => JobError::JobEnded { job, how: "failed".into() },
+        match self.directory.ended(job) {
+            Some(JobEnd::Finished) => JobError::JobEnded { job, how: "finished".into() },
+            Some(JobEnd::Canceled) => JobError::JobEnded { job, how: "was canceled".into() },
+            Some(JobEnd::Failed) => JobError::JobEnded { job, how: "failed".into() },
             None => JobError::UnknownJob(job),
         }
     }
@@ -411,7 +400,7 @@ impl JobManager {
                     };
                     tracing::info!(%job, duration = ?outcome.duration, checkpoints = outcome.completed.len(), "job finished");
                     self.job_event(job, JobEvent::Finished, None).await;
-                    self.terminate(job, Terminal::Finished, Ok(outcome)).await;
+                    self.terminate(job, JobEnd::Finished, Ok(outcome)).await;
                 }
             }
             Err(error) => {
@@ -430,7 +419,7 @@ impl JobManager {
         tracing::warn!(%job, attempt = run.attempt.0, %failure, "job failure");
         if failure.is_deterministic() {
             // It would fail the same way on every attempt: restarting would loop forever.
-            self.terminate(job, Terminal::Failed, Err(failure)).await;
+            self.terminate(job, JobEnd::Failed, Err(failure)).await;
             return;
         }
         let delay_ms = match run.graph.config.restart {
@@ -438,11 +427,11 @@ impl JobManager {
             RestartStrategy::FixedDelay { .. } => {
                 let error =
                     JobError::RestartsExhausted { attempts: run.restarts + 1, last_failure: failure.to_string() };
-                self.terminate(job, Terminal::Failed, Err(error)).await;
+                self.terminate(job, JobEnd::Failed, Err(error)).await;
                 return;
             }
             RestartStrategy::None => {
-                self.terminate(job, Terminal::Failed, Err(failure)).await;
+                self.terminate(job, JobEnd::Failed, Err(failure)).await;
                 return;
             }
         };
@@ -469,17 +458,15 @@ impl JobManager {
         }
     }
 
-    /// Ends the job: stops its subtasks, discards what can never complete, applies the retention policy, and
-    /// replies once the deletions it started are done.
-    async fn terminate(&mut self, job: JobId, terminal: Terminal, result: Result<JobOutcome, JobError>) {
+    /// Ends the job: stops its subtasks, records how it ended in the store (before anything is deleted), discards
+    /// what can never complete, applies the retention policy, and answers the submitter once the deletions are
+    /// done. A job manager that dies meanwhile leaves the rest to the next one ([`JobManager::finish_cleanups`]).
+    async fn terminate(&mut self, job: JobId, terminal: JobEnd, result: Result<JobOutcome, JobError>) {
         self.cancel_tasks(job).await;
         let Some(mut run) = self.jobs.remove(&job) else { return };
-        self.ended.insert(job, terminal);
-        while self.ended.len() > ENDED_JOBS_KEPT {
-            self.ended.pop_first();
-        }
         // Snapshots still pending can never complete now: discard their partial files. A savepoint's requester
         // learns that it failed.
+        let mut dirs = Vec::new();
         let pending = run.coordinator.as_ref().map(|c| c.pending()).unwrap_or_default();
         for id in pending {
             tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint aborted: the job ended");
@@ -488,38 +475,31 @@ impl JobManager {
                 let _ = reply.send(Err(JobError::SavepointFailed { id: id.0, reason: "the job ended".into() }));
             }
             if let Some(dir) = kind.and_then(|kind| self.snapshot_dir(&run, id, &kind)) {
-                run.discards.push(self.discard_dir(job, id, dir));
+                dirs.push((id, dir));
             }
         }
         let retention = run.graph.config.checkpoint.externalized;
         let discard = match (retention, terminal) {
             (ExternalizedRetention::RetainOnCancellation, _) => false,
-            (ExternalizedRetention::DeleteOnCancellation, Terminal::Failed) => false,
+            (ExternalizedRetention::DeleteOnCancellation, JobEnd::Failed) => false,
             (ExternalizedRetention::DeleteOnCancellation, _) => true,
             (ExternalizedRetention::NoExternalizedCheckpoints, _) => true,
         };
-        let discards = std::mem::take(&mut run.discards);
-        let job_dir = run.writer.as_ref().and_then(|w| w.job_dir.clone()).filter(|_| discard);
-        let storage = self.storage.clone();
-        let reply = self.directory.finish_job(job);
+        let durable = run.coordinator.as_ref().map(|c| c.durable());
+        let cleanup = Cleanup {
+            dirs,
+            job_dir: run.writer.as_ref().and_then(|w| w.job_dir.clone()).map(|dir| (dir, discard)),
+            retained: durable.as_ref().map(|d| d.retained.clone()).unwrap_or_default(),
+            next_id: durable.map_or(CheckpointId(1), |d| d.next_id),
+        };
         match &result {
             Err(JobError::Canceled) => tracing::info!(%job, "job canceled"),
             Err(error) => tracing::warn!(%job, ?terminal, %error, "job ended"),
             Ok(_) => {}
         }
-        // The reply waits for the deletions, so whoever learns that the job ended finds its directory as the
-        // retention policy says; the job manager goes on meanwhile.
-        runtime::spawn(async move {
-            for discard in discards {
-                let _ = discard.await;
-            }
-            if let Some(dir) = job_dir {
-                recovery::remove_dir_until_done(&storage, &dir).await;
-            }
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
-            }
-        });
+        self.directory.end_job(job, terminal, result, cleanup.clone());
+        let in_flight = std::mem::take(&mut run.discards);
+        self.clean_up(job, cleanup, in_flight);
     }
 
     async fn on_wake(&mut self, job: JobId) {
@@ -535,7 +515,7 @@ impl JobManager {
             Phase::WaitingForSlots { since_ms } if now_ms >= since_ms + SLOT_WAIT_MS => {
                 let available = self.task_managers.values().map(|tm| tm.slots).sum();
                 let error = JobError::NotEnoughSlots { needed: run.graph.slots_needed(), available };
-                self.terminate(job, Terminal::Failed, Err(error)).await;
+                self.terminate(job, JobEnd::Failed, Err(error)).await;
             }
             Phase::WaitingForSlots { .. } => self.schedule_wake(job),
             Phase::Restarting { at_ms } if now_ms >= at_ms => {

@@ -18,6 +18,7 @@ use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError};
 use crate::checkpoint::storage::{self, CheckpointWriter};
 use crate::cluster::JobError;
 use crate::cluster::messages::RestoreRequest;
+use crate::cluster::{Cleanup, JobEnd};
 use crate::config::StateBackendKind;
 use crate::faults::{FaultPoint, Faults, RecoveryStep};
 use crate::ids::{Attempt, CheckpointId, JobId};
@@ -210,9 +211,40 @@ impl JobManager {
     /// A job that cannot be taken over for a reason that will not pass: its submitter learns why.
     fn fail_taken_over(&self, job: JobId, error: JobError) {
         tracing::warn!(%job, %error, "cannot take the job over");
-        if let Some(reply) = self.directory.finish_job(job) {
-            let _ = reply.send(Err(error));
+        self.directory.end_job(job, JobEnd::Failed, Err(error), Cleanup::nothing());
+        self.directory.cleaned(job);
+    }
+
+    /// Finishes, in tasks of their own, the cleanups of ended jobs that a dead job manager left unfinished, and
+    /// answers their submitters.
+    pub(super) fn finish_cleanups(&self) {
+        for (job, cleanup) in self.directory.unclean() {
+            tracing::info!(target: "weir::trace", %job, "finishing the cleanup of an ended job");
+            self.clean_up(job, cleanup, Vec::new());
         }
+    }
+
+    /// Deletes what `cleanup` lists of ended job `job` in a task of its own, after the deletions already in flight,
+    /// then records the job clean, which answers its submitter.
+    pub(super) fn clean_up(&self, job: JobId, cleanup: Cleanup, in_flight: Vec<JoinHandle<()>>) {
+        let (storage, faults, directory) = (self.storage.clone(), self.faults.clone(), self.directory.clone());
+        runtime::spawn(async move {
+            for discarding in in_flight {
+                let _ = discarding.await;
+            }
+            for (id, dir) in &cleanup.dirs {
+                discard(&storage, &faults, job, *id, dir).await;
+            }
+            match &cleanup.job_dir {
+                Some((dir, true)) => remove_dir_until_done(&storage, dir).await,
+                // Kept: but not what a subsumed checkpoint left, whose deletion may have died with a job manager.
+                Some((dir, false)) => {
+                    discard_leftovers(&storage, &faults, job, dir, cleanup.next_id, &cleanup.retained).await
+                }
+                None => {}
+            }
+            directory.cleaned(job);
+        });
     }
 
     /// Deletes, in a task of its own, the `chk-<n>` directories below `below` that no retained checkpoint owns:
@@ -225,38 +257,48 @@ impl JobManager {
         keep: Vec<CheckpointId>,
     ) -> JoinHandle<()> {
         let (storage, faults) = (self.storage.clone(), self.faults.clone());
-        runtime::spawn(async move {
-            let mut pause_ms = 50;
-            let names = loop {
-                let listed = match recovery_point(&faults, RecoveryStep::ScanDirectory, &job_dir).await {
-                    Ok(()) => storage.list(&job_dir).await,
-                    Err(error) => Err(error),
-                };
-                match listed {
-                    Ok(names) => break names,
-                    Err(StorageError::NotFound { .. }) => return,
-                    Err(error) => {
-                        tracing::info!(target: "weir::trace", dir = %job_dir.display(), %error, "cannot list the checkpoint directory; trying again");
-                        runtime::sleep(Duration::from_millis(pause_ms)).await;
-                        pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
-                    }
-                }
-            };
-            for name in names {
-                let Some(id) = storage::parse_checkpoint_dir_name(&name) else { continue };
-                if id < below && !keep.contains(&id) {
-                    let dir = job_dir.join(&name);
-                    tracing::info!(target: "weir::trace", checkpoint = %id, dir = %dir.display(), "discarding what a dead job manager left");
-                    discard(&storage, &faults, job, id, &dir).await;
-                }
-            }
-        })
+        runtime::spawn(async move { discard_leftovers(&storage, &faults, job, &job_dir, below, &keep).await })
     }
 
     /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone.
     pub(super) fn discard_dir(&self, job: JobId, id: CheckpointId, dir: PathBuf) -> JoinHandle<()> {
         let (storage, faults) = (self.storage.clone(), self.faults.clone());
         runtime::spawn(async move { discard(&storage, &faults, job, id, &dir).await })
+    }
+}
+
+/// Deletes the `chk-<n>` directories of `job_dir` below `below` that no checkpoint of `keep` owns.
+async fn discard_leftovers(
+    storage: &StorageRef,
+    faults: &Faults,
+    job: JobId,
+    job_dir: &Path,
+    below: CheckpointId,
+    keep: &[CheckpointId],
+) {
+    let mut pause_ms = 50;
+    let names = loop {
+        let listed = match recovery_point(&faults, RecoveryStep::ScanDirectory, &job_dir).await {
+            Ok(()) => storage.list(&job_dir).await,
+            Err(error) => Err(error),
+        };
+        match listed {
+            Ok(names) => break names,
+            Err(StorageError::NotFound { .. }) => return,
+            Err(error) => {
+                tracing::info!(target: "weir::trace", dir = %job_dir.display(), %error, "cannot list the checkpoint directory; trying again");
+                runtime::sleep(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+            }
+        }
+    };
+    for name in names {
+        let Some(id) = storage::parse_checkpoint_dir_name(&name) else { continue };
+        if id < below && !keep.contains(&id) {
+            let dir = job_dir.join(&name);
+            tracing::info!(target: "weir::trace", checkpoint = %id, dir = %dir.display(), "discarding what a dead job manager left");
+            discard(storage, faults, job, id, &dir).await;
+        }
     }
 }
 
