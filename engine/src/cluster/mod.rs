@@ -82,11 +82,14 @@ impl Cleanup {
     }
 }
 
+/// Where a job's submitter waits for its outcome.
+pub type Reply = tokio::sync::oneshot::Sender<Result<JobOutcome, JobError>>;
+
 /// An ended job in the store.
 pub struct EndedJob {
     pub how: JobEnd,
     /// The submitter's answer, until it is given (once the cleanup is done).
-    pub answer: Option<(tokio::sync::oneshot::Sender<Result<JobOutcome, JobError>>, Result<JobOutcome, JobError>)>,
+    pub answer: Option<(Reply, Result<JobOutcome, JobError>)>,
     /// What is left to delete; `None` once the job is clean.
     pub cleanup: Option<Cleanup>,
     /// When it ended, in the store's order: the oldest clean entries are forgotten first.

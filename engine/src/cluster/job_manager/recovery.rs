@@ -279,7 +279,7 @@ async fn discard_leftovers(
     let mut pause_ms = 50;
     let names = loop {
         let listed = match recovery_point(faults, RecoveryStep::ScanDirectory, job_dir).await {
-            Ok(()) => storage.list(&job_dir).await,
+            Ok(()) => storage.list(job_dir).await,
             Err(error) => Err(error),
         };
         match listed {
