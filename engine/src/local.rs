@@ -59,16 +59,23 @@ pub fn cluster_spec(parallelism: u32, task_managers: u32) -> ClusterSpec {
 /// The committed output under `dir`: every committed part file (`part-*`; in-progress
 /// transactions are hidden files and never output), concatenated in commit order.
 pub async fn read_parts(storage: &StorageRef, dir: &Path) -> Result<String, RunError> {
-    let mut text = String::new();
+    Ok(read_part_files(storage, dir).await?.into_iter().map(|(_, text)| text).collect())
+}
+
+/// Every committed part file under `dir`, with its name, in commit order: the pieces [`read_parts`]
+/// concatenates, each of which one commit made visible.
+pub async fn read_part_files(storage: &StorageRef, dir: &Path) -> Result<Vec<(String, String)>, RunError> {
     let mut names: Vec<String> =
         storage.list(dir).await?.into_iter().filter(|name| name.starts_with("part-")).collect();
     // `part-<subtask>-<checkpoint>-…`: by checkpoint first, so that the order is commit
     // order even when a rescale moved keys between subtasks.
     names.sort_by_key(|name| (name.split('-').nth(2).map(str::to_string), name.clone()));
+    let mut parts = Vec::with_capacity(names.len());
     for name in names {
         let path = dir.join(&name);
         let bytes = storage.read(&path).await?;
-        text.push_str(std::str::from_utf8(&bytes).map_err(|_| RunError::NotUtf8 { path: path.display().to_string() })?);
+        let text = String::from_utf8(bytes).map_err(|_| RunError::NotUtf8 { path: path.display().to_string() })?;
+        parts.push((name, text));
     }
-    Ok(text)
+    Ok(parts)
 }

@@ -330,6 +330,9 @@ fn replay(
         write_file(file, &text)?;
         println!("saved the seed's profile: {}", file.display());
     }
+    if let Some(divergence) = &report.first_divergence {
+        println!("  first divergence: {divergence}");
+    }
     let passed = suite::seed_passed(&scenario, &report);
     println!("{}", if passed { "passed" } else { "FAILED" });
     Ok(passed)

@@ -3,6 +3,7 @@
 //! catch their deliberate bug). Also the determinism self-check, and [`Suite`], the builder a
 //! user's own `#[test]` runs its scenarios with.
 
+use crate::divergence;
 use crate::invariants::Invariant;
 use crate::runner::{self, RunOptions, RunReport};
 use crate::scenario::{self, Scenario, ScenarioError};
@@ -68,6 +69,9 @@ impl ScenarioSummary {
                     let _ = writeln!(text, "  seed {}: {error}", failure.seed);
                 }
                 (None, None, None) => {}
+            }
+            if let Some(divergence) = &failure.first_divergence {
+                let _ = writeln!(text, "    first divergence: {divergence}");
             }
             let _ = writeln!(text, "    replay: {}", replay_command(replay, Path::new(&self.path), failure.seed));
         }
@@ -258,6 +262,10 @@ pub fn run_seeds(
                             report
                         }
                     };
+                    if !seed_passed(scenario, &report) {
+                        let lines = fault_free.wait().as_ref().ok().map(Vec::as_slice);
+                        report.first_divergence = divergence::by_traced_rerun(scenario, &report, lines);
+                    }
                     report.output = String::new();
                     if seed_passed(scenario, &report) {
                         report.profile = None;

@@ -82,13 +82,15 @@ async fn register(
 
 async fn run_subtask(deployment: TaskDeployment, directory: Arc<Directory>) {
     let TaskDeployment { job, attempt, vertex, subtask, factory, context } = deployment;
-    let span =
-        tracing::info_span!("task", vertex = %context.info.vertex_name, subtask = subtask.0, attempt = attempt.0);
+    let name = context.info.vertex_name.clone();
+    let span = tracing::info_span!("task", vertex = %name, subtask = subtask.0, attempt = attempt.0);
+    // Names the vertex's id beside its name: job manager events (RPC faults) know a subtask by its id only.
+    span.in_scope(|| tracing::info!(target: "weir::trace", id = %vertex, attempt = attempt.0, "task started"));
     let result = factory(context).instrument(span).await;
     match &result {
         // A cancel (the job ended, failed over, or the user asked) is the task doing as told.
-        Err(error) if error.is_cancellation() => tracing::info!(%vertex, subtask = subtask.0, "task canceled"),
-        Err(error) => tracing::warn!(%vertex, subtask = subtask.0, %error, "task failed"),
+        Err(error) if error.is_cancellation() => tracing::info!(vertex = %name, subtask = subtask.0, "task canceled"),
+        Err(error) => tracing::warn!(vertex = %name, subtask = subtask.0, %error, "task failed"),
         Ok(()) => {}
     }
     if let Some(job_manager) = directory.job_manager() {

@@ -328,7 +328,7 @@ impl<T: Send + 'static> TransactionalSink<T> for FileTransactions<T> {
         let uid = self.uid.clone().expect("opened");
         for transaction in transactions {
             commit(self.storage(), &self.dir, &transaction.handle, &uid).await?;
-            tracing::info!(target: "weir::trace", part = %transaction.handle.committed, "part committed");
+            tracing::info!(target: "weir::trace", part = %transaction.handle.committed, checkpoint = %transaction.checkpoint, "part committed");
         }
         if let (Some((faults, job, task)), Some(last)) =
             (self.faults.clone(), transactions.iter().map(|t| t.checkpoint).max())

@@ -5,6 +5,7 @@ use super::restarts::Steps;
 use super::world::{CHECKPOINT_DIR, World};
 use crate::checkers::Abandoned;
 use crate::checks;
+use crate::workload::CommittedPart;
 use engine::ids::{CheckpointId, JobId};
 use engine::seam::runtime;
 use std::collections::BTreeMap;
@@ -15,6 +16,9 @@ pub struct Simulated {
     /// Savepoints taken by `[[savepoint]]` steps, and their state at the end: `None` if intact, else the problem.
     pub savepoints: Vec<(String, Option<String>)>,
     pub output: String,
+    /// The committed output by the commit that made each piece visible (collected for traced runs only), or why
+    /// it is not known.
+    pub parts: Result<Vec<CommittedPart>, String>,
     pub completions: Vec<crate::checkers::Completion>,
     /// Every job of the run and the snapshot id it was restored from.
     pub lineage: BTreeMap<JobId, Option<CheckpointId>>,
@@ -53,8 +57,8 @@ impl Simulated {
     }
 }
 
-/// Reads back what the run committed and left in storage.
-pub async fn collect(world: &World, steps: Steps) -> Simulated {
+/// Reads back what the run committed and left in storage; with `parts`, the committed output piece by piece too.
+pub async fn collect(world: &World, steps: Steps, parts: bool) -> Simulated {
     let storage = &world.storage_ref;
     // The job is over: what is read back now is evidence, read without faults.
     world.injector.heal();
@@ -63,6 +67,16 @@ pub async fn collect(world: &World, steps: Steps) -> Simulated {
         Err(problem) => {
             (String::new(), Some(steps.error.unwrap_or(format!("cannot read the committed output: {problem}"))))
         }
+    };
+    let parts = match parts {
+        false => Err("not recorded: the run was not traced".to_string()),
+        true => match world.workload.committed_parts(storage, &world.env).await {
+            Ok(Some(parts)) => Ok(parts),
+            Ok(None) => {
+                Err(format!("the `{}` workload does not say what each commit made visible", world.workload.name()))
+            }
+            Err(problem) => Err(format!("cannot read the committed parts: {problem}")),
+        },
     };
     let checkpoint_dirs = match checks::inspect_checkpoint_root(storage, Path::new(CHECKPOINT_DIR)).await {
         Ok(reports) => reports,
@@ -85,6 +99,7 @@ pub async fn collect(world: &World, steps: Steps) -> Simulated {
     Simulated {
         savepoints,
         output,
+        parts,
         completions: world.recorder.completions(),
         lineage: steps.lineage,
         restores: steps.restores,

@@ -17,6 +17,7 @@ pub use world::{
 };
 
 use crate::checkers::{self, Evidence, ExpectedOutput};
+use crate::divergence::{self, FirstDivergence};
 use crate::invariants::Violation;
 use crate::scenario::Scenario;
 use engine::config::JobConfig;
@@ -66,6 +67,9 @@ pub struct RunReport {
     pub trace: Vec<String>,
     /// The trace's events (empty unless recorded).
     pub events: Vec<TraceEvent>,
+    /// For a failing run that was traced: where its committed output first departs from the fault-free run's
+    /// ([`crate::divergence`]). `None` for a passing run, or one not traced.
+    pub first_divergence: Option<FirstDivergence>,
 }
 
 impl RunReport {
@@ -133,6 +137,8 @@ pub struct Finished {
     scenario: Scenario,
     config: JobConfig,
     simulated: Simulated,
+    /// Whether the trace was recorded.
+    traced: bool,
     /// Everything but the violations, the output and the checkpoints completed, which stay in `simulated` until
     /// the checkers have seen them.
     report: RunReport,
@@ -160,7 +166,18 @@ impl Finished {
             savepoints: &simulated.savepoints,
         };
         let violations = checkers::check(&self.scenario.file.checks.invariants, &evidence);
-        RunReport { violations, ..self.unchecked() }
+        let failed = !violations.is_empty() || self.report.error.is_some();
+        let first_divergence = (failed && self.traced).then(|| self.first_divergence(fault_free));
+        RunReport { violations, first_divergence, ..self.unchecked() }
+    }
+
+    /// Where the committed output first departs from `fault_free`, from the trace and the committed parts.
+    fn first_divergence(&self, fault_free: Option<&[String]>) -> FirstDivergence {
+        match (&self.simulated.parts, fault_free) {
+            (Err(reason), _) => FirstDivergence::Unknown { reason: reason.clone() },
+            (Ok(_), None) => FirstDivergence::Unknown { reason: "there is no fault-free run to compare with".into() },
+            (Ok(parts), Some(fault_free)) => divergence::first_divergence(&self.report.events, parts, fault_free),
+        }
     }
 
     /// The report without running the checkers.
@@ -226,8 +243,9 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Fin
         checkpoint_dirs: simulated.checkpoint_dirs.clone(),
         trace: events.iter().map(TraceEvent::line).collect(),
         events,
+        first_divergence: None,
     };
-    Finished { scenario, config, simulated, report }
+    Finished { scenario, config, simulated, traced: options.trace, report }
 }
 
 /// The simulation: the world, the faults timeline, the job and its restarts, then the evidence.
@@ -237,5 +255,5 @@ async fn simulate(scenario: Scenario, seed: u64, config: JobConfig, options: Run
         world.schedule_faults(&scenario);
     }
     let steps = restarts::run_job(&scenario, &world, config, options.faults).await;
-    evidence::collect(&world, steps).await
+    evidence::collect(&world, steps, options.trace).await
 }

@@ -199,7 +199,7 @@ use faults::Stall;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
-use volume::{InodeId, View, Volume, io_error, not_found};
+use volume::{InodeId, View, Volume, injected_error, io_error, not_found};
 
 /// How a volume starts when it is mounted.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -594,7 +594,7 @@ impl SimStorage {
         let id = volume.file_id("read", names, path)?;
         if faults::draw_failure(faults_now(volume).read_error_rate) {
             volume.stats.injected_read_errors += 1;
-            return Err(io_error("read", path, "injected read error"));
+            return Err(injected_error("read", path, "injected read error"));
         }
         Ok(read(&volume.file(id).expect("resolved to a file").current))
     }
@@ -632,12 +632,13 @@ impl WriteFile for SimFile {
         let faults = faults_now(volume);
         if faults::draw_failure(faults.write_error_rate) {
             volume.stats.injected_write_errors += 1;
-            return Err(io_error("write", &self.path, "injected write error"));
+            return Err(injected_error("write", &self.path, "injected write error"));
         }
         if let Some(capacity_bytes) = faults.capacity_bytes
             && volume.used_bytes().saturating_add(bytes.len() as u64) > capacity_bytes
         {
             volume.stats.no_space_errors += 1;
+            tracing::info!(target: "weir::trace", op = "write", path = %self.path.display(), "fault: storage full");
             return Err(StorageError::NoSpace { op: "write", path: self.path.clone() });
         }
         volume.file_mut(self.inode).expect("an open file's inode is live").current.extend_from_slice(bytes);
@@ -650,7 +651,7 @@ impl WriteFile for SimFile {
         self.check_fresh(volume, "fsync")?;
         if faults::draw_failure(faults_now(volume).fsync_error_rate) {
             volume.stats.injected_fsync_errors += 1;
-            return Err(io_error("fsync", &self.path, "injected fsync error"));
+            return Err(injected_error("fsync", &self.path, "injected fsync error"));
         }
         let file = volume.file_mut(self.inode).expect("an open file's inode is live");
         file.durable.clone_from(&file.current);
@@ -760,7 +761,7 @@ impl Storage for SimStorage {
         }
         if faults::draw_failure(faults_now(volume).fsync_error_rate) {
             volume.stats.injected_fsync_errors += 1;
-            return Err(io_error("fsync directory", dir, "injected fsync error"));
+            return Err(injected_error("fsync directory", dir, "injected fsync error"));
         }
         volume.persist_dir(id);
         Ok(())

@@ -68,6 +68,12 @@ pub(super) fn io_error(op: &'static str, path: &Path, message: &str) -> StorageE
     StorageError::Io { op, path: path.to_path_buf(), message: message.to_string() }
 }
 
+/// An error the storage's fault model injects: traced, so that a run's timeline marks where it hit.
+pub(super) fn injected_error(op: &'static str, path: &Path, message: &str) -> StorageError {
+    tracing::info!(target: "weir::trace", op, path = %path.display(), "fault: storage error");
+    io_error(op, path, message)
+}
+
 pub(super) fn not_found(op: &'static str, path: &Path) -> StorageError {
     StorageError::NotFound { op, path: path.to_path_buf() }
 }

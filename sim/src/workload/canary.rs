@@ -3,7 +3,7 @@
 //! transaction is committed already: the duplicates the checkers must catch, which proves the harness can fail.
 
 use super::sequence::{Sequence, SequenceParams};
-use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use super::{BoxFuture, PartsFuture, Reference, Workload, WorkloadEnv, file_sink_output, file_sink_parts};
 use async_trait::async_trait;
 use engine::api::BuildError;
 use engine::api::JobBuilder;
@@ -131,6 +131,10 @@ impl Workload for EagerCommitCanary {
 
     fn committed<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> BoxFuture<'a, Result<String, String>> {
         file_sink_output(storage, &env.output_dir)
+    }
+
+    fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a> {
+        file_sink_parts(storage, &env.output_dir)
     }
 
     fn state_lines(&self, committed: &[&str]) -> Vec<String> {

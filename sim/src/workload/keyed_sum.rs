@@ -1,7 +1,7 @@
 //! `keyed-sum` as a workload: the benchmark job, `n` generated records into a keyed `(count, sum)` per key, whose
 //! reference is [`engine::jobs::keyed_sum::reference`].
 
-use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use super::{BoxFuture, PartsFuture, Reference, Workload, WorkloadEnv, file_sink_output, file_sink_parts};
 use engine::api::BuildError;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
@@ -73,6 +73,10 @@ impl Workload for KeyedSum {
 
     fn committed<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> BoxFuture<'a, Result<String, String>> {
         file_sink_output(storage, &env.output_dir)
+    }
+
+    fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a> {
+        file_sink_parts(storage, &env.output_dir)
     }
 
     fn state_lines(&self, committed: &[&str]) -> Vec<String> {

@@ -59,8 +59,20 @@ pub struct Reference {
     pub state: Vec<String>,
 }
 
+/// What one commit made visible: the first-divergence analysis follows the committed output as it grows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedPart {
+    /// The name the sink's `part committed` trace event gives it (its `part` field).
+    pub name: String,
+    /// Its lines, as [`Workload::committed`] would return them.
+    pub text: String,
+}
+
 /// A boxed future, for the object-safe side of the contract.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What [`Workload::committed_parts`] returns.
+pub type PartsFuture<'a> = BoxFuture<'a, Result<Option<Vec<CommittedPart>>, String>>;
 
 /// A job the harness can test. Implement it for your own job and register it: the harness then runs it under
 /// every fault a scenario can name, against its own reference model.
@@ -93,6 +105,13 @@ pub trait Workload: Send + Sync + 'static {
     /// The final keyed state in a committed output, as lines (compared sorted with [`Reference::state`]).
     fn state_lines(&self, committed: &[&str]) -> Vec<String>;
 
+    /// The committed output split by the commit that made each piece visible (whose sink traced a `part committed`
+    /// event naming it): what lets a failure's report name the first commit that departs from the fault-free run.
+    /// `None` (the default) when the sink cannot tell; file-sink jobs return [`file_sink_parts`].
+    fn committed_parts<'a>(&'a self, _storage: &'a StorageRef, _env: &'a WorkloadEnv) -> PartsFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Why `invariant` cannot say anything about this job, if it cannot.
     fn not_applicable(&self, invariant: Invariant) -> Option<String> {
         match invariant {
@@ -116,6 +135,7 @@ pub trait Prepared: Send + Sync + Debug {
     fn reference(&self) -> Reference;
     fn committed<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> BoxFuture<'a, Result<String, String>>;
     fn state_lines(&self, committed: &[&str]) -> Vec<String>;
+    fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a>;
     fn not_applicable(&self, invariant: Invariant) -> Option<String>;
     fn check_order(&self, committed: &[&str]) -> Option<String>;
     /// A key naming the reference model's inputs (workload and parameters), for sharing one reference.
@@ -157,6 +177,10 @@ impl<W: Workload> Prepared for WithParams<W> {
 
     fn state_lines(&self, committed: &[&str]) -> Vec<String> {
         self.workload.state_lines(committed)
+    }
+
+    fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a> {
+        self.workload.committed_parts(storage, env)
     }
 
     fn not_applicable(&self, invariant: Invariant) -> Option<String> {
@@ -246,6 +270,18 @@ pub fn file_sink_output<'a>(storage: &'a StorageRef, dir: &'a Path) -> BoxFuture
             return Ok(String::new());
         }
         engine::local::read_parts(storage, dir).await.map_err(|e| e.to_string())
+    })
+}
+
+/// The committed part files under `dir`, each with its name, in commit order: what the built-in jobs'
+/// [`Workload::committed_parts`] return.
+pub fn file_sink_parts<'a>(storage: &'a StorageRef, dir: &'a Path) -> PartsFuture<'a> {
+    Box::pin(async move {
+        if !storage.exists(dir).await.map_err(|e| e.to_string())? {
+            return Ok(Some(Vec::new()));
+        }
+        let parts = engine::local::read_part_files(storage, dir).await.map_err(|e| e.to_string())?;
+        Ok(Some(parts.into_iter().map(|(name, text)| CommittedPart { name, text }).collect()))
     })
 }
 

@@ -2,7 +2,7 @@
 //! is [`engine::jobs::sequence::reference_lines`]; it promises an order (numbers ascend per partition and key in
 //! commit order), which its order check holds it to.
 
-use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use super::{BoxFuture, PartsFuture, Reference, Workload, WorkloadEnv, file_sink_output, file_sink_parts};
 use engine::api::BuildError;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
@@ -90,6 +90,10 @@ impl Workload for Sequence {
 
     fn committed<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> BoxFuture<'a, Result<String, String>> {
         file_sink_output(storage, &env.output_dir)
+    }
+
+    fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a> {
+        file_sink_parts(storage, &env.output_dir)
     }
 
     fn state_lines(&self, committed: &[&str]) -> Vec<String> {

@@ -1,7 +1,7 @@
 //! `wordcount` as a workload: a generated text (seeded by its line count only, so every seed reads the same), and
 //! the word counts of it computed byte by byte as the reference, independently of the engine's tokenizer.
 
-use super::{BoxFuture, Reference, Workload, WorkloadEnv, file_sink_output};
+use super::{BoxFuture, PartsFuture, Reference, Workload, WorkloadEnv, file_sink_output, file_sink_parts};
 use engine::api::BuildError;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
@@ -108,6 +108,10 @@ impl Workload for WordCount {
 
     fn committed<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> BoxFuture<'a, Result<String, String>> {
         file_sink_output(storage, &env.output_dir)
+    }
+
+    fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a> {
+        file_sink_parts(storage, &env.output_dir)
     }
 
     fn state_lines(&self, committed: &[&str]) -> Vec<String> {

@@ -31,6 +31,7 @@ fn deliver<M: Send + 'static>(faults: &Faults, kind: RpcKind, task: TaskRef, hos
             tracing::info!(target: "weir::trace", ?kind, vertex = %task.vertex, subtask = task.subtask.0, %host, "fault: rpc dropped")
         }
         Fate::Delay(delay) => {
+            tracing::info!(target: "weir::trace", ?kind, vertex = %task.vertex, subtask = task.subtask.0, %host, ?delay, "fault: rpc delayed");
             let to = to.clone();
             runtime::spawn(async move {
                 runtime::sleep(delay).await;
