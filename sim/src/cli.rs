@@ -61,6 +61,9 @@ enum Command {
         /// For a swarm scenario, write the seed's drawn profile as a scenario file here.
         #[arg(long, value_name = "FILE")]
         save_scenario: Option<PathBuf>,
+        /// Also write the run's timeline here: one self-contained HTML page.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
     },
     /// Runs one seed and prints its fingerprint, then its trace: the fresh process of the
     /// determinism check.
@@ -96,8 +99,8 @@ fn run_cli(context: Context) -> ExitCode {
                 Reports { json: json.as_deref(), junit: junit.as_deref(), scenarios: save_scenario.as_deref() };
             run(context, &path, &seeds, jobs, reports, check_determinism)
         }
-        Command::Replay { scenario, seed, trace, save_scenario } => {
-            replay(context, &scenario, seed, trace, save_scenario.as_deref())
+        Command::Replay { scenario, seed, trace, save_scenario, timeline } => {
+            replay(context, &scenario, seed, trace, save_scenario.as_deref(), timeline.as_deref())
         }
         Command::Trace { scenario, seed } => print_trace(context, &scenario, seed),
     };
@@ -285,6 +288,7 @@ fn replay(
     seed: u64,
     trace: Option<PathBuf>,
     save_scenario: Option<&Path>,
+    timeline: Option<&Path>,
 ) -> Result<bool, String> {
     let scenario = scenario::load_with(path, &context.registry).map_err(|e| e.to_string())?;
     let fault_free = suite::fault_free_output(&scenario).ok();
@@ -334,6 +338,13 @@ fn replay(
         println!("  first divergence: {divergence}");
     }
     let passed = suite::seed_passed(&scenario, &report);
+    if let Some(timeline) = timeline {
+        let replay = suite::replay_command(&context.replay, path, seed);
+        let about = crate::timeline::About { scenario_path: &path.display().to_string(), passed, replay };
+        std::fs::write(timeline, crate::timeline::html(&report, &about))
+            .map_err(|e| format!("cannot write `{}`: {e}", timeline.display()))?;
+        println!("timeline: {}", timeline.display());
+    }
     println!("{}", if passed { "passed" } else { "FAILED" });
     Ok(passed)
 }

@@ -17,4 +17,5 @@ pub mod scenario;
 pub mod storage;
 pub mod suite;
 pub mod swarm;
+pub mod timeline;
 pub mod workload;
