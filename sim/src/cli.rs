@@ -1,12 +1,13 @@
 //! The `weir-sim` command line, for any registry of workloads: [`main_with`] gives a user's crate its own
 //! `weir-sim`-style binary (`run`, `replay`, `--check-determinism`) over its own workloads.
 
+use crate::report::{self, SuiteReport};
 use crate::scenario::{self, Scenario};
+use crate::shard::{SeedShare, Shard};
 use crate::suite::{self, ScenarioSummary};
 use crate::workload::Registry;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +50,21 @@ enum Command {
         /// directory (`<scenario>-seed-<n>.toml`): it fails the same way on the same seed.
         #[arg(long, value_name = "DIR")]
         save_scenario: Option<PathBuf>,
+        /// Run only shard I of N of the (scenario, seed) pairs, as `I/N` (see `merge`).
+        #[arg(long)]
+        shard: Option<Shard>,
+    },
+    /// Combines the JSON reports of a sharded sweep (`run --shard I/N --json ...`) into one summary with the
+    /// distinct failures.
+    Merge {
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Write the merged JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a JUnit XML report here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
     /// Replays one seed of one scenario and writes its trace.
     Replay {
@@ -94,10 +110,13 @@ fn run_cli(context: Context) -> ExitCode {
     let cli = Cli::parse();
     let context = &context;
     let result = match cli.command {
-        Command::Run { path, seeds, jobs, json, junit, check_determinism, save_scenario } => {
+        Command::Run { path, seeds, jobs, json, junit, check_determinism, save_scenario, shard } => {
             let reports =
                 Reports { json: json.as_deref(), junit: junit.as_deref(), scenarios: save_scenario.as_deref() };
-            run(context, &path, &seeds, jobs, reports, check_determinism)
+            run(context, &path, &seeds, jobs, reports, check_determinism, shard)
+        }
+        Command::Merge { reports, json, junit } => {
+            merge(&reports, Reports { json: json.as_deref(), junit: junit.as_deref(), scenarios: None })
         }
         Command::Replay { scenario, seed, trace, save_scenario, timeline } => {
             replay(context, &scenario, seed, trace, save_scenario.as_deref(), timeline.as_deref())
@@ -147,11 +166,23 @@ fn load_all(context: &Context, path: &Path) -> Result<Vec<Scenario>, String> {
 }
 
 /// Where `run` writes what it found, besides its summary.
+#[derive(Clone, Copy)]
 struct Reports<'a> {
     json: Option<&'a Path>,
     junit: Option<&'a Path>,
     /// The directory failing swarm seeds are saved to as scenario files.
     scenarios: Option<&'a Path>,
+}
+
+impl Reports<'_> {
+    fn write(&self, report: &SuiteReport) -> Result<(), String> {
+        for (path, text) in [(self.json, report.to_json()), (self.junit, report.to_junit())] {
+            if let Some(path) = path {
+                write_file(path, &text)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Writes `text` to `path`, creating its directory.
@@ -175,23 +206,30 @@ fn run(
     jobs: Option<usize>,
     reports: Reports<'_>,
     determinism: bool,
+    shard: Option<Shard>,
 ) -> Result<bool, String> {
-    let Reports { json, junit, scenarios: save_dir } = reports;
+    let save_dir = reports.scenarios;
     let seeds = parse_seeds(seeds)?;
     let scenarios = load_all(context, path)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if determinism {
         return check_determinism(context, &scenarios, seeds, jobs);
     }
-    let total = (seeds.end - seeds.start) * scenarios.len() as u64;
+    let shares: Vec<SeedShare> =
+        scenarios.iter().map(|s| shard.unwrap_or(Shard::ALL).seeds(s.name(), seeds.clone())).collect();
+    let total: u64 = shares.iter().map(SeedShare::len).sum();
+    if let Some(shard) = shard {
+        let all = (seeds.end - seeds.start) * scenarios.len() as u64;
+        println!("shard {shard}: {total} of the {all} (scenario, seed) pairs");
+    }
     let progress = ProgressBar::new(total);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {elapsed} elapsed, {msg}").expect("a valid template"),
     );
     let mut summaries = Vec::new();
-    for scenario in &scenarios {
+    for (scenario, share) in scenarios.iter().zip(shares) {
         progress.set_message(scenario.name().to_string());
-        let summary = suite::run_seeds(scenario, seeds.clone(), jobs, &|_| progress.inc(1));
+        let summary = suite::run_seed_share(scenario, share, jobs, &|_| progress.inc(1));
         progress.suspend(|| print_summary(context, &summary));
         if let Some(dir) = save_dir {
             for failure in &summary.failures {
@@ -204,6 +242,8 @@ fn run(
         summaries.push(summary);
     }
     progress.finish_and_clear();
+    let report = SuiteReport::of_run(&context.replay, &summaries, &seeds, shard);
+    print!("{}", report.distinct_summary());
     let failed: Vec<&ScenarioSummary> = summaries.iter().filter(|s| !s.failures.is_empty()).collect();
     let seeds_total: u64 = summaries.iter().map(|s| s.seeds).sum();
     let wall: f64 = summaries.iter().map(|s| s.wall_time.as_secs_f64()).sum();
@@ -216,15 +256,21 @@ fn run(
         seeds_total as f64 / wall.max(1e-9),
         sim / wall.max(1e-9)
     );
-    if let Some(path) = json {
-        std::fs::write(path, json_report(context, &summaries))
-            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-    }
-    if let Some(path) = junit {
-        std::fs::write(path, junit_report(context, &summaries))
-            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-    }
+    reports.write(&report)?;
     Ok(failed.is_empty())
+}
+
+/// `merge`: the shards' reports as one.
+fn merge(paths: &[PathBuf], reports: Reports<'_>) -> Result<bool, String> {
+    let read: Vec<(PathBuf, SuiteReport)> = paths
+        .iter()
+        .map(|path| report::read(path).map(|r| (path.clone(), r)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let merged = report::merge(&read).map_err(|e| e.to_string())?;
+    print!("{}", merged.summary());
+    reports.write(&merged)?;
+    Ok(merged.failed_scenarios() == 0)
 }
 
 fn print_summary(context: &Context, summary: &ScenarioSummary) {
@@ -347,79 +393,4 @@ fn replay(
     }
     println!("{}", if passed { "passed" } else { "FAILED" });
     Ok(passed)
-}
-
-fn json_report(context: &Context, summaries: &[ScenarioSummary]) -> String {
-    let scenarios: Vec<serde_json::Value> = summaries
-        .iter()
-        .map(|s| {
-            let failures: Vec<serde_json::Value> = s
-                .failures
-                .iter()
-                .map(|f| {
-                    serde_json::json!({
-                        "seed": f.seed,
-                        "error": f.error,
-                        "violations": f.violations,
-                        "replay": suite::replay_command(&context.replay, Path::new(&s.path), f.seed),
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "name": s.name, "path": s.path, "seeds": s.seeds, "passed": s.passed,
-                "failed": s.failures.len(), "seeds_per_second": s.seeds_per_second(),
-                "simulated_per_wall": s.sim_wall_ratio(), "canary": s.canary.map(|c| c.to_string()),
-                "failures": failures,
-            })
-        })
-        .collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "scenarios": scenarios })).expect("JSON values serialize")
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn junit_report(context: &Context, summaries: &[ScenarioSummary]) -> String {
-    let failures = summaries.iter().filter(|s| !s.failures.is_empty()).count();
-    let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"weir-sim\" tests=\"{}\" failures=\"{failures}\">\n",
-        summaries.len()
-    );
-    for summary in summaries {
-        let _ = write!(
-            xml,
-            "  <testcase classname=\"scenarios\" name=\"{}\" time=\"{:.3}\"",
-            xml_escape(&summary.name),
-            summary.wall_time.as_secs_f64()
-        );
-        if summary.failures.is_empty() {
-            xml.push_str("/>\n");
-            continue;
-        }
-        let mut message = String::new();
-        for failure in &summary.failures {
-            let what = failure
-                .violations
-                .first()
-                .map(|v| v.to_string())
-                .or_else(|| failure.error.clone())
-                .unwrap_or_else(|| "canary not caught".into());
-            let _ = writeln!(
-                message,
-                "seed {}: {what}\n  replay: {}",
-                failure.seed,
-                suite::replay_command(&context.replay, Path::new(&summary.path), failure.seed)
-            );
-        }
-        let _ = write!(
-            xml,
-            ">\n    <failure message=\"{} of {} seeds failed\">{}</failure>\n  </testcase>\n",
-            summary.failures.len(),
-            summary.seeds,
-            xml_escape(&message)
-        );
-    }
-    xml.push_str("</testsuite>\n");
-    xml
 }

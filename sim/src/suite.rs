@@ -9,6 +9,7 @@ use crate::runner::{self, RunOptions, RunReport};
 use crate::scenario::{self, Scenario, ScenarioError};
 use crate::workload::Registry;
 use std::fmt::Write as _;
+use crate::shard::SeedShare;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -215,12 +216,23 @@ pub fn seed_passed(scenario: &Scenario, report: &RunReport) -> bool {
 }
 
 /// Runs `seeds` of `scenario` on `jobs` threads; `on_seed` is called after each seed.
-///
-/// The fault-free run is the first thing a worker takes; the other workers simulate seeds
-/// meanwhile and wait for it only to check them.
 pub fn run_seeds(
     scenario: &Scenario,
     seeds: Range<u64>,
+    jobs: usize,
+    on_seed: &(dyn Fn(&RunReport) + Sync),
+) -> ScenarioSummary {
+    run_seed_share(scenario, SeedShare::all(seeds), jobs, on_seed)
+}
+
+/// Runs the seeds of `share` (a shard's share of a range, [`crate::shard`]) of `scenario` on `jobs` threads;
+/// `on_seed` is called after each seed. A failing seed is run once more, traced, for its first divergence.
+///
+/// The fault-free run is the first thing a worker takes; the other workers simulate seeds
+/// meanwhile and wait for it only to check them. An empty share runs nothing.
+pub fn run_seed_share(
+    scenario: &Scenario,
+    share: SeedShare,
     jobs: usize,
     on_seed: &(dyn Fn(&RunReport) + Sync),
 ) -> ScenarioSummary {
@@ -229,10 +241,10 @@ pub fn run_seeds(
     let fault_free: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
     // Seeds are handed out by their index in the range, so that a range ending at `u64::MAX` cannot wrap.
     let next = AtomicU64::new(0);
-    let count = seeds.end - seeds.start;
+    let count = share.len();
     let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
+        for _ in 0..if share.is_empty() { 0 } else { jobs.max(1) } {
             scope.spawn(|| {
                 if !fault_free_taken.swap(true, Ordering::SeqCst) {
                     // Set it even if the run panics, so that no worker waits for it forever;
@@ -252,7 +264,7 @@ pub fn run_seeds(
                     if index >= count {
                         return;
                     }
-                    let seed = seeds.start + index;
+                    let seed = share.nth(index);
                     let finished = runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: false });
                     let mut report = match fault_free.wait() {
                         Ok(lines) => finished.check(Some(lines)),
@@ -284,7 +296,7 @@ pub fn run_seeds(
     ScenarioSummary {
         name: scenario.name().to_string(),
         path: scenario.path.display().to_string(),
-        seeds: seeds.end - seeds.start,
+        seeds: count,
         passed: passed.len() as u64,
         failures: failed,
         wall_time: started.elapsed(),

@@ -138,5 +138,9 @@ fn a_headless_browser_loads_the_timeline_without_a_script_error() {
     // The script names the attribute it sets on an error; the attribute itself, with its value, must be absent.
     let error = dom.find("data-script-error=\"").map(|at| &dom[at..dom.len().min(at + 300)]);
     assert!(error.is_none(), "the page's script failed: {error:?}");
-    assert!(dom.contains("data-timeline=\"ready\""), "the page's script did not finish: {}", &dom[..dom.len().min(300)]);
+    assert!(
+        dom.contains("data-timeline=\"ready\""),
+        "the page's script did not finish: {}",
+        &dom[..dom.len().min(300)]
+    );
 }

@@ -191,7 +191,11 @@ mod tests {
         }
     }
 
-    fn report(events: Vec<TraceEvent>, violations: Vec<Violation>, first_divergence: Option<FirstDivergence>) -> RunReport {
+    fn report(
+        events: Vec<TraceEvent>,
+        violations: Vec<Violation>,
+        first_divergence: Option<FirstDivergence>,
+    ) -> RunReport {
         RunReport {
             scenario: "hand-made".into(),
             seed: 7,
@@ -227,7 +231,13 @@ mod tests {
             cp(150, "checkpoint complete", "1"),
             event(151, "tm-0", "sink[0]", "part committed", &[("part", "part-0000-1"), ("checkpoint", "1")]),
             cp(200, "checkpoint triggered", "2"),
-            event(210, "sim", "-", "fault: firing", &[("fault", "CrashTaskManager { node: \"tm-0\", when: When { } }")]),
+            event(
+                210,
+                "sim",
+                "-",
+                "fault: firing",
+                &[("fault", "CrashTaskManager { node: \"tm-0\", when: When { } }")],
+            ),
             event(210, "sim", "-", "fault: node killed", &[("node", "tm-0"), ("restart_after", "50ms")]),
             event(211, "jm", "v1[0]", "fault: rpc dropped", &[("kind", "Ack")]),
             TraceEvent { level: Level::WARN, ..event(212, "jm", "-", "job failure", &[("job", "ab12cd")]) },
@@ -248,7 +258,12 @@ mod tests {
     }
 
     fn violation() -> Violation {
-        Violation { invariant: Invariant::ExactlyOnceOutput, seed: 7, time_ms: 1, event: "`r <1>` committed 2 times".into() }
+        Violation {
+            invariant: Invariant::ExactlyOnceOutput,
+            seed: 7,
+            time_ms: 1,
+            event: "`r <1>` committed 2 times".into(),
+        }
     }
 
     fn divergence(event: usize) -> FirstDivergence {
@@ -274,7 +289,10 @@ mod tests {
         assert_eq!(document.root_element().tag_name().name(), "svg");
         // Nothing is fetched: no address but the SVG namespace's name, no external reference.
         let addresses = page.match_indices("http").map(|(at, _)| &page[at..]);
-        assert!(addresses.into_iter().all(|a| a.starts_with("http://www.w3.org/2000/svg\"")), "only the SVG namespace may name an address");
+        assert!(
+            addresses.into_iter().all(|a| a.starts_with("http://www.w3.org/2000/svg\"")),
+            "only the SVG namespace may name an address"
+        );
         for reference in ["src=", "<link", "@import", "url(h", "href=\"h", "href=\"/"] {
             assert!(!page.contains(reference), "the page refers to something outside it: `{reference}`");
         }
@@ -296,8 +314,12 @@ mod tests {
             .filter(|n| attribute(*n, "class") == "mark k-fault")
             .map(|n| attribute(n, "data-i"))
             .collect();
-        let faults: Vec<String> =
-            events.iter().enumerate().filter(|(_, e)| e.message.starts_with("fault: ")).map(|(i, _)| i.to_string()).collect();
+        let faults: Vec<String> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.message.starts_with("fault: "))
+            .map(|(i, _)| i.to_string())
+            .collect();
         assert_eq!(fault_marks, faults);
         let texts: Vec<&str> = document.descendants().filter_map(|n| n.text()).collect();
         assert!(texts.iter().any(|t| t.starts_with("✗ exactly_once_output violated")), "{texts:?}");
@@ -323,7 +345,13 @@ mod tests {
             for subtask in 0..4 {
                 let task = format!("src[{subtask}]");
                 for step in 1..4 {
-                    events.push(event(at + step * 100 + subtask, "tm-0", &task, "records emitted", &[("records", "4")]));
+                    events.push(event(
+                        at + step * 100 + subtask,
+                        "tm-0",
+                        &task,
+                        "records emitted",
+                        &[("records", "4")],
+                    ));
                 }
                 events.push(event(at + 500 + subtask, "tm-0", &task, "snapshot taken", &[("checkpoint", &id)]));
             }

@@ -186,9 +186,10 @@ fn classify(event: &TraceEvent) -> Drawn {
         | "savepoint complete"
         | "job finishing" => MarkKind::Coordinator,
         "part committed" | "sink committed" | "sink committed on restore" => MarkKind::Commit,
-        "restoring state" | "restoring from a snapshot given at submission" | "finished on restore" | "job taken over" => {
-            MarkKind::Restore
-        }
+        "restoring state"
+        | "restoring from a snapshot given at submission"
+        | "finished on restore"
+        | "job taken over" => MarkKind::Restore,
         "job failure" | "task failed" | "node restarted" | "job manager changed: canceling tasks" => MarkKind::Failover,
         _ if message.starts_with("fault: ") => MarkKind::Fault,
         _ if message.starts_with("sink discarded") => MarkKind::Commit,
@@ -546,8 +547,10 @@ mod tests {
             cp(500, "checkpoint triggered", "5", &[("class", "Checkpoint")]),
         ];
         let (spans, rows) = pair_spans(&events, 900_000);
-        let got: Vec<(&str, bool, u128, u128, SpanEnd, usize)> =
-            spans.iter().map(|s| (s.id.as_str(), s.savepoint, s.start_ns / 1000, s.end_ns / 1000, s.end, s.row)).collect();
+        let got: Vec<(&str, bool, u128, u128, SpanEnd, usize)> = spans
+            .iter()
+            .map(|s| (s.id.as_str(), s.savepoint, s.start_ns / 1000, s.end_ns / 1000, s.end, s.row))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -573,8 +576,10 @@ mod tests {
         ];
         let (_, lanes_of) = assign_lanes(&events);
         let bins = bin_records(&events, &lanes_of, 100_000, 2);
-        let got: Vec<(usize, u128, u64, u64, usize, usize)> =
-            bins.iter().map(|b| (b.lane, b.start_ns / 1000, b.records, b.batches, b.first_event, b.last_event)).collect();
+        let got: Vec<(usize, u128, u64, u64, usize, usize)> = bins
+            .iter()
+            .map(|b| (b.lane, b.start_ns / 1000, b.records, b.batches, b.first_event, b.last_event))
+            .collect();
         assert_eq!(got, vec![(1, 0, 44, 11, 0, 1), (1, 50, 5, 1, 4, 4), (3, 0, 7, 1, 2, 2)]);
     }
 
