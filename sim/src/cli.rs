@@ -386,7 +386,8 @@ fn replay(
     let passed = suite::seed_passed(&scenario, &report);
     if let Some(timeline) = timeline {
         let replay = suite::replay_command(&context.replay, path, seed);
-        let about = crate::timeline::About { scenario_path: &path.display().to_string(), passed, replay };
+        let canary = scenario.file.checks.expect_violation.map(|invariant| invariant.to_string());
+        let about = crate::timeline::About { scenario_path: &path.display().to_string(), passed, canary, replay };
         std::fs::write(timeline, crate::timeline::html(&report, &about))
             .map_err(|e| format!("cannot write `{}`: {e}", timeline.display()))?;
         println!("timeline: {}", timeline.display());

@@ -30,7 +30,8 @@ fn canary_page() -> (sim::runner::RunReport, String) {
     let fault_free = sim::suite::fault_free_output(&scenario).unwrap();
     let report = runner::run(&scenario, SEED, RunOptions { faults: true, trace: true }, Some(&fault_free));
     let replay = format!("cargo x sim replay {CANARY} --seed {SEED}");
-    let about = sim::timeline::About { scenario_path: CANARY, passed: true, replay };
+    let canary = Some("exactly_once_output".to_string());
+    let about = sim::timeline::About { scenario_path: CANARY, passed: true, canary, replay };
     let page = sim::timeline::html(&report, &about);
     (report, page)
 }

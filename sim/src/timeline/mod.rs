@@ -6,9 +6,9 @@
 //! a mark per protocol event (barriers, snapshots, acks, coordinator steps, commits, restores, failovers), a red
 //! marker for each injected fault on the lane it hit (a line across every lane for scripted ones); the
 //! violations from the run's report and its first divergence ([`crate::divergence`]) highlighted; the trace line
-//! of what is under the pointer. `records emitted` events, the dense ones, are summed into bins per lane, and the
-//! page's small script zooms (wheel, buttons) and pans (drag), so that a run of 10,000 events and more stays
-//! readable.
+//! of what is under the pointer. `records emitted` events, the dense ones, are summed into bins per lane (drawn one by one
+//! once the view is zoomed in past the bins), and the page's small script zooms (wheel, buttons) and pans (drag),
+//! so that a run of 10,000 events and more stays readable.
 //!
 //! It is built from the run's structured events ([`crate::runner::TraceEvent`]), never by parsing trace lines.
 //! The page fetches nothing: its style, script and drawing are inline.
@@ -42,6 +42,8 @@ pub struct About<'a> {
     pub scenario_path: &'a str,
     /// Whether the seed passed (a canary passes when its violation is found).
     pub passed: bool,
+    /// For a canary: the invariant it must break.
+    pub canary: Option<String>,
     /// The command that replays the seed.
     pub replay: String,
 }
@@ -120,7 +122,12 @@ pub fn html(report: &RunReport, about: &About<'_>) -> String {
     if let Some(divergence) = &report.first_divergence {
         let _ = write!(findings, "<li class=\"divergence\">first divergence: {}</li>", escape(&divergence.to_string()));
     }
-    let verdict = if about.passed { "<b class=\"pass\">passed</b>" } else { "<b class=\"fail\">FAILED</b>" };
+    let verdict = match (about.passed, &about.canary) {
+        (true, Some(canary)) => format!("<b class=\"pass\">passed: the canary broke `{}`, as it must</b>", escape(canary)),
+        (true, None) => "<b class=\"pass\">passed</b>".to_string(),
+        (false, Some(canary)) => format!("<b class=\"fail\">FAILED: the canary did not break `{}`</b>", escape(canary)),
+        (false, None) => "<b class=\"fail\">FAILED</b>".to_string(),
+    };
     let faults = model.marks.iter().filter(|m| m.kind == MarkKind::Fault).count();
     let completed = model.spans.iter().filter(|s| s.end == model::SpanEnd::Completed).count();
     format!(
@@ -161,7 +168,7 @@ line.tick{stroke:#e4e4e4}text.tick{font-size:10px;fill:#777;text-anchor:middle}\
 .span{stroke-width:1}.span.completed{fill:#a5d6a7;stroke:#388e3c}.span.aborted{fill:#ef9a9a;stroke:#c62828}\
 .span.expired{fill:#ffcc80;stroke:#e65100}.span.unfinished{fill:#eee;stroke:#999;stroke-dasharray:3 2}\
 .span.savepoint{stroke:#7b1fa2;stroke-width:2}.span-label{font-size:10px;fill:#222;pointer-events:none}\
-.bin{fill:#4a90d9}\
+.bin{fill:#4a90d9}.glyph.records{fill:#4a90d9;fill-opacity:.55}\
 .glyph.k-barrier{fill:#1565c0}.glyph.k-snapshot{fill:#00838f}.glyph.k-ack{fill:#2e7d32}.glyph.k-coordinator{fill:#757575}\
 .glyph.k-commit{fill:#1b5e20}.glyph.k-restore{fill:#6a1b9a}.glyph.k-failover{stroke:#ef6c00}.glyph.k-fault{fill:#e00000}\
 .glyph.k-warning{fill:#f9a825}.glyph.k-other{fill:#9e9e9e}\
@@ -254,7 +261,12 @@ mod tests {
     }
 
     fn about() -> About<'static> {
-        About { scenario_path: "scenarios/hand-made.toml", passed: false, replay: "weir-sim replay x --seed 7".into() }
+        About {
+            scenario_path: "scenarios/hand-made.toml",
+            passed: false,
+            canary: None,
+            replay: "weir-sim replay x --seed 7".into(),
+        }
     }
 
     fn violation() -> Violation {

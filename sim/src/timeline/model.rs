@@ -161,6 +161,8 @@ pub struct Model {
     pub healing_ns: Option<u128>,
     /// The scripted faults (a `fault: firing` event), as marks' indices, with the fault's kind.
     pub scripted_faults: Vec<(usize, String)>,
+    /// Each `records emitted` event on its own, for a view zoomed in past the bins.
+    pub records: Vec<Mark>,
 }
 
 /// How an event is drawn.
@@ -465,6 +467,12 @@ pub fn build(events: &[TraceEvent], run_ns: u128, bin_count: usize) -> Model {
             Drawn::Records => None,
         })
         .collect();
+    let records = events
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| classify(event) == Drawn::Records)
+        .map(|(index, event)| Mark { lane: lanes_of[index], kind: MarkKind::Other, at_ns: event.at_ns, event: index })
+        .collect();
     let scripted_faults = marks
         .iter()
         .enumerate()
@@ -474,7 +482,7 @@ pub fn build(events: &[TraceEvent], run_ns: u128, bin_count: usize) -> Model {
     let (spans, span_rows) = pair_spans(events, end_ns);
     let bins = bin_records(events, &lanes_of, end_ns, bin_count);
     let healing_ns = events.iter().find(|e| e.message == "healing: faults stop").map(|e| e.at_ns);
-    Model { lanes, marks, spans, span_rows, bins, end_ns, healing_ns, scripted_faults }
+    Model { lanes, marks, spans, span_rows, bins, end_ns, healing_ns, scripted_faults, records }
 }
 
 #[cfg(test)]

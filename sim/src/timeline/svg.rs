@@ -91,6 +91,7 @@ fn glyphs() -> String {
         };
         let _ = write!(defs, "<g id=\"g-{0}\" class=\"glyph k-{0}\">{shape}</g>", kind.name());
     }
+    defs.push_str("<g id=\"g-records\" class=\"glyph records\"><rect x=\"-1.5\" y=\"-7\" width=\"3\" height=\"14\"/></g>");
     defs
 }
 
@@ -195,6 +196,19 @@ pub fn draw(model: &Model, highlights: &Highlights) -> String {
             bin.batches,
             lane_y(bin.lane) - LANE_HEIGHT / 2.0 + 3.0,
             LANE_HEIGHT - 6.0
+        );
+    }
+    // The same records event by event, shown instead of the bins once a bin is wider than a few pixels.
+    let bin_ns = model.bins.first().map_or(end, |b| b.end_ns - b.start_ns);
+    let _ = write!(svg, "</g><g id=\"records\" data-bin=\"{bin_ns}\" style=\"display:none\">");
+    for record in &model.records {
+        let _ = write!(
+            svg,
+            "<use href=\"#g-records\" class=\"rec\" data-t=\"{}\" data-i=\"{}\" x=\"{:.2}\" y=\"{:.1}\"/>",
+            record.at_ns,
+            record.event,
+            x_of(record.at_ns, end),
+            lane_y(record.lane)
         );
     }
     svg.push_str("</g><g id=\"spans\">");

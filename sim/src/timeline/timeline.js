@@ -15,6 +15,9 @@
   var top = Number(svg.getAttribute("data-top"));
   var bottom = Number(svg.getAttribute("data-bottom"));
   var axis = document.getElementById("axis");
+  var bins = document.getElementById("bins");
+  var records = document.getElementById("records");
+  var binNs = Number(records.getAttribute("data-bin"));
   var placed = Array.prototype.slice.call(document.querySelectorAll("#plot [data-t]"));
   var view = { from: 0, to: end };
   var NS = "http://www.w3.org/2000/svg";
@@ -84,6 +87,10 @@
         el.setAttribute("x", px);
       }
     }
+    // Zoomed in until a bin spans more than a few pixels: each records event on its own.
+    var fine = binNs * scale > 6;
+    bins.style.display = fine ? "none" : "";
+    records.style.display = fine ? "" : "none";
     drawAxis();
   }
 
@@ -148,7 +155,8 @@
       if (Number(j) > Number(i) + 1) out.push("  ...");
       out.push(lines[Number(j)]);
     }
-    return out.join("\n");
+    // The trace pads its columns for a terminal; a tooltip reads better without the padding.
+    return out.join("\n").replace(/ {3,}/g, "  ");
   }
 
   svg.addEventListener("mouseover", function (e) {
