@@ -42,8 +42,11 @@ fn report(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// Per scenario: (name, seeds, passed, failed); and every failing (scenario, seed) pair.
-fn outcome(report: &Value) -> (BTreeSet<(String, u64, u64, u64)>, BTreeSet<(String, u64)>) {
+/// A scenario's (name, seeds, passed, failed).
+type Counts = (String, u64, u64, u64);
+
+/// Per scenario: its counts; and every failing (scenario, seed) pair.
+fn outcome(report: &Value) -> (BTreeSet<Counts>, BTreeSet<(String, u64)>) {
     let mut counts = BTreeSet::new();
     let mut failing = BTreeSet::new();
     for scenario in report["scenarios"].as_array().unwrap() {

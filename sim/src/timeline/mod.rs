@@ -123,7 +123,9 @@ pub fn html(report: &RunReport, about: &About<'_>) -> String {
         let _ = write!(findings, "<li class=\"divergence\">first divergence: {}</li>", escape(&divergence.to_string()));
     }
     let verdict = match (about.passed, &about.canary) {
-        (true, Some(canary)) => format!("<b class=\"pass\">passed: the canary broke `{}`, as it must</b>", escape(canary)),
+        (true, Some(canary)) => {
+            format!("<b class=\"pass\">passed: the canary broke `{}`, as it must</b>", escape(canary))
+        }
         (true, None) => "<b class=\"pass\">passed</b>".to_string(),
         (false, Some(canary)) => format!("<b class=\"fail\">FAILED: the canary did not break `{}`</b>", escape(canary)),
         (false, None) => "<b class=\"fail\">FAILED</b>".to_string(),

@@ -91,7 +91,9 @@ fn glyphs() -> String {
         };
         let _ = write!(defs, "<g id=\"g-{0}\" class=\"glyph k-{0}\">{shape}</g>", kind.name());
     }
-    defs.push_str("<g id=\"g-records\" class=\"glyph records\"><rect x=\"-1.5\" y=\"-7\" width=\"3\" height=\"14\"/></g>");
+    defs.push_str(
+        "<g id=\"g-records\" class=\"glyph records\"><rect x=\"-1.5\" y=\"-7\" width=\"3\" height=\"14\"/></g>",
+    );
     defs
 }
 
