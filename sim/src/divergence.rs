@@ -337,17 +337,10 @@ fn found(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracing::Level;
 
     fn event(at_ms: u64, task: &str, message: &str, fields: &[(&str, &str)]) -> TraceEvent {
-        TraceEvent {
-            at_ns: u128::from(at_ms) * 1_000_000,
-            node: if task == "-" { "jm".into() } else { "tm-0".into() },
-            task: task.into(),
-            level: Level::INFO,
-            message: message.into(),
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+        let node = if task == "-" { "jm" } else { "tm-0" };
+        crate::timeline::model::testing::event(at_ms * 1000, node, task, message, fields)
     }
 
     fn commit(at_ms: u64, part: &str, checkpoint: &str) -> TraceEvent {

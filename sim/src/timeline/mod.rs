@@ -187,18 +187,7 @@ mod tests {
     use crate::divergence::{Divergence, DivergenceKind};
     use crate::invariants::{Invariant, Violation};
     use crate::runner::TraceEvent;
-    use tracing::Level;
-
-    fn event(at_us: u64, node: &str, task: &str, message: &str, fields: &[(&str, &str)]) -> TraceEvent {
-        TraceEvent {
-            at_ns: u128::from(at_us) * 1000,
-            node: node.into(),
-            task: task.into(),
-            level: Level::INFO,
-            message: message.into(),
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
-    }
+    use model::testing::event;
 
     fn report(
         events: Vec<TraceEvent>,
@@ -249,7 +238,7 @@ mod tests {
             ),
             event(210, "sim", "-", "fault: node killed", &[("node", "tm-0"), ("restart_after", "50ms")]),
             event(211, "jm", "v1[0]", "fault: rpc dropped", &[("kind", "Ack")]),
-            TraceEvent { level: Level::WARN, ..event(212, "jm", "-", "job failure", &[("job", "ab12cd")]) },
+            event(212, "jm", "-", "job failure", &[("job", "ab12cd")]),
             event(260, "jm", "-", "restoring state", &[("job", "ab12cd"), ("checkpoint", "1")]),
             event(270, "tm-0", "sink[0]", "part committed", &[("part", "part-0000-2"), ("checkpoint", "2")]),
             event(300, "sim", "-", "healing: faults stop", &[]),

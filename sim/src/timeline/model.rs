@@ -485,11 +485,13 @@ pub fn build(events: &[TraceEvent], run_ns: u128, bin_count: usize) -> Model {
     Model { lanes, marks, spans, span_rows, bins, end_ns, healing_ns, scripted_faults, records }
 }
 
+/// Events built by hand, for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn event(at_us: u64, node: &str, task: &str, message: &str, fields: &[(&str, &str)]) -> TraceEvent {
+    /// An event at `at_us` microseconds; a `job failure` is a warning, as the engine logs it.
+    pub fn event(at_us: u64, node: &str, task: &str, message: &str, fields: &[(&str, &str)]) -> TraceEvent {
         TraceEvent {
             at_ns: u128::from(at_us) * 1000,
             node: node.into(),
@@ -499,6 +501,12 @@ mod tests {
             fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::event;
+    use super::*;
 
     fn names(lanes: &[Lane]) -> Vec<&str> {
         lanes.iter().map(|l| l.name.as_str()).collect()

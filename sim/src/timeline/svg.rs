@@ -166,17 +166,22 @@ pub fn draw(model: &Model, highlights: &Highlights) -> String {
         tick += step;
     }
     svg.push_str("</g>");
-    // Healing, then record bins (below everything else).
-    if let Some(at) = model.healing_ns {
+    // A line across every lane at `at`, labelled below them.
+    let across = |svg: &mut String, class: &str, at: u128, label: &str| {
         let x = x_of(at, end);
         let _ = write!(
             svg,
-            "<line class=\"vline healing\" data-t=\"{at}\" x1=\"{x:.2}\" x2=\"{x:.2}\" y1=\"{spans_top}\" y2=\"{:.0}\"/>\
-             <text class=\"vlabel healing\" data-t=\"{at}\" x=\"{:.2}\" y=\"{:.0}\">healing: faults stop</text>",
+            "<line class=\"vline {class}\" data-t=\"{at}\" x1=\"{x:.2}\" x2=\"{x:.2}\" y1=\"{spans_top}\" y2=\"{:.0}\"/>\
+             <text class=\"vlabel {class}\" data-t=\"{at}\" x=\"{:.2}\" y=\"{:.0}\">{}</text>",
             height - 16.0,
-            x + 3.0,
-            height - 4.0
+            x + 4.0,
+            height - 4.0,
+            escape(label)
         );
+    };
+    // Healing, then record bins (below everything else).
+    if let Some(at) = model.healing_ns {
+        across(&mut svg, "healing", at, "healing: faults stop");
     }
     svg.push_str("<g id=\"bins\">");
     let mut most: Vec<u64> = vec![1; model.lanes.len()];
@@ -240,17 +245,7 @@ pub fn draw(model: &Model, highlights: &Highlights) -> String {
     // Scripted faults: a line across every lane, so that what they hit lines up below them.
     svg.push_str("<g id=\"fault-lines\">");
     for (mark, label) in &model.scripted_faults {
-        let at = model.marks[*mark].at_ns;
-        let x = x_of(at, end);
-        let _ = write!(
-            svg,
-            "<line class=\"vline fault\" data-t=\"{at}\" x1=\"{x:.2}\" x2=\"{x:.2}\" y1=\"{spans_top}\" y2=\"{:.0}\"/>\
-             <text class=\"vlabel fault\" data-t=\"{at}\" x=\"{:.2}\" y=\"{:.0}\">{}</text>",
-            height - 16.0,
-            x + 4.0,
-            height - 4.0,
-            escape(label)
-        );
+        across(&mut svg, "fault", model.marks[*mark].at_ns, label);
     }
     svg.push_str("</g><g id=\"marks\">");
     for mark in &model.marks {
