@@ -213,6 +213,9 @@ fn run(
     let scenarios = load_all(context, path)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if determinism {
+        if shard.is_some() {
+            return Err("--shard does not apply to --check-determinism: give each machine its own --seeds".into());
+        }
         return check_determinism(context, &scenarios, seeds, jobs);
     }
     let shares: Vec<SeedShare> =
