@@ -1,6 +1,8 @@
 //! The canaries' deliberately broken workload, kept out of production types: `sequence`'s job with a sink that
 //! commits at pre-commit, before its checkpoint completes. A failure between the two then replays records whose
 //! transaction is committed already: the duplicates the checkers must catch, which proves the harness can fail.
+//! The broken step, [`EagerCommit`], wraps any transactional sink, so a user's canary can break their own sink the
+//! same way.
 
 use super::sequence::{Sequence, SequenceParams};
 use super::{BoxFuture, PartsFuture, Reference, Workload, WorkloadEnv, file_sink_output, file_sink_parts};
@@ -9,7 +11,7 @@ use engine::api::BuildError;
 use engine::api::JobBuilder;
 use engine::api::graph::JobGraph;
 use engine::config::JobConfig;
-use engine::connectors::file_sink::{FileTransactions, PendingTransaction};
+use engine::connectors::file_sink::FileTransactions;
 use engine::connectors::sequence_source::{SequenceRecord, SequenceSource};
 use engine::error::TaskError;
 use engine::ids::CheckpointId;
@@ -26,13 +28,17 @@ use std::sync::Arc;
 /// `sequence` with a sink that commits before its checkpoint completes.
 pub struct EagerCommitCanary;
 
-/// The file sink's steps, with the bug: a transaction is made visible as soon as it is pre-committed, before its
-/// checkpoint is known to be complete. (And, as a broken sink would, it does not check what it committed.)
-struct EagerCommit<T>(FileTransactions<T>);
+/// A transactional sink's steps with the bug a canary needs: a transaction is made visible as soon as it is
+/// pre-committed, before its checkpoint is known to be complete. Wrap your own sink's steps in it
+/// (`TwoPhaseCommitSink::of(EagerCommit(steps))`) for a canary workload of your own: a failure between the
+/// pre-commit and the checkpoint's completion then replays records whose transaction is committed already, and
+/// the checkers must catch the duplicates. As a sink that commits early would, it skips the sink's recovery check
+/// (which would refuse to resume behind what it committed).
+pub struct EagerCommit<S>(pub S);
 
 #[async_trait]
-impl<T: Send + 'static> TransactionalSink<T> for EagerCommit<T> {
-    type Handle = PendingTransaction;
+impl<T: Send + 'static, S: TransactionalSink<T>> TransactionalSink<T> for EagerCommit<S> {
+    type Handle = S::Handle;
 
     async fn open(&mut self, context: OperatorContext<'_>) -> Result<(), TaskError> {
         self.0.open(context).await
@@ -46,7 +52,7 @@ impl<T: Send + 'static> TransactionalSink<T> for EagerCommit<T> {
         self.0.write(records).await
     }
 
-    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Option<PendingTransaction>, TaskError> {
+    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<Option<S::Handle>, TaskError> {
         let handle = self.0.pre_commit(checkpoint).await?;
         if let Some(handle) = &handle {
             // Committing here, before the checkpoint completes, is the deliberate mistake.
@@ -55,11 +61,11 @@ impl<T: Send + 'static> TransactionalSink<T> for EagerCommit<T> {
         Ok(handle)
     }
 
-    async fn commit(&mut self, transactions: &[Pending<PendingTransaction>]) -> Result<(), TaskError> {
+    async fn commit(&mut self, transactions: &[Pending<S::Handle>]) -> Result<(), TaskError> {
         self.0.commit(transactions).await
     }
 
-    async fn abort_all_except(&mut self, keep: &[Pending<PendingTransaction>]) -> Result<(), TaskError> {
+    async fn abort_all_except(&mut self, keep: &[Pending<S::Handle>]) -> Result<(), TaskError> {
         self.0.abort_all_except(keep).await
     }
 }

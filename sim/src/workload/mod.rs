@@ -15,7 +15,7 @@ mod keyed_sum;
 mod sequence;
 mod wordcount;
 
-pub use canary::EagerCommitCanary;
+pub use canary::{EagerCommit, EagerCommitCanary};
 pub use keyed_sum::KeyedSum;
 pub use sequence::{Sequence, SequenceParams};
 pub use wordcount::{WordCount, generated_text};
