@@ -52,6 +52,9 @@ fn main() -> ExitCode {
             vec!["test", "--workspace"],
             [&["test", "--package", "engine", "--lib"][..], SIMULATION].concat(),
             [&["test", "--package", "sim"][..], SIMULATION].concat(),
+            // The example of testing your own job (`sim/examples/clicks`): its scenarios over 32 seeds, in release
+            // since a seed runs a whole simulated cluster.
+            [&["test", "--release", "--package", "clicks"][..], SIMULATION].concat(),
             smoke,
             negative,
             determinism,

@@ -7,9 +7,9 @@
 //!   outlives a simulation, so a seed's schedule depended on what the thread ran before it;
 //! - `tokio::sync::watch`, which shards its waiters by the same generator;
 //! - std's `HashMap`/`HashSet`, whose iteration order is seeded per process and thread;
-//! - in the engine library outside the runtime and storage seams, the system clock,
-//!   threads, files and unseeded randomness (a line marked `// real-only` is real mode only,
-//!   by construction, and says so).
+//! - in the engine library outside the runtime and storage seams, and in the example crates
+//!   under `sim/examples/`, the system clock, threads, files and unseeded randomness (a line
+//!   marked `// real-only` is real mode only, by construction, and says so).
 
 use std::path::{Path, PathBuf};
 
@@ -95,26 +95,25 @@ fn no_std_hash_collections_or_watch_channels_where_code_is_simulated() {
     assert!(found.is_empty(), "seeded-per-process collections or watch channels:\n  {}", found.join("\n  "));
 }
 
-#[test]
-fn the_engine_library_reaches_clocks_threads_files_and_randomness_only_through_its_seams() {
-    // The `weir` binary's own modules run only for real; the seams are where the two worlds meet.
-    let binary_only = ["main.rs", "control.rs", "bench.rs"];
-    let forbidden = [
-        "std::time::Instant",
-        "std::time::SystemTime",
-        "Instant::now",
-        "SystemTime::now",
-        "std::thread",
-        "std::fs",
-        "rand::random",
-        "rand::rng",
-        "thread_rng",
-    ];
-    let engine = root().join("engine/src");
+/// What code run under simulation must reach only through the engine's seams.
+const PAST_THE_SEAMS: &[&str] = &[
+    "std::time::Instant",
+    "std::time::SystemTime",
+    "Instant::now",
+    "SystemTime::now",
+    "std::thread",
+    "std::fs",
+    "rand::random",
+    "rand::rng",
+    "thread_rng",
+];
+
+/// Lines of the `.rs` files under `dir` (but those `skip` names) that use one of [`PAST_THE_SEAMS`] without a
+/// `// real-only` mark.
+fn past_the_seams(dir: &Path, skip: impl Fn(&Path) -> bool) -> Vec<String> {
     let mut found = Vec::new();
-    for file in rust_files(&engine) {
-        let relative = file.strip_prefix(&engine).expect("under engine/src");
-        if relative.starts_with("seam") || binary_only.iter().any(|b| relative == Path::new(b)) {
+    for file in rust_files(dir) {
+        if skip(file.strip_prefix(dir).expect("under its directory")) {
             continue;
         }
         let text = std::fs::read_to_string(&file).expect("a source file");
@@ -122,12 +121,36 @@ fn the_engine_library_reaches_clocks_threads_files_and_randomness_only_through_i
             if line.contains("// real-only") {
                 continue;
             }
-            if let Some(token) = forbidden.iter().find(|token| code(line).contains(*token)) {
+            if let Some(token) = PAST_THE_SEAMS.iter().find(|token| code(line).contains(*token)) {
                 found.push(format!("{}:{}: `{token}`", file.display(), index + 1));
             }
         }
     }
+    found
+}
+
+#[test]
+fn the_engine_library_reaches_clocks_threads_files_and_randomness_only_through_its_seams() {
+    // The `weir` binary's own modules run only for real; the seams are where the two worlds meet.
+    let binary_only = ["main.rs", "control.rs", "bench.rs"];
+    let found = past_the_seams(&root().join("engine/src"), |relative| {
+        relative.starts_with("seam") || binary_only.iter().any(|b| relative == Path::new(b))
+    });
     assert!(found.is_empty(), "engine code past the runtime and storage seams:\n  {}", found.join("\n  "));
+}
+
+#[test]
+fn example_crates_reach_clocks_threads_files_and_randomness_only_through_the_engines_seams() {
+    // A user's job, sink and workload run under simulation as the engine does.
+    let examples = root().join("sim/examples");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&examples).unwrap_or_else(|e| panic!("{}: {e}", examples.display())) {
+        let src = entry.expect("a directory entry").path().join("src");
+        if src.is_dir() {
+            found.extend(past_the_seams(&src, |_| false));
+        }
+    }
+    assert!(found.is_empty(), "example code past the engine's seams:\n  {}", found.join("\n  "));
 }
 
 /// The engine's modules by layer, lowest first: a module imports only from its own layer or below, so the

@@ -8,8 +8,8 @@
 //! alone. (A real job would read a Kafka topic here.)
 
 use crate::table::{Cell, TOTAL_COLUMN, TableTransactions};
-use engine::api::{BuildError, JobBuilder};
 use engine::api::graph::JobGraph;
+use engine::api::{BuildError, JobBuilder};
 use engine::config::JobConfig;
 use engine::connectors::sequence_source::{SequenceRecord, SequenceSource};
 use engine::operators::keyed_process::KeyedProcessFunction;
@@ -70,6 +70,12 @@ pub struct Click {
 /// Click `number` of `partition`: a function of the parameters alone, so every run and the reference model see the
 /// same log.
 pub fn click(params: &ClicksParams, partition: u32, number: u64) -> Click {
+    let (user, page) = click_indices(params, partition, number);
+    Click { user: user_key(user), page: PAGES[page].to_string() }
+}
+
+/// Click `number` of `partition` as the user's index and the page's index in [`PAGES`].
+pub fn click_indices(params: &ClicksParams, partition: u32, number: u64) -> (u32, usize) {
     // splitmix64 of the event's position: well mixed, and no generator state to replay.
     let mut z = (u64::from(partition) << 40 ^ number).wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -79,7 +85,7 @@ pub fn click(params: &ClicksParams, partition: u32, number: u64) -> Click {
     // Skewed towards the first pages, as real traffic is: the smaller of two draws.
     let pages = u64::from(params.pages);
     let page = ((z >> 32) % pages).min((z >> 48) % pages) as usize;
-    Click { user: user_key(user), page: PAGES[page].to_string() }
+    (user, page)
 }
 
 /// The row key of user `index`.

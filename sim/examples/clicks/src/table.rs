@@ -94,15 +94,18 @@ pub async fn read_versions(storage: &StorageRef, table: &Path) -> Result<String,
     Ok(committed_batches(storage, table).await?.into_iter().map(|(_, lines)| lines).collect())
 }
 
+/// The fields of a `row column value` line, if it is one.
+pub fn parse_line(line: &str) -> Option<(&str, &str, u64)> {
+    let mut fields = line.split(' ');
+    let (row, column, value) = (fields.next()?, fields.next()?, fields.next()?.parse().ok()?);
+    fields.next().is_none().then_some((row, column, value))
+}
+
 /// The table's cells at their newest versions, from its versions in commit order: `(row, column) -> value`.
-pub fn newest_values<'a>(versions: impl IntoIterator<Item = &'a str>) -> BTreeMap<(String, String), u64> {
+pub fn newest_values<'a>(versions: impl IntoIterator<Item = &'a str>) -> BTreeMap<(&'a str, &'a str), u64> {
     let mut cells = BTreeMap::new();
-    for line in versions {
-        let mut fields = line.split(' ');
-        if let (Some(row), Some(column), Some(Ok(value))) = (fields.next(), fields.next(), fields.next().map(str::parse))
-        {
-            cells.insert((row.to_string(), column.to_string()), value);
-        }
+    for (row, column, value) in versions.into_iter().filter_map(parse_line) {
+        cells.insert((row, column), value);
     }
     cells
 }
@@ -153,11 +156,7 @@ impl TableTransactions {
 /// `Stale` unless `path` exists: after a storage crash between a change and the fsync of its directory the fsync,
 /// issued after the crash, may succeed while the change is gone. The protocol tries a stale step again.
 async fn still_there(storage: &StorageRef, path: PathBuf, op: &'static str) -> Result<(), TaskError> {
-    if storage.exists(&path).await? {
-        Ok(())
-    } else {
-        Err(TaskError::Storage(StorageError::Stale { op, path }))
-    }
+    if storage.exists(&path).await? { Ok(()) } else { Err(TaskError::Storage(StorageError::Stale { op, path })) }
 }
 
 #[async_trait]
@@ -261,5 +260,157 @@ impl TransactionalSink<Cell> for TableTransactions {
             storage.sync_dir(&dir).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The table sink run by the engine's protocol against the simulated storage, one step at a time: what a
+    //! scenario does at random, here in a fixed order.
+
+    use super::*;
+    use engine::ids::{Attempt, JobId, SubtaskIndex, VertexId};
+    use engine::operators::SubtaskInfo;
+    use engine::operators::sink::Sink;
+    use engine::operators::two_phase::TwoPhaseCommitSink;
+    use engine::seam::runtime;
+    use engine::state::operator::OperatorStateStore;
+    use sim::storage::SimStorage;
+    use std::sync::Arc;
+
+    type TableSink = TwoPhaseCommitSink<Cell, TableTransactions>;
+
+    fn table() -> PathBuf {
+        PathBuf::from("/table")
+    }
+
+    /// The sink subtask of attempt `attempt`, on `storage`, restored from `restored`.
+    async fn open(
+        storage: &StorageRef,
+        attempt: u32,
+        restored: Option<&OperatorStateStore>,
+    ) -> Result<TableSink, TaskError> {
+        let info = SubtaskInfo {
+            job: JobId(7),
+            job_name: "clicks".into(),
+            vertex: VertexId(0),
+            vertex_name: "table".into(),
+            subtask: SubtaskIndex(0),
+            parallelism: 1,
+            max_parallelism: 128,
+            attempt: Attempt(attempt),
+        };
+        let uid = OperatorUid("table".into());
+        let mut sink = TwoPhaseCommitSink::of(TableTransactions::new(table()));
+        let context = OperatorContext { uid: &uid, info: &info, storage, checkpointing: true };
+        sink.open(context, restored).await?;
+        Ok(sink)
+    }
+
+    /// Versions `values` of cell `(u000, total)`.
+    fn versions(values: std::ops::RangeInclusive<u64>) -> Vec<Cell> {
+        values.map(|value| Cell { row: "u000".into(), column: TOTAL_COLUMN.into(), value }).collect()
+    }
+
+    /// The committed versions of cell `(u000, total)`, in commit order.
+    async fn committed(storage: &StorageRef) -> Vec<u64> {
+        let text = read_versions(storage, &table()).await.unwrap();
+        text.lines().map(|line| parse_line(line).expect("a version").2).collect()
+    }
+
+    /// Checkpoint `checkpoint`'s snapshot of the sink, as a restore reads it back.
+    async fn snapshot(sink: &mut TableSink, checkpoint: u64) -> OperatorStateStore {
+        let mut state = OperatorStateStore::default();
+        sink.snapshot(CheckpointId(checkpoint), &mut state).await.unwrap();
+        OperatorStateStore::restore(&state.snapshot())
+    }
+
+    fn simulate(test: impl std::future::Future<Output = ()> + Send + 'static) {
+        runtime::run(0, test)
+    }
+
+    #[test]
+    fn a_batch_is_invisible_until_its_checkpoint_completes_and_a_repeated_commit_changes_nothing() {
+        simulate(async {
+            let storage: StorageRef = Arc::new(SimStorage::new());
+            let mut sink = open(&storage, 0, None).await.unwrap();
+            sink.write(&mut versions(1..=3)).await.unwrap();
+            snapshot(&mut sink, 1).await;
+            assert!(committed(&storage).await.is_empty(), "a pre-committed batch must stay invisible");
+            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
+            assert_eq!(committed(&storage).await, vec![1, 2, 3]);
+            sink.write(&mut versions(4..=5)).await.unwrap();
+            snapshot(&mut sink, 2).await;
+            // Notifications repeat, arrive late, or cover several checkpoints at once.
+            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
+            sink.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
+            sink.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
+            assert_eq!(committed(&storage).await, vec![1, 2, 3, 4, 5]);
+        });
+    }
+
+    #[test]
+    fn a_restore_commits_the_restored_batches_and_aborts_those_no_checkpoint_covers() {
+        simulate(async {
+            let storage: StorageRef = Arc::new(SimStorage::new());
+            let mut sink = open(&storage, 0, None).await.unwrap();
+            sink.write(&mut versions(1..=3)).await.unwrap();
+            // Checkpoint 1 completes but its notification never arrives; checkpoint 2 never completes.
+            let at_1 = snapshot(&mut sink, 1).await;
+            sink.write(&mut versions(4..=6)).await.unwrap();
+            snapshot(&mut sink, 2).await;
+            drop(sink);
+            let restored = open(&storage, 1, Some(&at_1)).await.unwrap();
+            assert_eq!(committed(&storage).await, vec![1, 2, 3], "checkpoint 1's batch commits on restore");
+            let batches = storage.list(&batches_dir(&table())).await.unwrap();
+            assert_eq!(batches.len(), 1, "checkpoint 2's batch is aborted: {batches:?}");
+            drop(restored);
+            // A second restore from the same checkpoint commits nothing twice; the replay then goes on.
+            let mut again = open(&storage, 2, Some(&at_1)).await.unwrap();
+            again.write(&mut versions(4..=6)).await.unwrap();
+            snapshot(&mut again, 2).await;
+            again.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
+            assert_eq!(committed(&storage).await, vec![1, 2, 3, 4, 5, 6]);
+        });
+    }
+
+    #[test]
+    fn a_restore_behind_the_committed_table_is_refused() {
+        simulate(async {
+            let storage: StorageRef = Arc::new(SimStorage::new());
+            let mut sink = open(&storage, 0, None).await.unwrap();
+            sink.write(&mut versions(1..=2)).await.unwrap();
+            let at_1 = snapshot(&mut sink, 1).await;
+            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
+            sink.write(&mut versions(3..=4)).await.unwrap();
+            snapshot(&mut sink, 2).await;
+            sink.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
+            drop(sink);
+            let Err(error) = open(&storage, 1, Some(&at_1)).await else { panic!("a restore behind the table") };
+            assert!(error.is_deterministic(), "{error}");
+            let message = error.to_string();
+            assert!(message.contains("committed by checkpoint 2, newer than the restored checkpoint 1"), "{message}");
+            assert_eq!(committed(&storage).await, vec![1, 2, 3, 4], "a refused restore changes nothing");
+        });
+    }
+
+    #[test]
+    fn what_a_checkpoint_covers_survives_a_storage_crash() {
+        simulate(async {
+            let sim = SimStorage::new();
+            let storage: StorageRef = Arc::new(sim.clone());
+            let mut sink = open(&storage, 0, None).await.unwrap();
+            sink.write(&mut versions(1..=3)).await.unwrap();
+            snapshot(&mut sink, 1).await;
+            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
+            sink.write(&mut versions(4..=6)).await.unwrap();
+            let at_2 = snapshot(&mut sink, 2).await;
+            drop(sink);
+            // The storage loses power: what is not durable may go, committed markers and pre-committed batches stay.
+            sim.crash();
+            assert_eq!(committed(&storage).await, vec![1, 2, 3]);
+            drop(open(&storage, 1, Some(&at_2)).await.unwrap());
+            assert_eq!(committed(&storage).await, vec![1, 2, 3, 4, 5, 6]);
+        });
     }
 }

@@ -2,7 +2,7 @@
 //! (from the generated clicks alone, never from a run), the committed table read back, and the order the table
 //! promises. Registered with `Registry::builtin().with(Clicks)`, a scenario names it `clicks`.
 
-use crate::job::{self, ClicksParams, PAGES, click};
+use crate::job::{self, ClicksParams, PAGES, click_indices, user_key};
 use crate::table::{self, TOTAL_COLUMN};
 use engine::api::BuildError;
 use engine::api::graph::JobGraph;
@@ -23,22 +23,23 @@ const CLICKS_MAX: u64 = 1_000_000;
 /// What the reference model says every cell must end at: each user's clicks per page and in all, counted from the
 /// generated log.
 pub fn expected_cells(params: &ClicksParams) -> BTreeMap<(String, String), u64> {
-    let mut cells = BTreeMap::new();
+    // Counted by index, per user: the pages' counts, then the total.
+    let mut counts = vec![[0u64; PAGES.len() + 1]; params.users as usize];
     for partition in 0..params.partitions {
         for number in 0..params.clicks {
-            let click = click(params, partition, number);
-            *cells.entry((click.user.clone(), click.page)).or_default() += 1;
-            *cells.entry((click.user, TOTAL_COLUMN.to_string())).or_default() += 1;
+            let (user, page) = click_indices(params, partition, number);
+            counts[user as usize][page] += 1;
+            counts[user as usize][PAGES.len()] += 1;
+        }
+    }
+    let mut cells = BTreeMap::new();
+    for (user, counts) in counts.iter().enumerate() {
+        let columns = PAGES.iter().copied().chain([TOTAL_COLUMN]);
+        for (column, &clicks) in columns.zip(counts).filter(|(_, clicks)| **clicks > 0) {
+            cells.insert((user_key(user as u32), column.to_string()), clicks);
         }
     }
     cells
-}
-
-/// The fields of a `row column value` line.
-fn version(line: &str) -> Option<(&str, &str, u64)> {
-    let mut fields = line.split(' ');
-    let (row, column, value) = (fields.next()?, fields.next()?, fields.next()?.parse().ok()?);
-    fields.next().is_none().then_some((row, column, value))
 }
 
 impl Workload for Clicks {
@@ -54,7 +55,10 @@ impl Workload for Clicks {
             return Err(format!("`partitions` must be in 1..=4096, got {}", params.partitions));
         }
         if params.clicks > CLICKS_MAX {
-            return Err(format!("`clicks` above {CLICKS_MAX} per partition takes too long to simulate, got {}", params.clicks));
+            return Err(format!(
+                "`clicks` above {CLICKS_MAX} per partition takes too long to simulate, got {}",
+                params.clicks
+            ));
         }
         if !(1..=USERS_MAX).contains(&params.users) {
             return Err(format!("`users` must be in 1..={USERS_MAX}, got {}", params.users));
@@ -100,7 +104,7 @@ impl Workload for Clicks {
     fn check_order(&self, params: &ClicksParams, committed: &[&str]) -> Option<String> {
         let mut newest: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for line in committed {
-            let Some((row, column, value)) = version(line) else {
+            let Some((row, column, value)) = table::parse_line(line) else {
                 return Some(format!("`{line}` is not a `row column value` version"));
             };
             let previous = newest.insert((row, column), value).unwrap_or(0);
@@ -115,5 +119,61 @@ impl Workload for Clicks {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> ClicksParams {
+        ClicksParams { partitions: 3, clicks: 500, users: 10, pages: 4, clicks_per_second: 0 }
+    }
+
+    /// Every cell's versions, one cell after another, each counting up: an order an exactly-once run may commit.
+    fn in_commit_order(params: &ClicksParams) -> Vec<String> {
+        let cells = expected_cells(params);
+        cells
+            .iter()
+            .flat_map(|((row, column), clicks)| (1..=*clicks).map(move |n| format!("{row} {column} {n}")))
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_counts_every_click_once_per_page_and_once_in_all() {
+        let params = params();
+        let reference = Clicks.reference(&params);
+        let clicks = u64::from(params.partitions) * params.clicks;
+        assert_eq!(reference.lines.len() as u64, 2 * clicks, "two versions per click");
+        let totals: u64 = expected_cells(&params).iter().filter(|((_, c), _)| c == TOTAL_COLUMN).map(|(_, n)| n).sum();
+        assert_eq!(totals, clicks);
+        let users =
+            expected_cells(&params).keys().map(|(row, _)| row.clone()).collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(users.len(), params.users as usize, "500 clicks reach each of 10 users");
+    }
+
+    #[test]
+    fn the_order_check_holds_an_exact_table_and_names_a_repeated_or_a_lost_version() {
+        let params = params();
+        let lines = in_commit_order(&params);
+        let exact: Vec<&str> = lines.iter().map(String::as_str).collect();
+        assert_eq!(Clicks.check_order(&params, &exact), None);
+
+        let mut repeated = exact.clone();
+        repeated.insert(5, exact[4]);
+        let breach = Clicks.check_order(&params, &repeated).expect("a repeated version");
+        assert!(breach.contains("committed after"), "{breach}");
+
+        let lost = &exact[..exact.len() - 1];
+        let breach = Clicks.check_order(&params, lost).expect("a lost version");
+        assert!(breach.contains("versions lost"), "{breach}");
+    }
+
+    #[test]
+    fn parameters_out_of_range_are_named() {
+        let error = Clicks.validate(&ClicksParams { pages: 9, ..params() }).unwrap_err();
+        assert!(error.contains("`pages`") && error.contains("got 9"), "{error}");
+        let error = Clicks.validate(&ClicksParams { users: 0, ..params() }).unwrap_err();
+        assert!(error.contains("`users`"), "{error}");
     }
 }
