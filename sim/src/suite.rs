@@ -136,9 +136,8 @@ impl Suite {
         self
     }
 
-    /// Loads every scenario, then runs each over the seeds. A scenario that cannot be used is an error before any
-    /// seed runs.
-    pub fn run(&self) -> Result<SuiteReport, ScenarioError> {
+    /// Every scenario, loaded; one that cannot be used is an error.
+    fn load(&self) -> Result<Vec<Scenario>, ScenarioError> {
         let mut scenarios = Vec::new();
         for path in &self.paths {
             for file in scenario::discover(path)? {
@@ -152,8 +151,33 @@ impl Suite {
                 message: format!("no scenario files (*.toml) under {}", paths.join(", ")),
             });
         }
+        Ok(scenarios)
+    }
+
+    /// Loads every scenario, then runs each over the seeds. A scenario that cannot be used is an error before any
+    /// seed runs.
+    pub fn run(&self) -> Result<SuiteReport, ScenarioError> {
+        let scenarios = self.load()?;
         let summaries = scenarios.iter().map(|s| run_seeds(s, self.seeds.clone(), self.jobs, &|_| {})).collect();
         Ok(SuiteReport { summaries, replay: self.replay.clone() })
+    }
+
+    /// Checks, instead of the invariants, that every seed of every scenario runs the same three ways (as
+    /// `run --check-determinism` does), and panics naming each seed that does not, with its replay command.
+    /// `program` is the crate's simulation binary, which runs the seed in a fresh process; in an integration test
+    /// of the crate that has it, `env!("CARGO_BIN_EXE_<name>")`.
+    pub fn assert_deterministic(&self, program: impl Into<PathBuf>) {
+        let scenarios = self.load().unwrap_or_else(|error| panic!("{error}"));
+        let fresh = FreshProcess { program: program.into() };
+        let summaries = check_determinism_all(&scenarios, self.seeds.clone(), self.jobs, &fresh, &|| {});
+        let mut divergent = String::new();
+        for summary in &summaries {
+            for (seed, divergence) in &summary.divergences {
+                let replay = replay_command(&self.replay, Path::new(&summary.path), *seed);
+                let _ = writeln!(divergent, "{}: {divergence}\n  replay: {replay}", summary.name);
+            }
+        }
+        assert!(divergent.is_empty(), "seeds that do not replay the same:\n{divergent}");
     }
 
     /// Runs the suite and panics, describing every failing scenario with its replay commands, unless every seed of

@@ -1,12 +1,16 @@
 //! The example's scenarios under the simulator: every scenario file in `scenarios/` over 32 seeds, each seed checked
-//! against the click counts' reference model and the scenario's fault-free run; the canary must be caught on every
-//! seed. Seeds mean something only under simulation, so this file is compiled only there
-//! (`cargo test -p clicks --config "build.rustflags=['--cfg','madsim']" --target-dir target/sim`).
+//! against the click counts' reference model and the scenario's fault-free run, the canary caught on every seed;
+//! and two seeds of each replayed the same, in this process and in a fresh one. Seeds mean something only under
+//! simulation, so this file is compiled only there
+//! (`cargo test --release -p clicks --config "build.rustflags=['--cfg','madsim']" --target-dir target/sim`).
 
 #![cfg(madsim)]
 
 use sim::suite::Suite;
 use std::path::Path;
+
+/// How a failure's replay command starts: this crate's `clicks-sim`, under simulation, in release.
+const REPLAY: &str = "cargo run --release -p clicks --bin clicks-sim --config \"build.rustflags=['--cfg','madsim']\" --target-dir target/sim --";
 
 fn scenarios() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
@@ -14,9 +18,14 @@ fn scenarios() -> std::path::PathBuf {
 
 #[test]
 fn every_scenario_passes_and_the_canary_is_caught() {
+    Suite::new(clicks::registry()).scenarios(scenarios()).seeds(0..32).replay_with(REPLAY).assert_passes();
+}
+
+#[test]
+fn seeds_replay_the_same_in_this_process_and_in_a_fresh_one() {
     Suite::new(clicks::registry())
         .scenarios(scenarios())
-        .seeds(0..32)
-        .replay_with("cargo run --release -p clicks --bin clicks-sim --config \"build.rustflags=['--cfg','madsim']\" --target-dir target/sim --")
-        .assert_passes();
+        .seeds(0..2)
+        .replay_with(REPLAY)
+        .assert_deterministic(env!("CARGO_BIN_EXE_clicks-sim"));
 }
