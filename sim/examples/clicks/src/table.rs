@@ -318,11 +318,22 @@ mod tests {
         text.lines().map(|line| parse_line(line).expect("a version").2).collect()
     }
 
-    /// Checkpoint `checkpoint`'s snapshot of the sink, as a restore reads it back.
-    async fn snapshot(sink: &mut TableSink, checkpoint: u64) -> OperatorStateStore {
+    /// Writes versions `values` into the open transaction, then takes checkpoint `checkpoint`'s snapshot of the sink
+    /// (its pre-commit), as a restore reads it back.
+    async fn checkpoint(
+        sink: &mut TableSink,
+        values: std::ops::RangeInclusive<u64>,
+        checkpoint: u64,
+    ) -> OperatorStateStore {
+        sink.write(&mut versions(values)).await.unwrap();
         let mut state = OperatorStateStore::default();
         sink.snapshot(CheckpointId(checkpoint), &mut state).await.unwrap();
         OperatorStateStore::restore(&state.snapshot())
+    }
+
+    /// Checkpoint `checkpoint` completed: its notification reaches the sink.
+    async fn complete(sink: &mut TableSink, checkpoint: u64) {
+        sink.notify_checkpoint_complete(CheckpointId(checkpoint)).await.unwrap();
     }
 
     fn simulate(test: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -334,17 +345,15 @@ mod tests {
         simulate(async {
             let storage: StorageRef = Arc::new(SimStorage::new());
             let mut sink = open(&storage, 0, None).await.unwrap();
-            sink.write(&mut versions(1..=3)).await.unwrap();
-            snapshot(&mut sink, 1).await;
+            checkpoint(&mut sink, 1..=3, 1).await;
             assert!(committed(&storage).await.is_empty(), "a pre-committed batch must stay invisible");
-            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
+            complete(&mut sink, 1).await;
             assert_eq!(committed(&storage).await, vec![1, 2, 3]);
-            sink.write(&mut versions(4..=5)).await.unwrap();
-            snapshot(&mut sink, 2).await;
+            checkpoint(&mut sink, 4..=5, 2).await;
             // Notifications repeat, arrive late, or cover several checkpoints at once.
-            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
-            sink.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
-            sink.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
+            complete(&mut sink, 1).await;
+            complete(&mut sink, 2).await;
+            complete(&mut sink, 2).await;
             assert_eq!(committed(&storage).await, vec![1, 2, 3, 4, 5]);
         });
     }
@@ -354,11 +363,9 @@ mod tests {
         simulate(async {
             let storage: StorageRef = Arc::new(SimStorage::new());
             let mut sink = open(&storage, 0, None).await.unwrap();
-            sink.write(&mut versions(1..=3)).await.unwrap();
             // Checkpoint 1 completes but its notification never arrives; checkpoint 2 never completes.
-            let at_1 = snapshot(&mut sink, 1).await;
-            sink.write(&mut versions(4..=6)).await.unwrap();
-            snapshot(&mut sink, 2).await;
+            let at_1 = checkpoint(&mut sink, 1..=3, 1).await;
+            checkpoint(&mut sink, 4..=6, 2).await;
             drop(sink);
             let restored = open(&storage, 1, Some(&at_1)).await.unwrap();
             assert_eq!(committed(&storage).await, vec![1, 2, 3], "checkpoint 1's batch commits on restore");
@@ -367,9 +374,8 @@ mod tests {
             drop(restored);
             // A second restore from the same checkpoint commits nothing twice; the replay then goes on.
             let mut again = open(&storage, 2, Some(&at_1)).await.unwrap();
-            again.write(&mut versions(4..=6)).await.unwrap();
-            snapshot(&mut again, 2).await;
-            again.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
+            checkpoint(&mut again, 4..=6, 2).await;
+            complete(&mut again, 2).await;
             assert_eq!(committed(&storage).await, vec![1, 2, 3, 4, 5, 6]);
         });
     }
@@ -379,12 +385,10 @@ mod tests {
         simulate(async {
             let storage: StorageRef = Arc::new(SimStorage::new());
             let mut sink = open(&storage, 0, None).await.unwrap();
-            sink.write(&mut versions(1..=2)).await.unwrap();
-            let at_1 = snapshot(&mut sink, 1).await;
-            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
-            sink.write(&mut versions(3..=4)).await.unwrap();
-            snapshot(&mut sink, 2).await;
-            sink.notify_checkpoint_complete(CheckpointId(2)).await.unwrap();
+            let at_1 = checkpoint(&mut sink, 1..=2, 1).await;
+            complete(&mut sink, 1).await;
+            checkpoint(&mut sink, 3..=4, 2).await;
+            complete(&mut sink, 2).await;
             drop(sink);
             let Err(error) = open(&storage, 1, Some(&at_1)).await else { panic!("a restore behind the table") };
             assert!(error.is_deterministic(), "{error}");
@@ -400,11 +404,9 @@ mod tests {
             let sim = SimStorage::new();
             let storage: StorageRef = Arc::new(sim.clone());
             let mut sink = open(&storage, 0, None).await.unwrap();
-            sink.write(&mut versions(1..=3)).await.unwrap();
-            snapshot(&mut sink, 1).await;
-            sink.notify_checkpoint_complete(CheckpointId(1)).await.unwrap();
-            sink.write(&mut versions(4..=6)).await.unwrap();
-            let at_2 = snapshot(&mut sink, 2).await;
+            checkpoint(&mut sink, 1..=3, 1).await;
+            complete(&mut sink, 1).await;
+            let at_2 = checkpoint(&mut sink, 4..=6, 2).await;
             drop(sink);
             // The storage loses power: what is not durable may go, committed markers and pre-committed batches stay.
             sim.crash();

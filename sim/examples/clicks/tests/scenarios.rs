@@ -7,25 +7,23 @@
 #![cfg(madsim)]
 
 use sim::suite::Suite;
-use std::path::Path;
 
-/// How a failure's replay command starts: this crate's `clicks-sim`, under simulation, in release.
+/// How a failure's replay command starts: this crate's `clicks-sim`, under simulation, in release. (A crate of
+/// your own would give its `cargo sim` alias, as the README's "Test your own job" shows.)
 const REPLAY: &str = "cargo run --release -p clicks --bin clicks-sim --config \"build.rustflags=['--cfg','madsim']\" --target-dir target/sim --";
 
-fn scenarios() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+fn suite() -> Suite {
+    Suite::new(clicks::registry())
+        .scenarios(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"))
+        .replay_with(REPLAY)
 }
 
 #[test]
 fn every_scenario_passes_and_the_canary_is_caught() {
-    Suite::new(clicks::registry()).scenarios(scenarios()).seeds(0..32).replay_with(REPLAY).assert_passes();
+    suite().seeds(0..32).assert_passes();
 }
 
 #[test]
 fn seeds_replay_the_same_in_this_process_and_in_a_fresh_one() {
-    Suite::new(clicks::registry())
-        .scenarios(scenarios())
-        .seeds(0..2)
-        .replay_with(REPLAY)
-        .assert_deterministic(env!("CARGO_BIN_EXE_clicks-sim"));
+    suite().seeds(0..2).assert_deterministic(env!("CARGO_BIN_EXE_clicks-sim"));
 }
