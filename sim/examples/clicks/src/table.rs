@@ -302,7 +302,13 @@ mod tests {
         };
         let uid = OperatorUid("table".into());
         let mut sink = TwoPhaseCommitSink::of(TableTransactions::new(table()));
-        let context = OperatorContext { uid: &uid, info: &info, storage, checkpointing: true };
+        let context = OperatorContext {
+            uid: &uid,
+            info: &info,
+            storage,
+            checkpointing: true,
+            faults: &engine::faults::Faults::none(),
+        };
         sink.open(context, restored).await?;
         Ok(sink)
     }
