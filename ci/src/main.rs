@@ -14,10 +14,11 @@ usage: cargo x <task>
 
 tasks:
   build          build the workspace, normally and under simulation (--cfg madsim)
-  test           every test: the normal build, then the simulation build, then the smoke
-                 and negative scenario suites over 200 seeds each, then the determinism
-                 check over every scenario (what CI runs)
+  test           every test: the normal build, then the simulation build, then the smoke,
+                 negative and embedded scenario suites over 200 seeds each, then the
+                 determinism check over every scenario (what CI runs)
   smoke          the main job: the smoke scenario suite over 200 seeds, then the canaries
+                 and the embedded backend's suite
   sim <args>     weir-sim under simulation, in release: `cargo x sim run scenarios/smoke
                  --seeds 0..500`, `cargo x sim replay <scenario> --seed N`
   bench          the benchmarks: `weir bench` (writes bench.json) against Apache Flink on the
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         [&["run", "--release", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
     let smoke = [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..200"]].concat();
     let negative = [weir_sim.clone(), vec!["run", "scenarios/negative", "--seeds", "0..200"]].concat();
+    let embedded = [weir_sim.clone(), vec!["run", "scenarios/embedded", "--seeds", "0..200"]].concat();
     // Every scenario of every suite, a few seeds each: untraced, traced, and in a fresh process.
     let determinism = [weir_sim.clone(), vec!["run", "scenarios", "--seeds", "0..4", "--check-determinism"]].concat();
     // The Flink comparison's arguments for `weir bench`; empty (after saying why) when it is skipped.
@@ -57,9 +59,10 @@ fn main() -> ExitCode {
             [&["test", "--release", "--package", "clicks"][..], SIMULATION].concat(),
             smoke,
             negative,
+            embedded.clone(),
             determinism,
         ],
-        "smoke" => vec![smoke, negative],
+        "smoke" => vec![smoke, negative, embedded],
         "bench" => vec![
             [
                 &["run", "--release", "--quiet", "--package", "engine", "--bin", "weir", "--", "bench"][..],

@@ -17,7 +17,9 @@ use engine::jobs::keyed_sum;
 use engine::seam::runtime;
 use engine::seam::storage::{LocalStorage, StorageRef};
 use engine::state::backend::{KeyedStateBackend, StateKind};
+use engine::state::embedded::{EmbeddedKeyedBackend, EmbeddedOptions};
 use engine::state::heap::HeapKeyedBackend;
+use engine::state::snapshot::{FileScope, FrozenKeyedState, UploadTarget};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -50,6 +52,24 @@ pub struct BenchArgs {
     /// JVM options for the Flink runs, separated by spaces.
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     flink_java_opts: String,
+    /// Run only these sections (`throughput`, `state`, `embedded`); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl BenchArgs {
+    fn runs_section(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+/// Apache Flink's RocksDB backend on this job, p = 1, checkpoints every 1 s, as last measured by `cargo x bench`
+/// (README): what the embedded rows compare with when Flink does not run in the same bench.
+const FLINK_ROCKSDB_LAST_MEASURED: [(u64, f64); 2] = [(1_000, 400_000.0), (1_000_000, 160_000.0)];
+
+/// The embedded backend's settings in the bench: incremental checkpoints, its files under the run's directory.
+fn embedded_yaml(dir: &Path) -> String {
+    format!("state.backend.incremental: true\nstate.backend.rocksdb.localdir: {}\n", dir.join("local").display())
 }
 
 /// The Flink configurations run at p = 1: checkpoint interval and state backend.
@@ -236,7 +256,10 @@ fn run_engine(
 ) -> Result<RunFigures, String> {
     let _ = std::fs::remove_dir_all(dir); // real-only: the benchmark's scratch space
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?; // real-only
-    let mut yaml = format!("state.backend: {backend}\nweir.state.jobmanager.max-state-size: 4 gb\n");
+    let mut yaml = format!("state.backend: {backend}\nweir.state.jobmanager.max-state-size: 1 gb\n");
+    if backend == "rocksdb" {
+        yaml.push_str(&embedded_yaml(dir));
+    }
     if let Some(interval) = interval {
         let _ = write!(
             yaml,
@@ -293,12 +316,14 @@ fn restore_time_ms(root: &Path, n: u64, keys: u64, backend: StateBackendKind) ->
         ("output".to_string(), "/unused".to_string()),
     ]);
     let config = JobConfig { state_backend: backend, ..JobConfig::default() };
+    // Where restored embedded stores keep their files: beside the checkpoints.
+    let restore_dir = root.with_file_name("restored");
     let graph =
         engine::jobs::find("keyed-sum").expect("registered").build_graph(&params, config).map_err(|e| e.to_string())?;
     runtime::run(0, async move {
         let started = Instant::now();
         let loaded = restore::load(&storage, &newest).await.map_err(|e| e.to_string())?;
-        let plan = restore::plan(&storage, &loaded, &graph.layout(), false, &engine::faults::Faults::none())
+        let plan = restore::plan(&storage, &loaded, &graph.layout(), false, false, &engine::faults::Faults::none())
             .await
             .map_err(|e| e.to_string())?;
         for (vertex, subtasks) in graph.vertices.iter().zip(plan) {
@@ -309,6 +334,23 @@ fn restore_time_ms(root: &Path, n: u64, keys: u64, backend: StateBackendKind) ->
                     vertex.parallelism,
                     graph.max_parallelism,
                 );
+                if backend == StateBackendKind::Embedded {
+                    let work_dir = restore_dir.join(format!("restore-{index}"));
+                    let options =
+                        EmbeddedOptions::with_memory_budget(engine::config::DEFAULT_EMBEDDED_MEMORY_BYTES as usize);
+                    let mut embedded = EmbeddedKeyedBackend::<String>::restore(
+                        storage.clone(),
+                        work_dir,
+                        range,
+                        options,
+                        &operator.stores,
+                        &operator.keyed,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    embedded.register::<(u64, u64)>("count-and-sum", StateKind::Value).map_err(|e| e.to_string())?;
+                    continue;
+                }
                 let mut heap = HeapKeyedBackend::<String>::new(range, &operator.keyed).map_err(|e| e.to_string())?;
                 heap.register::<(u64, u64)>("count-and-sum", StateKind::Value).map_err(|e| e.to_string())?;
             }
@@ -323,7 +365,33 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let mut report = serde_json::Map::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("weir bench: n = {} records, {} runs per configuration (median), {cores} cores\n", args.n, args.runs);
+    let mut flink_rocksdb: BTreeMap<u64, f64> = FLINK_ROCKSDB_LAST_MEASURED.into_iter().collect();
+    let mut flink_source = "last measured";
+    if args.runs_section("throughput") {
+        throughput(&args, &scratch, &mut report, &mut flink_rocksdb, &mut flink_source)?;
+    }
+    if args.runs_section("state") {
+        state_growth(&args, &scratch, &mut report)?;
+    }
+    if args.runs_section("embedded") {
+        embedded(&args, &scratch, &mut report, &flink_rocksdb, flink_source)?;
+    }
+    let _ = std::fs::remove_dir_all(&scratch); // real-only
+    let json = serde_json::to_string_pretty(&serde_json::Value::Object(report)).expect("JSON values serialize");
+    let written = std::fs::write(&args.json, json); // real-only
+    written.map_err(|e| e.to_string())?; // real-only
+    println!("\nJSON: {}", args.json.display());
+    Ok(())
+}
 
+/// 1 and 2: throughput against the hand-written loop (and against Flink, when given).
+fn throughput(
+    args: &BenchArgs,
+    scratch: &Path,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+    flink_rocksdb: &mut BTreeMap<u64, f64>,
+    flink_source: &mut &'static str,
+) -> Result<(), String> {
     // 1 and 2: throughput against the hand-written loop (and against Flink, when given).
     let mut rows = Vec::new();
     let mut weir_rates = BTreeMap::new();
@@ -372,11 +440,26 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     }
     report.insert("throughput".into(), serde_json::Value::Array(rows));
     if let Some(classpath) = &args.flink_classpath {
-        let flink = flink_throughput(&args, classpath, &scratch.join("flink"), &weir_rates);
+        let flink = flink_throughput(args, classpath, &scratch.join("flink"), &weir_rates);
+        for row in flink["rows"].as_array().into_iter().flatten() {
+            if row["backend"] == "rocksdb"
+                && let (Some(keys), Some(rate)) = (row["keys"].as_u64(), row["records_per_second"].as_f64())
+            {
+                flink_rocksdb.insert(keys, rate);
+                *flink_source = "same run";
+            }
+        }
         report.insert("flink".into(), flink);
     }
+    Ok(())
+}
 
-    // 3: checkpoint duration and size, and restore time, as state grows.
+/// 3: checkpoint duration and size, and restore time, as state grows.
+fn state_growth(
+    args: &BenchArgs,
+    scratch: &Path,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
     println!(
         "\n{:<10} {:<11} {:>18} {:>16} {:>16}",
         "state keys", "backend", "checkpoint ms", "size MiB", "restore ms"
@@ -402,10 +485,136 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         }
     }
     report.insert("state".into(), serde_json::Value::Array(rows));
-    let _ = std::fs::remove_dir_all(&scratch); // real-only
-    let json = serde_json::to_string_pretty(&serde_json::Value::Object(report)).expect("JSON values serialize");
-    let written = std::fs::write(&args.json, json); // real-only
-    written.map_err(|e| e.to_string())?; // real-only
-    println!("\nJSON: {}", args.json.display());
     Ok(())
+}
+
+/// 4: the embedded backend (weir's own store in RocksDB's role): throughput beside Flink's RocksDB, state larger
+/// than memory, incremental checkpoint size, and checkpoint and restore time as state grows.
+fn embedded(
+    args: &BenchArgs,
+    scratch: &Path,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+    flink_rocksdb: &BTreeMap<u64, f64>,
+    flink_source: &str,
+) -> Result<(), String> {
+    let mut section = serde_json::Map::new();
+    println!("\nEmbedded backend (state.backend: rocksdb, incremental), p = 1, checkpoints every 1 s");
+    println!("{:<10} {:>12} {:>14} {:>14} {:>10}", "keys", "records", "records/s", "vs Flink RocksDB", "peak RSS");
+    let mut rows = Vec::new();
+    // Beside the two throughput rows, state larger than memory: as many keys as the largest state size, each once.
+    let largest = args.state_keys.iter().copied().max().unwrap_or(10_000_000);
+    for (keys, n) in [(1_000u64, args.n), (1_000_000, args.n), (largest, largest)] {
+        let (mut throughput, mut rss) = (Vec::new(), Vec::new());
+        for run in 0..args.runs {
+            let figures = run_engine(&scratch.join("embedded"), n, keys, 1, Some("1 s"), "rocksdb", run == 0)?;
+            throughput.push(n as f64 / (figures.job_time_ms.max(1) as f64 / 1000.0));
+            rss.push(figures.peak_rss_kib as f64);
+        }
+        let (records_per_second, peak_rss_mib) = (median(throughput), median(rss) / 1024.0);
+        let flink = flink_rocksdb.get(&keys).copied();
+        let ratio = flink.map(|f| records_per_second / f);
+        println!(
+            "{keys:<10} {n:>12} {records_per_second:>14.0} {:>14} {peak_rss_mib:>7.0} MiB",
+            ratio.map_or("-".to_string(), |r| format!("{r:.1}x ({flink_source})"))
+        );
+        rows.push(serde_json::json!({
+            "keys": keys, "records": n, "records_per_second": records_per_second, "peak_rss_mib": peak_rss_mib,
+            "flink_rocksdb_records_per_second": flink, "flink_source": flink_source, "weir_to_flink": ratio,
+        }));
+    }
+    section.insert("throughput".into(), serde_json::Value::Array(rows));
+
+    let changed_keys = largest.min(1_000_000);
+    let (full, incremental) = incremental_size(&scratch.join("incremental"), changed_keys, 100)?;
+    println!(
+        "\nincremental checkpoint, 1% of {changed_keys} keys changed: {:.2} MiB uploaded of a full {:.2} MiB ({:.1}%)",
+        incremental as f64 / (1 << 20) as f64,
+        full as f64 / (1 << 20) as f64,
+        100.0 * incremental as f64 / full as f64
+    );
+    section.insert(
+        "incremental".into(),
+        serde_json::json!({"keys": changed_keys, "changed_percent": 1, "full_bytes": full, "incremental_bytes": incremental}),
+    );
+
+    println!("\n{:<10} {:>16} {:>12} {:>14}", "state keys", "checkpoint ms", "size MiB", "restore ms");
+    let mut rows = Vec::new();
+    for keys in args.state_keys.iter().copied().filter(|&keys| keys >= 100_000) {
+        let (mut durations, mut sizes, mut restores) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let dir = scratch.join("embedded-state");
+            let figures = run_engine(&dir, keys, keys, 1, Some("1 h"), "rocksdb", false)?;
+            let (duration, size) = figures.checkpoints.last().copied().ok_or("no checkpoint completed")?;
+            durations.push(duration as f64);
+            sizes.push(size as f64);
+            restores.push(restore_time_ms(&dir.join("checkpoints"), keys, keys, StateBackendKind::Embedded)?);
+        }
+        let (duration, size, restore) = (median(durations), median(sizes), median(restores));
+        println!("{keys:<10} {duration:>16.0} {:>12.1} {restore:>14.0}", size / (1 << 20) as f64);
+        rows.push(
+            serde_json::json!({"keys": keys, "checkpoint_ms": duration, "size_bytes": size, "restore_ms": restore}),
+        );
+    }
+    section.insert("state".into(), serde_json::Value::Array(rows));
+    report.insert("embedded".into(), serde_json::Value::Object(section));
+    Ok(())
+}
+
+/// Puts `keys` keys into an embedded store, takes an incremental checkpoint, changes one key in `every`, and takes
+/// the next: the bytes of the second checkpoint as a whole (a full one) and of the files it uploaded.
+fn incremental_size(dir: &Path, keys: u64, every: u64) -> Result<(u64, u64), String> {
+    let _ = std::fs::remove_dir_all(dir); // real-only: the benchmark's scratch space
+    std::fs::create_dir_all(dir.join("chk-1")).map_err(|e| e.to_string())?; // real-only
+    std::fs::create_dir_all(dir.join("chk-2")).map_err(|e| e.to_string())?; // real-only
+    let storage: StorageRef = Arc::new(LocalStorage);
+    let dir = dir.to_path_buf();
+    runtime::run(0, async move {
+        let range = engine::keygroup::KeyGroupRange { start: 0, end: 128 };
+        let options = EmbeddedOptions::with_memory_budget(engine::config::DEFAULT_EMBEDDED_MEMORY_BYTES as usize);
+        let mut backend = EmbeddedKeyedBackend::<String>::open(storage.clone(), dir.join("local"), range, options, &[])
+            .map_err(|e| e.to_string())?;
+        let state = backend.register::<(u64, u64)>("count-and-sum", StateKind::Value).map_err(|e| e.to_string())?;
+        let put = |backend: &mut EmbeddedKeyedBackend<String>, i: u64, value: u64| {
+            let key = format!("k{i}");
+            let group = engine::keygroup::key_group_for_key(&key, 128);
+            backend.put(state, group, &key, (1u64, value)).map_err(|e| e.to_string())
+        };
+        for i in 0..keys {
+            put(&mut backend, i, i)?;
+            if i % 1024 == 0 && backend.needs_maintenance() {
+                backend.maintain().await.map_err(|e| e.to_string())?;
+            }
+        }
+        backend.settle().await.map_err(|e| e.to_string())?;
+        let checkpoint = async |backend: &mut EmbeddedKeyedBackend<String>, id: u64| {
+            let FrozenKeyedState::Store(frozen) = backend.freeze().map_err(|e| e.to_string())? else {
+                return Err("the embedded backend freezes its store".to_string());
+            };
+            let checkpoint = engine::ids::CheckpointId(id);
+            let target = UploadTarget {
+                storage: storage.clone(),
+                dir: dir.join(format!("chk-{id}")),
+                checkpoint,
+                incremental: true,
+            };
+            let snapshot = frozen.upload(&target).await.map_err(|e| e.to_string())?;
+            backend.notify_checkpoint_complete(checkpoint);
+            // As an operator does after its next batch: the store adopts the snapshot's flush.
+            backend.settle().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(snapshot)
+        };
+        checkpoint(&mut backend, 1).await?;
+        for i in (0..keys).step_by(every as usize) {
+            put(&mut backend, i, i + 1)?;
+        }
+        let second = checkpoint(&mut backend, 2).await?;
+        let full: u64 = second.files.iter().map(|f| f.size_bytes).sum();
+        let uploaded: u64 = second
+            .files
+            .iter()
+            .filter(|f| f.uploaded_by == engine::ids::CheckpointId(2) && f.scope == FileScope::Shared)
+            .map(|f| f.size_bytes)
+            .sum();
+        Ok((full, uploaded))
+    })
 }

@@ -31,6 +31,11 @@ const DEFAULT_RESTART_ATTEMPTS: u32 = 1;
 const IMPLIED_RESTART_ATTEMPTS: u32 = i32::MAX as u32;
 const DEFAULT_CHANNEL_CAPACITY_BATCHES: u32 = 8;
 const DEFAULT_BATCH_SIZE_RECORDS: u32 = 1024;
+/// The embedded store's default memory (memtables and block cache) per keyed operator subtask.
+pub const DEFAULT_EMBEDDED_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// The embedded store's memory bound within which it still works (memtables of 1 KiB at least).
+const EMBEDDED_MEMORY_BYTES_MIN: u64 = 64 * 1024;
+const EMBEDDED_MEMORY_BYTES_MAX: u64 = 1 << 40;
 /// Flink's upper bound for the number of key groups.
 const MAX_MAX_PARALLELISM: u32 = 32768;
 /// Flink stores integer options in Java `int`s, so nothing larger is a valid Flink value.
@@ -100,6 +105,8 @@ pub struct JobConfig {
     pub max_parallelism: Option<u32>,
     pub checkpoint: CheckpointSettings,
     pub state_backend: StateBackendKind,
+    /// The embedded backend's settings (used when `state_backend` is `Embedded`).
+    pub embedded: EmbeddedSettings,
     pub restart: RestartStrategy,
     /// `weir.channel.capacity-batches`: how many batches a channel buffers before it pushes back.
     pub channel_capacity_batches: u32,
@@ -118,6 +125,7 @@ impl Default for JobConfig {
             max_parallelism: None,
             checkpoint: CheckpointSettings::default(),
             state_backend: StateBackendKind::default(),
+            embedded: EmbeddedSettings::default(),
             restart: RestartStrategy::None,
             channel_capacity_batches: DEFAULT_CHANNEL_CAPACITY_BATCHES,
             batch_size_records: DEFAULT_BATCH_SIZE_RECORDS,
@@ -191,6 +199,26 @@ pub enum StateBackendKind {
     FileSystem,
     /// Weir's embedded on-disk backend, which plays RocksDB's role.
     Embedded,
+}
+
+/// How the embedded on-disk backend (weir's own store in RocksDB's role) runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddedSettings {
+    /// `state.backend.incremental`: checkpoints upload only files no completed checkpoint
+    /// has, into `shared/`, and refer to the others.
+    pub incremental: bool,
+    /// `state.backend.rocksdb.localdir`: where stores keep their files; `None` is the task
+    /// manager's local directory (a scratch directory of the machine, `<temp>/weir-local`).
+    pub local_dir: Option<String>,
+    /// `state.backend.rocksdb.memory.fixed-per-slot`: memory for memtables and block cache of
+    /// one keyed operator subtask's store.
+    pub memory_bytes: u64,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        EmbeddedSettings { incremental: false, local_dir: None, memory_bytes: DEFAULT_EMBEDDED_MEMORY_BYTES }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -337,6 +365,9 @@ enum Setting {
     InlineThreshold,
     SavepointDir,
     JobManagerMaxState,
+    Incremental,
+    LocalDir,
+    EmbeddedMemory,
     RestartType,
     RestartAttempts,
     RestartDelay,
@@ -477,6 +508,30 @@ static KEYS: &[KeyInfo] = &[
         setting: Setting::JobManagerMaxState,
     },
     KeyInfo {
+        key: "state.backend.incremental",
+        aliases: &["execution.checkpointing.incremental"],
+        value_type: "true or false",
+        default: "false",
+        meaning: "Whether the embedded (rocksdb) backend's checkpoints upload only new files into `shared/` and refer to the files of earlier checkpoints.",
+        setting: Setting::Incremental,
+    },
+    KeyInfo {
+        key: "state.backend.rocksdb.localdir",
+        aliases: &["state.backend.rocksdb.checkpointdir"],
+        value_type: "local path or file:// URI",
+        default: "the task manager's local directory (`<temp>/weir-local`)",
+        meaning: "Where the embedded (rocksdb) backend keeps its working files; they are rebuilt from the checkpoint after a restart.",
+        setting: Setting::LocalDir,
+    },
+    KeyInfo {
+        key: "state.backend.rocksdb.memory.fixed-per-slot",
+        aliases: &[],
+        value_type: "memory size from 64 kb to 1024 gb",
+        default: "64 mb",
+        meaning: "Memory of one keyed operator subtask's embedded store: memtables and block cache together.",
+        setting: Setting::EmbeddedMemory,
+    },
+    KeyInfo {
         key: "restart-strategy.type",
         aliases: &["restart-strategy"],
         value_type: "none, off, disable, fixed-delay or fixeddelay",
@@ -585,6 +640,7 @@ enum Parsed {
     Count(u32),
     Millis(u64),
     Bytes(u64),
+    Bool(bool),
     Path(String),
     Mode(CheckpointingMode),
     Retention(ExternalizedRetention),
@@ -610,7 +666,9 @@ fn parse_value(setting: Setting, raw: &RawValue) -> Result<Parsed, String> {
         S::MinPause | S::RestartDelay => parse_duration_ms(raw).map(Parsed::Millis),
         S::InlineThreshold => parse_size(raw, 0, INLINE_THRESHOLD_BYTES_MAX).map(Parsed::Bytes),
         S::JobManagerMaxState => parse_size(raw, 1, JOBMANAGER_MAX_STATE_BYTES_MAX).map(Parsed::Bytes),
-        S::CheckpointDir | S::SavepointDir => parse_path(raw).map(Parsed::Path),
+        S::CheckpointDir | S::SavepointDir | S::LocalDir => parse_path(raw).map(Parsed::Path),
+        S::EmbeddedMemory => parse_size(raw, EMBEDDED_MEMORY_BYTES_MIN, EMBEDDED_MEMORY_BYTES_MAX).map(Parsed::Bytes),
+        S::Incremental => parse_bool(raw).map(Parsed::Bool),
         S::CheckpointMode => parse_choice(
             raw,
             &[("exactly-once", CheckpointingMode::ExactlyOnce), ("at-least-once", CheckpointingMode::AtLeastOnce)],
@@ -665,8 +723,19 @@ fn expected_for(setting: Setting) -> String {
     // Parsing a boolean never succeeds for any setting that is not a path, and a path accepts it,
     // so the path case needs its own text.
     match setting {
-        Setting::CheckpointDir | Setting::SavepointDir => PATH_EXPECTED.to_string(),
+        Setting::CheckpointDir | Setting::SavepointDir | Setting::LocalDir => PATH_EXPECTED.to_string(),
+        Setting::Incremental => "`true` or `false`".to_string(),
         _ => parse_value(setting, &RawValue::Bool(false)).err().unwrap_or_default(),
+    }
+}
+
+/// Reads a boolean given as a YAML/TOML boolean or as the text `true` or `false`.
+fn parse_bool(raw: &RawValue) -> Result<bool, String> {
+    match raw {
+        RawValue::Bool(b) => Ok(*b),
+        RawValue::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        RawValue::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err("`true` or `false`".to_string()),
     }
 }
 
@@ -850,6 +919,13 @@ impl Given {
         }
     }
 
+    fn flag(&self, setting: Setting) -> Option<bool> {
+        match self.get(setting) {
+            Some(Parsed::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
     fn path(&self, setting: Setting) -> Option<String> {
         match self.get(setting) {
             Some(Parsed::Path(p)) => Some(p.clone()),
@@ -980,6 +1056,11 @@ fn build(items: Vec<Item>, origin: &str) -> Result<JobConfig, ConfigError> {
         max_parallelism: given.count(Setting::MaxParallelism),
         checkpoint,
         state_backend,
+        embedded: EmbeddedSettings {
+            incremental: given.flag(Setting::Incremental).unwrap_or(false),
+            local_dir: given.path(Setting::LocalDir),
+            memory_bytes: given.bytes(Setting::EmbeddedMemory).unwrap_or(DEFAULT_EMBEDDED_MEMORY_BYTES),
+        },
         restart,
         channel_capacity_batches: given.count(Setting::ChannelCapacity).unwrap_or(DEFAULT_CHANNEL_CAPACITY_BATCHES),
         batch_size_records: given.count(Setting::BatchSize).unwrap_or(DEFAULT_BATCH_SIZE_RECORDS),
@@ -1318,6 +1399,23 @@ mod tests {
             ("restart-strategy.fixed-delay.delay", s("5 s"), Box::new(|c| c.restart == RestartStrategy::None)),
             ("weir.channel.capacity-batches", RawValue::Integer(16), Box::new(|c| c.channel_capacity_batches == 16)),
             ("weir.channel.batch-size-records", s("256"), Box::new(|c| c.batch_size_records == 256)),
+            ("state.backend.incremental", RawValue::Bool(true), Box::new(|c| c.embedded.incremental)),
+            ("execution.checkpointing.incremental", s("TRUE"), Box::new(|c| c.embedded.incremental)),
+            (
+                "state.backend.rocksdb.localdir",
+                s("file:///var/weir/local"),
+                Box::new(|c| c.embedded.local_dir.as_deref() == Some("/var/weir/local")),
+            ),
+            (
+                "state.backend.rocksdb.checkpointdir",
+                s("/scratch"),
+                Box::new(|c| c.embedded.local_dir.as_deref() == Some("/scratch")),
+            ),
+            (
+                "state.backend.rocksdb.memory.fixed-per-slot",
+                s("128 mb"),
+                Box::new(|c| c.embedded.memory_bytes == 128 << 20),
+            ),
         ]
     }
 
@@ -1606,6 +1704,15 @@ restart-strategy:
              expected a memory size from 1 b to 1 gb"
         );
         assert_eq!(yaml("state.backend.fs.memory-threshold: 1 mb\n").checkpoint.inline_threshold_bytes, 1 << 20);
+        assert_eq!(
+            yaml_err("state.backend.rocksdb.memory.fixed-per-slot: 1 kb\n"),
+            "flink-conf.yaml:1: invalid value `1 kb` for `state.backend.rocksdb.memory.fixed-per-slot`: \
+             expected a memory size from 64 kb to 1024 gb"
+        );
+        assert_eq!(
+            yaml_err("state.backend.incremental: sometimes\n"),
+            "flink-conf.yaml:1: invalid value `sometimes` for `state.backend.incremental`: expected `true` or `false`"
+        );
         assert_eq!(show_size(20 * 1024), "20 kb");
         assert_eq!(show_size(1000), "1000 b");
     }
@@ -2030,6 +2137,6 @@ execution:
             }
             assert!(!info.value_type.is_empty() && !info.default.is_empty() && info.meaning.ends_with('.'));
         }
-        assert_eq!(known_keys().len(), 21);
+        assert_eq!(known_keys().len(), 24);
     }
 }

@@ -59,6 +59,9 @@ impl TaskError {
                 // The embedded store's local files are rebuilt from the checkpoint on a restart, so a corrupt
                 // block or a failed write on the local disk may well pass.
                 StateError::Storage(_) | StateError::Corrupt { .. } | StateError::BackgroundJob { .. } => false,
+                // The job manager checks a snapshot's files before it deploys: one missing or changed when a
+                // subtask downloads it was read across a storage fault, which a restart may get past.
+                StateError::MissingSnapshotFile { .. } | StateError::SnapshotFileMismatch { .. } => false,
             },
             TaskError::RestoreRefused { .. } => true,
             TaskError::Storage(_)

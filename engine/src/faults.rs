@@ -31,6 +31,9 @@ pub enum CheckpointPhase {
     Aligning,
     /// Every subtask acked; the `_metadata` write is about to start (job manager).
     Acked,
+    /// The snapshot's new shared files are registered (moved into `shared/` and durable there); its `_metadata`
+    /// is not written yet (job manager).
+    SharedRegistered,
     /// `_metadata` is written to its temporary file but not yet fsynced nor renamed.
     WritingMetadata,
     /// `_metadata` is durable and recorded in the job manager's store; notifications are about to go out.

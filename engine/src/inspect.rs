@@ -1,11 +1,13 @@
 //! What `weir checkpoints list` and `weir checkpoints inspect` print: a checkpoint
 //! directory's contents and one checkpoint's metadata, as text or JSON, and what
-//! `inspect --verify` checks: every byte range of every file the state references.
+//! `inspect --verify` checks: every byte range of every file the state references, and
+//! every file of an embedded store's snapshot (its size and checksum), shared or exclusive.
 
 use crate::checkpoint::metadata::{self, METADATA_FILE_NAME, StateHandle};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError};
 use crate::checkpoint::storage::parse_checkpoint_dir_name;
 use crate::seam::storage::{StorageError, StorageRef};
+use crate::state::snapshot::FileScope;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -77,7 +79,42 @@ pub async fn load(
             files.push((file.path.clone(), size));
         }
     }
+    for (_, _, file) in loaded.metadata.embedded_files() {
+        let shown = embedded_name(file);
+        if files.iter().any(|(p, _)| *p == shown) {
+            continue;
+        }
+        let size = match storage.file_len(&file.path(&loaded.dir)).await {
+            Ok(len) => Some(len),
+            Err(StorageError::NotFound { .. }) => None,
+            Err(other) => return Err(other.into()),
+        };
+        files.push((shown, size));
+    }
     Ok((loaded, files))
+}
+
+/// An embedded store's file as inspect shows it: `shared/<name>`, or its name beside `_metadata`.
+fn embedded_name(file: &crate::state::snapshot::EmbeddedFile) -> String {
+    match file.scope {
+        FileScope::Shared => format!("{}/{}", crate::state::snapshot::SHARED_DIR_NAME, file.name),
+        FileScope::Exclusive => file.name.clone(),
+    }
+}
+
+/// Files and bytes of the embedded stores' snapshots by scope, each file once: (shared, exclusive).
+fn embedded_totals(m: &metadata::CheckpointMetadata) -> ((usize, u64), (usize, u64)) {
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut shared, mut exclusive) = ((0, 0), (0, 0));
+    for (_, _, file) in m.embedded_files() {
+        if !seen.insert((file.scope, file.name.as_str())) {
+            continue;
+        }
+        let total = if file.scope == FileScope::Shared { &mut shared } else { &mut exclusive };
+        total.0 += 1;
+        total.1 += file.size_bytes;
+    }
+    (shared, exclusive)
 }
 
 /// A readable description of a checkpoint.
@@ -103,9 +140,16 @@ pub fn describe(loaded: &LoadedCheckpoint, files: &[(String, Option<u64>)]) -> S
         if m.is_relocatable() {
             "true (every file it references is inside its directory: the directory can be moved)"
         } else {
-            "false (it references files by absolute path, outside its directory)"
+            "false (it references files outside its directory: by absolute path, or in the job's shared/)"
         }
     );
+    let ((shared, shared_bytes), (exclusive, exclusive_bytes)) = embedded_totals(m);
+    if shared + exclusive > 0 {
+        let _ = writeln!(
+            text,
+            "embedded store files: {shared} shared ({shared_bytes} bytes, in shared/), {exclusive} exclusive ({exclusive_bytes} bytes, beside _metadata)"
+        );
+    }
     for operator in &m.operators {
         let _ = writeln!(
             text,
@@ -131,6 +175,30 @@ pub fn describe(loaded: &LoadedCheckpoint, files: &[(String, Option<u64>)]) -> S
                 subtask.key_groups.len(),
                 if lists.is_empty() { "none".to_string() } else { lists.join(", ") }
             );
+            if let Some(embedded) = &subtask.embedded {
+                let count = |scope: FileScope| embedded.files.iter().filter(|f| f.scope == scope).count();
+                let bytes = |scope: FileScope| -> u64 {
+                    embedded.files.iter().filter(|f| f.scope == scope).map(|f| f.size_bytes).sum()
+                };
+                let _ = writeln!(
+                    text,
+                    "    embedded store (key groups {}..{}): {} shared files ({} bytes), {} exclusive ({} bytes), {} range tombstones",
+                    embedded.key_groups.start,
+                    embedded.key_groups.end,
+                    count(FileScope::Shared),
+                    bytes(FileScope::Shared),
+                    count(FileScope::Exclusive),
+                    bytes(FileScope::Exclusive),
+                    embedded.tombstones.len()
+                );
+                for file in &embedded.files {
+                    let _ = writeln!(
+                        text,
+                        "      level {} {:?} {} ({} bytes, crc32 {:08x}, uploaded by checkpoint {})",
+                        file.level, file.scope, file.name, file.size_bytes, file.checksum, file.uploaded_by
+                    );
+                }
+            }
         }
     }
     let _ = writeln!(text, "files referenced: {}", files.len());
@@ -175,7 +243,22 @@ pub fn describe_json(loaded: &LoadedCheckpoint, files: &[(String, Option<u64>)])
                         .iter()
                         .map(|l| serde_json::json!({"name": l.name, "mode": format!("{:?}", l.mode), "elements": l.elements.len()}))
                         .collect();
-                    serde_json::json!({"subtask": index, "key_groups": handles, "lists": lists})
+                    let embedded = subtask.embedded.as_ref().map(|e| {
+                        let files: Vec<serde_json::Value> = e
+                            .files
+                            .iter()
+                            .map(|f| serde_json::json!({
+                                "name": f.name, "scope": format!("{:?}", f.scope), "level": f.level,
+                                "size_bytes": f.size_bytes, "checksum": format!("{:08x}", f.checksum),
+                                "uploaded_by": f.uploaded_by.0,
+                            }))
+                            .collect();
+                        serde_json::json!({
+                            "key_groups": [e.key_groups.start, e.key_groups.end], "files": files,
+                            "range_tombstones": e.tombstones.len(),
+                        })
+                    });
+                    serde_json::json!({"subtask": index, "key_groups": handles, "lists": lists, "embedded": embedded})
                 })
                 .collect();
             serde_json::json!({
@@ -200,6 +283,10 @@ pub fn describe_json(loaded: &LoadedCheckpoint, files: &[(String, Option<u64>)])
         "state_size_bytes": m.state_size_bytes(),
         "self_contained": m.is_relocatable(),
         "all_inline": m.is_self_contained(),
+        "embedded_files": {
+            "shared": { "files": embedded_totals(m).0.0, "bytes": embedded_totals(m).0.1 },
+            "exclusive": { "files": embedded_totals(m).1.0, "bytes": embedded_totals(m).1.1 },
+        },
         "operators": operators,
         "files": files,
     })
@@ -277,6 +364,43 @@ pub async fn verify(storage: &StorageRef, loaded: &LoadedCheckpoint) -> Result<V
                 }
             }
         }
+    }
+    // Embedded stores' files: each whole file against the size and checksum the snapshot recorded.
+    let mut checked = std::collections::BTreeSet::new();
+    for (uid, subtask, file) in loaded.metadata.embedded_files() {
+        let path = file.path(&loaded.dir);
+        if !checked.insert(path.clone()) {
+            continue;
+        }
+        verification.files += 1;
+        verification.ranges += 1;
+        let problem = match storage.read(&path).await {
+            Err(StorageError::NotFound { .. }) => Some(RestoreError::MissingFile {
+                metadata: metadata_path.clone(),
+                file: path,
+                operator: uid.clone(),
+                subtask: subtask as u32,
+            }),
+            Err(other) => return Err(other.into()),
+            Ok(bytes) if bytes.len() as u64 != file.size_bytes => Some(RestoreError::FileSizeMismatch {
+                metadata: metadata_path.clone(),
+                file: path,
+                operator: uid.clone(),
+                expected: file.size_bytes,
+                actual: bytes.len() as u64,
+            }),
+            Ok(bytes) if metadata::checksum(&bytes) != file.checksum => Some(RestoreError::CorruptFile {
+                metadata: metadata_path.clone(),
+                file: path,
+                operator: uid.clone(),
+                offset: 0,
+            }),
+            Ok(bytes) => {
+                verification.bytes += bytes.len() as u64;
+                None
+            }
+        };
+        verification.problems.extend(problem);
     }
     Ok(verification)
 }

@@ -237,6 +237,17 @@ impl KeyGroupRange {
     pub fn as_inclusive(&self) -> Option<RangeInclusive<u32>> {
         (!self.is_empty()).then(|| self.start..=self.end - 1)
     }
+
+    /// The key groups both ranges hold.
+    pub fn intersection(&self, other: KeyGroupRange) -> KeyGroupRange {
+        let start = self.start.max(other.start);
+        KeyGroupRange { start, end: self.end.min(other.end).max(start) }
+    }
+
+    /// Whether the ranges share a key group.
+    pub fn overlaps(&self, other: KeyGroupRange) -> bool {
+        !self.intersection(other).is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! Checks of what a run left in its checkpoint directory: which checkpoints are retained and
 //! which were left incomplete, that each `_metadata` parses and every file it references
-//! exists and is intact, and that no file is left that no retained checkpoint references.
+//! exists and is intact, and that no file is left that no retained checkpoint references,
+//! in a checkpoint's directory or in the job's `shared/` directory.
 
 use engine::checkpoint::metadata::{METADATA_FILE_NAME, SnapshotFormat};
-use engine::checkpoint::restore;
-use engine::checkpoint::storage::parse_checkpoint_dir_name;
+use engine::checkpoint::restore::{self, RestoreError};
+use engine::checkpoint::storage::{parse_checkpoint_dir_name, shared_dir, shared_file_checkpoint};
 use engine::ids::CheckpointId;
 use engine::local::RunError;
 use engine::seam::storage::StorageRef;
+use engine::state::snapshot::FileScope;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,10 @@ pub struct CheckpointDirReport {
     pub problems: Vec<String>,
     /// Each readable retained checkpoint's path, the format its writer used, and whether it is self-contained.
     pub self_contained: Vec<(String, SnapshotFormat, bool)>,
+    /// Shared files a retained checkpoint refers to that are missing or not the size it recorded: `chk-<n>: name`.
+    pub dangling: Vec<String>,
+    /// Files in `shared/` no retained checkpoint refers to, with the checkpoint that uploaded each (from its name).
+    pub leaked: Vec<(String, Option<CheckpointId>)>,
 }
 
 /// The `chk-<n>` directories under `job_dir`, ascending by id.
@@ -126,6 +132,8 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
     let mut incomplete = Vec::new();
     let mut problems = Vec::new();
     let mut self_contained = Vec::new();
+    let mut dangling = Vec::new();
+    let mut shared_referenced: BTreeSet<String> = BTreeSet::new();
     for id in checkpoint_ids(storage, job_dir).await? {
         let dir = job_dir.join(format!("chk-{}", id.0));
         if !storage.exists(&dir.join(METADATA_FILE_NAME)).await? {
@@ -141,11 +149,36 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
             }
         };
         self_contained.push((dir.display().to_string(), loaded.metadata.format, loaded.metadata.is_self_contained()));
-        if let Err(error) = restore::resolve(storage, &loaded, &engine::faults::Faults::none()).await {
-            problems.push(format!("chk-{}: {error}", id.0));
+        let shared_here = loaded.metadata.shared_files();
+        for (_, _, file) in loaded.metadata.embedded_files().filter(|(_, _, f)| f.scope == FileScope::Shared) {
+            let path = file.path(&dir);
+            let present = match storage.file_len(&path).await {
+                Ok(len) => len == file.size_bytes,
+                Err(error) if error.is_not_found() => false,
+                Err(error) => return Err(error.into()),
+            };
+            if !present && !dangling.contains(&format!("chk-{}: {}", id.0, file.name)) {
+                dangling.push(format!("chk-{}: {}", id.0, file.name));
+            }
         }
-        let referenced: BTreeSet<PathBuf> =
+        shared_referenced.extend(shared_here.iter().cloned());
+        match restore::resolve(storage, &loaded, false, &engine::faults::Faults::none()).await {
+            Ok(_) => {}
+            // A missing shared file is a dangling reference, reported as one.
+            Err(RestoreError::MissingFile { file, .. } | RestoreError::FileSizeMismatch { file, .. })
+                if file.file_name().and_then(|n| n.to_str()).is_some_and(|n| shared_here.contains(n))
+                    && file.parent() == Some(shared_dir(job_dir).as_path()) => {}
+            Err(error) => problems.push(format!("chk-{}: {error}", id.0)),
+        }
+        let mut referenced: BTreeSet<PathBuf> =
             loaded.metadata.referenced_files().iter().map(|f| loaded.file_path(f)).collect();
+        referenced.extend(
+            loaded
+                .metadata
+                .embedded_files()
+                .filter(|(_, _, f)| f.scope == FileScope::Exclusive)
+                .map(|(_, _, f)| f.path(&dir)),
+        );
         for name in storage.list(&dir).await? {
             let path = dir.join(&name);
             if name != METADATA_FILE_NAME && !referenced.contains(&path) {
@@ -153,5 +186,22 @@ pub async fn inspect_job_dir(storage: &StorageRef, job_dir: &Path) -> Result<Che
             }
         }
     }
-    Ok(CheckpointDirReport { job_dir: job_dir.to_path_buf(), retained, incomplete, problems, self_contained })
+    let shared = shared_dir(job_dir);
+    let mut leaked = Vec::new();
+    if storage.exists(&shared).await? {
+        for name in storage.list(&shared).await? {
+            if !shared_referenced.contains(&name) {
+                leaked.push((name.clone(), shared_file_checkpoint(&name)));
+            }
+        }
+    }
+    Ok(CheckpointDirReport {
+        job_dir: job_dir.to_path_buf(),
+        retained,
+        incomplete,
+        problems,
+        self_contained,
+        dangling,
+        leaked,
+    })
 }

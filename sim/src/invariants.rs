@@ -28,6 +28,12 @@ pub enum Invariant {
     MetadataReadable,
     /// With the jobmanager backend, every retained `_metadata` is self-contained.
     SelfContained,
+    /// Every shared file a retained checkpoint refers to exists, with the size it recorded: no
+    /// file was deleted while a checkpoint still needed it.
+    NoDanglingSharedFiles,
+    /// After the run, every file in a job's `shared/` directory is referenced by a retained
+    /// checkpoint (unless a crash abandoned the job, leaving no one to delete it).
+    NoLeakedSharedFiles,
     /// The job finishes within the healing bound after faults stop.
     Liveness,
     /// AT_LEAST_ONCE: every record is committed at least once.

@@ -17,6 +17,8 @@ pub enum PointName {
     SnapshotTriggered,
     SnapshotAligning,
     SnapshotAcked,
+    /// An embedded checkpoint's new files moved into `shared/`, before its `_metadata` is written.
+    SnapshotSharedRegistered,
     SnapshotWritingMetadata,
     SnapshotCompleted,
     SnapshotNotified,
@@ -73,10 +75,11 @@ pub enum PointAction {
 
 impl PointName {
     /// Every point name, in declaration order.
-    pub const ALL: [PointName; 41] = [
+    pub const ALL: [PointName; 42] = [
         PointName::SnapshotTriggered,
         PointName::SnapshotAligning,
         PointName::SnapshotAcked,
+        PointName::SnapshotSharedRegistered,
         PointName::SnapshotWritingMetadata,
         PointName::SnapshotCompleted,
         PointName::SnapshotNotified,
@@ -131,6 +134,7 @@ impl PointName {
             SnapshotTriggered
             | SnapshotAligning
             | SnapshotAcked
+            | SnapshotSharedRegistered
             | SnapshotWritingMetadata
             | SnapshotCompleted
             | SnapshotNotified
@@ -168,6 +172,7 @@ impl PointName {
         match self {
             SnapshotTriggered
             | SnapshotAcked
+            | SnapshotSharedRegistered
             | SnapshotWritingMetadata
             | SnapshotCompleted
             | SnapshotNotified
@@ -232,6 +237,7 @@ pub fn name_of(point: &FaultPoint<'_>) -> PointName {
             CheckpointPhase::Triggered => PointName::SnapshotTriggered,
             CheckpointPhase::Aligning => PointName::SnapshotAligning,
             CheckpointPhase::Acked => PointName::SnapshotAcked,
+            CheckpointPhase::SharedRegistered => PointName::SnapshotSharedRegistered,
             CheckpointPhase::WritingMetadata => PointName::SnapshotWritingMetadata,
             CheckpointPhase::Completed => PointName::SnapshotCompleted,
             CheckpointPhase::Notified => PointName::SnapshotNotified,

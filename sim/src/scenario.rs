@@ -767,6 +767,11 @@ fn not_applicable(invariant: crate::invariants::Invariant, file: &ScenarioFile, 
         {
             Some("no job of the scenario uses the jobmanager backend".into())
         }
+        Invariant::NoDanglingSharedFiles | Invariant::NoLeakedSharedFiles
+            if !(config.state_backend == engine::config::StateBackendKind::Embedded && config.embedded.incremental) =>
+        {
+            Some("no job of the scenario takes incremental checkpoints (`state.backend: rocksdb` with `state.backend.incremental: true`)".into())
+        }
         Invariant::ExactlyOnceOutput
         | Invariant::NoLossNoDupInOrder
         | Invariant::StateEqualsReference
@@ -777,7 +782,9 @@ fn not_applicable(invariant: crate::invariants::Invariant, file: &ScenarioFile, 
         | Invariant::SelfContained
         | Invariant::Liveness
         | Invariant::NothingLost
-        | Invariant::SavepointsKept => None,
+        | Invariant::SavepointsKept
+        | Invariant::NoDanglingSharedFiles
+        | Invariant::NoLeakedSharedFiles => None,
     }
 }
 

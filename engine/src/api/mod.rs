@@ -38,6 +38,8 @@ use crate::operators::map::MapOp;
 use crate::operators::sink::Sink;
 use crate::operators::source::Source;
 use crate::seam::runtime;
+use crate::state::backend::KeyedStateBackend;
+use crate::state::embedded::EmbeddedKeyedBackend;
 use crate::state::heap::HeapKeyedBackend;
 use crate::state::{Key, KeySelector};
 use crate::task::channel::{self, Receiver, Sender};
@@ -126,9 +128,6 @@ impl JobBuilder {
         };
         if parallelism > max_parallelism {
             return Err(BuildError::ParallelismAboveMax { parallelism, max_parallelism });
-        }
-        if config.state_backend == StateBackendKind::Embedded {
-            return Err(BuildError::BackendUnavailable("embedded (rocksdb)"));
         }
         let graph = GraphState {
             name: name.to_string(),
@@ -289,6 +288,7 @@ impl<T: Send + 'static> Stream<T> {
             let tail = tail.clone();
             let operators = operators.clone();
             let task = async move {
+                context.prepare_stores().await?;
                 let restored = &context.restored.operators;
                 let finished_on_restore =
                     operators.iter().all(|uid| restored.get(uid).is_some_and(|operator| operator.finished));
@@ -392,11 +392,37 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             let restored = context.take_restored(&uid);
             let state_error = |source| TaskError::State { operator: uid.clone(), source };
             let restored_groups = restored.map(|r| r.keyed).unwrap_or_default();
-            let backend =
-                HeapKeyedBackend::<K>::new(context.info.key_group_range(), &restored_groups).map_err(state_error)?;
-            let op =
-                KeyedProcessOperator::new(uid.clone(), key_of.clone(), make(), backend, context.info.max_parallelism);
-            Ok(Box::new(Chained::new(gate, Box::new(op))) as Box<dyn Upstream<Out>>)
+            let range = context.info.key_group_range();
+            let max_parallelism = context.info.max_parallelism;
+            let op: Box<dyn ChainOp<T, Out>> = match context.config.state_backend {
+                StateBackendKind::Embedded => {
+                    let backend = match context.prepared.remove(&uid) {
+                        Some(store) => EmbeddedKeyedBackend::<K>::from_restored(store, range, &restored_groups),
+                        None => EmbeddedKeyedBackend::<K>::open(
+                            context.storage.clone(),
+                            context.embedded_work_dir(&uid),
+                            range,
+                            context.embedded_options(),
+                            &restored_groups,
+                        ),
+                    }
+                    .map_err(state_error)?;
+                    Box::new(KeyedProcessOperator::new(uid.clone(), key_of.clone(), make(), backend, max_parallelism))
+                }
+                StateBackendKind::JobManager | StateBackendKind::FileSystem => {
+                    // A checkpoint of the embedded backend restored into the heap one: its files, read
+                    // back into canonical key groups.
+                    let restored_groups = match context.prepared.remove(&uid) {
+                        Some(store) => EmbeddedKeyedBackend::<K>::from_restored(store, range, &restored_groups)
+                            .and_then(|mut embedded| embedded.snapshot())
+                            .map_err(state_error)?,
+                        None => restored_groups,
+                    };
+                    let backend = HeapKeyedBackend::<K>::new(range, &restored_groups).map_err(state_error)?;
+                    Box::new(KeyedProcessOperator::new(uid.clone(), key_of.clone(), make(), backend, max_parallelism))
+                }
+            };
+            Ok(Box::new(Chained::new(gate, op)) as Box<dyn Upstream<Out>>)
         });
         Stream { graph: exchanged.graph, vertex: exchanged.vertex, upstream }
     }

@@ -15,7 +15,7 @@
 
 use crate::ids::{CheckpointId, JobId, KeyGroup, OperatorUid, SubtaskIndex};
 use crate::keygroup::{KeyGroupRange, MAX_PARALLELISM_UPPER_BOUND};
-use crate::state::snapshot::ListStateSnapshot;
+use crate::state::snapshot::{EmbeddedSnapshot, FileScope, ListStateSnapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -24,9 +24,11 @@ use std::path::{Path, PathBuf};
 /// The first 8 bytes of every metadata file.
 pub const MAGIC: [u8; 8] = *b"WEIRMETA";
 /// The version of the frame and body layout this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Version 1 had no `finished` flag on subtask state; it is still read (as not finished).
 const FORMAT_VERSION_1: u32 = 1;
+/// Version 2 had no embedded store snapshots; it is still read (as none).
+const FORMAT_VERSION_2: u32 = 2;
 /// The name of the metadata file inside a checkpoint or savepoint directory.
 pub const METADATA_FILE_NAME: &str = "_metadata";
 
@@ -80,6 +82,31 @@ pub struct OperatorState {
 /// The state handles of one subtask's acknowledgement of a snapshot, by operator uid.
 pub type AckedState = std::collections::BTreeMap<OperatorUid, SubtaskState>;
 
+impl super::registry::SharedReferences for AckedState {
+    fn shared_files(&self) -> Vec<super::registry::SharedFile> {
+        self.values()
+            .flat_map(|subtask| subtask.embedded.iter())
+            .flat_map(|embedded| embedded.files.iter())
+            .filter(|file| file.scope == FileScope::Shared)
+            .map(|file| super::registry::SharedFile { name: file.name.clone(), uploaded_by: file.uploaded_by })
+            .collect()
+    }
+}
+
+impl CheckpointMetadata {
+    /// The shared files this checkpoint refers to, each once, for the shared-state registry.
+    pub fn shared_references(&self) -> Vec<super::registry::SharedFile> {
+        let mut files: Vec<super::registry::SharedFile> = self
+            .embedded_files()
+            .filter(|(_, _, file)| file.scope == FileScope::Shared)
+            .map(|(_, _, file)| super::registry::SharedFile { name: file.name.clone(), uploaded_by: file.uploaded_by })
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+}
+
 /// The state of one operator in one subtask.
 #[derive(Clone, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubtaskState {
@@ -90,6 +117,72 @@ pub struct SubtaskState {
     /// The operator had processed all its input when snapshotted (a snapshot in the end of
     /// data phase): restored, it must not process or emit its end-of-input results again.
     pub finished: bool,
+    /// Keyed state as the embedded store's files (the embedded backend's checkpoints), instead
+    /// of `key_groups`.
+    pub embedded: Option<EmbeddedSnapshot>,
+}
+
+/// Version 2 of the body, read for compatibility.
+mod v2 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub struct CheckpointMetadata {
+        pub checkpoint_id: CheckpointId,
+        pub job_id: JobId,
+        pub job_name: String,
+        pub kind: SnapshotKind,
+        pub format: SnapshotFormat,
+        pub timestamp_ms: u64,
+        pub operators: Vec<OperatorState>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct OperatorState {
+        pub uid: OperatorUid,
+        pub parallelism: u32,
+        pub max_parallelism: u32,
+        pub subtasks: Vec<SubtaskState>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SubtaskState {
+        pub key_groups: Vec<KeyGroupHandle>,
+        pub lists: Vec<ListStateSnapshot>,
+        pub finished: bool,
+    }
+
+    impl From<CheckpointMetadata> for super::CheckpointMetadata {
+        fn from(m: CheckpointMetadata) -> Self {
+            super::CheckpointMetadata {
+                checkpoint_id: m.checkpoint_id,
+                job_id: m.job_id,
+                job_name: m.job_name,
+                kind: m.kind,
+                format: m.format,
+                timestamp_ms: m.timestamp_ms,
+                operators: m
+                    .operators
+                    .into_iter()
+                    .map(|o| super::OperatorState {
+                        uid: o.uid,
+                        parallelism: o.parallelism,
+                        max_parallelism: o.max_parallelism,
+                        subtasks: o
+                            .subtasks
+                            .into_iter()
+                            .map(|s| super::SubtaskState {
+                                key_groups: s.key_groups,
+                                lists: s.lists,
+                                finished: s.finished,
+                                embedded: None,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+    }
 }
 
 /// Version 1 of the body, read for compatibility.
@@ -121,30 +214,24 @@ mod v1 {
         pub lists: Vec<ListStateSnapshot>,
     }
 
-    impl From<CheckpointMetadata> for super::CheckpointMetadata {
+    /// Version 1 is version 2 with no subtask finished.
+    impl From<CheckpointMetadata> for super::v2::CheckpointMetadata {
         fn from(m: CheckpointMetadata) -> Self {
-            super::CheckpointMetadata {
-                checkpoint_id: m.checkpoint_id,
-                job_id: m.job_id,
-                job_name: m.job_name,
-                kind: m.kind,
-                format: m.format,
-                timestamp_ms: m.timestamp_ms,
-                operators: m
-                    .operators
-                    .into_iter()
-                    .map(|o| super::OperatorState {
-                        uid: o.uid,
-                        parallelism: o.parallelism,
-                        max_parallelism: o.max_parallelism,
-                        subtasks: o
-                            .subtasks
-                            .into_iter()
-                            .map(|s| super::SubtaskState { key_groups: s.key_groups, lists: s.lists, finished: false })
-                            .collect(),
-                    })
-                    .collect(),
-            }
+            let CheckpointMetadata { checkpoint_id, job_id, job_name, kind, format, timestamp_ms, operators } = m;
+            let operators = operators
+                .into_iter()
+                .map(|o| super::v2::OperatorState {
+                    uid: o.uid,
+                    parallelism: o.parallelism,
+                    max_parallelism: o.max_parallelism,
+                    subtasks: o
+                        .subtasks
+                        .into_iter()
+                        .map(|s| super::v2::SubtaskState { key_groups: s.key_groups, lists: s.lists, finished: false })
+                        .collect(),
+                })
+                .collect();
+            super::v2::CheckpointMetadata { checkpoint_id, job_id, job_name, kind, format, timestamp_ms, operators }
         }
     }
 }
@@ -279,7 +366,7 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<CheckpointMetadata, Metadat
         return Err(truncated(FIXED_LEN as u64));
     };
     let version = u32::from_le_bytes(*version);
-    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 && version != FORMAT_VERSION_2 {
         return Err(MetadataError::UnsupportedVersion { path: path(), version });
     }
     let Some((body_len, _)) = rest.split_first_chunk::<8>() else {
@@ -307,10 +394,12 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<CheckpointMetadata, Metadat
     };
     // `take_from_bytes` rather than `from_bytes`, because the latter ignores bytes left over after the
     // value, and a body longer than its value means the writer and this reader disagree about the layout.
-    let decoded = if version == FORMAT_VERSION_1 {
-        postcard::take_from_bytes::<v1::CheckpointMetadata>(body).map(|(m, rest)| (CheckpointMetadata::from(m), rest))
-    } else {
-        postcard::take_from_bytes::<CheckpointMetadata>(body)
+    let decoded = match version {
+        FORMAT_VERSION_1 => postcard::take_from_bytes::<v1::CheckpointMetadata>(body)
+            .map(|(m, rest)| (CheckpointMetadata::from(v2::CheckpointMetadata::from(m)), rest)),
+        FORMAT_VERSION_2 => postcard::take_from_bytes::<v2::CheckpointMetadata>(body)
+            .map(|(m, rest)| (CheckpointMetadata::from(m), rest)),
+        _ => postcard::take_from_bytes::<CheckpointMetadata>(body),
     };
     let metadata = match decoded {
         Ok((metadata, [])) => metadata,
@@ -394,10 +483,47 @@ fn explain(body: &[u8], version: u32) -> Result<(), Problem> {
                 }
             }
             if version != FORMAT_VERSION_1 {
-                reader.context = at_subtask;
+                reader.context = at_subtask.clone();
                 reader.bool("finished flag")?;
             }
+            if version != FORMAT_VERSION_1 && version != FORMAT_VERSION_2 && reader.option("embedded store flag")? {
+                explain_embedded(&mut reader, &at_subtask)?;
+            }
         }
+    }
+    Ok(())
+}
+
+/// Reads an [`EmbeddedSnapshot`] as postcard lays it out.
+fn explain_embedded(reader: &mut FieldReader<'_>, at_subtask: &str) -> Result<(), Problem> {
+    reader.context = format!("{at_subtask}embedded store: ");
+    reader.varint("key group range start", 32)?;
+    reader.varint("key group range end", 32)?;
+    let namespaces = reader.count("namespace count")?;
+    for index in 0..namespaces {
+        reader.context = format!("{at_subtask}embedded store namespace entry {index}: ");
+        reader.varint("namespace", 16)?;
+        reader.string("state name")?;
+    }
+    reader.context = format!("{at_subtask}embedded store: ");
+    let files = reader.count("file count")?;
+    for index in 0..files {
+        reader.context = format!("{at_subtask}embedded store file {index}: ");
+        let name = reader.string("name")?;
+        reader.context = format!("{at_subtask}embedded store file `{name}`: ");
+        reader.variant("scope", &["Exclusive", "Shared"])?;
+        reader.varint("level", 32)?;
+        reader.varint("size", 64)?;
+        reader.varint("checksum", 32)?;
+        reader.varint("uploading checkpoint", 64)?;
+    }
+    reader.context = format!("{at_subtask}embedded store: ");
+    let tombstones = reader.count("range tombstone count")?;
+    for index in 0..tombstones {
+        reader.context = format!("{at_subtask}embedded store range tombstone {index}: ");
+        reader.bytes("start")?;
+        reader.bytes("end")?;
+        reader.varint("sequence number", 64)?;
     }
     Ok(())
 }
@@ -492,6 +618,16 @@ impl FieldReader<'_> {
         Ok(variant as usize)
     }
 
+    /// A postcard `Option` tag: whether a value follows.
+    fn option(&mut self, field: &str) -> Result<bool, Problem> {
+        let start = self.at;
+        match self.byte(start, field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(self.problem(start, field, format!("{other} is neither 0 (none) nor 1 (some)"))),
+        }
+    }
+
     fn bool(&mut self, field: &str) -> Result<bool, Problem> {
         let start = self.at;
         match self.byte(start, field)? {
@@ -577,6 +713,62 @@ fn validate_subtask(subtask: &SubtaskState, range: KeyGroupRange) -> Result<(), 
             return Err(format!("list state `{}` appears twice", list.name));
         }
     }
+    if let Some(embedded) = &subtask.embedded {
+        validate_embedded(embedded, range).map_err(|problem| format!("embedded store: {problem}"))?;
+        if !subtask.key_groups.is_empty() {
+            return Err("has both key-group handles and an embedded store".to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The store levels an embedded snapshot's files may sit at.
+const EMBEDDED_LEVELS: u32 = 7;
+
+/// Validates an embedded store's snapshot against the key-group range its subtask owns.
+fn validate_embedded(embedded: &EmbeddedSnapshot, range: KeyGroupRange) -> Result<(), String> {
+    if embedded.key_groups != range {
+        return Err(format!(
+            "holds key groups {}..{}, but its subtask owns {}..{}",
+            embedded.key_groups.start, embedded.key_groups.end, range.start, range.end
+        ));
+    }
+    let mut previous: Option<u16> = None;
+    let mut states = BTreeSet::new();
+    for (namespace, name) in &embedded.namespaces {
+        if previous.is_some_and(|p| p >= *namespace) {
+            return Err(format!(
+                "namespaces are not ascending and unique: {namespace} after {}",
+                previous.unwrap_or(0)
+            ));
+        }
+        if *namespace == u16::MAX {
+            return Err(format!("state `{name}` has the namespace reserved for restored blobs"));
+        }
+        if !states.insert(name.as_str()) {
+            return Err(format!("state `{name}` has two namespaces"));
+        }
+        previous = Some(*namespace);
+    }
+    let mut files = BTreeSet::new();
+    for file in &embedded.files {
+        let name = &file.name;
+        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+            return Err(format!("file name `{name}` is not a plain file name"));
+        }
+        if !files.insert((file.scope, name.as_str())) {
+            return Err(format!("file `{name}` is listed twice"));
+        }
+        if file.level >= EMBEDDED_LEVELS {
+            return Err(format!("file `{name}` is at level {}, beyond the store's {EMBEDDED_LEVELS}", file.level));
+        }
+    }
+    if embedded.files.windows(2).any(|pair| pair[0].level > pair[1].level) {
+        return Err("files are not in level order".to_string());
+    }
+    if embedded.tombstones.iter().any(|t| t.start >= t.end) {
+        return Err("a range tombstone's start is not below its end".to_string());
+    }
     Ok(())
 }
 
@@ -619,6 +811,7 @@ impl CheckpointMetadata {
     /// elsewhere as it is (what `weir checkpoints inspect` calls self-contained).
     pub fn is_relocatable(&self) -> bool {
         self.referenced_files().iter().all(|file| !Path::new(&file.path).is_absolute() && !file.path.starts_with('/'))
+            && self.embedded_files().all(|(_, _, file)| file.scope == FileScope::Exclusive)
     }
 
     /// Whether the metadata holds all of the state itself (no file references), so that it alone can be
@@ -629,6 +822,22 @@ impl CheckpointMetadata {
             .flat_map(|operator| &operator.subtasks)
             .flat_map(|subtask| &subtask.key_groups)
             .all(|group| matches!(group.handle, StateHandle::Inline(_)))
+            && self.embedded_files().next().is_none()
+    }
+
+    /// Every file of the embedded stores' snapshots, in operator and subtask order, with the
+    /// operator and subtask it belongs to.
+    pub fn embedded_files(&self) -> impl Iterator<Item = (&OperatorUid, usize, &crate::state::snapshot::EmbeddedFile)> {
+        self.operators.iter().flat_map(|operator| {
+            operator.subtasks.iter().enumerate().flat_map(move |(index, subtask)| {
+                subtask.embedded.iter().flat_map(move |e| e.files.iter().map(move |file| (&operator.uid, index, file)))
+            })
+        })
+    }
+
+    /// The names of the shared files this checkpoint refers to, each once.
+    pub fn shared_files(&self) -> BTreeSet<String> {
+        self.embedded_files().filter(|(_, _, f)| f.scope == FileScope::Shared).map(|(_, _, f)| f.name.clone()).collect()
     }
 
     /// The bytes of state: inline key-group bytes, plus the length of every referenced file range (counted
@@ -645,6 +854,8 @@ impl CheckpointMetadata {
             })
             .fold(0u64, u64::saturating_add);
         let files = self.referenced_files().iter().map(|file| file.length).fold(0u64, u64::saturating_add);
+        let embedded = self.embedded_files().map(|(_, _, file)| file.size_bytes).fold(0u64, u64::saturating_add);
+        let files = files.saturating_add(embedded);
         let lists = subtasks
             .flat_map(|subtask| &subtask.lists)
             .flat_map(|list| &list.elements)
@@ -722,6 +933,7 @@ mod tests {
                         ],
                         lists: vec![],
                         finished: false,
+                        embedded: None,
                     },
                     SubtaskState {
                         key_groups: vec![
@@ -732,6 +944,7 @@ mod tests {
                         ],
                         lists: vec![list("pending", &[b"xy", b"z"])],
                         finished: false,
+                        embedded: None,
                     },
                 ],
             ),
@@ -743,6 +956,7 @@ mod tests {
                     key_groups: vec![],
                     lists: vec![list("offsets", &[b"12345678"])],
                     finished: false,
+                    embedded: None,
                 }],
             ),
         ])
@@ -792,6 +1006,7 @@ mod tests {
                     )],
                     lists: vec![],
                     finished: false,
+                    embedded: None,
                 }],
             )],
         };
@@ -813,16 +1028,20 @@ mod tests {
             1, b'f', 1, 2, 3,   // path "f", offset 1, length 2, checksum 3
             0,                  // no lists
             0,                  // not finished (version 2)
+            0,                  // no embedded store (version 3)
         ];
         let encoded = encode(&minimal);
         assert_eq!(&encoded[..8], b"WEIRMETA");
-        assert_eq!(&encoded[8..12], &[2, 0, 0, 0]);
+        assert_eq!(&encoded[8..12], &[3, 0, 0, 0]);
         assert_eq!(&encoded[12..20], &(body.len() as u64).to_le_bytes());
         assert_eq!(&encoded[20..encoded.len() - 4], body);
         assert_eq!(&encoded[encoded.len() - 4..], &checksum(&encoded[..encoded.len() - 4]).to_le_bytes());
         assert_eq!(decode(&encoded, origin()), Ok(minimal.clone()));
-        // Version 1 files, without the finished flag, still decode, as not finished.
-        let version_1 = frame(1, &body[..body.len() - 1]);
+        // Version 2 files, without embedded stores, and version 1 files, without the finished flag
+        // either, still decode, as not finished and without stores.
+        let version_2 = frame(2, &body[..body.len() - 1]);
+        assert_eq!(decode(&version_2, origin()), Ok(minimal.clone()));
+        let version_1 = frame(1, &body[..body.len() - 2]);
         assert_eq!(decode(&version_1, origin()), Ok(minimal));
     }
 
@@ -858,6 +1077,7 @@ mod tests {
                 key_groups: vec![group(1, StateHandle::Inline(vec![9; 5]))],
                 lists: vec![],
                 finished: false,
+                embedded: None,
             }],
         )]);
         assert!(inline.is_self_contained());
@@ -885,6 +1105,7 @@ mod tests {
                 key_groups: vec![group(0, file("a", 0, u64::MAX)), group(1, file("b", 0, 1))],
                 lists: vec![],
                 finished: false,
+                embedded: None,
             }],
         )]);
         assert_eq!(huge.state_size_bytes(), u64::MAX);
@@ -922,11 +1143,11 @@ mod tests {
 
     #[test]
     fn unsupported_version_message() {
-        let error = decode(&frame(3, b""), origin()).unwrap_err();
-        assert_eq!(error, MetadataError::UnsupportedVersion { path: origin().into(), version: 3 });
+        let error = decode(&frame(4, b""), origin()).unwrap_err();
+        assert_eq!(error, MetadataError::UnsupportedVersion { path: origin().into(), version: 4 });
         assert_eq!(
             error.to_string(),
-            "`/ckpt/job/chk-7/_metadata`: unsupported checkpoint metadata format version 3 (this build reads version 2)"
+            "`/ckpt/job/chk-7/_metadata`: unsupported checkpoint metadata format version 4 (this build reads version 3)"
         );
     }
 
@@ -994,7 +1215,12 @@ mod tests {
             "op",
             1,
             1,
-            vec![SubtaskState { key_groups: vec![group(0, file("f", 1, 2))], lists: vec![], finished: false }],
+            vec![SubtaskState {
+                key_groups: vec![group(0, file("f", 1, 2))],
+                lists: vec![],
+                finished: false,
+                embedded: None,
+            }],
         )]);
         let mut body = postcard::to_stdvec(&minimal).expect("serialisable");
         body[at] = byte;
@@ -1008,8 +1234,8 @@ mod tests {
         // kind (30), format (31), a 6-byte timestamp, one operator (38): `op` (39..42),
         // parallelism and max (42, 43), one subtask (44) with one key group (45): group 0 (46),
         // a file handle (47): path "f" (48, 49), offset, length, a 5-byte checksum (50..57);
-        // no lists (57), not finished (58).
-        assert_eq!(crafted(0, 7).len(), FIXED_LEN + 59);
+        // no lists (57), not finished (58), no embedded store (59).
+        assert_eq!(crafted(0, 7).len(), FIXED_LEN + 60);
         assert_eq!(
             message(crafted(30, 9)),
             "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: snapshot kind: unknown variant 9 \
@@ -1019,12 +1245,12 @@ mod tests {
         assert_eq!(
             message(crafted(38, 200)),
             "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: operator count: 328 is more than \
-             the 19 bytes left (body byte 38, file offset 58)"
+             the 20 bytes left (body byte 38, file offset 58)"
         );
         assert_eq!(
             message(crafted(38, 100)),
             "`/ckpt/job/chk-7/_metadata`: cannot decode checkpoint metadata: operator count: 100 is more than \
-             the 20 bytes left (body byte 38, file offset 58)"
+             the 21 bytes left (body byte 38, file offset 58)"
         );
         assert_eq!(
             message(crafted(47, 2)),
@@ -1036,6 +1262,10 @@ mod tests {
         assert!(message(crafted(58, 2)).ends_with(
             "operator 0 (`op`) subtask 0: finished flag: 2 is neither 0 (false) nor 1 (true) (body byte 58, \
              file offset 78)"
+        ));
+        assert!(message(crafted(59, 2)).ends_with(
+            "operator 0 (`op`) subtask 0: embedded store flag: 2 is neither 0 (none) nor 1 (some) (body byte 59, \
+             file offset 79)"
         ));
     }
 
@@ -1111,7 +1341,7 @@ mod tests {
     fn validate_rejects_max_parallelism_above_the_bound() {
         let bad = metadata(vec![operator("count", 1, 32769, vec![])]);
         assert_eq!(problem(&bad), "operator `count`: max parallelism 32769 exceeds the upper bound 32768");
-        let subtask = SubtaskState { key_groups: vec![], lists: vec![], finished: false };
+        let subtask = SubtaskState { key_groups: vec![], lists: vec![], finished: false, embedded: None };
         validate(&metadata(vec![operator("count", 1, 32768, vec![subtask])]), origin())
             .expect("the bound itself is allowed");
     }
@@ -1140,9 +1370,13 @@ mod tests {
     #[test]
     fn validate_rejects_key_groups_outside_the_range() {
         // Subtask 1 of 4 at max parallelism 256 owns key groups 64..128, the engine's own example.
-        let empty = || SubtaskState { key_groups: vec![], lists: vec![], finished: false };
-        let subtask =
-            SubtaskState { key_groups: vec![group(70, StateHandle::Inline(vec![]))], lists: vec![], finished: false };
+        let empty = || SubtaskState { key_groups: vec![], lists: vec![], finished: false, embedded: None };
+        let subtask = SubtaskState {
+            key_groups: vec![group(70, StateHandle::Inline(vec![]))],
+            lists: vec![],
+            finished: false,
+            embedded: None,
+        };
         let good = metadata(vec![operator("count", 4, 256, vec![empty(), subtask, empty(), empty()])]);
         validate(&good, origin()).expect("70 is inside 64..128");
         let mut bad = good.clone();
@@ -1276,6 +1510,7 @@ mod tests {
             key_groups,
             lists,
             finished,
+            embedded: None,
         })
     }
 

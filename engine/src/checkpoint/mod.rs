@@ -4,5 +4,6 @@
 pub mod builder;
 pub mod coordinator;
 pub mod metadata;
+pub mod registry;
 pub mod restore;
 pub mod storage;

@@ -10,7 +10,7 @@ use crate::faults::{FaultPoint, Faults};
 use crate::ids::OperatorUid;
 use crate::seam::storage::{StorageError, StorageRef};
 use crate::state::redistribute::redistribute;
-use crate::state::snapshot::{KeyGroupSnapshot, OperatorSnapshot, SubtaskSnapshot};
+use crate::state::snapshot::{KeyGroupSnapshot, OperatorSnapshot, StoreSnapshot, SubtaskSnapshot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +33,10 @@ pub enum RestoreError {
         "checkpoint `{metadata}`: state file `{file}` is corrupt (checksum mismatch at offset {offset}, operator `{operator}`)"
     )]
     CorruptFile { metadata: PathBuf, file: PathBuf, operator: OperatorUid, offset: u64 },
+    #[error(
+        "checkpoint `{metadata}`: state file `{file}` of operator `{operator}` is {actual} bytes, but the checkpoint recorded {expected}"
+    )]
+    FileSizeMismatch { metadata: PathBuf, file: PathBuf, operator: OperatorUid, expected: u64, actual: u64 },
     #[error(
         "checkpoint `{metadata}` holds state for operator `{operator}`, which this job does not have; pass --allow-non-restored-state to skip it"
     )]
@@ -98,10 +102,13 @@ pub async fn load(storage: &StorageRef, path: &Path) -> Result<LoadedCheckpoint,
 }
 
 /// Reads every referenced file once, checks bounds and checksums, and returns each
-/// operator's per-subtask snapshots with all state inline.
+/// operator's per-subtask snapshots with all state inline, but for embedded stores' files,
+/// whose presence and sizes are checked here and checksums when a subtask downloads them.
+/// `owned`: the job restoring owns the checkpoint (a failover), so its stores may build on it.
 pub async fn resolve(
     storage: &StorageRef,
     checkpoint: &LoadedCheckpoint,
+    owned: bool,
     faults: &Faults,
 ) -> Result<BTreeMap<OperatorUid, Vec<OperatorSnapshot>>, RestoreError> {
     let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
@@ -116,22 +123,11 @@ pub async fn resolve(
                     StateHandle::File(file) => {
                         let path = checkpoint.file_path(file);
                         if !files.contains_key(&path) {
-                            faults.obey(FaultPoint::RestoreState { file: &path }).await.map_err(|injected| {
-                                RestoreError::Storage(StorageError::Io {
-                                    op: "read",
-                                    path: path.clone(),
-                                    message: injected.to_string(),
-                                })
-                            })?;
-                            let content = storage.read(&path).await.map_err(|e| match e {
-                                StorageError::NotFound { .. } => RestoreError::MissingFile {
-                                    metadata: checkpoint.metadata_path.clone(),
-                                    file: path.clone(),
-                                    operator: operator.uid.clone(),
-                                    subtask: index as u32,
-                                },
-                                other => RestoreError::Storage(other),
-                            })?;
+                            restore_point(faults, &path).await?;
+                            let content = storage
+                                .read(&path)
+                                .await
+                                .map_err(|e| missing_or(e, checkpoint, &path, &operator.uid, index))?;
                             files.insert(path.clone(), content);
                         }
                         let content = &files[&path];
@@ -160,11 +156,63 @@ pub async fn resolve(
                 };
                 keyed.push(KeyGroupSnapshot { key_group: group.key_group, bytes });
             }
-            subtasks.push(OperatorSnapshot { keyed, lists: subtask.lists.clone(), finished: subtask.finished });
+            let mut stores = Vec::new();
+            if let Some(embedded) = &subtask.embedded {
+                for file in &embedded.files {
+                    let path = file.path(&checkpoint.dir);
+                    restore_point(faults, &path).await?;
+                    let actual = storage
+                        .file_len(&path)
+                        .await
+                        .map_err(|e| missing_or(e, checkpoint, &path, &operator.uid, index))?;
+                    if actual != file.size_bytes {
+                        return Err(RestoreError::FileSizeMismatch {
+                            metadata: checkpoint.metadata_path.clone(),
+                            file: path,
+                            operator: operator.uid.clone(),
+                            expected: file.size_bytes,
+                            actual,
+                        });
+                    }
+                }
+                stores.push(StoreSnapshot {
+                    snapshot: embedded.clone(),
+                    dir: checkpoint.dir.clone(),
+                    owned: owned.then_some(checkpoint.metadata.checkpoint_id),
+                });
+            }
+            subtasks.push(OperatorSnapshot { keyed, lists: subtask.lists.clone(), finished: subtask.finished, stores });
         }
         resolved.insert(operator.uid.clone(), subtasks);
     }
     Ok(resolved)
+}
+
+/// The fault point before state file `path` is read: an injected failure is a read error on it.
+async fn restore_point(faults: &Faults, path: &Path) -> Result<(), RestoreError> {
+    faults.obey(FaultPoint::RestoreState { file: path }).await.map_err(|injected| {
+        RestoreError::Storage(StorageError::Io { op: "read", path: path.to_path_buf(), message: injected.to_string() })
+    })
+}
+
+/// A storage error reading state file `path` of `operator`'s subtask `subtask`: a missing file, named, or the
+/// error as it is.
+fn missing_or(
+    error: StorageError,
+    checkpoint: &LoadedCheckpoint,
+    path: &Path,
+    operator: &OperatorUid,
+    subtask: usize,
+) -> RestoreError {
+    match error {
+        StorageError::NotFound { .. } => RestoreError::MissingFile {
+            metadata: checkpoint.metadata_path.clone(),
+            file: path.to_path_buf(),
+            operator: operator.clone(),
+            subtask: subtask as u32,
+        },
+        other => RestoreError::Storage(other),
+    }
 }
 
 /// The restored state of every subtask of a job, by vertex index then subtask index.
@@ -190,12 +238,13 @@ pub struct VertexLayout {
 
 /// Maps `checkpoint`'s state onto the operators of the job laid out as `graph` by uid and redistributes it to their
 /// parallelism. State for an operator the job lacks is an error unless
-/// `allow_non_restored_state`.
+/// `allow_non_restored_state`. `owned`: the restoring job owns the checkpoint (see [`resolve`]).
 pub async fn plan(
     storage: &StorageRef,
     checkpoint: &LoadedCheckpoint,
     graph: &JobLayout,
     allow_non_restored_state: bool,
+    owned: bool,
     faults: &Faults,
 ) -> Result<RestorePlan, RestoreError> {
     let mut owners: BTreeMap<&OperatorUid, usize> = BTreeMap::new();
@@ -206,10 +255,9 @@ pub async fn plan(
     }
     for operator in &checkpoint.metadata.operators {
         if !owners.contains_key(&operator.uid) {
-            let holds_state = operator
-                .subtasks
-                .iter()
-                .any(|s| !s.key_groups.is_empty() || s.lists.iter().any(|l| !l.elements.is_empty()));
+            let holds_state = operator.subtasks.iter().any(|s| {
+                !s.key_groups.is_empty() || s.embedded.is_some() || s.lists.iter().any(|l| !l.elements.is_empty())
+            });
             if holds_state && !allow_non_restored_state {
                 return Err(RestoreError::UnmatchedOperator {
                     metadata: checkpoint.metadata_path.clone(),
@@ -242,7 +290,7 @@ pub async fn plan(
             });
         }
     }
-    let resolved = resolve(storage, checkpoint, faults).await?;
+    let resolved = resolve(storage, checkpoint, owned, faults).await?;
     let mut plan: RestorePlan =
         graph.vertices.iter().map(|v| vec![SubtaskSnapshot::default(); v.parallelism as usize]).collect();
     for (uid, snapshots) in resolved {

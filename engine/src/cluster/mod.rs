@@ -73,12 +73,15 @@ pub struct Cleanup {
     /// The checkpoints the retention policy keeps, and the first id the job never used.
     pub retained: Vec<CheckpointId>,
     pub next_id: CheckpointId,
+    /// Files of `shared/` that no retained checkpoint refers to (uploaded by snapshots that never completed, or let
+    /// go by subsumed ones), deleted when the job directory is kept.
+    pub shared: Vec<String>,
 }
 
 impl Cleanup {
     /// Nothing to delete.
     pub fn nothing() -> Cleanup {
-        Cleanup { dirs: Vec::new(), job_dir: None, retained: Vec::new(), next_id: CheckpointId(1) }
+        Cleanup { dirs: Vec::new(), job_dir: None, retained: Vec::new(), next_id: CheckpointId(1), shared: Vec::new() }
     }
 }
 

@@ -118,7 +118,8 @@ where
         Ok(())
     }
 
-    fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), TaskError> {
+        self.backend.notify_checkpoint_complete(checkpoint);
         Ok(())
     }
 

@@ -77,6 +77,11 @@ pub trait KeyedStateBackend<K: Key>: Send + 'static {
     /// The key groups this backend holds.
     fn key_group_range(&self) -> KeyGroupRange;
 
+    /// Checkpoint `checkpoint` completed: an incremental backend may build on its files.
+    fn notify_checkpoint_complete(&mut self, checkpoint: crate::ids::CheckpointId) {
+        let _ = checkpoint;
+    }
+
     /// Whether [`KeyedStateBackend::maintain`] has work to do. Called after every batch, so
     /// it must be cheap. A backend that does no IO never has any.
     fn needs_maintenance(&self) -> bool {

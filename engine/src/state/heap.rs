@@ -351,7 +351,7 @@ mod rescale_tests {
                 context.value(&VALUE).unwrap().set(key.wrapping_mul(31)).unwrap();
             }
             let mut backend = backend.settled();
-            snapshots.push(OperatorSnapshot { keyed: backend.snapshot().unwrap(), lists: Vec::new(), finished: false });
+            snapshots.push(OperatorSnapshot { keyed: backend.snapshot().unwrap(), ..OperatorSnapshot::default() });
         }
         // Restore at the new parallelism and see where every key's value is.
         let mut found: BTreeMap<u64, Vec<(u32, u64)>> = BTreeMap::new();

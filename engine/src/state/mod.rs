@@ -48,6 +48,21 @@ pub enum StateError {
     /// A block of one of the embedded store's files failed its checksum or does not parse.
     #[error("embedded state store: corrupt file `{}` at offset {offset}: {message}", .file.display())]
     Corrupt { file: std::path::PathBuf, offset: u64, message: String },
+    /// A file an embedded snapshot lists is not where the snapshot says.
+    #[error("embedded state store: snapshot file `{}` is missing", .path.display())]
+    MissingSnapshotFile { path: std::path::PathBuf },
+    /// A file an embedded snapshot lists is not the file it was: another size or checksum.
+    #[error(
+        "embedded state store: snapshot file `{}` is {actual_bytes} bytes with checksum {actual_crc:#010x}, but the snapshot recorded {expected_bytes} bytes with checksum {expected_crc:#010x}",
+        .path.display()
+    )]
+    SnapshotFileMismatch {
+        path: std::path::PathBuf,
+        expected_bytes: u64,
+        actual_bytes: u64,
+        expected_crc: u32,
+        actual_crc: u32,
+    },
     /// The embedded store's options are inconsistent.
     #[error("embedded state store: invalid options: {message}")]
     InvalidOptions { message: String },

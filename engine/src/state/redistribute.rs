@@ -40,6 +40,14 @@ pub fn redistribute(old: &[OperatorSnapshot], new_parallelism: u32, max_parallel
     for (i, target) in new.iter_mut().enumerate() {
         let range = KeyGroupRange::for_subtask(SubtaskIndex(i as u32), new_parallelism, max_parallelism);
         target.keyed = groups.iter().filter(|g| range.contains(g.key_group)).map(|g| (*g).clone()).collect();
+        // An embedded store's files go to every subtask whose range meets the store's: the restore
+        // combines them and clips them to its own range.
+        target.stores = old
+            .iter()
+            .flat_map(|s| s.stores.iter())
+            .filter(|store| store.snapshot.key_groups.overlaps(range))
+            .cloned()
+            .collect();
     }
 
     // Finished flags (FLIP-147): an operator finished everywhere stays finished everywhere; a
@@ -131,6 +139,7 @@ mod tests {
                         ListStateSnapshot { name: "even".into(), mode: Redistribution::EvenSplit, elements: elements.clone() },
                         ListStateSnapshot { name: "union".into(), mode: Redistribution::Union, elements },
                     ],
+                    stores: Vec::new(),
                 }
             }).collect();
             let all: Vec<u32> = lists[..old_p as usize].concat();

@@ -4,12 +4,17 @@
 
 use crate::checkpoint::storage::CheckpointWriter;
 use crate::config::JobConfig;
+use crate::error::TaskError;
 use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid, SubtaskInfo};
+use crate::keygroup::StableHasher;
 use crate::seam::storage::StorageRef;
+use crate::state::embedded::EmbeddedOptions;
+use crate::state::embedded::restore::{RestoredStore, restore_store};
 use crate::state::snapshot::{OperatorSnapshot, SubtaskSnapshot};
 use crate::task::control::{Reporter, TaskCommand};
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,6 +47,8 @@ pub struct BuildContext {
     pub local_dir: PathBuf,
     /// Restored operator state by uid, already redistributed for this subtask; empty on a fresh start.
     pub restored: SubtaskSnapshot,
+    /// Embedded stores rebuilt from the restored state's files ([`BuildContext::prepare_stores`]), by uid.
+    pub prepared: BTreeMap<OperatorUid, RestoredStore>,
     pub mode: DeployMode,
     /// Commands from and reports to the job manager, and where snapshots are written.
     pub services: TaskServices,
@@ -60,5 +67,44 @@ impl BuildContext {
 
     pub fn batch_size_records(&self) -> usize {
         self.config.batch_size_records as usize
+    }
+
+    /// The working directory of operator `uid`'s embedded store in this subtask: below
+    /// `state.backend.rocksdb.localdir` (per job) if set, else the task manager's local directory.
+    pub fn embedded_work_dir(&self, uid: &OperatorUid) -> PathBuf {
+        let base = match &self.config.embedded.local_dir {
+            Some(dir) => PathBuf::from(dir).join(self.info.job.to_string()),
+            None => self.local_dir.clone(),
+        };
+        // A uid may hold any character: the directory is named by its stable hash.
+        let mut hasher = StableHasher::new();
+        hasher.write(uid.0.as_bytes());
+        base.join(format!("op-{:016x}-{}", hasher.finish(), self.info.subtask.0))
+    }
+
+    /// The embedded store's settings for this job.
+    pub fn embedded_options(&self) -> EmbeddedOptions {
+        EmbeddedOptions::with_memory_budget(self.config.embedded.memory_bytes as usize)
+    }
+
+    /// Rebuilds, before the chain is built, the embedded store of every operator restored from
+    /// stores' files: downloading them is IO, and building the chain is not.
+    pub async fn prepare_stores(&mut self) -> Result<(), TaskError> {
+        let uids: Vec<OperatorUid> =
+            self.restored.operators.iter().filter(|(_, o)| !o.stores.is_empty()).map(|(uid, _)| uid.clone()).collect();
+        for uid in uids {
+            let stores = std::mem::take(&mut self.restored.operators.get_mut(&uid).expect("listed above").stores);
+            let restored = restore_store(
+                self.storage.clone(),
+                self.embedded_work_dir(&uid),
+                self.embedded_options(),
+                self.info.key_group_range(),
+                &stores,
+            )
+            .await
+            .map_err(|source| TaskError::State { operator: uid.clone(), source })?;
+            self.prepared.insert(uid, restored);
+        }
+        Ok(())
     }
 }

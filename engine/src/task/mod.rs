@@ -240,17 +240,12 @@ impl<T: Send + 'static> Subtask<T> {
                 runtime::sleep(stall).await;
             }
             faults.interleave(task, Interleaving::SnapshotAsync).await;
-            let written = match snapshot.materialize() {
-                Ok(snapshot) => writer.write(checkpoint, &info, snapshot).await.map_err(|e| {
-                    // State over the jobmanager backend's limit would be over it on every attempt.
-                    let failure =
-                        if matches!(e, WriteError::StateTooLarge { .. }) { Failure::Fatal } else { Failure::Counted };
-                    (e.to_string(), failure)
-                }),
-                Err((operator, error)) => {
-                    Err((TaskError::State { operator, source: error }.to_string(), Failure::Counted))
-                }
-            };
+            let written = writer.write(checkpoint, &info, snapshot).await.map_err(|e| {
+                // State over the jobmanager backend's limit would be over it on every attempt.
+                let failure =
+                    if matches!(e, WriteError::StateTooLarge { .. }) { Failure::Fatal } else { Failure::Counted };
+                (e.to_string(), failure)
+            });
             let report = match written {
                 Ok((state, files)) => {
                     tracing::info!(target: "weir::trace", vertex = %info.vertex_name, subtask = info.subtask.0, %checkpoint, "snapshot written, acking");

@@ -290,7 +290,7 @@ impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
         self.ensure_open().await?;
         let mut store = OperatorStateStore::default();
         self.sink.snapshot(checkpoint, &mut store).await?;
-        let operator = OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false };
+        let operator = OperatorSnapshot { lists: store.snapshot(), ..OperatorSnapshot::default() };
         snapshot.insert(&self.uid, operator, None);
         Ok(())
     }

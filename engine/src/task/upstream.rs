@@ -179,7 +179,7 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         let mut store = OperatorStateStore::default();
         self.source.snapshot(checkpoint, &mut store)?;
-        let operator = OperatorSnapshot { keyed: Vec::new(), lists: store.snapshot(), finished: false };
+        let operator = OperatorSnapshot { lists: store.snapshot(), ..OperatorSnapshot::default() };
         snapshot.insert(&self.uid, operator, None);
         Ok(())
     }

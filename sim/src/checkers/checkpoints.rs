@@ -131,6 +131,8 @@ mod tests {
             incomplete: ids(incomplete),
             problems: Vec::new(),
             self_contained: Vec::new(),
+            dangling: Vec::new(),
+            leaked: Vec::new(),
         }
     }
 

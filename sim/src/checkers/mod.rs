@@ -5,6 +5,7 @@
 pub mod checkpoints;
 pub mod liveness;
 pub mod output;
+pub mod shared;
 
 use crate::checks::CheckpointDirReport;
 use crate::invariants::{Invariant, Violation};
@@ -92,6 +93,8 @@ pub fn check(invariants: &[Invariant], evidence: &Evidence<'_>) -> Vec<Violation
             Invariant::SelfContained => checkpoints::self_contained(evidence),
             Invariant::Liveness => liveness::finished_in_bound(evidence),
             Invariant::SavepointsKept => checkpoints::savepoints_kept(evidence),
+            Invariant::NoDanglingSharedFiles => shared::no_dangling(evidence),
+            Invariant::NoLeakedSharedFiles => shared::no_leak(evidence),
         };
         violations.extend(found);
     }

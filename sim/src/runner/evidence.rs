@@ -88,10 +88,12 @@ pub async fn collect(world: &World, steps: Steps, parts: bool) -> Simulated {
     let mut savepoints = Vec::new();
     for path in &steps.savepoints {
         let problem = match engine::checkpoint::restore::load(storage, path).await {
-            Ok(loaded) => engine::checkpoint::restore::resolve(storage, &loaded, &engine::faults::Faults::none())
-                .await
-                .err()
-                .map(|e| e.to_string()),
+            Ok(loaded) => {
+                engine::checkpoint::restore::resolve(storage, &loaded, false, &engine::faults::Faults::none())
+                    .await
+                    .err()
+                    .map(|e| e.to_string())
+            }
             Err(error) => Some(error.to_string()),
         };
         savepoints.push((path.display().to_string(), problem));

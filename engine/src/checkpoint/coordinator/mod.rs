@@ -59,9 +59,16 @@
 //!   `Abort` followed by `FailJob` if it failed the job, then the deferred final `Trigger` if a stop was aborted.
 //! - [`Coordinator::completion_succeeded`]: `Abort{Subsumed}` for each lower pending checkpoint in ascending id
 //!   order, then `Discard` for each checkpoint that fell out of the retained set, oldest first, then `Notify`, then
-//!   `Finish` if the job is done.
+//!   `Finish` if the job is done. Each `Abort` may be followed by a `DiscardShared` of the files only it referred to,
+//!   and the `Discard`s by one `DiscardShared` of the files only they referred to.
 //! - [`Coordinator::end_of_data`]: nothing, a final `Trigger`, or a `Finish` for that task (it missed the first).
-//! - [`Coordinator::restart`]: `Abort{JobRestart}` for each pending snapshot in ascending id order.
+//! - [`Coordinator::restart`]: `Abort{JobRestart}` for each pending snapshot in ascending id order, each maybe
+//!   followed by its `DiscardShared`.
+//!
+//! In every call, an `Abort` and whatever it fails are followed by a `DiscardShared` of the shared files that only
+//! the aborted snapshot referred to, if there are any. Shared files are counted by the [`SharedStateRegistry`]
+//! (see `registry.rs`): an ack registers what its state refers to, and an ack that refers to a file the registry
+//! already let go aborts its snapshot (`SharedStateGone`, not counted).
 //!
 //! # Contract with the job manager
 //!
@@ -79,6 +86,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use super::registry::{SharedFile, SharedReferences, SharedStateRegistry};
 use crate::ids::CheckpointId;
 pub use crate::ids::TaskRef;
 
@@ -154,6 +162,9 @@ pub enum AbortReason {
     TriggerFailed { reason: String },
     /// The job failed over; the tasks that took part are gone.
     JobRestart,
+    /// A task's state refers to a shared file of an older checkpoint that is no longer retained, so its files may
+    /// be gone: the task built on a checkpoint it was told completed, and that one was subsumed since.
+    SharedStateGone { task: TaskRef, file: String },
 }
 
 impl std::fmt::Display for AbortReason {
@@ -165,6 +176,9 @@ impl std::fmt::Display for AbortReason {
             AbortReason::CompletionFailed { reason } => write!(f, "its metadata could not be written: {reason}"),
             AbortReason::TriggerFailed { reason } => write!(f, "it could not be started: {reason}"),
             AbortReason::JobRestart => write!(f, "the job restarted"),
+            AbortReason::SharedStateGone { task, file } => {
+                write!(f, "{task} refers to shared file `{file}`, which no retained checkpoint holds any more")
+            }
         }
     }
 }
@@ -193,6 +207,10 @@ pub enum Action<S> {
     Notify { id: CheckpointId, kind: TriggerKind },
     /// A completed checkpoint fell out of the retained set: delete it.
     Discard { id: CheckpointId },
+    /// Delete these files of the job's `shared/` directory: no retained or pending checkpoint refers to them. With
+    /// `after`, the files were that aborted snapshot's: if its `_metadata` write (which moves its new files into
+    /// `shared/`) is still running, delete them once it has ended.
+    DiscardShared { files: Vec<String>, after: Option<CheckpointId> },
     /// The job is done at `last`: tell the tasks (one task, when `task` is set) to commit up to it and exit.
     Finish { last: CheckpointId, task: Option<TaskRef> },
     /// The job must fail: more consecutive failures than tolerated, or a fatal one. It fails over (restarts) unless
@@ -311,9 +329,11 @@ pub struct Coordinator<S> {
     finishing_from: Option<CheckpointId>,
     /// The snapshot `Finish` went out with.
     finished_with: Option<CheckpointId>,
+    /// Which retained and pending checkpoints refer to each shared file.
+    registry: SharedStateRegistry,
 }
 
-impl<S> Coordinator<S> {
+impl<S: SharedReferences> Coordinator<S> {
     /// A coordinator for a job made of `tasks`, started at `now_ms`, taking over what `durable` says (a fresh job:
     /// [`Durable::fresh`]).
     ///
@@ -347,7 +367,24 @@ impl<S> Coordinator<S> {
             ended: BTreeSet::new(),
             finishing_from: None,
             finished_with: stopped_at,
+            registry: SharedStateRegistry::default(),
         }
+    }
+
+    /// A job manager taking the job over rebuilds the shared-state registry from the retained checkpoints'
+    /// `_metadata` (each with the shared files it lists), before anything is triggered.
+    pub fn rebuild_registry(&mut self, retained: Vec<(CheckpointId, Vec<SharedFile>)>) {
+        assert!(self.pending.is_empty(), "the registry is rebuilt before anything is triggered");
+        assert!(
+            retained.iter().all(|(id, _)| self.retained.contains(id)),
+            "the registry is rebuilt from retained checkpoints"
+        );
+        self.registry = SharedStateRegistry::rebuild(retained);
+    }
+
+    /// The shared-state registry: which files the retained and pending checkpoints refer to.
+    pub fn shared_registry(&self) -> &SharedStateRegistry {
+        &self.registry
     }
 
     /// Expires pending snapshots past their deadline, then triggers a periodic checkpoint if one is due and allowed.
@@ -418,11 +455,24 @@ impl<S> Coordinator<S> {
         if acked.contains_key(&task) {
             return Vec::new();
         }
+        let shared = state.shared_files();
+        // Savepoints are canonical and self-contained: the user owns them, so they never share a file.
+        assert!(shared.is_empty() || !pending.kind.is_savepoint(), "savepoint {id} acked with shared files");
+        if let Err(gone) = self.registry.reference(id, &shared) {
+            let mut actions = Vec::new();
+            let reason = AbortReason::SharedStateGone { task, file: gone.name };
+            self.fail_pending(now_ms, id, reason, Failure::NotCounted, &mut actions);
+            return actions;
+        }
+        let Some(Phase::Acking { acked }) = self.pending.get_mut(&id).map(|p| &mut p.phase) else {
+            unreachable!("checked above");
+        };
         acked.insert(task, state);
         if acked.len() < self.tasks.len() {
             return Vec::new();
         }
         let states = std::mem::take(acked);
+        let pending = self.pending.get_mut(&id).expect("checked above");
         pending.phase = Phase::Completing;
         vec![Action::Complete { id, kind: pending.kind.clone(), states }]
     }
@@ -478,7 +528,9 @@ impl<S> Coordinator<S> {
         for older in subsumed {
             let pending = self.pending.remove(&older).expect("listed just above");
             actions.push(Action::Abort { id: older, kind: pending.kind, reason: AbortReason::Subsumed { by: id } });
+            self.discard_shared(older, &mut actions);
         }
+        self.registry.complete(id);
         match &kind {
             TriggerKind::Savepoint { dir, stop } => {
                 if self.latest_savepoint.as_ref().is_none_or(|(latest, _)| *latest < id) {
@@ -497,9 +549,15 @@ impl<S> Coordinator<S> {
                     "checkpoint {id} completed after a newer one"
                 );
                 self.retained.insert(id);
+                let mut unreferenced = Vec::new();
                 while self.retained.len() > self.settings.num_retained as usize {
                     let oldest = self.retained.pop_first().expect("more retained than num_retained >= 1");
                     actions.push(Action::Discard { id: oldest });
+                    unreferenced.extend(self.registry.discard(oldest));
+                }
+                if !unreferenced.is_empty() {
+                    unreferenced.sort();
+                    actions.push(Action::DiscardShared { files: unreferenced, after: None });
                 }
                 self.consecutive_failures = 0;
                 self.last_completion_ms = Some(now_ms);
@@ -565,7 +623,20 @@ impl<S> Coordinator<S> {
             Ending::Stopped(stop) => Some(stop),
             Ending::Running | Ending::Stopping(_) => None,
         };
-        aborted.into_iter().map(|(id, p)| Action::Abort { id, kind: p.kind, reason: AbortReason::JobRestart }).collect()
+        let mut actions = Vec::new();
+        for (id, pending) in aborted {
+            actions.push(Action::Abort { id, kind: pending.kind, reason: AbortReason::JobRestart });
+            self.discard_shared(id, &mut actions);
+        }
+        actions
+    }
+
+    /// The registry lets go of aborted snapshot `id`'s references: the files only it referred to go.
+    fn discard_shared(&mut self, id: CheckpointId, actions: &mut Vec<Action<S>>) {
+        let files = self.registry.abort(id);
+        if !files.is_empty() {
+            actions.push(Action::DiscardShared { files, after: Some(id) });
+        }
     }
 
     /// The earliest time at which [`Coordinator::poll`] could do something, or `None` if only an event can.
@@ -780,6 +851,7 @@ impl<S> Coordinator<S> {
             Failure::Counted if !is_savepoint => self.count_failure(reason, actions),
             Failure::Counted | Failure::NotCounted => {}
         }
+        self.discard_shared(id, actions);
         if stop_aborted {
             assert_eq!(self.ending, Ending::Stopping(id), "an aborted stop's savepoint was the pending stop");
             // The stop failed: the job goes on, and if it reached its end meanwhile, finishes normally.

@@ -2,8 +2,9 @@
 //! ends of data, failovers and job manager takeovers) against an independent observer that checks every action
 //! the coordinator returns against the rules in the module docs.
 
-use super::tests::{A, ck, state_of, task};
+use super::tests::{A, ck, task};
 use super::*;
+use crate::checkpoint::registry::SharedReferences;
 use proptest::prelude::*;
 
 /// One event of a random run; `pick` and `task` choose among what exists, with one extra slot for a stranger.
@@ -124,9 +125,61 @@ struct Observer {
     ended: BTreeSet<TaskRef>,
     finishing_from: Option<CheckpointId>,
     finished_with: Option<CheckpointId>,
+    /// The state each task acked each snapshot with, for acks the coordinator took.
+    sent: BTreeMap<CheckpointId, BTreeMap<TaskRef, String>>,
+    /// The shared files each snapshot's taken acks refer to (pending, completed, or gone).
+    refs: BTreeMap<CheckpointId, BTreeSet<String>>,
+    /// Shared files some taken ack referred to, and those deleted since.
+    registered: BTreeSet<String>,
+    deleted: BTreeSet<String>,
 }
 
 impl Observer {
+    /// The state `t` acks `id` with: a new shared file of its own, and the files it acked a completed checkpoint
+    /// with, if `base` picks one (it may be subsumed by now: then the coordinator must refuse the ack).
+    fn state(&self, id: CheckpointId, t: TaskRef, base: usize) -> String {
+        // Savepoints are canonical: they share nothing.
+        if self.triggered.get(&id).is_some_and(|(_, kind)| kind.is_savepoint()) {
+            return format!("ck{}:v{}/{}", id.0, t.vertex.0, t.subtask.0);
+        }
+        let mut files = vec![format!("n{}x{}x{}@{}", id.0, t.vertex.0, t.subtask.0, id.0)];
+        let completed = &self.completed_checkpoints;
+        if base % 3 != 0 && !completed.is_empty() {
+            let base = completed[base % completed.len()];
+            if let Some(state) = self.sent.get(&base).and_then(|states| states.get(&t)) {
+                files.extend(state.split_once('|').map(|(_, f)| f.split(',').map(String::from)).into_iter().flatten());
+            }
+        }
+        files.sort();
+        files.dedup();
+        format!("ck{}:v{}/{}|{}", id.0, t.vertex.0, t.subtask.0, files.join(","))
+    }
+
+    /// Records an ack the coordinator took.
+    fn took(&mut self, id: CheckpointId, t: TaskRef, state: String) {
+        let files: Vec<String> = state.shared_files().into_iter().map(|f| f.name).collect();
+        self.registered.extend(files.iter().cloned());
+        self.refs.entry(id).or_default().extend(files);
+        self.sent.entry(id).or_default().insert(t, state);
+    }
+
+    /// What the retained checkpoints and the pending snapshots refer to.
+    fn referenced(&self, c: &Coordinator<String>) -> BTreeSet<String> {
+        c.retained()
+            .iter()
+            .chain(c.pending().iter())
+            .flat_map(|id| self.refs.get(id).into_iter().flatten())
+            .cloned()
+            .collect()
+    }
+
+    /// Every shared file that something refers to is registered, and every other one was deleted, once.
+    fn check_shared(&self, c: &Coordinator<String>) {
+        let referenced = self.referenced(c);
+        let live: BTreeSet<String> = self.registered.difference(&self.deleted).cloned().collect();
+        assert_eq!(c.shared_registry().live(), live, "the registry holds what was registered and not deleted");
+        assert_eq!(live, referenced, "a file is live exactly while a retained or pending checkpoint refers to it");
+    }
     fn pick(items: &[CheckpointId], pick: usize, stranger: CheckpointId) -> CheckpointId {
         if pick % (items.len() + 1) == items.len() { stranger } else { items[pick % (items.len() + 1)] }
     }
@@ -202,10 +255,20 @@ impl Observer {
                     assert_eq!(call, "ack");
                     assert!(before.contains(id) && after.contains(id), "Complete for a pending id");
                     assert_eq!(kind, &self.triggered[id].1);
-                    let expected: BTreeMap<TaskRef, String> =
-                        self.tasks.iter().map(|&t| (t, state_of(*id, t))).collect();
-                    assert_eq!(states, &expected);
+                    assert_eq!(Some(states), self.sent.get(id));
+                    assert_eq!(states.len(), self.tasks.len());
                     assert!(self.writing.insert(*id));
+                }
+                Action::DiscardShared { files, after: by } => {
+                    let referenced = self.referenced(c);
+                    for file in files {
+                        assert!(!referenced.contains(file), "deleted `{file}`, which a checkpoint refers to");
+                        assert!(self.registered.contains(file), "deleted `{file}`, which was never registered");
+                        assert!(self.deleted.insert(file.clone()), "deleted `{file}` twice");
+                    }
+                    if let Some(by) = by {
+                        assert!(before.contains(by) && !after.contains(by), "shared files of a pending snapshot");
+                    }
                 }
                 Action::Abort { id, kind, reason } => {
                     assert!(before.contains(id) && !after.contains(id), "Abort for a pending id");
@@ -237,6 +300,11 @@ impl Observer {
                         }
                         AbortReason::JobRestart => {
                             assert_eq!(call, "restart");
+                            Failure::NotCounted
+                        }
+                        AbortReason::SharedStateGone { file, .. } => {
+                            assert_eq!(call, "ack");
+                            assert!(self.deleted.contains(file), "refused a reference to `{file}`, which is live");
                             Failure::NotCounted
                         }
                     };
@@ -336,6 +404,7 @@ impl Observer {
                 assert!(self.triggered[id].0 + self.s.timeout_ms > self.now || call != "poll", "left expired");
             }
         }
+        self.check_shared(c);
     }
 }
 
@@ -370,6 +439,10 @@ proptest! {
             ended: BTreeSet::new(),
             finishing_from: None,
             finished_with: None,
+            sent: BTreeMap::new(),
+            refs: BTreeMap::new(),
+            registered: BTreeSet::new(),
+            deleted: BTreeSet::new(),
         };
         for e in events {
             let before = c.pending();
@@ -404,13 +477,20 @@ proptest! {
                 Event::Ack { dt, pick, task, duplicate } => {
                     let id = Observer::pick(&acking, pick, stranger);
                     let t = o.task(task);
-                    let first = c.ack(o.now + dt, id, t, state_of(id, t));
-                    prop_assert!(first.len() <= 1);
+                    let state = o.state(id, t, pick / 7);
+                    let fresh = o.tasks.contains(&t)
+                        && acking.contains(&id)
+                        && !o.sent.get(&id).is_some_and(|states| states.contains_key(&t));
+                    let first = c.ack(o.now + dt, id, t, state.clone());
+                    let refused = first.iter().any(|a| matches!(a, Action::Abort { .. }));
+                    if fresh && !refused {
+                        o.took(id, t, state);
+                    }
                     if duplicate {
                         // A duplicate never completes anything and never replaces the first state.
                         prop_assert_eq!(c.ack(o.now + dt, id, t, "dup".into()), vec![]);
                     }
-                    if !o.tasks.contains(&t) || !acking.contains(&id) {
+                    if !fresh {
                         prop_assert_eq!(&first, &vec![]);
                     }
                     (dt, "ack", Failure::NotCounted, first)
@@ -419,7 +499,18 @@ proptest! {
                     let id = Observer::pick(&acking, pick, stranger);
                     let mut actions = Vec::new();
                     for t in o.tasks.clone() {
-                        actions.extend(c.ack(o.now + dt, id, t, state_of(id, t)));
+                        if !c.pending().contains(&id) {
+                            break;
+                        }
+                        let state = o.state(id, t, pick / 7 + t.subtask.0 as usize);
+                        let fresh = o.tasks.contains(&t)
+                            && acking.contains(&id)
+                            && !o.sent.get(&id).is_some_and(|states| states.contains_key(&t));
+                        let taken = c.ack(o.now + dt, id, t, state.clone());
+                        if fresh && !taken.iter().any(|a| matches!(a, Action::Abort { .. })) {
+                            o.took(id, t, state);
+                        }
+                        actions.extend(taken);
                     }
                     (dt, "ack", Failure::NotCounted, actions)
                 }
@@ -477,6 +568,24 @@ proptest! {
                     let durable = c.durable();
                     c = Coordinator::new(s.clone(), tasks.clone(), durable.clone(), o.now);
                     prop_assert_eq!(c.durable(), durable);
+                    // The new job manager rebuilds the registry from the retained checkpoints' `_metadata`, and
+                    // sweeps what nothing retained refers to (files of snapshots the old one had in flight).
+                    let retained: Vec<(CheckpointId, Vec<crate::checkpoint::registry::SharedFile>)> = c
+                        .retained()
+                        .into_iter()
+                        .map(|id| {
+                            let files = o.sent.get(&id).into_iter().flat_map(|s| s.values()).flat_map(|s| s.shared_files());
+                            let mut files: Vec<_> = files.collect();
+                            files.sort();
+                            files.dedup();
+                            (id, files)
+                        })
+                        .collect();
+                    c.rebuild_registry(retained);
+                    let kept: BTreeSet<String> =
+                        c.retained().iter().flat_map(|id| o.refs.get(id).into_iter().flatten()).cloned().collect();
+                    let swept: Vec<String> = o.registered.difference(&o.deleted).filter(|f| !kept.contains(*f)).cloned().collect();
+                    o.deleted.extend(swept);
                     // What was pending is lost with the old job manager: its outcomes never arrive.
                     o.writing.clear();
                     o.stopping = None;

@@ -30,6 +30,24 @@ fn settings() -> CoordinatorSettings {
     }
 }
 
+/// A test state may name shared files after a `|`: `name@uploading id`, separated by commas.
+impl crate::checkpoint::registry::SharedReferences for String {
+    fn shared_files(&self) -> Vec<crate::checkpoint::registry::SharedFile> {
+        let Some((_, files)) = self.split_once('|') else { return Vec::new() };
+        files
+            .split(',')
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (name, by) = f.split_once('@').expect("name@id");
+                crate::checkpoint::registry::SharedFile {
+                    name: name.to_string(),
+                    uploaded_by: CheckpointId(by.parse().expect("an id")),
+                }
+            })
+            .collect()
+    }
+}
+
 pub(super) fn state_of(id: CheckpointId, task: TaskRef) -> String {
     format!("ck{}:v{}/{}", id.0, task.vertex.0, task.subtask.0)
 }

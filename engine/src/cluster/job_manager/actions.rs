@@ -55,6 +55,10 @@ impl JobManager {
                     self.discard(job, id);
                     Vec::new()
                 }
+                Action::DiscardShared { files, after } => {
+                    self.discard_shared(job, files, after);
+                    Vec::new()
+                }
                 Action::Finish { last, task } => {
                     self.finish(job, last, task);
                     Vec::new()
@@ -169,13 +173,20 @@ impl JobManager {
         let attempt: Attempt = run.attempt;
         let target = dir.clone();
         let class = kind.class();
-        runtime::spawn(async move {
-            let result =
-                storage::write_metadata(&storage, &target, &metadata, class, &faults).await.map_err(|e| e.to_string());
+        let handle = runtime::spawn(async move {
+            // The new shared files first: `_metadata` may only refer to files that are where it says.
+            let result = match storage::register_shared_files(&storage, &target, &metadata).await {
+                Ok(()) => {
+                    faults.checkpoint_phase(job, id, class, CheckpointPhase::SharedRegistered).await;
+                    storage::write_metadata(&storage, &target, &metadata, class, &faults).await
+                }
+                Err(error) => Err(error),
+            };
+            let result = result.map_err(|e| e.to_string());
             let _ = mailbox.send(JobManagerMessage::MetadataWritten { job, attempt, checkpoint: id, result }).await;
         });
         let run = self.jobs.get_mut(&job).expect("checked by execute");
-        run.writes.insert(id, InFlightWrite { dir, loaded, triggered_at_ms });
+        run.writes.insert(id, InFlightWrite { dir, loaded, triggered_at_ms, handle, discard_after: Vec::new() });
         Vec::new()
     }
 
@@ -236,6 +247,28 @@ impl JobManager {
         }
     }
 
+    /// Deletes shared files nothing refers to any more; those of a snapshot whose write is still running once it ends.
+    fn discard_shared(&mut self, job: JobId, files: Vec<String>, after: Option<CheckpointId>) {
+        let run = self.jobs.get_mut(&job).expect("checked by execute");
+        if let Some(write) = after.and_then(|id| run.writes.get_mut(&id)) {
+            write.discard_after.extend(files);
+            return;
+        }
+        self.delete_shared(job, files);
+    }
+
+    /// Deletes `files` from the job's `shared/` directory in a task of its own, until they are durably gone.
+    pub(super) fn delete_shared(&mut self, job: JobId, files: Vec<String>) {
+        let run = self.jobs.get_mut(&job).expect("checked by execute");
+        let Some(job_dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) else { return };
+        tracing::info!(target: "weir::trace", %job, files = files.len(), "shared files discarded");
+        let storage = self.storage.clone();
+        let shared = storage::shared_dir(&job_dir);
+        let discard =
+            runtime::spawn(async move { super::recovery::remove_shared_until_done(&storage, &shared, &files).await });
+        run.discards.push(discard);
+    }
+
     fn finish(&mut self, job: JobId, last: CheckpointId, task: Option<TaskRef>) {
         let faults = self.faults.clone();
         let run = self.jobs.get(&job).expect("checked by execute");
@@ -272,6 +305,11 @@ impl JobManager {
         let now_ms = self.now_ms();
         let Some(run) = self.jobs.get_mut(&job) else { return };
         let Some(write) = run.writes.remove(&id) else { return };
+        if !write.discard_after.is_empty() {
+            // Aborted while it was being written: what the write moved into `shared/` goes now.
+            self.delete_shared(job, write.discard_after.clone());
+        }
+        let Some(run) = self.jobs.get_mut(&job) else { return };
         let Some(coordinator) = run.coordinator.as_mut() else { return };
         let still_pending = coordinator.pending().contains(&id);
         if !still_pending {

@@ -89,11 +89,17 @@ impl JobManager {
                     Some(stop) => DeployMode::FinishAt(stop),
                     None => DeployMode::Run,
                 };
+                // A checkpoint of this job's own that it still retains: its stores may build their next
+                // incremental checkpoint on its files. Anything else (`-s`, a savepoint) is not the job's to share.
+                let owned = checkpoint.metadata.job_id == job
+                    && checkpoint.metadata.kind == crate::checkpoint::metadata::SnapshotKind::Checkpoint
+                    && run.coordinator.as_ref().is_some_and(|c| c.retained().contains(&id));
                 match restore::plan(
                     &self.storage,
                     checkpoint,
                     &graph.layout(),
                     run.allow_non_restored_state,
+                    owned,
                     &self.faults,
                 )
                 .await
@@ -169,6 +175,7 @@ impl JobManager {
                     // The task manager sets its own local directory.
                     local_dir: PathBuf::new(),
                     restored,
+                    prepared: Default::default(),
                     mode,
                     inputs: inputs.remove(&(vertex.id, index)).unwrap_or_default(),
                     outputs: outputs.remove(&(vertex.id, index)).unwrap_or_default(),

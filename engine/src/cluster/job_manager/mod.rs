@@ -90,6 +90,11 @@ struct InFlightWrite {
     dir: PathBuf,
     loaded: Arc<LoadedCheckpoint>,
     triggered_at_ms: u64,
+    /// The task moving the snapshot's new shared files into `shared/` and writing its `_metadata`.
+    handle: JoinHandle<()>,
+    /// Shared files to delete once the write has ended (the snapshot was aborted meanwhile, and the write may
+    /// still move some of them into `shared/`).
+    discard_after: Vec<String>,
 }
 
 /// A job from submission to its end.
@@ -485,12 +490,29 @@ impl JobManager {
             (ExternalizedRetention::DeleteOnCancellation, _) => true,
             (ExternalizedRetention::NoExternalizedCheckpoints, _) => true,
         };
+        let mut in_flight = std::mem::take(&mut run.discards);
+        // Writes in flight may still move their snapshots' new files into `shared/`: once they have ended, the
+        // files that no retained checkpoint refers to go (whether or not the whole directory goes too).
+        let mut shared = Vec::new();
+        if let Some(coordinator) = &run.coordinator {
+            for (id, write) in std::mem::take(&mut run.writes) {
+                in_flight.push(write.handle);
+                shared.extend(write.discard_after);
+                shared.extend(coordinator.shared_registry().uploaded_by(id));
+            }
+            for id in coordinator.pending() {
+                shared.extend(coordinator.shared_registry().uploaded_by(id));
+            }
+            shared.sort();
+            shared.dedup();
+        }
         let durable = run.coordinator.as_ref().map(|c| c.durable());
         let cleanup = Cleanup {
             dirs,
             job_dir: run.writer.as_ref().and_then(|w| w.job_dir.clone()).map(|dir| (dir, discard)),
             retained: durable.as_ref().map(|d| d.retained.clone()).unwrap_or_default(),
             next_id: durable.map_or(CheckpointId(1), |d| d.next_id),
+            shared,
         };
         match &result {
             Err(JobError::Canceled) => tracing::info!(%job, "job canceled"),
@@ -498,7 +520,6 @@ impl JobManager {
             Ok(_) => {}
         }
         self.directory.end_job(job, terminal, result, cleanup.clone());
-        let in_flight = std::mem::take(&mut run.discards);
         self.clean_up(job, cleanup, in_flight);
     }
 

@@ -24,6 +24,7 @@ use crate::faults::{FaultPoint, Faults, RecoveryStep};
 use crate::ids::{Attempt, CheckpointId, JobId};
 use crate::seam::runtime::{self, JoinHandle};
 use crate::seam::storage::{StorageError, StorageRef};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,7 @@ impl JobManager {
             storage: self.storage.clone(),
             job_dir,
             backend: graph.config.state_backend,
+            incremental: graph.config.embedded.incremental,
             inline_threshold_bytes: settings.inline_threshold_bytes,
             jobmanager_max_state_bytes: settings.jobmanager_max_state_bytes,
             savepoints: Default::default(),
@@ -89,7 +91,8 @@ impl JobManager {
     ) -> Result<(Option<Arc<LoadedCheckpoint>>, bool), RestoreError> {
         let Some(request) = restore else { return Ok((None, false)) };
         let loaded = restore::load(&self.storage, &request.path).await?;
-        restore::plan(&self.storage, &loaded, &graph.layout(), request.allow_non_restored_state, &self.faults).await?;
+        restore::plan(&self.storage, &loaded, &graph.layout(), request.allow_non_restored_state, false, &self.faults)
+            .await?;
         tracing::info!(target: "weir::trace", %job, checkpoint = %loaded.metadata.checkpoint_id, path = %loaded.metadata_path.display(), "restoring from a snapshot given at submission");
         Ok((Some(Arc::new(loaded)), request.allow_non_restored_state))
     }
@@ -201,7 +204,38 @@ impl JobManager {
         let mut run = self.new_run(job, graph, Attempt(stored.next_attempt), writer, initial, allow, durable);
         run.loaded.extend(stored.in_memory.iter().map(|(id, loaded)| (*id, loaded.clone())));
         if let Some(job_dir) = run.writer.as_ref().and_then(|w| w.job_dir.clone()) {
-            run.discards.push(self.clean_up_leftovers(job, job_dir, leftovers_below, keep));
+            // The shared-state registry, rebuilt from the retained checkpoints' `_metadata`: nothing is deleted or
+            // completed before it knows what they refer to.
+            let mut references = Vec::new();
+            for &id in &keep {
+                let dir = storage::checkpoint_dir(&job_dir, id);
+                let loaded = loop {
+                    let read = match recovery_point(&faults, RecoveryStep::ReadMetadata, &dir).await {
+                        Ok(()) => restore::load(&self.storage, &dir).await,
+                        Err(error) => Err(error.into()),
+                    };
+                    match read {
+                        Ok(loaded) => break Some(Arc::new(loaded)),
+                        Err(error) if error.is_transient() => {
+                            tracing::info!(target: "weir::trace", %job, %error, "cannot read a retained checkpoint; trying again");
+                            runtime::sleep(Duration::from_millis(RECOVERY_RETRY_MS)).await;
+                        }
+                        // Unreadable for good: a restore from it fails and says why; it refers to nothing here.
+                        Err(error) => {
+                            tracing::warn!(%job, %error, "a retained checkpoint is unreadable");
+                            break None;
+                        }
+                    }
+                };
+                if let Some(loaded) = loaded {
+                    references.push((id, loaded.metadata.shared_references()));
+                    run.loaded.insert(id, loaded);
+                }
+            }
+            let coordinator = run.coordinator();
+            coordinator.rebuild_registry(references);
+            let live = coordinator.shared_registry().live();
+            run.discards.push(self.clean_up_leftovers(job, job_dir, leftovers_below, keep, live));
         }
         self.jobs.insert(job, run);
         self.persist(job);
@@ -239,7 +273,10 @@ impl JobManager {
                 Some((dir, true)) => remove_dir_until_done(&storage, dir).await,
                 // Kept: but not what a subsumed checkpoint left, whose deletion may have died with a job manager.
                 Some((dir, false)) => {
-                    discard_leftovers(&storage, &faults, job, dir, cleanup.next_id, &cleanup.retained).await
+                    discard_leftovers(&storage, &faults, job, dir, cleanup.next_id, &cleanup.retained, None).await;
+                    if !cleanup.shared.is_empty() {
+                        remove_shared_until_done(&storage, &storage::shared_dir(dir), &cleanup.shared).await;
+                    }
                 }
                 None => {}
             }
@@ -249,15 +286,21 @@ impl JobManager {
 
     /// Deletes, in a task of its own, the `chk-<n>` directories below `below` that no retained checkpoint owns:
     /// snapshots a dead job manager had in flight or was discarding. Ids from `below` on are this job manager's.
+    /// Likewise the files in `shared/` uploaded by a checkpoint below `below` that no retained checkpoint refers to
+    /// (not in `live`): files the dead job manager registered for a checkpoint whose `_metadata` it never wrote, or
+    /// was deleting.
     fn clean_up_leftovers(
         &self,
         job: JobId,
         job_dir: PathBuf,
         below: CheckpointId,
         keep: Vec<CheckpointId>,
+        live: BTreeSet<String>,
     ) -> JoinHandle<()> {
         let (storage, faults) = (self.storage.clone(), self.faults.clone());
-        runtime::spawn(async move { discard_leftovers(&storage, &faults, job, &job_dir, below, &keep).await })
+        runtime::spawn(
+            async move { discard_leftovers(&storage, &faults, job, &job_dir, below, &keep, Some(&live)).await },
+        )
     }
 
     /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone.
@@ -267,7 +310,8 @@ impl JobManager {
     }
 }
 
-/// Deletes the `chk-<n>` directories of `job_dir` below `below` that no checkpoint of `keep` owns.
+/// Deletes the `chk-<n>` directories of `job_dir` below `below` that no checkpoint of `keep` owns, and, given the
+/// shared files still `live`, the files of `shared/` uploaded below `below` that are not.
 async fn discard_leftovers(
     storage: &StorageRef,
     faults: &Faults,
@@ -275,29 +319,47 @@ async fn discard_leftovers(
     job_dir: &Path,
     below: CheckpointId,
     keep: &[CheckpointId],
+    live: Option<&BTreeSet<String>>,
 ) {
-    let mut pause_ms = 50;
-    let names = loop {
-        let listed = match recovery_point(faults, RecoveryStep::ScanDirectory, job_dir).await {
-            Ok(()) => storage.list(job_dir).await,
-            Err(error) => Err(error),
-        };
-        match listed {
-            Ok(names) => break names,
-            Err(StorageError::NotFound { .. }) => return,
-            Err(error) => {
-                tracing::info!(target: "weir::trace", dir = %job_dir.display(), %error, "cannot list the checkpoint directory; trying again");
-                runtime::sleep(Duration::from_millis(pause_ms)).await;
-                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
-            }
-        }
-    };
+    let Some(names) = list_until_done(storage, faults, job_dir).await else { return };
     for name in names {
         let Some(id) = storage::parse_checkpoint_dir_name(&name) else { continue };
         if id < below && !keep.contains(&id) {
             let dir = job_dir.join(&name);
             tracing::info!(target: "weir::trace", checkpoint = %id, dir = %dir.display(), "discarding what a dead job manager left");
             discard(storage, faults, job, id, &dir).await;
+        }
+    }
+    let Some(live) = live else { return };
+    let shared = storage::shared_dir(job_dir);
+    let Some(names) = list_until_done(storage, faults, &shared).await else { return };
+    let orphans: Vec<String> = names
+        .into_iter()
+        .filter(|name| !live.contains(name))
+        .filter(|name| storage::shared_file_checkpoint(name).is_some_and(|id| id < below))
+        .collect();
+    if !orphans.is_empty() {
+        tracing::info!(target: "weir::trace", files = orphans.len(), "discarding shared files a dead job manager left");
+        remove_shared_until_done(storage, &shared, &orphans).await;
+    }
+}
+
+/// Lists `dir` through the recovery fault point, retrying until the storage answers; `None` if it does not exist.
+async fn list_until_done(storage: &StorageRef, faults: &Faults, dir: &Path) -> Option<Vec<String>> {
+    let mut pause_ms = 50;
+    loop {
+        let listed = match recovery_point(faults, RecoveryStep::ScanDirectory, dir).await {
+            Ok(()) => storage.list(dir).await,
+            Err(error) => Err(error),
+        };
+        match listed {
+            Ok(names) => return Some(names),
+            Err(StorageError::NotFound { .. }) => return None,
+            Err(error) => {
+                tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "cannot list a checkpoint directory; trying again");
+                runtime::sleep(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+            }
         }
     }
 }
@@ -342,6 +404,53 @@ pub(super) async fn remove_dir_until_done(storage: &StorageRef, dir: &Path) {
             Ok(()) => return,
             Err(error) => {
                 tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "cannot delete a discarded snapshot yet; trying again");
+                runtime::sleep(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+            }
+        }
+    }
+}
+/// Removes `files` from the shared directory `dir` durably (a missing one is fine), retrying with a growing pause
+/// until the storage lets it happen, like [`remove_dir_until_done`].
+pub(super) async fn remove_shared_until_done(storage: &StorageRef, dir: &Path, files: &[String]) {
+    let mut pause_ms = 50;
+    loop {
+        let mut removed: Result<(), StorageError> = Ok(());
+        for name in files {
+            match storage.remove_file(&dir.join(name)).await {
+                Ok(()) | Err(StorageError::NotFound { .. }) => {}
+                Err(error) => {
+                    removed = Err(error);
+                    break;
+                }
+            }
+        }
+        if removed.is_ok() {
+            removed = match storage.sync_dir(dir).await {
+                Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+                Err(error) => Err(error),
+            };
+        }
+        // As for directories: a storage crash before the fsync may bring a file back; gone is what is gone now.
+        if removed.is_ok() {
+            for name in files {
+                match storage.exists(&dir.join(name)).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        removed = Err(StorageError::Stale { op: "remove", path: dir.join(name) });
+                        break;
+                    }
+                    Err(error) => {
+                        removed = Err(error);
+                        break;
+                    }
+                }
+            }
+        }
+        match removed {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "cannot delete discarded shared files yet; trying again");
                 runtime::sleep(Duration::from_millis(pause_ms)).await;
                 pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
             }

@@ -13,6 +13,29 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default)]
 pub struct LocalStorage;
 
+/// Files kept open for positioned reads (`read_range_now`, which the embedded store calls for
+/// every block it misses in its cache), so that a read is one `pread` and not an open, a seek, a
+/// read and a close. Bounded; an entry goes when its path is created, renamed or removed
+/// through this storage, so a read never sees an older file under a reused name.
+#[cfg(unix)]
+static OPEN_FOR_READS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, std::sync::Arc<fs::File>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The most files kept open for reads.
+#[cfg(unix)]
+const OPEN_FOR_READS_MAX: usize = 512;
+
+/// Forgets the open files at `path` and (for a directory) below it.
+fn forget_open(path: &Path) {
+    #[cfg(unix)]
+    {
+        let mut open = OPEN_FOR_READS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        open.retain(|kept, _| !kept.starts_with(path));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 fn error(op: &'static str, path: &Path, err: io::Error) -> StorageError {
     let path = path.to_path_buf();
     match err.kind() {
@@ -54,6 +77,7 @@ impl Drop for LocalFile {
 #[async_trait]
 impl Storage for LocalStorage {
     async fn create(&self, path: &Path) -> Result<Box<dyn WriteFile>, StorageError> {
+        forget_open(path);
         let file = fs::File::create(path).map_err(|e| error("create", path, e))?;
         Ok(Box::new(LocalFile { path: path.to_path_buf(), file: io::BufWriter::with_capacity(1 << 20, file) }))
     }
@@ -66,6 +90,38 @@ impl Storage for LocalStorage {
         self.read_range_now(path, offset, len)
     }
 
+    #[cfg(unix)]
+    fn read_range_now(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        use std::os::unix::fs::FileExt;
+        let file = {
+            let mut open = OPEN_FOR_READS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match open.get(path) {
+                Some(file) => file.clone(),
+                None => {
+                    let file = std::sync::Arc::new(fs::File::open(path).map_err(|e| error("open", path, e))?);
+                    if open.len() >= OPEN_FOR_READS_MAX {
+                        open.clear();
+                    }
+                    open.insert(path.to_path_buf(), file.clone());
+                    file
+                }
+            }
+        };
+        let mut buffer = vec![0; len];
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(error("read", path, e)),
+            }
+        }
+        buffer.truncate(filled);
+        Ok(buffer)
+    }
+
+    #[cfg(not(unix))]
     fn read_range_now(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
         use std::io::{Read, Seek, SeekFrom};
         let mut file = fs::File::open(path).map_err(|e| error("open", path, e))?;
@@ -84,6 +140,8 @@ impl Storage for LocalStorage {
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<(), StorageError> {
+        forget_open(from);
+        forget_open(to);
         fs::rename(from, to).map_err(|e| error("rename", from, e))
     }
 
@@ -119,10 +177,12 @@ impl Storage for LocalStorage {
     }
 
     async fn remove_file(&self, path: &Path) -> Result<(), StorageError> {
+        forget_open(path);
         fs::remove_file(path).map_err(|e| error("remove", path, e))
     }
 
     async fn remove_dir_all(&self, path: &Path) -> Result<(), StorageError> {
+        forget_open(path);
         fs::remove_dir_all(path).map_err(|e| error("remove", path, e))
     }
 }

@@ -13,24 +13,29 @@ use super::canonical::{self, GroupEncoding};
 use super::frozen::FrozenStore;
 use super::key::{self, Namespace, PREFIX_BYTES};
 use super::options::EmbeddedOptions;
+use super::restore::{RestoredStore, restore_store};
 use super::store::Store;
-use crate::ids::KeyGroup;
+use super::upload::{FrozenUpload, UploadLedger};
+use crate::ids::{CheckpointId, KeyGroup};
 use crate::keygroup::KeyGroupRange;
 use crate::seam::storage::StorageRef;
 use crate::state::backend::{KeyedStateBackend, StateIndex, StateKind};
-use crate::state::snapshot::{FrozenKeyedState, KeyGroupSnapshot};
+use crate::state::snapshot::{FrozenKeyedState, KeyGroupSnapshot, StoreSnapshot};
 use crate::state::{Key, StateError, StateValue};
 use std::any::TypeId;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Unpacks a state's restored blob in one key group, knowing the state's value type.
 type Unpack<K> = fn(&mut EmbeddedKeyedBackend<K>, StateIndex, KeyGroup) -> Result<(), StateError>;
 
 struct RegisteredState<K> {
     name: String,
+    /// Where its entries are in the store's keys.
+    namespace: Namespace,
     kind: StateKind,
     type_id: TypeId,
     type_name: &'static str,
@@ -45,8 +50,13 @@ pub struct EmbeddedKeyedBackend<K> {
     range: KeyGroupRange,
     store: Store,
     states: Vec<RegisteredState<K>>,
+    /// Every state name the store's keys know, registered or restored from files, with its
+    /// namespace: a state restored from files keeps the namespace it had.
+    namespaces: BTreeMap<String, Namespace>,
     /// Restored states not registered yet: by name, which key groups hold a blob of them.
     unregistered: BTreeMap<String, Vec<bool>>,
+    /// Where checkpoints put the store's files, for incremental checkpoints to build on.
+    ledger: Arc<Mutex<UploadLedger>>,
     /// The current access's stored key, reused from access to access.
     key: Vec<u8>,
     _key: PhantomData<fn() -> K>,
@@ -68,8 +78,59 @@ impl<K: Key> EmbeddedKeyedBackend<K> {
         options: EmbeddedOptions,
         restored: &[KeyGroupSnapshot],
     ) -> Result<Self, StateError> {
-        let mut store = Store::open(storage, work_dir, options)?;
-        let mut unregistered: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+        let store = Store::open(storage, work_dir, options)?;
+        let restored_store = RestoredStore { store, namespaces: BTreeMap::new(), ledger: UploadLedger::default() };
+        Self::assemble(restored_store, key_group_range, restored, BTreeMap::new())
+    }
+
+    /// A backend over `key_group_range` restored from embedded snapshots' files (`stores`,
+    /// several after a rescale) and canonical key groups (`restored`): the files are
+    /// downloaded into a store in `work_dir`, checked, and clipped to the range.
+    pub async fn restore(
+        storage: StorageRef,
+        work_dir: PathBuf,
+        key_group_range: KeyGroupRange,
+        options: EmbeddedOptions,
+        stores: &[StoreSnapshot],
+        restored: &[KeyGroupSnapshot],
+    ) -> Result<Self, StateError> {
+        let restored_store = restore_store(storage, work_dir, options, key_group_range, stores).await?;
+        let mut backend = Self::from_restored(restored_store, key_group_range, restored)?;
+        backend.settle().await?;
+        Ok(backend)
+    }
+
+    /// A backend over a store rebuilt from snapshots' files (see [`Self::restore`]), plus
+    /// canonical key groups `restored`.
+    pub fn from_restored(
+        restored_store: RestoredStore,
+        key_group_range: KeyGroupRange,
+        restored: &[KeyGroupSnapshot],
+    ) -> Result<Self, StateError> {
+        // Blobs restored from a canonical snapshot that no access unpacked before the files
+        // were written are still in the files, by state name.
+        let mut blobs: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+        for key_group in key_group_range.iter() {
+            let (start, end) = key::namespace_range(key_group, Namespace::RESTORED);
+            restored_store.store.scan(&start, &end, |stored_key, _| {
+                let name = String::from_utf8(stored_key[PREFIX_BYTES..].to_vec())
+                    .expect("restored blobs are keyed by their state's name");
+                blobs.entry(name).or_insert_with(|| vec![false; key_group_range.len()])
+                    [(key_group.0 - key_group_range.start) as usize] = true;
+                Ok(())
+            })?;
+        }
+        Self::assemble(restored_store, key_group_range, restored, blobs)
+    }
+
+    fn assemble(
+        restored_store: RestoredStore,
+        key_group_range: KeyGroupRange,
+        restored: &[KeyGroupSnapshot],
+        mut unregistered: BTreeMap<String, Vec<bool>>,
+    ) -> Result<Self, StateError> {
+        let RestoredStore { mut store, namespaces, ledger } = restored_store;
+        let namespaces = namespaces.into_iter().map(|(namespace, name)| (name, Namespace(namespace))).collect();
         let mut stored_key = Vec::new();
         for group in restored {
             if !key_group_range.contains(group.key_group) {
@@ -92,10 +153,22 @@ impl<K: Key> EmbeddedKeyedBackend<K> {
             range: key_group_range,
             store,
             states: Vec::new(),
+            namespaces,
             unregistered,
+            ledger: Arc::new(Mutex::new(ledger)),
             key: Vec::new(),
             _key: PhantomData,
         })
+    }
+
+    /// The states' names by namespace, as a snapshot records them.
+    fn names_by_namespace(&self) -> BTreeMap<u16, String> {
+        self.namespaces.iter().map(|(name, namespace)| (namespace.0, name.clone())).collect()
+    }
+
+    /// The checkpoint the next incremental checkpoint builds on, if any.
+    pub fn incremental_base(&self) -> Option<CheckpointId> {
+        self.ledger.lock().expect("ledger lock").confirmed()
     }
 
     /// The store underneath, for its statistics and files.
@@ -108,10 +181,9 @@ impl<K: Key> EmbeddedKeyedBackend<K> {
         self.store.settle().await
     }
 
-    /// Freezes the store for a snapshot, returning it with the registered states' names
-    /// by namespace: what an incremental snapshot (phase 2) builds on.
-    pub fn freeze_store(&mut self) -> (FrozenStore, Vec<String>) {
-        let names = self.states.iter().map(|s| s.name.clone()).collect();
+    /// Freezes the store for a snapshot, returning it with the states' names by namespace.
+    pub fn freeze_store(&mut self) -> (FrozenStore, BTreeMap<u16, String>) {
+        let names = self.names_by_namespace();
         (self.store.freeze(), names)
     }
 
@@ -173,7 +245,7 @@ impl<K: Key> EmbeddedKeyedBackend<K> {
     /// Sets `self.key` to the stored key of `key` in `state` and `key_group`.
     fn encode_key(&mut self, state: StateIndex, key_group: KeyGroup, key: &K) -> Result<(), StateError> {
         let mut buffer = std::mem::take(&mut self.key);
-        key::start_key(&mut buffer, key_group, Namespace::of_state(state.0));
+        key::start_key(&mut buffer, key_group, self.states[state.0].namespace);
         self.key = postcard::to_extend(key, buffer).map_err(|e| StateError::Encode {
             name: self.states[state.0].name.clone(),
             message: format!("key: {e}"),
@@ -221,11 +293,13 @@ impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
             }
             return Ok(StateIndex(index));
         }
-        // Checked before the state is added: its namespace must exist.
-        let namespace = Namespace::of_state(self.states.len());
+        // A state restored from files keeps its namespace; a new one takes the next free one.
+        let next = self.namespaces.values().map(|n| usize::from(n.0) + 1).max().unwrap_or(0);
+        let namespace = *self.namespaces.entry(name.to_string()).or_insert_with(|| Namespace::of_state(next));
         assert_ne!(namespace, Namespace::RESTORED);
         self.states.push(RegisteredState {
             name: name.to_string(),
+            namespace,
             kind,
             type_id: TypeId::of::<S>(),
             type_name: std::any::type_name::<S>(),
@@ -297,7 +371,7 @@ impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
         let mut entries: Vec<(K, S)> = Vec::new();
         for key_group in self.range.iter() {
             self.ensure_unpacked(state, key_group)?;
-            let (start, end) = key::namespace_range(key_group, Namespace::of_state(state.0));
+            let (start, end) = key::namespace_range(key_group, self.states[state.0].namespace);
             entries.clear();
             let name = &self.states[state.0].name;
             let decode_error = |e: postcard::Error| StateError::Decode {
@@ -321,9 +395,21 @@ impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
     }
 
     fn freeze(&mut self) -> Result<FrozenKeyedState, StateError> {
-        let (frozen, names) = self.freeze_store();
-        let range = self.range;
-        Ok(FrozenKeyedState::new(move || canonical::encode_key_groups(&frozen, &names, range)))
+        let namespaces = self.names_by_namespace();
+        let (frozen, adopt) = self.store.freeze_for_snapshot();
+        Ok(FrozenKeyedState::Store(Box::new(FrozenUpload {
+            frozen,
+            adopt,
+            namespaces,
+            range: self.range,
+            context: self.store.context_now(),
+            incarnation: self.store.incarnation(),
+            ledger: self.ledger.clone(),
+        })))
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) {
+        self.ledger.lock().expect("ledger lock").confirm(checkpoint);
     }
 
     fn key_group_range(&self) -> KeyGroupRange {

@@ -41,13 +41,13 @@ struct Group {
 }
 
 impl Group {
-    fn finish(&mut self, names: &[String], out: &mut Vec<KeyGroupSnapshot>) -> Result<(), StateError> {
+    fn finish(&mut self, names: &BTreeMap<u16, String>, out: &mut Vec<KeyGroupSnapshot>) -> Result<(), StateError> {
         let Some(key_group) = self.key_group.take() else {
             return Ok(());
         };
         let mut states = std::mem::take(&mut self.restored);
         for (namespace, (count, entries)) in std::mem::take(&mut self.states) {
-            let name = names.get(usize::from(namespace)).unwrap_or_else(|| {
+            let name = names.get(&namespace).unwrap_or_else(|| {
                 panic!("namespace {namespace} in key group {key_group} belongs to no state registered at the freeze")
             });
             let mut blob = Vec::with_capacity(entries.len() + 10);
@@ -68,10 +68,10 @@ impl Group {
 }
 
 /// The canonical snapshot of `frozen` over `range`: one blob per key group holding
-/// something, ascending. `names` are the registered states' names by namespace.
+/// something, ascending. `names` are the states' names by namespace.
 pub fn encode_key_groups(
     frozen: &FrozenStore,
-    names: &[String],
+    names: &BTreeMap<u16, String>,
     range: KeyGroupRange,
 ) -> Result<Vec<KeyGroupSnapshot>, StateError> {
     let (start, end) = key::key_group_range_bounds(range);

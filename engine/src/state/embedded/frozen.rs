@@ -41,6 +41,16 @@ impl FrozenStore {
         self.version.files()
     }
 
+    /// The frozen memtables, oldest first.
+    pub fn memtables(&self) -> &[Arc<Memtable>] {
+        &self.memtables
+    }
+
+    /// The frozen version itself.
+    pub fn version(&self) -> &Arc<Version> {
+        &self.version
+    }
+
     /// This frozen version as data: its files and range tombstones.
     pub fn manifest(&self) -> Manifest {
         self.version.manifest()

@@ -34,9 +34,11 @@ mod memtable;
 mod merge;
 pub mod options;
 pub mod picker;
+pub mod restore;
 pub mod store;
 pub mod table;
 pub mod tombstone;
+pub mod upload;
 pub mod version;
 
 #[cfg(test)]

@@ -59,6 +59,48 @@ impl StoreStats {
     }
 }
 
+/// Where a snapshot's own flush of the frozen memtables stands.
+pub(super) enum SnapshotFlushState {
+    /// The snapshot's asynchronous part has not written them yet.
+    Pending,
+    /// Written: the store may adopt the files as the flush of those memtables.
+    Done(JobOutput),
+    /// The snapshot will not write them (a savepoint encodes instead, or the upload failed).
+    Abandoned,
+}
+
+/// The frozen memtables a snapshot's asynchronous part flushes into a file of the store's own
+/// directory: the store adopts that file as their flush (unless it flushed them itself
+/// meanwhile), so that the next incremental checkpoint refers to it instead of uploading the
+/// same entries again.
+pub struct SnapshotFlush {
+    memtables: Vec<Arc<Memtable>>,
+    state: std::sync::Mutex<SnapshotFlushState>,
+}
+
+impl SnapshotFlush {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SnapshotFlushState> {
+        self.state.lock().expect("the snapshot flush lock is never poisoned")
+    }
+
+    /// The snapshot wrote the memtables into `output`.
+    pub(super) fn done(&self, output: JobOutput) {
+        *self.lock() = SnapshotFlushState::Done(output);
+    }
+
+    /// The snapshot will not write them.
+    pub(super) fn abandon(&self) {
+        let mut state = self.lock();
+        if matches!(*state, SnapshotFlushState::Pending) {
+            *state = SnapshotFlushState::Abandoned;
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        matches!(*self.lock(), SnapshotFlushState::Pending)
+    }
+}
+
 struct FlushJob {
     memtables: Vec<Arc<Memtable>>,
     handle: JoinHandle<Result<JobOutput, StateError>>,
@@ -75,7 +117,11 @@ struct CompactionJob {
 pub struct Store {
     storage: StorageRef,
     work_dir: PathBuf,
-    /// This incarnation's directory, chosen by the first maintenance call that writes.
+    /// This incarnation's directory, chosen when the store opens.
+    planned_dir: PathBuf,
+    /// This incarnation's number, drawn when the store opens: part of every file name it uploads.
+    incarnation: u64,
+    /// The directory once made (by the first maintenance call that writes, or a restore).
     dir: Option<PathBuf>,
     options: EmbeddedOptions,
     last_seq: Seq,
@@ -88,6 +134,8 @@ pub struct Store {
     file_numbers: Arc<AtomicU64>,
     flush: Option<FlushJob>,
     compaction: Option<CompactionJob>,
+    /// A snapshot's flush of the immutable memtables, to adopt when it is done.
+    snapshot_flush: Option<Arc<SnapshotFlush>>,
     pointers: Vec<Vec<u8>>,
     /// The version changed since the picker last found nothing to do.
     compaction_due: bool,
@@ -159,8 +207,11 @@ impl Store {
     /// maintenance call that writes a file.
     pub fn open(storage: StorageRef, work_dir: PathBuf, options: EmbeddedOptions) -> Result<Store, StateError> {
         options.validate()?;
+        let incarnation = runtime::random_u64();
         Ok(Store {
             storage,
+            planned_dir: store_dir(&work_dir, incarnation),
+            incarnation,
             work_dir,
             dir: None,
             cache: Arc::new(BlockCache::new(options.cache_bytes())),
@@ -173,6 +224,7 @@ impl Store {
             file_numbers: Arc::new(AtomicU64::new(1)),
             flush: None,
             compaction: None,
+            snapshot_flush: None,
             pointers: vec![Vec::new(); LEVELS],
             compaction_due: false,
             stats: StoreStats::default(),
@@ -261,6 +313,69 @@ impl Store {
         FrozenStore::new(self.immutables.clone(), self.version.clone())
     }
 
+    /// As [`Store::freeze`], and the frozen memtables offered to the snapshot to flush for the
+    /// store (when no flush of them is running or offered already).
+    pub fn freeze_for_snapshot(&mut self) -> (FrozenStore, Option<Arc<SnapshotFlush>>) {
+        let frozen = self.freeze();
+        if self.flush.is_some() || self.snapshot_flush.is_some() || self.immutables.is_empty() {
+            return (frozen, None);
+        }
+        let offer = Arc::new(SnapshotFlush {
+            memtables: self.immutables.clone(),
+            state: std::sync::Mutex::new(SnapshotFlushState::Pending),
+        });
+        self.snapshot_flush = Some(offer.clone());
+        (frozen, Some(offer))
+    }
+
+    /// Installs a snapshot's finished flush as the flush of the memtables it wrote, if they are
+    /// still the oldest immutable ones and no flush of the store's own runs.
+    fn adopt_snapshot_flush(&mut self) {
+        let Some(offer) = self.snapshot_flush.as_ref() else { return };
+        let state = std::mem::replace(&mut *offer.lock(), SnapshotFlushState::Abandoned);
+        let output = match state {
+            SnapshotFlushState::Pending => {
+                *offer.lock() = SnapshotFlushState::Pending;
+                return;
+            }
+            SnapshotFlushState::Abandoned => None,
+            SnapshotFlushState::Done(output) => Some(output),
+        };
+        let offer = self.snapshot_flush.take().expect("checked above");
+        let Some(output) = output else { return };
+        let flushed = offer.memtables.len();
+        let still_oldest = self.flush.is_none()
+            && self.immutables.len() >= flushed
+            && self.immutables.iter().zip(&offer.memtables).all(|(live, frozen)| Arc::ptr_eq(live, frozen));
+        if !still_oldest {
+            return; // Flushed by the store meanwhile: the snapshot's file was for the snapshot alone.
+        }
+        self.install_flush(flushed, output);
+    }
+
+    /// Installs the flush of the `flushed` oldest immutable memtables into `output`.
+    fn install_flush(&mut self, flushed: usize, output: JobOutput) {
+        self.immutables.drain(..flushed);
+        self.stats.flushes += 1;
+        self.stats.bytes_flushed += output.bytes_written;
+        let version = Arc::make_mut(&mut self.version);
+        for file in output.files {
+            version.add_flushed(file);
+        }
+        self.version_changed();
+    }
+
+    /// Whether a flush should start: one is due, and no snapshot is flushing the same memtables
+    /// (unless memory is over its budget, which cannot wait for the snapshot).
+    fn flush_wanted(&self) -> bool {
+        self.flush_due() && (self.snapshot_flush.is_none() || self.memtable_bytes() > self.options.memtable_bytes())
+    }
+
+    /// Whether the store's directory is made (a snapshot that writes its memtables needs it).
+    pub fn has_dir(&self) -> bool {
+        self.dir.is_some()
+    }
+
     fn rotate(&mut self) {
         let full = std::mem::take(&mut self.active);
         self.immutables.push(Arc::new(full));
@@ -290,7 +405,8 @@ impl Store {
     /// Whether [`Store::maintain`] has something to do: cheap, for every batch.
     pub fn needs_maintenance(&self) -> bool {
         self.active.bytes() >= self.options.active_memtable_bytes()
-            || self.flush.as_ref().map_or(self.flush_due(), |job| job.handle.is_finished())
+            || self.flush.as_ref().map_or(self.flush_wanted(), |job| job.handle.is_finished())
+            || self.snapshot_flush.as_ref().is_some_and(|offer| !offer.is_pending())
             || self.compaction.as_ref().map_or(self.compaction_due, |job| job.handle.is_finished())
             || self.over_bounds()
             || !self.graveyard.is_empty()
@@ -367,6 +483,7 @@ impl Store {
     }
 
     async fn install_finished(&mut self) -> Result<(), StateError> {
+        self.adopt_snapshot_flush();
         if self.flush.as_ref().is_some_and(|job| job.handle.is_finished()) {
             self.wait_flush().await?;
         }
@@ -387,14 +504,7 @@ impl Store {
                 && self.immutables.iter().zip(&job.memtables).all(|(live, flushed)| Arc::ptr_eq(live, flushed)),
             "a flush writes the oldest immutable memtables"
         );
-        self.immutables.drain(..flushed);
-        self.stats.flushes += 1;
-        self.stats.bytes_flushed += output.bytes_written;
-        let version = Arc::make_mut(&mut self.version);
-        for file in output.files {
-            version.add_flushed(file);
-        }
-        self.version_changed();
+        self.install_flush(flushed, output);
         Ok(())
     }
 
@@ -436,33 +546,31 @@ impl Store {
 
     /// Makes this incarnation's directory, removing the directories of earlier ones (they
     /// belong to attempts of this subtask that are gone).
-    async fn prepare_dir(&mut self) -> Result<PathBuf, StateError> {
+    pub(super) async fn prepare_dir(&mut self) -> Result<PathBuf, StateError> {
         if let Some(dir) = &self.dir {
             return Ok(dir.clone());
         }
         if self.storage.is_dir(&self.work_dir).await? {
             for name in self.storage.list(&self.work_dir).await? {
-                if name.starts_with(STORE_DIR_PREFIX) {
+                // This incarnation's own directory may exist already: a snapshot's asynchronous part
+                // makes it when it writes the memtables before any maintenance did.
+                if name.starts_with(STORE_DIR_PREFIX) && self.work_dir.join(&name) != self.planned_dir {
                     self.storage.remove_dir_all(&self.work_dir.join(name)).await?;
                 }
             }
         }
-        let dir = loop {
-            let dir = store_dir(&self.work_dir, runtime::random_u64());
-            if !self.storage.exists(&dir).await? {
-                break dir;
-            }
-        };
+        let dir = self.planned_dir.clone();
         self.storage.create_dir_all(&dir).await?;
         self.dir = Some(dir.clone());
         Ok(dir)
     }
 
-    async fn context(&mut self) -> Result<JobContext, StateError> {
-        let dir = self.prepare_dir().await?;
-        Ok(JobContext {
+    /// What a snapshot's asynchronous part needs to write a file into this store's directory
+    /// (made by the time it runs: a snapshot with memtables to write follows maintenance).
+    pub(super) fn context_now(&self) -> JobContext {
+        JobContext {
             storage: self.storage.clone(),
-            dir,
+            dir: self.planned_dir.clone(),
             cache: self.cache.clone(),
             graveyard: self.graveyard.clone(),
             file_numbers: self.file_numbers.clone(),
@@ -470,13 +578,43 @@ impl Store {
                 block_bytes: self.options.block_bytes,
                 bloom_bits_per_key: self.options.bloom_bits_per_key,
             },
-        })
+        }
+    }
+
+    /// The storage the store's files are on.
+    pub fn storage_ref(&self) -> StorageRef {
+        self.storage.clone()
+    }
+
+    /// This incarnation's number.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The highest sequence number the store has handed out.
+    pub fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// Installs a version rebuilt from a snapshot's files (the store is empty and its directory
+    /// made): every entry and tombstone in it is older than what the store writes next.
+    pub(super) fn install_restored(&mut self, version: Version) {
+        assert!(self.version.file_count() == 0 && self.active.is_empty() && self.immutables.is_empty());
+        let newest_file = (0..LEVELS).flat_map(|l| version.level(l).iter()).map(|f| f.meta().properties.max_seq).max();
+        self.last_seq = self.last_seq.max(newest_file.unwrap_or(0)).max(newest_seq(version.tombstones()));
+        self.version = Arc::new(version);
+        self.compaction_due = true;
+    }
+
+    async fn context(&mut self) -> Result<JobContext, StateError> {
+        self.prepare_dir().await?;
+        Ok(self.context_now())
     }
 
     /// Starts the flush and the compaction that are due (`force_flush`: any immutable
     /// memtable is due).
     async fn start_jobs(&mut self, force_flush: bool) -> Result<(), StateError> {
-        if self.flush.is_none() && !self.immutables.is_empty() && (force_flush || self.flush_due()) {
+        if self.flush.is_none() && !self.immutables.is_empty() && (force_flush || self.flush_wanted()) {
             let context = self.context().await?;
             let memtables = self.immutables.clone();
             let range = memtables.iter().filter_map(|m| m.key_range()).fold(None, |range, (low, high)| match range {

@@ -532,3 +532,95 @@ fn a_store_on_the_local_file_system_keeps_its_contents_through_flushes_and_compa
         storage.remove_dir_all(&root).await.unwrap();
     });
 }
+
+/// Two subtasks' stores, written through files (the states registered in different orders, so that
+/// their namespaces differ), restored at parallelism 1, 2 and 3: every subtask reads exactly its key
+/// groups' values, whatever stores it combined and clipped.
+#[test]
+fn stores_restore_from_their_files_at_another_parallelism_combined_and_clipped() {
+    use super::EmbeddedKeyedBackend;
+    use crate::ids::{CheckpointId, SubtaskIndex};
+    use crate::keygroup::{KeyGroupRange, key_group_for_key};
+    use crate::seam::storage::Storage;
+    use crate::state::backend::{KeyedStateBackend, StateKind};
+    use crate::state::snapshot::{FrozenKeyedState, StoreSnapshot, UploadTarget};
+    const MAX: u32 = 16;
+    block_on(async {
+        let storage = MemStorage::new();
+        let chk = PathBuf::from("/ckpt/job/chk-7");
+        storage.create_dir_all(&chk).await.unwrap();
+        let mut model: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut stores = Vec::new();
+        for subtask in 0..2u32 {
+            let range = KeyGroupRange::for_subtask(SubtaskIndex(subtask), 2, MAX);
+            let work = PathBuf::from(format!("/local/old-{subtask}"));
+            let mut backend = EmbeddedKeyedBackend::<String>::open(
+                storage.shared(),
+                work,
+                range,
+                super::testing::small_options(),
+                &[],
+            )
+            .unwrap();
+            let names = if subtask == 0 { ["a", "b"] } else { ["b", "a"] };
+            let states: Vec<_> = names.iter().map(|n| backend.register::<u64>(n, StateKind::Value).unwrap()).collect();
+            for k in 0..3000u64 {
+                let key = format!("k{k}");
+                let group = key_group_for_key(&key, MAX);
+                if !range.contains(group) {
+                    continue;
+                }
+                for (state, name) in states.iter().zip(names) {
+                    let value = k * 7 + u64::from(name == "b");
+                    backend.put(*state, group, &key, value).unwrap();
+                    model.insert((name.to_string(), key.clone()), value);
+                }
+                if backend.needs_maintenance() {
+                    backend.maintain().await.unwrap();
+                }
+            }
+            backend.settle().await.unwrap();
+            let FrozenKeyedState::Store(frozen) = backend.freeze().unwrap() else {
+                panic!("a store freezes its files")
+            };
+            let target = UploadTarget {
+                storage: storage.shared(),
+                dir: chk.clone(),
+                checkpoint: CheckpointId(7),
+                incremental: false,
+            };
+            let snapshot = frozen.upload(&target).await.unwrap();
+            assert!(snapshot.files.len() > 1, "the store wrote several files");
+            stores.push(StoreSnapshot { snapshot, dir: chk.clone(), owned: None });
+        }
+        for parallelism in 1..=3u32 {
+            let mut seen: BTreeMap<(String, String), u64> = BTreeMap::new();
+            for subtask in 0..parallelism {
+                let range = KeyGroupRange::for_subtask(SubtaskIndex(subtask), parallelism, MAX);
+                let sources: Vec<StoreSnapshot> =
+                    stores.iter().filter(|s| s.snapshot.key_groups.overlaps(range)).cloned().collect();
+                let work = PathBuf::from(format!("/local/new-{parallelism}-{subtask}"));
+                let mut backend = EmbeddedKeyedBackend::<String>::restore(
+                    storage.shared(),
+                    work,
+                    range,
+                    super::testing::small_options(),
+                    &sources,
+                    &[],
+                )
+                .await
+                .unwrap();
+                for name in ["b", "a"] {
+                    let state = backend.register::<u64>(name, StateKind::Value).unwrap();
+                    backend
+                        .for_each::<u64>(state, |key, value| {
+                            assert!(range.contains(key_group_for_key(key, MAX)), "{key} outside {range:?}");
+                            assert!(seen.insert((name.to_string(), key.clone()), *value).is_none(), "{key} twice");
+                        })
+                        .unwrap();
+                }
+            }
+            assert_eq!(seen, model, "parallelism {parallelism}");
+        }
+    });
+}

@@ -48,6 +48,19 @@ impl Default for Version {
 }
 
 impl Version {
+    /// A version of `levels` (level 0 newest first, deeper levels in key order) and `tombstones`.
+    pub fn from_parts(levels: Vec<Vec<Arc<TableFile>>>, tombstones: Vec<RangeTombstone>) -> Version {
+        assert_eq!(levels.len(), LEVELS, "a version has {LEVELS} levels");
+        let version = Version { levels, tombstones };
+        version.check_invariants();
+        version
+    }
+
+    /// Every live file with its level, level by level, as the files themselves.
+    pub fn tables(&self) -> Vec<(usize, Arc<TableFile>)> {
+        (0..LEVELS).flat_map(|level| self.levels[level].iter().map(move |f| (level, f.clone()))).collect()
+    }
+
     pub fn level(&self, level: usize) -> &[Arc<TableFile>] {
         &self.levels[level]
     }
