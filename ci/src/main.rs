@@ -5,6 +5,7 @@
 //! own target directory (`target/sim`), so they never invalidate the normal build.
 
 mod flink;
+mod mutants;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -34,6 +35,9 @@ const SIMULATION: &[&str] = &["--config", "build.rustflags=['--cfg','madsim']", 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().cloned().unwrap_or_default();
+    if task == "mutants" {
+        return mutants::main(&args[1..]);
+    }
     let weir_sim: Vec<&str> =
         [&["run", "--release", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
     let smoke = [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..200"]].concat();
@@ -83,7 +87,7 @@ fn main() -> ExitCode {
         ],
         "sim" => vec![[weir_sim, args[1..].iter().map(String::as_str).collect()].concat()],
         _ => {
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", mutants::USAGE);
             return if task.is_empty() || task == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
     };
