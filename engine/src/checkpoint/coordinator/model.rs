@@ -144,7 +144,7 @@ impl Observer {
         }
         let mut files = vec![format!("n{}x{}x{}@{}", id.0, t.vertex.0, t.subtask.0, id.0)];
         let completed = &self.completed_checkpoints;
-        if base % 3 != 0 && !completed.is_empty() {
+        if !base.is_multiple_of(3) && !completed.is_empty() {
             let base = completed[base % completed.len()];
             if let Some(state) = self.sent.get(&base).and_then(|states| states.get(&t)) {
                 files.extend(state.split_once('|').map(|(_, f)| f.split(',').map(String::from)).into_iter().flatten());
