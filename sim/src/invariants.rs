@@ -41,6 +41,25 @@ pub enum Invariant {
     /// Every savepoint taken still exists at the end, parses, and has every file it
     /// references: the engine never deletes or subsumes savepoints.
     SavepointsKept,
+    /// Protocol monitor: a sink commits only transactions of snapshots at or below the newest one its job
+    /// completed or was restored from.
+    CommitsFollowCompletion,
+    /// Protocol monitor: a snapshot aborted or expired never completes afterwards.
+    NoCompletionAfterAbort,
+    /// Protocol monitor: an ack names only state files whose content is fsynced, and a completed snapshot's files
+    /// are durable where its `_metadata` says.
+    AcksFollowDurability,
+    /// Protocol monitor: each snapshot id is triggered once per job, above every id triggered before and the
+    /// snapshot the job was restored from.
+    IdsTriggeredOnce,
+}
+
+impl Invariant {
+    /// Whether the protocol monitors check it as the run goes ([`crate::monitor`]): always, whatever a scenario
+    /// lists.
+    pub fn is_protocol(self) -> bool {
+        crate::monitor::PROTOCOL.contains(&self)
+    }
 }
 
 impl fmt::Display for Invariant {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod divergence;
 pub mod injector;
 pub mod invariants;
+pub mod monitor;
 pub mod points;
 pub mod report;
 pub mod runner;

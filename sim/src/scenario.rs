@@ -784,7 +784,11 @@ fn not_applicable(invariant: crate::invariants::Invariant, file: &ScenarioFile, 
         | Invariant::NothingLost
         | Invariant::SavepointsKept
         | Invariant::NoDanglingSharedFiles
-        | Invariant::NoLeakedSharedFiles => None,
+        | Invariant::NoLeakedSharedFiles
+        | Invariant::CommitsFollowCompletion
+        | Invariant::NoCompletionAfterAbort
+        | Invariant::AcksFollowDurability
+        | Invariant::IdsTriggeredOnce => None,
     }
 }
 

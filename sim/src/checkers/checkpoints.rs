@@ -167,6 +167,7 @@ mod tests {
             finished_at_ms: None,
             healing_bound_ms: 0,
             savepoints: &[],
+            protocol: &[],
         };
         retained_count(&evidence).into_iter().chain(metadata_readable(&evidence)).map(|v| v.invariant).collect()
     }
@@ -218,6 +219,7 @@ mod tests {
             finished_at_ms: None,
             healing_bound_ms: 0,
             savepoints: &[],
+            protocol: &[],
         };
         ids_increase(&evidence).into_iter().map(|v| v.invariant).collect()
     }

@@ -60,6 +60,8 @@ pub struct Evidence<'a> {
     /// Savepoints taken during the run, and what became of each: `None` if intact, else
     /// the problem.
     pub savepoints: &'a [(String, Option<String>)],
+    /// What the protocol monitors found as the run went.
+    pub protocol: &'a [Violation],
 }
 
 impl Evidence<'_> {
@@ -76,7 +78,7 @@ impl Evidence<'_> {
     }
 }
 
-/// Runs the checkers of `invariants`.
+/// Runs the checkers of `invariants` (each once, in order).
 pub fn check(invariants: &[Invariant], evidence: &Evidence<'_>) -> Vec<Violation> {
     let committed = output::Committed::new(evidence.output);
     let mut violations = Vec::new();
@@ -95,6 +97,12 @@ pub fn check(invariants: &[Invariant], evidence: &Evidence<'_>) -> Vec<Violation
             Invariant::SavepointsKept => checkpoints::savepoints_kept(evidence),
             Invariant::NoDanglingSharedFiles => shared::no_dangling(evidence),
             Invariant::NoLeakedSharedFiles => shared::no_leak(evidence),
+            Invariant::CommitsFollowCompletion
+            | Invariant::NoCompletionAfterAbort
+            | Invariant::AcksFollowDurability
+            | Invariant::IdsTriggeredOnce => {
+                evidence.protocol.iter().filter(|v| v.invariant == *invariant).cloned().collect()
+            }
         };
         violations.extend(found);
     }

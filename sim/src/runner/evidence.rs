@@ -20,6 +20,8 @@ pub struct Simulated {
     /// it is not known.
     pub parts: Result<Vec<CommittedPart>, String>,
     pub completions: Vec<crate::checkers::Completion>,
+    /// What the protocol monitors found.
+    pub protocol: Vec<crate::invariants::Violation>,
     /// Every job of the run and the snapshot id it was restored from.
     pub lineage: BTreeMap<JobId, Option<CheckpointId>>,
     pub restores: u32,
@@ -103,6 +105,7 @@ pub async fn collect(world: &World, steps: Steps, parts: bool) -> Simulated {
         output,
         parts,
         completions: world.recorder.completions(),
+        protocol: world.recorder.monitor.violations(),
         lineage: steps.lineage,
         restores: steps.restores,
         attempts: steps.attempts,

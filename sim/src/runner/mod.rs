@@ -164,8 +164,16 @@ impl Finished {
             finished_at_ms: simulated.finished_at_ms,
             healing_bound_ms: self.scenario.file.healing.finish_within.as_millis() as u64,
             savepoints: &simulated.savepoints,
+            protocol: &simulated.protocol,
         };
-        let violations = checkers::check(&self.scenario.file.checks.invariants, &evidence);
+        // The protocol monitors' rules hold in every scenario, listed or not.
+        let mut invariants = self.scenario.file.checks.invariants.clone();
+        for protocol in crate::monitor::PROTOCOL {
+            if !invariants.contains(&protocol) {
+                invariants.push(protocol);
+            }
+        }
+        let violations = checkers::check(&invariants, &evidence);
         let failed = !violations.is_empty() || self.report.error.is_some();
         let first_divergence = (failed && self.traced).then(|| self.first_divergence(fault_free));
         RunReport { violations, first_divergence, ..self.unchecked() }

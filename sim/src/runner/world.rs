@@ -60,6 +60,8 @@ pub fn volume_paths(volume: &str, task_managers: u32) -> Vec<PathBuf> {
 /// discarded, then hands every fault point to the injector.
 pub struct Recorder {
     injector: Arc<Injector>,
+    /// The protocol's rules, checked at every point.
+    pub monitor: crate::monitor::Monitor,
     completions: Mutex<Vec<Completion>>,
     /// Snapshots whose directories are being deleted, by job.
     discarding: Mutex<BTreeSet<(JobId, CheckpointId)>>,
@@ -82,6 +84,7 @@ impl Recorder {
 
 impl FaultHook for Recorder {
     fn at(&self, node: &str, point: FaultPoint<'_>) -> Fate {
+        self.monitor.observe(node, &point);
         match point {
             FaultPoint::Snapshot { job, id, class, phase: CheckpointPhase::Completed } => {
                 self.completions.lock().expect("recorder lock").push(Completion { job, id, class })
@@ -147,6 +150,7 @@ impl World {
         let injector = Arc::new(injector);
         let recorder = Arc::new(Recorder {
             injector: injector.clone(),
+            monitor: crate::monitor::Monitor::new(seed, storage.clone()),
             completions: Mutex::new(Vec::new()),
             discarding: Mutex::new(BTreeSet::new()),
         });

@@ -300,6 +300,15 @@ impl Default for SimStorage {
 
 /// A path's components below the root. Paths are normalised (`.` removed, `..` applied);
 /// relative paths are relative to the root.
+/// How much of a file a crash now would keep: see [`SimStorage::durability`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Durability {
+    /// A crash keeps the file's content as reads see it.
+    pub content: bool,
+    /// A crash keeps the file's entry where reads see it.
+    pub entry: bool,
+}
+
 fn components(path: &Path) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for component in path.components() {
@@ -520,6 +529,20 @@ impl SimStorage {
     /// leave, on every volume, sorted.
     pub fn durable_files(&self) -> Vec<PathBuf> {
         self.lock().files(View::Durable)
+    }
+
+    /// How durable the file that reads see at `path` is now, for the protocol monitor: `None` if there is no
+    /// file there. Its content is durable when it holds no unsynced byte (a crash keeps exactly what reads see);
+    /// its entry, when the durable view names the same inode at `path` (a crash keeps it there).
+    pub fn durability(&self, path: &Path) -> Option<Durability> {
+        let state = self.lock();
+        let names = components(path);
+        let (index, prefix) = state.route(&names);
+        let volume = &state.volumes[index];
+        let names = &names[prefix..];
+        let id = volume.resolve(View::Current, names)?;
+        let file = volume.file(id)?;
+        Some(Durability { content: !file.has_unsynced_data(), entry: volume.resolve(View::Durable, names) == Some(id) })
     }
 
     /// The files reads and lists see now, on every volume, sorted.
