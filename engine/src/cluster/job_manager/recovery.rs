@@ -37,6 +37,8 @@ pub(super) enum RestoreSource {
 
 /// The longest pause between two attempts to delete a directory.
 const REMOVE_RETRY_MAX_MS: u64 = 1_000;
+/// How many times a submission reads the snapshot it starts from before a read error fails it.
+const INITIAL_RESTORE_ATTEMPTS: u32 = 5;
 
 /// Waits out a fault at recovery step `step`: `Err` if the step must fail now (an injected error).
 async fn recovery_point(faults: &Faults, step: RecoveryStep, path: &Path) -> Result<(), StorageError> {
@@ -90,9 +92,27 @@ impl JobManager {
         restore: Option<&RestoreRequest>,
     ) -> Result<(Option<Arc<LoadedCheckpoint>>, bool), RestoreError> {
         let Some(request) = restore else { return Ok((None, false)) };
-        let loaded = restore::load(&self.storage, &request.path).await?;
-        restore::plan(&self.storage, &loaded, &graph.layout(), request.allow_non_restored_state, false, &self.faults)
-            .await?;
+        // A read error says nothing about the snapshot: it is read again, a few times, before the submission
+        // fails on it. What is wrong with the snapshot itself fails it at once.
+        let mut attempt = 1;
+        let loaded = loop {
+            let checked = async {
+                let loaded = restore::load(&self.storage, &request.path).await?;
+                let layout = graph.layout();
+                restore::plan(&self.storage, &loaded, &layout, request.allow_non_restored_state, false, &self.faults)
+                    .await?;
+                Ok::<_, RestoreError>(loaded)
+            };
+            match checked.await {
+                Ok(loaded) => break loaded,
+                Err(error) if error.is_transient() && attempt < INITIAL_RESTORE_ATTEMPTS => {
+                    tracing::info!(target: "weir::trace", %job, %error, attempt, "cannot read the snapshot to start from; trying again");
+                    runtime::sleep(Duration::from_millis(RECOVERY_RETRY_MS << (attempt - 1).min(4))).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         tracing::info!(target: "weir::trace", %job, checkpoint = %loaded.metadata.checkpoint_id, path = %loaded.metadata_path.display(), "restoring from a snapshot given at submission");
         Ok((Some(Arc::new(loaded)), request.allow_non_restored_state))
     }
