@@ -222,7 +222,7 @@ fn a_closed_stderr_does_not_hang_the_job() {
     drop(stderr);
     let status = wait_bounded(&mut child.0, "the job with a closed stderr");
     assert!(status.success(), "{status}");
-    assert_eq!(sorted_lines(&output), engine::jobs::sequence::reference_lines(4, 3000, 64));
+    assert_eq!(sorted_lines(&output), engine::jobs::sequence::reference_lines(4, 3000, 64, 0));
 }
 
 /// Every line a process logs carries one clock, started with the process: a line logged late

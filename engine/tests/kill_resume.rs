@@ -141,7 +141,7 @@ fn sequence_killed_three_times_commits_every_record_exactly_once() {
     .collect();
     run_with_kills(&args, &dir.join("checkpoints-filesystem"), 3);
 
-    let expected = engine::jobs::sequence::reference_lines(partitions, records, keys);
+    let expected = engine::jobs::sequence::reference_lines(partitions, records, keys, 0);
     assert_eq!(sorted_lines(&output), expected, "committed output after kills is not exactly once");
 }
 
@@ -325,7 +325,7 @@ fn resuming_from_an_older_checkpoint_than_the_committed_output_is_refused_or_dis
     let stderr = String::from_utf8(resumed.stderr).unwrap();
     assert!(resumed.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("restored from Checkpoint {}", older.0)), "the restore is reported: {stderr}");
-    let expected = engine::jobs::sequence::reference_lines(partitions, records, keys);
+    let expected = engine::jobs::sequence::reference_lines(partitions, records, keys, 0);
     assert_eq!(sorted_lines(&output), expected, "the output after discarding is not exactly once");
     assert!(!dir.join("sequence.txt.lock").exists(), "a finished run removes its lock");
 }

@@ -14,7 +14,7 @@ const RECORDS: u64 = 8000;
 const KEYS: u64 = 16;
 
 fn reference() -> Vec<String> {
-    engine::jobs::sequence::reference_lines(PARTITIONS, RECORDS, KEYS)
+    engine::jobs::sequence::reference_lines(PARTITIONS, RECORDS, KEYS, 0)
 }
 
 fn weir_in(home: &Path, args: &[&str]) -> std::process::Output {

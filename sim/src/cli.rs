@@ -340,7 +340,7 @@ fn replay(
     timeline: Option<&Path>,
 ) -> Result<bool, String> {
     let scenario = scenario::load_with(path, &context.registry).map_err(|e| e.to_string())?;
-    let fault_free = suite::fault_free_output(&scenario).ok();
+    let fault_free = suite::FaultFree::new(&scenario).for_seed(seed).as_ref().clone().ok();
     let report = crate::runner::run(
         &scenario,
         seed,

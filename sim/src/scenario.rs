@@ -719,6 +719,19 @@ pub fn validate(
     if let Some(swarm) = &file.swarm {
         let line = find_line(text, "[swarm]").unwrap_or(1);
         swarm.validate(&file).map_err(|message| invalid(line, message))?;
+        // Each value a seed may draw must be one the workload takes.
+        for (name, values) in &swarm.params {
+            for value in values {
+                let mut params = file.job.params.clone();
+                params.insert(name.clone(), value.clone());
+                workload.with_params(&params).map_err(|message| {
+                    invalid(
+                        line,
+                        format!("the swarm may draw `{name} = {value}`, which the workload refuses: {message}"),
+                    )
+                })?;
+            }
+        }
     }
     Ok(Scenario { path: path.to_path_buf(), file, config, workload, restart_configs })
 }

@@ -9,11 +9,12 @@ use crate::runner::{self, RunOptions, RunReport};
 use crate::scenario::{self, Scenario, ScenarioError};
 use crate::shard::SeedShare;
 use crate::workload::Registry;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How one scenario fared over its seeds.
@@ -231,6 +232,38 @@ pub fn fault_free_output(scenario: &Scenario) -> Result<Vec<String>, String> {
     Ok(lines.into_iter().map(str::to_string).collect())
 }
 
+/// The fault-free oracle of a scenario's seeds: one fault-free run, or, for a swarm that draws workload
+/// parameters, one per distinct drawn workload (each seed is compared with the run of its own parameters). A run
+/// is made when a seed first needs it; seeds that need one being made wait for it.
+pub struct FaultFree<'a> {
+    scenario: &'a Scenario,
+    runs: Mutex<BTreeMap<String, Arc<OnceLock<FaultFreeOutput>>>>,
+}
+
+/// A fault-free run's sorted committed output, or why there is none.
+pub type FaultFreeOutput = Result<Vec<String>, String>;
+
+impl<'a> FaultFree<'a> {
+    pub fn new(scenario: &'a Scenario) -> Self {
+        FaultFree { scenario, runs: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// What seed `seed` must commit.
+    pub fn for_seed(&self, seed: u64) -> Arc<FaultFreeOutput> {
+        let drawn = match &self.scenario.file.swarm {
+            Some(swarm) if !swarm.params.is_empty() => match crate::swarm::effective(self.scenario, seed) {
+                Ok(drawn) => Some(drawn),
+                Err(error) => return Arc::new(Err(format!("the swarm's profile for seed {seed}: {error}"))),
+            },
+            _ => None,
+        };
+        let scenario = drawn.as_ref().unwrap_or(self.scenario);
+        let run =
+            self.runs.lock().expect("fault-free lock").entry(scenario.workload.reference_key()).or_default().clone();
+        Arc::new(run.get_or_init(|| fault_free_output(scenario)).clone())
+    }
+}
+
 /// Whether a seed's report passes: no violation, or, for a canary, the expected one.
 pub fn seed_passed(scenario: &Scenario, report: &RunReport) -> bool {
     match scenario.file.checks.expect_violation {
@@ -261,8 +294,7 @@ pub fn run_seed_share(
     on_seed: &(dyn Fn(&RunReport) + Sync),
 ) -> ScenarioSummary {
     let started = Instant::now();
-    let fault_free_taken = AtomicBool::new(false);
-    let fault_free: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
+    let oracle = FaultFree::new(scenario);
     // Seeds are handed out by their index in the range, so that a range ending at `u64::MAX` cannot wrap.
     let next = AtomicU64::new(0);
     let count = share.len();
@@ -270,19 +302,6 @@ pub fn run_seed_share(
     std::thread::scope(|scope| {
         for _ in 0..if share.is_empty() { 0 } else { jobs.max(1) } {
             scope.spawn(|| {
-                if !fault_free_taken.swap(true, Ordering::SeqCst) {
-                    // Set it even if the run panics, so that no worker waits for it forever;
-                    // the panic still fails the whole run when the threads are joined.
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fault_free_output(scenario))) {
-                        Ok(outcome) => {
-                            let _ = fault_free.set(outcome);
-                        }
-                        Err(panic) => {
-                            let _ = fault_free.set(Err("the fault-free run panicked".into()));
-                            std::panic::resume_unwind(panic);
-                        }
-                    }
-                }
                 loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     if index >= count {
@@ -290,7 +309,8 @@ pub fn run_seed_share(
                     }
                     let seed = share.nth(index);
                     let finished = runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: false });
-                    let mut report = match fault_free.wait() {
+                    let fault_free = oracle.for_seed(seed);
+                    let mut report = match fault_free.as_ref() {
                         Ok(lines) => finished.check(Some(lines)),
                         Err(error) => {
                             let mut report = finished.check(None);
@@ -299,7 +319,7 @@ pub fn run_seed_share(
                         }
                     };
                     if !seed_passed(scenario, &report) {
-                        let lines = fault_free.wait().as_ref().ok().map(Vec::as_slice);
+                        let lines = fault_free.as_ref().as_ref().ok().map(Vec::as_slice);
                         report.first_divergence = divergence::by_traced_rerun(scenario, &report, lines);
                     }
                     report.output = String::new();

@@ -11,6 +11,7 @@
 //! (never the simulation's generator).
 
 use crate::injector::{Stream, fnv};
+use crate::invariants::Invariant;
 use crate::points::{PointAction, PointName};
 use crate::scenario::{
     self, DurationRange, Event, FaultSpec, RestartHow, RestartSpec, RpcSelector, SavepointSpec, Scenario,
@@ -140,6 +141,10 @@ pub struct SwarmSpec {
     /// Yields and short delays at the engine's interleaving points (madsim's buggify), with a drawn rate.
     #[serde(default)]
     pub buggify: bool,
+    /// Workload parameters drawn per seed, each from its list of values (`keys = [4, 1000, 20000]`): key counts,
+    /// state sizes, anything the workload takes. The fault-free run of each seed uses the seed's values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Vec<toml::Value>>,
 }
 
 impl SwarmSpec {
@@ -156,6 +161,9 @@ impl SwarmSpec {
             if kinds.contains(&kind) && points_for(self, kind).is_empty() {
                 return Err(format!("no point in `points` allows `{kind:?}`"));
             }
+        }
+        if let Some((name, _)) = self.params.iter().find(|(_, values)| values.is_empty()) {
+            return Err(format!("`params.{name}` lists no value to draw"));
         }
         if self.restarts > 4 || self.savepoints > 8 || self.faults.max > 32 {
             return Err("a swarm draws at most 32 faults, 4 restarts and 8 savepoints per seed".into());
@@ -185,7 +193,25 @@ pub fn effective(scenario: &Scenario, seed: u64) -> Result<Scenario, ScenarioErr
     let file = draw(scenario, spec, seed);
     let text = to_text(&file);
     let parsed = scenario::parse_file(&text, &scenario.path)?;
-    scenario::validate(parsed, &text, &scenario.path, scenario.workload.clone())
+    let workload = match spec.params.is_empty() {
+        true => scenario.workload.clone(),
+        false => scenario.workload.with_params(&parsed.job.params).map_err(|message| ScenarioError::Invalid {
+            path: scenario.path.clone(),
+            line: 1,
+            message: format!("the swarm drew parameters for seed {seed} that the workload refuses: {message}"),
+        })?,
+    };
+    let mut drawn = scenario::validate(parsed, &text, &scenario.path, workload)?;
+    // A drawn incremental embedded backend shares files across checkpoints: their invariants apply.
+    if drawn.config.state_backend == engine::config::StateBackendKind::Embedded && drawn.config.embedded.incremental {
+        let invariants = &mut drawn.file.checks.invariants;
+        for shared in [Invariant::NoDanglingSharedFiles, Invariant::NoLeakedSharedFiles] {
+            if !invariants.contains(&shared) {
+                invariants.push(shared);
+            }
+        }
+    }
+    Ok(drawn)
 }
 
 /// A scenario file's text, as `--save-scenario` writes it.
@@ -207,6 +233,9 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
     let base = &scenario.file;
     let mut file = base.clone();
     let mut config = scenario.config.clone();
+    for (name, values) in &spec.params {
+        file.job.params.insert(name.clone(), values[rng.below(values.len() as u64) as usize].clone());
+    }
     if spec.settings {
         let overrides = draw_settings(&mut rng, scenario);
         file.config = scenario::merge_config(&file.config, &overrides.config);
@@ -533,7 +562,11 @@ fn draw_settings(rng: &mut Stream, scenario: &Scenario) -> Settings {
         // The jobmanager backend is drawn only where no invariant is about which backend ran.
         let invariants = &scenario.file.checks.invariants;
         if !invariants.contains(&crate::invariants::Invariant::SelfContained) {
-            config.insert("state.backend.type".into(), text(pick(rng, &["hashmap", "jobmanager"])));
+            let backend = pick(rng, &["hashmap", "jobmanager", "rocksdb"]);
+            config.insert("state.backend.type".into(), text(backend));
+            if backend == "rocksdb" {
+                config.insert("state.backend.incremental".into(), toml::Value::Boolean(rng.chance(0.5)));
+            }
         }
     }
     let parallelism =

@@ -3,7 +3,10 @@
 //! and sum per key; the sink receives every record with its partition and number.
 //!
 //! Output lines: `r <partition> <number> <key>` for every record, in arrival order per part
-//! file, then `k <key> <count> <sum>` per key at the end. Records of one (partition, key)
+//! file, then `k <key> <count> <sum>` per key at the end. With `state-bytes` above 0, each key
+//! also keeps a second, rarely touched state: `state-bytes` bytes written on its first record and
+//! read only at the end, as `p <key> <length> <checksum>` (state that must survive restores
+//! untouched, and that makes snapshots large enough to need state files). Records of one (partition, key)
 //! travel one path, so within a part file their numbers must ascend: that is the ordering a
 //! checker can demand. The final totals follow from the parameters alone (see
 //! [`reference_totals`]).
@@ -26,6 +29,9 @@ use std::sync::Arc;
 /// The fastest pacing: a paced source emits 10 ms worth of records at a time, so this bounds
 /// a slice to 100,000 records.
 const MAX_RECORDS_PER_SECOND: u64 = 10_000_000;
+
+/// The largest `state-bytes`: a key's padding is one value.
+const MAX_STATE_BYTES: u64 = 1 << 16;
 
 pub const JOB: BuiltinJob = BuiltinJob {
     name: "sequence",
@@ -57,6 +63,12 @@ pub const JOB: BuiltinJob = BuiltinJob {
             kind: ParameterKind::Number { min: 1, max: 1_000_000 },
         },
         JobParameter {
+            name: "state-bytes",
+            default: Some("0"),
+            about: "bytes of a second keyed state per key, written on its first record and read at the end; 0 = none",
+            kind: ParameterKind::Number { min: 0, max: MAX_STATE_BYTES },
+        },
+        JobParameter {
             name: "records-per-second",
             default: Some("0"),
             about: "pacing per source subtask; 0 = unpaced (a paced source emits a slice of 10 ms worth at a time)",
@@ -69,22 +81,54 @@ pub const JOB: BuiltinJob = BuiltinJob {
 /// What the keyed operator emits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SequenceOutput {
-    Record { partition: u32, number: u64, key: u64 },
-    KeyTotal { key: u64, count: u64, sum: u64 },
+    Record {
+        partition: u32,
+        number: u64,
+        key: u64,
+    },
+    KeyTotal {
+        key: u64,
+        count: u64,
+        sum: u64,
+    },
+    /// A key's padding at the end: its length and checksum.
+    KeyPadding {
+        key: u64,
+        length: u64,
+        checksum: u64,
+    },
 }
 
 const TOTALS: ValueStateDescriptor<(u64, u64)> = ValueStateDescriptor::new("count-and-sum");
+/// Written once per key, read at the end only.
+const PADDING: ValueStateDescriptor<Vec<u8>> = ValueStateDescriptor::new("padding");
 
-/// Keeps `(count, sum)` per key.
+/// Keeps `(count, sum)` per key, and `state_bytes` of padding.
 pub struct RunningTotals {
     keys: u64,
+    state_bytes: u64,
 }
 
 impl RunningTotals {
     /// The running totals of records keyed by `number % keys`.
     pub fn new(keys: u64) -> Self {
-        RunningTotals { keys }
+        RunningTotals { keys, state_bytes: 0 }
     }
+
+    /// Also `state_bytes` of padding per key.
+    pub fn with_padding(keys: u64, state_bytes: u64) -> Self {
+        RunningTotals { keys, state_bytes }
+    }
+}
+
+/// Key `key`'s padding: `length` bytes that depend on the key.
+pub fn padding(key: u64, length: u64) -> Vec<u8> {
+    (0..length).map(|i| (key.wrapping_mul(31).wrapping_add(i) % 251) as u8).collect()
+}
+
+/// FNV-1a of `bytes`: how `p` lines name a padding.
+pub fn padding_checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals {
@@ -96,14 +140,18 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
     ) -> Result<(), StateError> {
         let key = *context.key();
         assert_eq!(key, record.number % self.keys, "record keyed by another key");
-        context.value(&TOTALS)?.update(
+        let first = context.value(&TOTALS)?.update(
             || (0, 0),
             |(count, sum)| {
                 *count += 1;
                 // Wrapping, as the reference does: sums of large runs exceed 64 bits.
                 *sum = sum.wrapping_add(record.number);
+                *count == 1
             },
         )?;
+        if first && self.state_bytes > 0 {
+            context.value(&PADDING)?.set(padding(key, self.state_bytes))?;
+        }
         out.push(SequenceOutput::Record { partition: record.partition, number: record.number, key });
         Ok(())
     }
@@ -115,7 +163,14 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
     ) -> Result<(), StateError> {
         context.for_each_value(&TOTALS, |key, (count, sum)| {
             out.push(SequenceOutput::KeyTotal { key: *key, count: *count, sum: *sum })
-        })
+        })?;
+        if self.state_bytes > 0 {
+            context.for_each_value(&PADDING, |key, bytes| {
+                let (length, checksum) = (bytes.len() as u64, padding_checksum(bytes));
+                out.push(SequenceOutput::KeyPadding { key: *key, length, checksum })
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -137,7 +192,7 @@ pub fn reference_totals(partitions: u32, records: u64, keys: u64) -> BTreeMap<u6
 /// The job's whole expected output, sorted: every record once, then the per-key totals,
 /// computed from the parameters alone (what checkers and tests compare runs with). Parameters
 /// the job rejects (`keys = 0`) have no output.
-pub fn reference_lines(partitions: u32, records: u64, keys: u64) -> Vec<String> {
+pub fn reference_lines(partitions: u32, records: u64, keys: u64, state_bytes: u64) -> Vec<String> {
     let mut lines = Vec::new();
     if keys == 0 {
         return lines;
@@ -149,6 +204,9 @@ pub fn reference_lines(partitions: u32, records: u64, keys: u64) -> Vec<String> 
     }
     for (key, (count, sum)) in reference_totals(partitions, records, keys) {
         lines.push(format!("k {key} {count} {sum}"));
+        if state_bytes > 0 {
+            lines.push(format!("p {key} {state_bytes} {}", padding_checksum(&padding(key, state_bytes))));
+        }
     }
     lines.sort();
     lines
@@ -159,6 +217,7 @@ pub fn format_line(output: &SequenceOutput, line: &mut String) {
     let (tag, fields) = match *output {
         SequenceOutput::Record { partition, number, key } => ('r', [u64::from(partition), number, key]),
         SequenceOutput::KeyTotal { key, count, sum } => ('k', [key, count, sum]),
+        SequenceOutput::KeyPadding { key, length, checksum } => ('p', [key, length, checksum]),
     };
     let mut digits = itoa::Buffer::new();
     line.push(tag);
@@ -173,12 +232,13 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
     let partitions: u32 = parameters.number("partitions");
     let records: u64 = parameters.number("records");
     let keys: u64 = parameters.number("keys");
+    let state_bytes: u64 = parameters.number("state-bytes");
     let records_per_second: u64 = parameters.number("records-per-second");
     let discard_newer_output = config.restore_discards_newer_output;
     let job = JobBuilder::new("sequence", config)?;
     job.source("numbers", move || SequenceSource::paced(partitions, records, records_per_second))
         .key_by(move |record: &SequenceRecord| record.number % keys)
-        .process("running-totals", move || RunningTotals::new(keys))
+        .process("running-totals", move || RunningTotals::with_padding(keys, state_bytes))
         .sink("sink", move || {
             FileSink::new(output.clone(), Arc::new(format_line)).discard_newer_output(discard_newer_output)
         });

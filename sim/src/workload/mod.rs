@@ -140,6 +140,8 @@ pub trait Prepared: Send + Sync + Debug {
     fn check_order(&self, committed: &[&str]) -> Option<String>;
     /// A key naming the reference model's inputs (workload and parameters), for sharing one reference.
     fn reference_key(&self) -> String;
+    /// The same workload with other parameters (a swarm's drawn ones), checked as a scenario's are.
+    fn with_params(&self, params: &toml::Table) -> Result<Arc<dyn Prepared>, String>;
 }
 
 /// A workload and its typed parameters.
@@ -196,6 +198,10 @@ impl<W: Workload> Prepared for WithParams<W> {
 
     fn reference_key(&self) -> String {
         format!("{self:?}")
+    }
+
+    fn with_params(&self, params: &toml::Table) -> Result<Arc<dyn Prepared>, String> {
+        self.workload.prepare(params)
     }
 }
 

@@ -25,6 +25,9 @@ pub struct SequenceParams {
     pub keys: u64,
     #[serde(default)]
     pub records_per_second: u64,
+    /// Bytes of a second, rarely touched keyed state per key (see the job's `state-bytes`).
+    #[serde(default)]
+    pub state_bytes: u64,
 }
 
 fn default_partitions() -> u32 {
@@ -46,6 +49,11 @@ fn record(line: &str) -> Option<(u64, u64, u64)> {
     Some((next()?, next()?, next()?))
 }
 
+/// A line of the final keyed state: a key's totals (`k`) or its padding (`p`).
+fn is_state_line(line: &str) -> bool {
+    line.starts_with("k ") || line.starts_with("p ")
+}
+
 impl Workload for Sequence {
     const NAME: &'static str = "sequence";
     type Params = SequenceParams;
@@ -60,6 +68,9 @@ impl Workload for Sequence {
         }
         if params.keys == 0 {
             return Err("`keys` must be at least 1".into());
+        }
+        if params.state_bytes > 1 << 16 {
+            return Err(format!("`state-bytes` must be at most 65536, got {}", params.state_bytes));
         }
         if params.records > 10_000_000 {
             return Err(format!(
@@ -77,14 +88,16 @@ impl Workload for Sequence {
             ("records".to_string(), params.records.to_string()),
             ("keys".to_string(), params.keys.to_string()),
             ("records-per-second".to_string(), params.records_per_second.to_string()),
+            ("state-bytes".to_string(), params.state_bytes.to_string()),
         ]);
         engine::jobs::sequence::JOB.build_graph(&given, config)
     }
 
     fn reference(&self, params: &SequenceParams) -> Reference {
-        let lines = engine::jobs::sequence::reference_lines(params.partitions, params.records, params.keys);
+        let lines =
+            engine::jobs::sequence::reference_lines(params.partitions, params.records, params.keys, params.state_bytes);
         let records = lines.iter().filter(|l| l.starts_with("r ")).cloned().collect();
-        let state = lines.iter().filter(|l| l.starts_with("k ")).cloned().collect();
+        let state = lines.iter().filter(|l| is_state_line(l)).cloned().collect();
         Reference { lines, records, state }
     }
 
@@ -97,7 +110,7 @@ impl Workload for Sequence {
     }
 
     fn state_lines(&self, committed: &[&str]) -> Vec<String> {
-        committed.iter().filter(|l| l.starts_with("k ")).map(|l| l.to_string()).collect()
+        committed.iter().filter(|l| is_state_line(l)).map(|l| l.to_string()).collect()
     }
 
     fn not_applicable(&self, _invariant: crate::invariants::Invariant) -> Option<String> {
