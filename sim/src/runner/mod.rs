@@ -263,5 +263,7 @@ async fn simulate(scenario: Scenario, seed: u64, config: JobConfig, options: Run
         world.schedule_faults(&scenario);
     }
     let steps = restarts::run_job(&scenario, &world, config, options.faults).await;
-    evidence::collect(&world, steps, options.trace).await
+    let simulated = evidence::collect(&world, steps, options.trace).await;
+    world.tear_down().await;
+    simulated
 }

@@ -164,6 +164,18 @@ impl World {
         World { storage, storage_ref, injector, recorder, env, workload: scenario.workload.clone(), nodes, spec }
     }
 
+    /// The end of the run, once its evidence is collected: every node is killed, so that the runtime drops its
+    /// tasks (madsim drops a parked task only if something wakes it, which killing its node does), and the
+    /// storage lets go of the run's files, whatever task still holds it.
+    pub async fn tear_down(&self) {
+        let nodes: Vec<runtime::Node> = self.nodes.lock().expect("nodes lock").values().cloned().collect();
+        for node in nodes {
+            let _ = node.kill();
+        }
+        runtime::yield_now().await;
+        self.storage.release();
+    }
+
     /// Starts a cluster whose nodes the injector's controller can kill.
     pub fn start_cluster(&self) -> Arc<Cluster> {
         let cluster = Cluster::start_with_faults(&self.spec, self.storage_ref.clone(), self.recorder.clone());

@@ -429,6 +429,15 @@ impl SimStorage {
         self.crash_volume(volume, CrashMode::Wipe);
     }
 
+    /// Drops every volume's contents: the end of a run. A simulation's tasks that were parked when it ended are
+    /// never dropped by the runtime, and those holding the storage would keep every file of the run alive.
+    pub fn release(&self) {
+        let mut state = self.lock();
+        for volume in &mut state.volumes {
+            *volume = Volume::new(volume.name.clone(), StorageFaults::default());
+        }
+    }
+
     /// Replaces the root volume's base faults from now on. Operations already waiting keep
     /// the latency they drew; a stall ends for waiting operations at once.
     pub fn set_faults(&self, faults: StorageFaults) {
