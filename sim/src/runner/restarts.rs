@@ -152,7 +152,15 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
         if restart.relocate
             && let Some(from) = latest.take()
         {
-            latest = Some(relocate(world, &from, restores).await);
+            latest = Some(match refers_outside(storage, &from).await {
+                // Only a snapshot whose files are all in its own directory moves: an incremental checkpoint's
+                // shared files belong to the job directory it came from, as in Flink.
+                true => {
+                    tracing::info!(target: "weir::trace", from = %from.display(), "restart: not relocated: the checkpoint refers to shared files");
+                    from
+                }
+                false => relocate(world, &from, restores).await,
+            });
         }
         // The restart's configuration; what it does not set stays as the job before had it (the parallelism and
         // backend earlier restarts chose, the settings the seed chose).
@@ -252,6 +260,12 @@ fn schedule_savepoints(
             }
         });
     }
+}
+
+/// Whether the snapshot in `dir` refers to files outside it (an incremental checkpoint's `shared/`). One that
+/// cannot be read is left for the restore to report.
+async fn refers_outside(storage: &engine::seam::storage::StorageRef, dir: &Path) -> bool {
+    engine::checkpoint::restore::load(storage, dir).await.is_ok_and(|l| !l.metadata.shared_references().is_empty())
 }
 
 /// Moves a snapshot directory to another volume, durably, as a user moving a savepoint would: copies every file

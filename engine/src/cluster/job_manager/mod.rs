@@ -37,7 +37,7 @@ use crate::checkpoint::storage::CheckpointWriter;
 use crate::cluster::JobError;
 use crate::config::{ExternalizedRetention, RestartStrategy};
 use crate::error::TaskError;
-use crate::faults::{Fate, FaultPoint, Faults, JobEvent};
+use crate::faults::{CheckpointPhase, Fate, FaultPoint, Faults, JobEvent};
 use crate::ids::{Attempt, CheckpointId, JobId, SubtaskIndex, TaskRef};
 use crate::seam::runtime::{self, Instant, JoinHandle};
 use crate::seam::storage::StorageRef;
@@ -476,6 +476,12 @@ impl JobManager {
         for id in pending {
             tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint aborted: the job ended");
             let kind = run.coordinator.as_ref().and_then(|c| c.pending_kind(id).cloned());
+            if let Some(kind) = &kind {
+                let aborted = FaultPoint::Snapshot { job, id, class: kind.class(), phase: CheckpointPhase::Aborted };
+                if self.faults.at(aborted) == Fate::Crash {
+                    return;
+                }
+            }
             if let Some(reply) = run.savepoint_replies.remove(&id) {
                 let _ = reply.send(Err(JobError::SavepointFailed { id: id.0, reason: "the job ended".into() }));
             }
