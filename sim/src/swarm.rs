@@ -239,6 +239,12 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
     if spec.settings {
         let overrides = draw_settings(&mut rng, scenario);
         file.config = scenario::merge_config(&file.config, &overrides.config);
+        // A lost ack or report holds a snapshot until it expires: the healing bound waits out the drawn timeout
+        // once more, as a healed cluster may still have to.
+        let timeout = overrides.config.get("execution.checkpointing.timeout").and_then(|v| v.as_str());
+        if let Some(timeout) = timeout.and_then(|t| engine::config::parse_duration(t).ok()) {
+            file.healing.finish_within += timeout;
+        }
         if let Some(parallelism) = overrides.parallelism {
             file.job.parallelism = parallelism;
             config.parallelism = Some(parallelism);
