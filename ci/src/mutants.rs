@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// The suites run by default, in this order; those that do not exist at HEAD are skipped.
 const DEFAULT_SUITES: &[&str] = &["smoke", "recovery", "swarm"];
 /// Where a chunk of seeds ends, counted from the first seed: a mutant caught early costs few seeds.
-const CHUNK_ENDS: &[u64] = &[10, 50];
+const CHUNK_ENDS: &[u64] = &[10, 50, 200, 1000];
 const DEFAULT_SEEDS: Range<u64> = 0..200;
 const DEFAULT_TIMEOUT_MINUTES: u64 = 20;
 /// Catches printed per mutant as it is measured; the report has them all.
