@@ -16,10 +16,14 @@ usage: cargo x <task>
 tasks:
   build          build the workspace, normally and under simulation (--cfg madsim)
   test           every test: the normal build, then the simulation build, then the smoke,
-                 negative and embedded scenario suites over 200 seeds each, then the
-                 determinism check over every scenario (what CI runs)
+                 recovery, negative and embedded scenario suites over 200 seeds each, a short
+                 swarm sweep (300 seeds of each profile), then the determinism check over
+                 every scenario (what CI runs)
   smoke          the main job: the smoke scenario suite over 200 seeds, then the canaries
                  and the embedded backend's suite
+  nightly        a long swarm sweep: every profile of scenarios/swarm over seeds 0..100000 (or
+                 --seeds A..B), stopping after --minutes M if given, with a progress bar and a
+                 summary of the distinct failures; --json FILE, --save-scenario DIR as weir-sim
   sim <args>     weir-sim under simulation, in release: `cargo x sim run scenarios/smoke
                  --seeds 0..500`, `cargo x sim replay <scenario> --seed N`
   bench          the benchmarks: `weir bench` (writes bench.json) against Apache Flink on the
@@ -43,6 +47,9 @@ fn main() -> ExitCode {
     let smoke = [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..200"]].concat();
     let negative = [weir_sim.clone(), vec!["run", "scenarios/negative", "--seeds", "0..200"]].concat();
     let embedded = [weir_sim.clone(), vec!["run", "scenarios/embedded", "--seeds", "0..200"]].concat();
+    let recovery = [weir_sim.clone(), vec!["run", "scenarios/recovery", "--seeds", "0..200"]].concat();
+    let swarm = [weir_sim.clone(), vec!["run", "scenarios/swarm", "--seeds", "0..300"]].concat();
+    let nightly = [weir_sim.clone(), nightly_args(&args[1..])].concat();
     // Every scenario of every suite, a few seeds each: untraced, traced, and in a fresh process.
     let determinism = [weir_sim.clone(), vec!["run", "scenarios", "--seeds", "0..4", "--check-determinism"]].concat();
     // The Flink comparison's arguments for `weir bench`; empty (after saying why) when it is skipped.
@@ -62,10 +69,13 @@ fn main() -> ExitCode {
             // since a seed runs a whole simulated cluster.
             [&["test", "--release", "--package", "clicks"][..], SIMULATION].concat(),
             smoke,
+            recovery,
             negative,
             embedded.clone(),
+            swarm,
             determinism,
         ],
+        "nightly" => vec![nightly],
         "smoke" => vec![smoke, negative, embedded],
         "bench" => vec![
             [
@@ -97,6 +107,17 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `weir-sim run` arguments of the nightly sweep: every swarm profile over 0..100000 unless `--seeds` says
+/// otherwise; the rest of `given` (`--minutes`, `--json`, ...) passes through.
+fn nightly_args(given: &[String]) -> Vec<&str> {
+    let mut args = vec!["run", "scenarios/swarm"];
+    if !given.iter().any(|a| a == "--seeds") {
+        args.extend(["--seeds", "0..100000"]);
+    }
+    args.extend(given.iter().map(String::as_str));
+    args
 }
 
 /// Runs one cargo command, echoing it and its duration; returns whether it succeeded.

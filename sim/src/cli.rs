@@ -53,6 +53,10 @@ enum Command {
         /// Run only shard I of N of the (scenario, seed) pairs, as `I/N` (see `merge`).
         #[arg(long)]
         shard: Option<Shard>,
+        /// Stop taking new seeds after this many minutes, shared out evenly among the scenarios (what one leaves
+        /// unused goes to the next): a sweep with a time budget.
+        #[arg(long, value_name = "M")]
+        minutes: Option<f64>,
     },
     /// Combines the JSON reports of a sharded sweep (`run --shard I/N --json ...`) into one summary with the
     /// distinct failures.
@@ -65,6 +69,16 @@ enum Command {
         /// Write a JUnit XML report here.
         #[arg(long)]
         junit: Option<PathBuf>,
+    },
+    /// Shrinks a failing seed: its faults made explicit, then removed, then the restarts, savepoints and workload
+    /// reduced, each step one run of the seed; writes a minimal scenario that fails the same way on that seed.
+    Shrink {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the shrunk scenario (default: `<scenario name>-seed-<n>-shrunk.toml`).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Replays one seed of one scenario and writes its trace.
     Replay {
@@ -110,10 +124,11 @@ fn run_cli(context: Context) -> ExitCode {
     let cli = Cli::parse();
     let context = &context;
     let result = match cli.command {
-        Command::Run { path, seeds, jobs, json, junit, check_determinism, save_scenario, shard } => {
+        Command::Run { path, seeds, jobs, json, junit, check_determinism, save_scenario, shard, minutes } => {
             let reports =
                 Reports { json: json.as_deref(), junit: junit.as_deref(), scenarios: save_scenario.as_deref() };
-            run(context, &path, &seeds, jobs, reports, check_determinism, shard)
+            let sweep = Sweep { jobs, determinism: check_determinism, shard, minutes };
+            run(context, &path, &seeds, reports, sweep)
         }
         Command::Merge { reports, json, junit } => {
             merge(&reports, Reports { json: json.as_deref(), junit: junit.as_deref(), scenarios: None })
@@ -122,6 +137,7 @@ fn run_cli(context: Context) -> ExitCode {
             replay(context, &scenario, seed, trace, save_scenario.as_deref(), timeline.as_deref())
         }
         Command::Trace { scenario, seed } => print_trace(context, &scenario, seed),
+        Command::Shrink { scenario, seed, out } => shrink(context, &scenario, seed, out),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -199,16 +215,24 @@ fn saved_scenario(path: &str, report: &crate::runner::RunReport) -> Option<Strin
     Some(format!("# The swarm profile that seed {seed} of `{path}` drew; replay it with `--seed {seed}`.\n{profile}"))
 }
 
-fn run(
-    context: &Context,
-    path: &Path,
-    seeds: &str,
+/// How `run` sweeps its seeds.
+struct Sweep {
     jobs: Option<usize>,
-    reports: Reports<'_>,
     determinism: bool,
     shard: Option<Shard>,
-) -> Result<bool, String> {
+    minutes: Option<f64>,
+}
+
+fn run(context: &Context, path: &Path, seeds: &str, reports: Reports<'_>, sweep: Sweep) -> Result<bool, String> {
+    let Sweep { jobs, determinism, shard, minutes } = sweep;
     let save_dir = reports.scenarios;
+    let budget = match minutes {
+        Some(m) if !(m.is_finite() && m > 0.0 && m <= 100_000.0) => {
+            return Err(format!("--minutes: expected a positive number of minutes, got {m}"));
+        }
+        Some(m) => Some(std::time::Duration::from_secs_f64(m * 60.0)),
+        None => None,
+    };
     let seeds = parse_seeds(seeds)?;
     let scenarios = load_all(context, path)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -230,9 +254,12 @@ fn run(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {elapsed} elapsed, {msg}").expect("a valid template"),
     );
     let mut summaries = Vec::new();
-    for (scenario, share) in scenarios.iter().zip(shares) {
+    let started = std::time::Instant::now();
+    for (index, (scenario, share)) in scenarios.iter().zip(shares).enumerate() {
         progress.set_message(scenario.name().to_string());
-        let summary = suite::run_seed_share(scenario, share, jobs, &|_| progress.inc(1));
+        // Scenario `index` may run until its share of the budget, and what earlier ones left, is used.
+        let deadline = budget.map(|b| started + b.mul_f64((index + 1) as f64 / scenarios.len() as f64));
+        let summary = suite::run_seed_share_until(scenario, share, jobs, deadline, &|_| progress.inc(1));
         progress.suspend(|| print_summary(context, &summary));
         if let Some(dir) = save_dir {
             for failure in &summary.failures {
@@ -259,6 +286,9 @@ fn run(
         seeds_total as f64 / wall.max(1e-9),
         sim / wall.max(1e-9)
     );
+    if budget.is_some() && seeds_total < total {
+        println!("stopped at the time budget: {seeds_total} of the {total} seeds ran (each scenario's first ones)");
+    }
     reports.write(&report)?;
     Ok(failed.is_empty())
 }
@@ -328,6 +358,25 @@ fn print_trace(context: &Context, path: &Path, seed: u64) -> Result<bool, String
     }
     use std::io::Write as _;
     std::io::stdout().write_all(out.as_bytes()).map_err(|e| format!("cannot write the trace: {e}"))?;
+    Ok(true)
+}
+
+fn shrink(context: &Context, path: &Path, seed: u64, out: Option<PathBuf>) -> Result<bool, String> {
+    let scenario = scenario::load_with(path, &context.registry).map_err(|e| e.to_string())?;
+    let shrunk = crate::shrink::shrink(&scenario, seed).map_err(|e| e.to_string())?;
+    let out = out.unwrap_or_else(|| crate::shrink::default_output(&scenario, seed));
+    write_file(&out, &shrunk.text)?;
+    println!(
+        "seed {seed} of {} fails {}; shrunk in {:.1} s ({} runs):",
+        path.display(),
+        shrunk.failure,
+        shrunk.took.as_secs_f64(),
+        shrunk.runs
+    );
+    for change in &shrunk.changes {
+        println!("  {change}");
+    }
+    println!("wrote {}; replay: {}", out.display(), suite::replay_command(&context.replay, &out, seed));
     Ok(true)
 }
 

@@ -17,6 +17,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod shard;
+pub mod shrink;
 pub mod storage;
 pub mod suite;
 pub mod swarm;

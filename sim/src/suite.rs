@@ -285,12 +285,23 @@ pub fn run_seeds(
 /// Runs the seeds of `share` (a shard's share of a range, [`crate::shard`]) of `scenario` on `jobs` threads;
 /// `on_seed` is called after each seed. A failing seed is run once more, traced, for its first divergence.
 ///
-/// The fault-free run is the first thing a worker takes; the other workers simulate seeds
-/// meanwhile and wait for it only to check them. An empty share runs nothing.
+/// Each seed is compared with its fault-free run ([`FaultFree`]). An empty share runs nothing.
 pub fn run_seed_share(
     scenario: &Scenario,
     share: SeedShare,
     jobs: usize,
+    on_seed: &(dyn Fn(&RunReport) + Sync),
+) -> ScenarioSummary {
+    run_seed_share_until(scenario, share, jobs, None, on_seed)
+}
+
+/// [`run_seed_share`], taking no new seed after `deadline`: a sweep with a time budget. The summary counts the
+/// seeds that ran, which are the share's first ones.
+pub fn run_seed_share_until(
+    scenario: &Scenario,
+    share: SeedShare,
+    jobs: usize,
+    deadline: Option<Instant>,
     on_seed: &(dyn Fn(&RunReport) + Sync),
 ) -> ScenarioSummary {
     let started = Instant::now();
@@ -303,6 +314,9 @@ pub fn run_seed_share(
         for _ in 0..if share.is_empty() { 0 } else { jobs.max(1) } {
             scope.spawn(|| {
                 loop {
+                    if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                        return;
+                    }
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     if index >= count {
                         return;
@@ -340,7 +354,7 @@ pub fn run_seed_share(
     ScenarioSummary {
         name: scenario.name().to_string(),
         path: scenario.path.display().to_string(),
-        seeds: count,
+        seeds: (passed.len() + failed.len()) as u64,
         passed: passed.len() as u64,
         failures: failed,
         wall_time: started.elapsed(),
