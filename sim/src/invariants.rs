@@ -52,6 +52,10 @@ pub enum Invariant {
     /// Protocol monitor: each snapshot id is triggered once per job, above every id triggered before and the
     /// snapshot the job was restored from.
     IdsTriggeredOnce,
+    /// Consistent-cut oracle: every completed snapshot's state is the reference model's for exactly the input
+    /// its sources recorded (checked as each checkpoint completes, and for every savepoint at the end; exactly
+    /// once only, for workloads that check cuts).
+    ConsistentCut,
 }
 
 impl Invariant {

@@ -8,6 +8,7 @@
 pub mod checkers;
 pub mod checks;
 pub mod cli;
+pub mod cut;
 pub mod divergence;
 pub mod injector;
 pub mod invariants;

@@ -15,22 +15,27 @@
 //! - [`Invariant::IdsTriggeredOnce`]: each snapshot id is triggered once per job, above every id the job
 //!   triggered before and above the snapshot it was restored from: ids name transactions and directories, so a
 //!   reused id commits or deletes what another snapshot owns.
+//! - [`Invariant::ConsistentCut`]: as a checkpoint completes, its state, decoded ([`crate::cut`]), is what the
+//!   workload's reference model gives for exactly the input its sources recorded (exactly-once runs of workloads
+//!   that check cuts; savepoints are checked at the end of the run).
 
 use crate::invariants::{Invariant, Violation};
 use crate::storage::SimStorage;
-use engine::faults::{CheckpointPhase, FaultPoint, JobEvent, SinkStep};
+use crate::workload::Prepared;
+use engine::faults::{CheckpointPhase, FaultPoint, JobEvent, SinkStep, SnapshotClass};
 use engine::ids::{CheckpointId, JobId};
 use engine::seam::runtime;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// The protocol invariants the monitors check.
-pub const PROTOCOL: [Invariant; 4] = [
+/// The invariants the monitors check, in every scenario.
+pub const PROTOCOL: [Invariant; 5] = [
     Invariant::CommitsFollowCompletion,
     Invariant::NoCompletionAfterAbort,
     Invariant::AcksFollowDurability,
     Invariant::IdsTriggeredOnce,
+    Invariant::ConsistentCut,
 ];
 
 /// What the monitors know of one job.
@@ -59,6 +64,8 @@ impl JobProtocol {
 pub struct Monitor {
     seed: u64,
     storage: SimStorage,
+    /// The consistent-cut oracle: the workload, and the directory job directories are in.
+    cuts: Option<(Arc<dyn Prepared>, PathBuf)>,
     state: Mutex<State>,
 }
 
@@ -77,7 +84,29 @@ impl State {
 
 impl Monitor {
     pub fn new(seed: u64, storage: SimStorage) -> Monitor {
-        Monitor { seed, storage, state: Mutex::new(State::default()) }
+        Monitor { seed, storage, cuts: None, state: Mutex::new(State::default()) }
+    }
+
+    /// Also checks each completed checkpoint under `checkpoints/<job>/chk-<n>` against `workload`'s cut oracle.
+    pub fn with_cut_oracle(self, workload: Arc<dyn Prepared>, checkpoints: PathBuf) -> Monitor {
+        Monitor { cuts: Some((workload, checkpoints)), ..self }
+    }
+
+    /// Checks the savepoint in `dir` against the cut oracle, if there is one.
+    pub fn check_savepoint(&self, dir: &Path) {
+        let Some((workload, _)) = &self.cuts else { return };
+        if let Some(problem) = Self::check_cut(workload.as_ref(), &self.storage, dir) {
+            self.state.lock().expect("monitor lock").violated(self.seed, Invariant::ConsistentCut, problem);
+        }
+    }
+
+    /// The cut oracle's verdict on the snapshot in `dir`, if it breaks the rule.
+    pub fn check_cut(workload: &dyn Prepared, storage: &SimStorage, dir: &Path) -> Option<String> {
+        match crate::cut::read(storage, dir) {
+            Ok(Some(cut)) => workload.check_cut(&cut).map(|problem| format!("{}: {problem}", dir.display())),
+            Ok(None) => None,
+            Err(error) => Some(format!("{}: cannot be read: {error}", dir.display())),
+        }
     }
 
     /// The rules broken so far, in the order they broke.
@@ -120,6 +149,17 @@ impl Monitor {
                         if let Some(ended) = ended {
                             let event = format!("{class:?} {id} of job {job} completed after it was {ended:?}");
                             state.violated(seed, Invariant::NoCompletionAfterAbort, event);
+                        }
+                        if let Some((workload, root)) = &self.cuts
+                            && class == SnapshotClass::Checkpoint
+                        {
+                            let dir = engine::checkpoint::storage::checkpoint_dir(
+                                &engine::checkpoint::storage::job_dir(root, job),
+                                id,
+                            );
+                            if let Some(problem) = Self::check_cut(workload.as_ref(), &self.storage, &dir) {
+                                state.violated(seed, Invariant::ConsistentCut, problem);
+                            }
                         }
                         for file in files {
                             if let Some(problem) = self.not_durable_at_completion(&file) {
@@ -207,7 +247,6 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::faults::SnapshotClass;
     use engine::ids::{SubtaskIndex, TaskRef, VertexId};
     use engine::seam::storage::Storage;
 

@@ -801,7 +801,8 @@ fn not_applicable(invariant: crate::invariants::Invariant, file: &ScenarioFile, 
         | Invariant::CommitsFollowCompletion
         | Invariant::NoCompletionAfterAbort
         | Invariant::AcksFollowDurability
-        | Invariant::IdsTriggeredOnce => None,
+        | Invariant::IdsTriggeredOnce
+        | Invariant::ConsistentCut => None,
     }
 }
 

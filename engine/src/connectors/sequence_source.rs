@@ -22,6 +22,13 @@ pub struct SequenceRecord {
 /// `(partition, next number)` pairs.
 const POSITIONS: OperatorListDescriptor<(u32, u64)> = OperatorListDescriptor::even_split("positions");
 
+/// The `(partition, next number)` positions a snapshot of the source recorded (its subtasks' lists, together).
+pub fn recorded_positions(
+    lists: &[crate::state::snapshot::ListStateSnapshot],
+) -> Result<Vec<(u32, u64)>, crate::state::StateError> {
+    OperatorStateStore::restore(lists).get(&POSITIONS)
+}
+
 pub struct SequenceSource {
     partitions: u32,
     records_per_partition: u64,

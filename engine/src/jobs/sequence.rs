@@ -18,10 +18,13 @@ use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::sequence_source::{SequenceRecord, SequenceSource};
+use crate::keygroup::KeyGroupRange;
 use crate::operators::keyed_process::KeyedProcessFunction;
 use crate::state::StateError;
 use crate::state::backend::KeyedStateBackend;
-use crate::state::keyed::{KeyedContext, KeyedEndContext, ValueStateDescriptor};
+use crate::state::heap::HeapKeyedBackend;
+use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry, ValueStateDescriptor};
+use crate::state::snapshot::KeyGroupSnapshot;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -172,6 +175,41 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
         }
         Ok(())
     }
+}
+
+/// What a snapshot of `running-totals` holds: `(count, sum)` per key and each key's padding.
+pub type SnapshotTotals = (BTreeMap<u64, (u64, u64)>, BTreeMap<u64, Vec<u8>>);
+
+/// Decodes the keyed state of `running-totals` from a snapshot's key groups (every subtask's, together), as a
+/// restore would read it.
+pub fn decode_totals(groups: &[KeyGroupSnapshot], max_parallelism: u32) -> Result<SnapshotTotals, StateError> {
+    let range = KeyGroupRange { start: 0, end: max_parallelism };
+    let mut backend = HeapKeyedBackend::<u64>::new(range, groups)?;
+    let mut registry = Registry::default();
+    let mut context = KeyedEndContext::new(&mut backend, &mut registry);
+    let mut totals = BTreeMap::new();
+    context.for_each_value(&TOTALS, |key, value| {
+        totals.insert(*key, *value);
+    })?;
+    let mut paddings = BTreeMap::new();
+    context.for_each_value(&PADDING, |key, bytes| {
+        paddings.insert(*key, bytes.clone());
+    })?;
+    Ok((totals, paddings))
+}
+
+/// The `(count, sum)` per key once each partition `p` has emitted the numbers below `next` for each `(p, next)`
+/// in `positions`: what the keyed state of a consistent cut at those positions holds.
+pub fn totals_at(positions: &[(u32, u64)], keys: u64) -> BTreeMap<u64, (u64, u64)> {
+    let mut totals: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for &(_, next) in positions {
+        for number in 0..next {
+            let entry = totals.entry(number % keys).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 = entry.1.wrapping_add(number);
+        }
+    }
+    totals
 }
 
 /// The final `(count, sum)` per key, computed from the parameters alone (sums wrap at 64

@@ -100,7 +100,8 @@ pub fn check(invariants: &[Invariant], evidence: &Evidence<'_>) -> Vec<Violation
             Invariant::CommitsFollowCompletion
             | Invariant::NoCompletionAfterAbort
             | Invariant::AcksFollowDurability
-            | Invariant::IdsTriggeredOnce => {
+            | Invariant::IdsTriggeredOnce
+            | Invariant::ConsistentCut => {
                 evidence.protocol.iter().filter(|v| v.invariant == *invariant).cloned().collect()
             }
         };

@@ -105,7 +105,13 @@ pub async fn collect(world: &World, steps: Steps, parts: bool) -> Simulated {
         output,
         parts,
         completions: world.recorder.completions(),
-        protocol: world.recorder.monitor.violations(),
+        protocol: {
+            // Savepoints are checked here, where their directories are known: every one taken is still there.
+            for path in &steps.savepoints {
+                world.recorder.monitor.check_savepoint(path);
+            }
+            world.recorder.monitor.violations()
+        },
         lineage: steps.lineage,
         restores: steps.restores,
         attempts: steps.attempts,

@@ -150,7 +150,17 @@ impl World {
         let injector = Arc::new(injector);
         let recorder = Arc::new(Recorder {
             injector: injector.clone(),
-            monitor: crate::monitor::Monitor::new(seed, storage.clone()),
+            monitor: {
+                let monitor = crate::monitor::Monitor::new(seed, storage.clone());
+                // A cut is consistent only where barriers align: exactly-once runs.
+                let exactly_once = std::iter::once(&scenario.config)
+                    .chain(&scenario.restart_configs)
+                    .all(|c| c.checkpoint.mode == engine::config::CheckpointingMode::ExactlyOnce);
+                match exactly_once {
+                    true => monitor.with_cut_oracle(scenario.workload.clone(), PathBuf::from(super::CHECKPOINT_DIR)),
+                    false => monitor,
+                }
+            },
             completions: Mutex::new(Vec::new()),
             discarding: Mutex::new(BTreeSet::new()),
         });

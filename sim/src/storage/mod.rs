@@ -540,6 +540,17 @@ impl SimStorage {
         self.lock().files(View::Durable)
     }
 
+    /// The content reads see at `path` now, without the faults and delays an operation would meet; `None` if no
+    /// file is there. For oracles that look at the storage as a run goes.
+    pub fn read_now(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.lock();
+        let names = components(path);
+        let (index, prefix) = state.route(&names);
+        let volume = &state.volumes[index];
+        let id = volume.resolve(View::Current, &names[prefix..])?;
+        volume.file(id).map(|file| file.current.clone())
+    }
+
     /// How durable the file that reads see at `path` is now, for the protocol monitor: `None` if there is no
     /// file there. Its content is durable when it holds no unsynced byte (a crash keeps exactly what reads see);
     /// its entry, when the durable view names the same inode at `path` (a crash keeps it there).

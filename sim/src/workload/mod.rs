@@ -125,6 +125,13 @@ pub trait Workload: Send + Sync + 'static {
     fn check_order(&self, _params: &Self::Params, _committed: &[&str]) -> Option<String> {
         None
     }
+
+    /// The consistent-cut oracle (the `consistent_cut` invariant): whether a completed snapshot's state is what
+    /// the reference model gives for exactly the input its sources recorded having read. The first difference,
+    /// described; `None` if it holds, or if the workload does not check cuts.
+    fn check_cut(&self, _params: &Self::Params, _cut: &crate::cut::Cut) -> Option<String> {
+        None
+    }
 }
 
 /// A workload with its parameters checked: what scenarios, runs and checkers hold.
@@ -138,6 +145,7 @@ pub trait Prepared: Send + Sync + Debug {
     fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a>;
     fn not_applicable(&self, invariant: Invariant) -> Option<String>;
     fn check_order(&self, committed: &[&str]) -> Option<String>;
+    fn check_cut(&self, cut: &crate::cut::Cut) -> Option<String>;
     /// A key naming the reference model's inputs (workload and parameters), for sharing one reference.
     fn reference_key(&self) -> String;
     /// The same workload with other parameters (a swarm's drawn ones), checked as a scenario's are.
@@ -194,6 +202,10 @@ impl<W: Workload> Prepared for WithParams<W> {
 
     fn check_order(&self, committed: &[&str]) -> Option<String> {
         self.workload.check_order(&self.params, committed)
+    }
+
+    fn check_cut(&self, cut: &crate::cut::Cut) -> Option<String> {
+        self.workload.check_cut(&self.params, cut)
     }
 
     fn reference_key(&self) -> String {

@@ -117,6 +117,49 @@ impl Workload for Sequence {
         None
     }
 
+    /// The keyed state of a completed snapshot is the running totals of exactly the numbers below each partition's
+    /// recorded position, every partition recorded once, and each key that saw a record holds its padding.
+    fn check_cut(&self, params: &SequenceParams, cut: &crate::cut::Cut) -> Option<String> {
+        use engine::jobs::sequence::{decode_totals, padding, totals_at};
+        let (Some(source), Some(keyed)) = (cut.operators.get("numbers"), cut.operators.get("running-totals")) else {
+            return Some(format!("snapshot {} lacks the source or the keyed operator", cut.id));
+        };
+        // Finished operators keep no state to compare; an embedded store's files are not decoded here.
+        if source.finished || keyed.finished || keyed.embedded {
+            return None;
+        }
+        let positions = match engine::connectors::sequence_source::recorded_positions(&source.lists) {
+            Ok(positions) => positions,
+            Err(error) => return Some(format!("snapshot {}: the source's positions do not decode: {error}", cut.id)),
+        };
+        for partition in 0..params.partitions {
+            let recorded = positions.iter().filter(|(p, _)| *p == partition).count();
+            if recorded != 1 {
+                return Some(format!("snapshot {} records partition {partition}'s position {recorded} times", cut.id));
+            }
+        }
+        let (totals, paddings) = match decode_totals(&keyed.key_groups, keyed.max_parallelism) {
+            Ok(state) => state,
+            Err(error) => return Some(format!("snapshot {}: the keyed state does not decode: {error}", cut.id)),
+        };
+        let expected = totals_at(&positions, params.keys);
+        let keys: std::collections::BTreeSet<u64> = expected.keys().chain(totals.keys()).copied().collect();
+        for key in keys {
+            let (held, wanted) = (totals.get(&key), expected.get(&key));
+            if held != wanted {
+                return Some(format!(
+                    "snapshot {}: key {key} holds (count, sum) {held:?}, but the input up to the recorded positions \
+                     {positions:?} gives {wanted:?}",
+                    cut.id
+                ));
+            }
+            if params.state_bytes > 0 && paddings.get(&key) != Some(&padding(key, params.state_bytes)) {
+                return Some(format!("snapshot {}: key {key}'s padding is missing or wrong", cut.id));
+            }
+        }
+        None
+    }
+
     /// Every record committed once, and numbers ascending per (partition, key) in commit order: records of one
     /// (partition, key) travel one path.
     fn check_order(&self, params: &SequenceParams, committed: &[&str]) -> Option<String> {
