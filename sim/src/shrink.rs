@@ -6,6 +6,9 @@
 //! for a run that failed without a violation, still fails). Each fault draws its random decisions from its own
 //! seeded stream ([`crate::injector::Stream`]), so removing one fault does not redraw the others.
 //!
+//! A canary shrinks the same way, keeping the violation it must cause: the smallest scenario its broken part is
+//! still caught in.
+//!
 //! The result is an ordinary scenario file, replayed with `weir-sim replay <file> --seed N` and fit to be kept
 //! as a regression test.
 
@@ -51,8 +54,8 @@ pub struct Shrunk {
 pub enum ShrinkError {
     #[error("seed {seed} of `{path}` passes: there is no failure to shrink")]
     Passes { path: String, seed: u64 },
-    #[error("`{path}` is a canary: its seeds fail on purpose, and a passing seed is its failure")]
-    Canary { path: String },
+    #[error("seed {seed} of canary `{path}` does not cause the violation it must: there is no catch to shrink")]
+    Canary { path: String, seed: u64 },
     #[error("the profile of seed {seed} is not a valid scenario: {error}")]
     Profile { seed: u64, error: String },
 }
@@ -138,17 +141,17 @@ fn failure_of(report: &RunReport) -> Option<Failure> {
 pub fn shrink(scenario: &Scenario, seed: u64) -> Result<Shrunk, ShrinkError> {
     let started = Instant::now();
     let path = scenario.path.display().to_string();
-    if scenario.file.checks.expect_violation.is_some() {
-        return Err(ShrinkError::Canary { path });
-    }
     let fault_free = FaultFree::new(scenario).for_seed(seed);
     let report = runner::run(scenario, seed, RunOptions { faults: true, trace: true }, {
         fault_free.as_ref().as_ref().ok().map(Vec::as_slice)
     });
-    if suite::seed_passed(scenario, &report) {
-        return Err(ShrinkError::Passes { path, seed });
-    }
-    let failure = failure_of(&report).ok_or_else(|| ShrinkError::Passes { path: path.clone(), seed })?;
+    // A canary's failure is the violation it must cause: shrinking keeps it caught.
+    let failure = match scenario.file.checks.expect_violation {
+        Some(expected) if report.violations.iter().any(|v| v.invariant == expected) => Failure::Violated(expected),
+        Some(_) => return Err(ShrinkError::Canary { path, seed }),
+        None if suite::seed_passed(scenario, &report) => return Err(ShrinkError::Passes { path, seed }),
+        None => failure_of(&report).ok_or_else(|| ShrinkError::Passes { path: path.clone(), seed })?,
+    };
     // The seed's own schedule, explicit: a swarm's drawn profile, or the scenario as it is.
     let explicit = crate::swarm::effective(scenario, seed)
         .map_err(|error| ShrinkError::Profile { seed, error: error.to_string() })?;

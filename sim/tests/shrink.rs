@@ -86,13 +86,14 @@ fn a_failing_seed_shrinks_to_a_smaller_scenario_that_fails_the_same_way() {
 }
 
 #[test]
-fn a_passing_seed_or_a_canary_is_not_shrunk() {
+fn a_canary_shrinks_keeping_its_catch_and_a_passing_seed_is_refused() {
     let registry = Registry::standard();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let canary =
         sim::scenario::load_with(&root.join("scenarios/negative/eager-commit-canary.toml"), &registry).unwrap();
-    let error = sim::shrink::shrink(&canary, SEED).err().expect("a canary is refused");
-    assert!(error.to_string().contains("canary"), "{error}");
+    let shrunk = sim::shrink::shrink(&canary, SEED).unwrap();
+    assert_eq!(shrunk.failure, Failure::Violated(Invariant::ExactlyOnceOutput));
+    assert!(shrunk.text.contains("expect_violation = \"exactly_once_output\""), "{}", shrunk.text);
     let passing = sim::scenario::load_with(&root.join("scenarios/smoke/at-least-once.toml"), &registry).unwrap();
     let error = sim::shrink::shrink(&passing, 0).err().expect("a passing seed is refused");
     assert!(error.to_string().contains("passes"), "{error}");
