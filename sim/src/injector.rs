@@ -45,51 +45,7 @@ pub type Nodes = BTreeMap<String, Node>;
 /// How long a node crashed at a fault point stays down unless the fault says.
 const DEFAULT_RESTART_AFTER: Duration = Duration::from_secs(1);
 
-/// A fault's own random numbers: splitmix64 over a seed made of the run's seed and the fault.
-#[derive(Clone, Debug)]
-pub struct Stream(u64);
-
-impl Stream {
-    pub fn new(seed: u64, key: u64) -> Stream {
-        let mut stream = Stream(seed ^ key.rotate_left(17) ^ 0x243f_6a88_85a3_08d3);
-        stream.next_u64();
-        stream
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// `true` with probability `rate`.
-    pub fn chance(&mut self, rate: f64) -> bool {
-        rate > 0.0 && (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= rate
-    }
-
-    /// A duration drawn uniformly from `range`, to the millisecond.
-    pub fn draw(&mut self, range: DurationRange) -> Duration {
-        let span_ms = (range.max - range.min).as_millis() as u64;
-        range.min + Duration::from_millis(if span_ms == 0 { 0 } else { self.below(span_ms + 1) })
-    }
-}
-
-/// 64-bit FNV-1a.
-pub fn fnv(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
+pub use crate::stream::{Stream, fnv};
 
 /// Each fault's stream: keyed by what the fault is (its description), and by how many identical faults come before
 /// it, so that a fault keeps its stream whatever other faults are added or removed.
@@ -160,7 +116,7 @@ impl Injector {
                         read_error_rate: *read_rate,
                         ..StorageFaults::default()
                     };
-                    for path in crate::runner::volume_paths(volume, task_managers) {
+                    for path in crate::layout::volume_paths(volume, task_managers) {
                         match (from, until) {
                             (None, None) => {
                                 let base = storage_base.entry(path).or_default();
@@ -279,7 +235,7 @@ impl Injector {
                 self.window(volume, now, *duration, stall);
             }
             FaultSpec::SlowStorage { latency, volume, persists, .. } => {
-                for path in crate::runner::volume_paths(volume, self.task_managers) {
+                for path in crate::layout::volume_paths(volume, self.task_managers) {
                     let base = state.storage_base.entry(path.clone()).or_default();
                     base.latency = Some((latency.min, latency.max));
                     let base = base.clone();
@@ -291,7 +247,7 @@ impl Injector {
                 }
             }
             FaultSpec::StorageCrash { volume, .. } => {
-                for path in crate::runner::volume_paths(volume, self.task_managers) {
+                for path in crate::layout::volume_paths(volume, self.task_managers) {
                     self.storage.crash_volume(&path, CrashMode::Seeded);
                 }
             }
@@ -310,7 +266,7 @@ impl Injector {
 
     /// Faults on every volume `volume` names, from `now` for `duration`.
     fn window(&self, volume: &str, now: Duration, duration: Duration, faults: StorageFaults) {
-        for path in crate::runner::volume_paths(volume, self.task_managers) {
+        for path in crate::layout::volume_paths(volume, self.task_managers) {
             let window = FaultWindow { from: now, until: now + duration, faults: faults.clone() };
             self.storage.add_fault_window(&path, window);
         }
@@ -504,7 +460,7 @@ impl Injector {
                 PointAction::Drop => Fate::Drop,
                 PointAction::Delay => {
                     let range = delay.unwrap_or(DurationRange { min: Duration::ZERO, max: Duration::ZERO });
-                    Fate::Delay(self.stream(index).draw(range))
+                    Fate::Delay(self.stream(index).between(range.min, range.max))
                 }
             });
         }
@@ -555,7 +511,7 @@ impl Injector {
                 FaultSpec::DelayRpc { message, rate, delay } if message.matches(kind) => {
                     let mut stream = self.stream(index);
                     if stream.chance(*rate) {
-                        return Fate::Delay(stream.draw(*delay));
+                        return Fate::Delay(stream.between(delay.min, delay.max));
                     }
                 }
                 _ => {}
@@ -570,7 +526,7 @@ impl Injector {
             if let Some((rate, delay)) = select(fault) {
                 let mut stream = self.stream(index);
                 if stream.chance(rate) {
-                    return Fate::Delay(stream.draw(delay));
+                    return Fate::Delay(stream.between(delay.min, delay.max));
                 }
             }
         }
@@ -580,7 +536,7 @@ impl Injector {
 
 /// Wipes task manager `node`'s local disk, if it has one mounted.
 pub fn wipe_local_disk(storage: &SimStorage, node: &str) {
-    let disk = std::path::Path::new(crate::runner::LOCAL_DIR).join(node);
+    let disk = std::path::Path::new(crate::layout::LOCAL_DIR).join(node);
     if storage.volumes().contains(&disk) {
         storage.wipe(&disk);
     }

@@ -62,8 +62,17 @@ impl Invariant {
     /// Whether the protocol monitors check it as the run goes ([`crate::monitor`]): always, whatever a scenario
     /// lists.
     pub fn is_protocol(self) -> bool {
-        crate::monitor::PROTOCOL.contains(&self)
+        Invariant::PROTOCOL.contains(&self)
     }
+
+    /// The invariants the monitors check ([`crate::monitor`]), in every scenario.
+    pub const PROTOCOL: [Invariant; 5] = [
+        Invariant::CommitsFollowCompletion,
+        Invariant::NoCompletionAfterAbort,
+        Invariant::AcksFollowDurability,
+        Invariant::IdsTriggeredOnce,
+        Invariant::ConsistentCut,
+    ];
 }
 
 impl fmt::Display for Invariant {

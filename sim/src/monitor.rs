@@ -30,13 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The invariants the monitors check, in every scenario.
-pub const PROTOCOL: [Invariant; 5] = [
-    Invariant::CommitsFollowCompletion,
-    Invariant::NoCompletionAfterAbort,
-    Invariant::AcksFollowDurability,
-    Invariant::IdsTriggeredOnce,
-    Invariant::ConsistentCut,
-];
+pub const PROTOCOL: [Invariant; 5] = Invariant::PROTOCOL;
 
 /// What the monitors know of one job.
 #[derive(Default)]

@@ -820,8 +820,8 @@ fn validate_fault(fault: &FaultSpec, task_managers: u32, faults_until: Duration)
     let any_node_ok =
         |node: &str| if node == "jm" || node == "random" || task_manager(node) { Ok(()) } else { Err(unknown(node)) };
     let volume_ok = |volume: &str| {
-        if crate::runner::volume_paths(volume, task_managers).is_empty() {
-            let names: Vec<&str> = crate::runner::SHARED_VOLUMES.iter().map(|(name, _)| *name).collect();
+        if crate::layout::volume_paths(volume, task_managers).is_empty() {
+            let names: Vec<&str> = crate::layout::SHARED_VOLUMES.iter().map(|(name, _)| *name).collect();
             Err(format!("unknown volume `{volume}` (dfs, {}, local, or tm-<n>)", names.join(", ")))
         } else {
             Ok(())

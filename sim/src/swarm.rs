@@ -10,13 +10,13 @@
 //! file replays the seed bit for bit. The profile is a function of the seed alone, drawn from a stream of its own
 //! (never the simulation's generator).
 
-use crate::injector::{Stream, fnv};
 use crate::invariants::Invariant;
 use crate::points::{PointAction, PointName};
 use crate::scenario::{
     self, DurationRange, Event, FaultSpec, RestartHow, RestartSpec, RpcSelector, SavepointSpec, Scenario,
     ScenarioError, ScenarioFile, Scope, When,
 };
+use crate::stream::{Stream, fnv};
 use crate::workload::WorkloadEnv;
 use engine::faults::SnapshotClass;
 use serde::{Deserialize, Serialize};

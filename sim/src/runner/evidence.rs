@@ -2,9 +2,10 @@
 //! workload reads it, every job's checkpoint directory, the savepoints the steps took, and what the recorder saw.
 
 use super::restarts::Steps;
-use super::world::{CHECKPOINT_DIR, World};
+use super::world::World;
 use crate::checkers::Abandoned;
 use crate::checks;
+use crate::layout::CHECKPOINT_DIR;
 use crate::workload::CommittedPart;
 use engine::ids::{CheckpointId, JobId};
 use engine::seam::runtime;

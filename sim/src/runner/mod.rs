@@ -11,10 +11,10 @@ mod restarts;
 mod trace;
 mod world;
 
-pub use trace::{Trace, TraceEvent};
-pub use world::{
+pub use crate::layout::{
     CHECKPOINT_DIR, INPUT_DIR, LOCAL_DIR, OUTPUT_DIR, RELOCATED_DIR, SAVEPOINT_DIR, SHARED_VOLUMES, volume_paths,
 };
+pub use trace::{Trace, TraceEvent};
 
 use crate::checkers::{self, Evidence, ExpectedOutput};
 use crate::divergence::{self, FirstDivergence};

@@ -2,9 +2,10 @@
 //! steps (cancel, crash every node, or stop with a savepoint; then a new job from the newest snapshot, as a user
 //! resumes with `weir run -s`), then the wait for the job's end within the healing bound.
 
-use super::world::{CHECKPOINT_DIR, RELOCATED_DIR, SAVEPOINT_DIR, World};
+use super::world::World;
 use crate::checkers::Abandoned;
 use crate::checks;
+use crate::layout::{CHECKPOINT_DIR, RELOCATED_DIR, SAVEPOINT_DIR};
 use crate::scenario::{RestartFrom, RestartHow, RestartSpec, Scenario};
 use engine::cluster::messages::RestoreRequest;
 use engine::cluster::{Cluster, JobError, JobHandle};

@@ -4,6 +4,7 @@
 
 use crate::checkers::{Abandoned, Completion};
 use crate::injector::{self, Injector, Nodes};
+use crate::layout::{LOCAL_DIR, SHARED_VOLUMES};
 use crate::scenario::Scenario;
 use crate::storage::{SimStorage, VolumeOptions};
 use crate::workload::{Prepared, WorkloadEnv};
@@ -16,45 +17,6 @@ use engine::seam::storage::StorageRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// The directory the sink writes to in simulated runs.
-pub const OUTPUT_DIR: &str = "/output";
-/// The checkpoint directory in simulated runs (`state.checkpoints.dir`).
-pub const CHECKPOINT_DIR: &str = "/checkpoints";
-/// Where savepoints go in simulated runs (`state.savepoints.dir`).
-pub const SAVEPOINT_DIR: &str = "/savepoints";
-/// Where relocated checkpoints and savepoints are moved to.
-pub const RELOCATED_DIR: &str = "/relocated";
-/// Where the task managers' local disks are mounted, one volume each: `/local/tm-<n>`.
-pub const LOCAL_DIR: &str = "/local";
-/// Where the workload's input files are.
-pub const INPUT_DIR: &str = "/input";
-
-/// The shared storage's volumes, each mounted where the run uses it: `(volume name, mount point)`. Faults name
-/// them one by one, or all of them as `dfs`.
-pub const SHARED_VOLUMES: [(&str, &str); 5] = [
-    ("checkpoints", CHECKPOINT_DIR),
-    ("savepoints", SAVEPOINT_DIR),
-    ("input", INPUT_DIR),
-    ("output", OUTPUT_DIR),
-    ("relocated", RELOCATED_DIR),
-];
-
-/// The mount points a fault's volume name stands for (see [`crate::scenario::VolumeName`]); empty for a name that
-/// is none of them.
-pub fn volume_paths(volume: &str, task_managers: u32) -> Vec<PathBuf> {
-    match volume {
-        "dfs" => SHARED_VOLUMES.iter().map(|(_, path)| PathBuf::from(path)).collect(),
-        "local" => (0..task_managers).map(|n| Path::new(LOCAL_DIR).join(format!("tm-{n}"))).collect(),
-        name => match SHARED_VOLUMES.iter().find(|(known, _)| *known == name) {
-            Some((_, path)) => vec![PathBuf::from(path)],
-            None => match name.strip_prefix("tm-").and_then(|n| n.parse::<u32>().ok()) {
-                Some(n) if n < task_managers && name == format!("tm-{n}") => vec![Path::new(LOCAL_DIR).join(name)],
-                _ => Vec::new(),
-            },
-        },
-    }
-}
 
 /// Records completions, in order, across every job manager and job of the run, and the directories being
 /// discarded, then hands every fault point to the injector.
@@ -157,7 +119,9 @@ impl World {
                     .chain(&scenario.restart_configs)
                     .all(|c| c.checkpoint.mode == engine::config::CheckpointingMode::ExactlyOnce);
                 match exactly_once {
-                    true => monitor.with_cut_oracle(scenario.workload.clone(), PathBuf::from(super::CHECKPOINT_DIR)),
+                    true => {
+                        monitor.with_cut_oracle(scenario.workload.clone(), PathBuf::from(crate::layout::CHECKPOINT_DIR))
+                    }
                     false => monitor,
                 }
             },
