@@ -7,7 +7,8 @@
 //!
 //! - [`Invariant::CommitsFollowCompletion`]: a sink commits (on notification, or when a restored subtask recovers
 //!   pending transactions) only the transaction of a snapshot at or below the newest one its job completed, or
-//!   the one it was restored from: anything newer may still be aborted, and its output replayed.
+//!   the one it was restored from: anything newer may still be aborted, and its output replayed. (A job without
+//!   checkpointing commits once, at the end of its input, under the sentinel `END_OF_INPUT_COMMIT`.)
 //! - [`Invariant::NoCompletionAfterAbort`]: a snapshot aborted or expired never completes afterwards.
 //! - [`Invariant::AcksFollowDurability`]: when a subtask acks, every state file its handles name has its content
 //!   fsynced; when the snapshot completes, every such file is durable where `_metadata` says it is (its entry
@@ -187,6 +188,8 @@ impl Monitor {
                 }
                 state.jobs.entry(job).or_default().acked.entry(id).or_default().extend(files.iter().cloned());
             }
+            // Without checkpointing a sink commits what it wrote once its input ends, under a sentinel id.
+            FaultPoint::Sink { id: engine::operators::two_phase::END_OF_INPUT_COMMIT, .. } => {}
             FaultPoint::Sink { job, task, id, step: step @ (SinkStep::Commit | SinkStep::RecoverCommit) } => {
                 let committable = state.jobs.get(&job).and_then(JobProtocol::committable);
                 if committable.is_none_or(|newest| id > newest) {
