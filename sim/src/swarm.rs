@@ -202,6 +202,10 @@ pub fn effective(scenario: &Scenario, seed: u64) -> Result<Scenario, ScenarioErr
         })?,
     };
     let mut drawn = scenario::validate(parsed, &text, &scenario.path, workload)?;
+    // Drawn savepoint steps are the user's: savepoints_kept applies.
+    if !drawn.file.savepoints.is_empty() && !drawn.file.checks.invariants.contains(&Invariant::SavepointsKept) {
+        drawn.file.checks.invariants.push(Invariant::SavepointsKept);
+    }
     // A drawn incremental embedded backend shares files across checkpoints: their invariants apply.
     if drawn.config.state_backend == engine::config::StateBackendKind::Embedded && drawn.config.embedded.incremental {
         let invariants = &mut drawn.file.checks.invariants;
@@ -312,9 +316,16 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
     // A user cancels to resume later only where canceling keeps the checkpoints (else starting over from nothing
     // duplicates what was committed, as it should); a stop whose savepoint fails ends in a cancel too.
     let retention = engine::config::canonical_key("execution.checkpointing.externalized-checkpoint-retention");
-    let retains =
-        scenario.config.checkpoint.externalized == engine::config::ExternalizedRetention::RetainOnCancellation;
-    let retention_given = file.config.keys().any(|k| engine::config::canonical_key(k) == retention);
+    let given_retention = file
+        .config
+        .iter()
+        .find(|(k, _)| engine::config::canonical_key(k) == retention)
+        .and_then(|(_, v)| v.as_str().map(str::to_string));
+    let retains = match &given_retention {
+        Some(value) => value.eq_ignore_ascii_case("RETAIN_ON_CANCELLATION"),
+        None => scenario.config.checkpoint.externalized == engine::config::ExternalizedRetention::RetainOnCancellation,
+    };
+    let retention_given = given_retention.is_some();
     for _ in 0..restarts {
         let mut how = [RestartHow::Cancel, RestartHow::Crash, RestartHow::StopWithSavepoint][rng.below(3) as usize];
         if how != RestartHow::Crash && !retains {
@@ -565,6 +576,9 @@ fn draw_settings(rng: &mut Stream, scenario: &Scenario) -> Settings {
         config.insert("execution.checkpointing.tolerable-failed-checkpoints".into(), integer(rng, &[0, 1, 3, 100]));
         config.insert("execution.checkpointing.num-retained".into(), integer(rng, &[1, 2, 3]));
         config.insert("execution.checkpointing.data-inline-threshold".into(), integer(rng, &[0, 64, 1024, 20480]));
+        // What the job's end leaves of its checkpoints: kept (and then counted), or deleted.
+        let retentions = ["NO_EXTERNALIZED_CHECKPOINTS", "RETAIN_ON_CANCELLATION", "DELETE_ON_CANCELLATION"];
+        config.insert("execution.checkpointing.externalized-checkpoint-retention".into(), text(pick(rng, &retentions)));
         // The jobmanager backend is drawn only where no invariant is about which backend ran.
         let invariants = &scenario.file.checks.invariants;
         if !invariants.contains(&crate::invariants::Invariant::SelfContained) {

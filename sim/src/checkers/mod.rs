@@ -62,6 +62,8 @@ pub struct Evidence<'a> {
     pub savepoints: &'a [(String, Option<String>)],
     /// What the protocol monitors found as the run went.
     pub protocol: &'a [Violation],
+    /// Whether a savepoint step must have taken a savepoint (an authored scenario's; not a swarm's drawn ones).
+    pub savepoints_required: bool,
 }
 
 impl Evidence<'_> {

@@ -241,12 +241,34 @@ pub struct Durable {
     pub latest_savepoint: Option<(CheckpointId, PathBuf)>,
     /// The savepoint of a completed stop: the job ends at it, whatever happens next.
     pub stopped_at: Option<CheckpointId>,
+    /// Savepoints whose `_metadata` is being written, their directories, and whether each ends a stop: a job
+    /// manager that dies meanwhile may leave one complete on disk, which its successor must then count as
+    /// completed ([`Durable::adopt_savepoint`]) rather than abort under it what it needs to be restored.
+    pub completing_savepoints: Vec<(CheckpointId, PathBuf, bool)>,
 }
 
 impl Durable {
     /// A job that has no snapshot yet; its first id is `first_id` (past the checkpoint it was restored from).
     pub fn fresh(first_id: CheckpointId) -> Self {
-        Durable { next_id: first_id, retained: Vec::new(), latest_savepoint: None, stopped_at: None }
+        Durable {
+            next_id: first_id,
+            retained: Vec::new(),
+            latest_savepoint: None,
+            stopped_at: None,
+            completing_savepoints: Vec::new(),
+        }
+    }
+
+    /// A savepoint that was being written when the job manager died, found complete on disk: it completed, as the
+    /// newest savepoint (and, for a stop's, the end of the job).
+    pub fn adopt_savepoint(&mut self, id: CheckpointId, dir: PathBuf, stop: bool) {
+        self.completing_savepoints.retain(|(pending, _, _)| *pending != id);
+        if self.latest_savepoint.as_ref().is_none_or(|(latest, _)| *latest < id) {
+            self.latest_savepoint = Some((id, dir));
+            if stop {
+                self.stopped_at = Some(id);
+            }
+        }
     }
 }
 
@@ -345,7 +367,9 @@ impl<S: SharedReferences> Coordinator<S> {
         assert!(settings.num_retained >= 1, "num_retained must be at least 1");
         assert!(settings.interval_ms != Some(0), "a periodic interval of 0 would trigger on every poll");
         assert!(!tasks.is_empty(), "a job has at least one task to checkpoint");
-        let Durable { next_id, retained, latest_savepoint, stopped_at } = durable;
+        // Savepoints still being written when a predecessor died are either adopted (`Durable::adopt_savepoint`) or
+        // lost with it, as any pending snapshot is.
+        let Durable { next_id, retained, latest_savepoint, stopped_at, completing_savepoints: _ } = durable;
         let retained: BTreeSet<CheckpointId> = retained.into_iter().collect();
         let newest = retained.last().copied().max(latest_savepoint.as_ref().map(|(id, _)| *id));
         assert!(newest.is_none_or(|newest| newest < next_id), "completed snapshot {newest:?} at or past {next_id}");
@@ -659,6 +683,15 @@ impl<S: SharedReferences> Coordinator<S> {
                 Ending::Stopped(stop) => Some(stop),
                 Ending::Running | Ending::Stopping(_) => None,
             },
+            completing_savepoints: self
+                .pending
+                .iter()
+                .filter(|(_, p)| matches!(p.phase, Phase::Completing))
+                .filter_map(|(id, p)| match &p.kind {
+                    TriggerKind::Savepoint { dir, stop } => Some((*id, dir.clone(), *stop)),
+                    TriggerKind::Periodic | TriggerKind::Final => None,
+                })
+                .collect(),
         }
     }
 

@@ -461,7 +461,16 @@ fn ids_strictly_increase_from_first_id_and_across_restart_and_takeover() {
     // A new job manager taking the job over continues from the id after the last one handed out, and retains
     // what the old one retained.
     let durable = c.durable();
-    assert_eq!(durable, Durable { next_id: ck(46), retained: vec![ck(42)], latest_savepoint: None, stopped_at: None });
+    assert_eq!(
+        durable,
+        Durable {
+            next_id: ck(46),
+            retained: vec![ck(42)],
+            latest_savepoint: None,
+            stopped_at: None,
+            completing_savepoints: Vec::new()
+        }
+    );
     let mut taken_over: Coordinator<String> = Coordinator::new(s, tasks(), durable, 1_000);
     assert_eq!(taken_over.poll(1_100), vec![trigger(46)]);
     assert_eq!(taken_over.retained(), vec![ck(42)]);
@@ -471,7 +480,13 @@ fn ids_strictly_increase_from_first_id_and_across_restart_and_takeover() {
 #[test]
 fn retention_covers_checkpoints_an_earlier_job_manager_completed() {
     let s = CoordinatorSettings { num_retained: 2, ..settings() };
-    let durable = Durable { next_id: ck(8), retained: vec![ck(5), ck(7)], latest_savepoint: None, stopped_at: None };
+    let durable = Durable {
+        next_id: ck(8),
+        retained: vec![ck(5), ck(7)],
+        latest_savepoint: None,
+        stopped_at: None,
+        completing_savepoints: Vec::new(),
+    };
     let mut c: Coordinator<String> = Coordinator::new(s, tasks(), durable, 0);
     assert_eq!(c.poll(100), vec![trigger(8)]);
     for t in tasks() {
@@ -815,7 +830,13 @@ fn empty_job_is_rejected() {
 #[test]
 #[should_panic(expected = "at or past")]
 fn a_takeover_whose_counter_is_behind_its_snapshots_is_a_bug() {
-    let durable = Durable { next_id: ck(3), retained: vec![ck(3)], latest_savepoint: None, stopped_at: None };
+    let durable = Durable {
+        next_id: ck(3),
+        retained: vec![ck(3)],
+        latest_savepoint: None,
+        stopped_at: None,
+        completing_savepoints: Vec::new(),
+    };
     let _: Coordinator<String> = Coordinator::new(settings(), tasks(), durable, 0);
 }
 

@@ -177,7 +177,35 @@ impl JobManager {
             tracing::info!(target: "weir::trace", %job, "cannot read the job store; trying again");
             runtime::sleep(Duration::from_millis(RECOVERY_RETRY_MS)).await;
         }
-        let Some(stored) = self.directory.stored(job) else { return };
+        let Some(mut stored) = self.directory.stored(job) else { return };
+        // A savepoint whose `_metadata` the dead job manager was writing completed if that file is there: it is
+        // the user's now, and the newest snapshot, so recovery restores from it and commits its transactions
+        // instead of aborting them under it.
+        if let Some(durable) = stored.snapshots.as_mut() {
+            for (id, dir, stop) in durable.completing_savepoints.clone() {
+                let read = loop {
+                    let read = match recovery_point(&faults, RecoveryStep::ReadMetadata, &dir).await {
+                        Ok(()) => restore::load(&self.storage, &dir).await,
+                        Err(error) => Err(error.into()),
+                    };
+                    match read {
+                        Err(error) if error.is_transient() => {
+                            tracing::info!(target: "weir::trace", %job, %error, "cannot read a savepoint being written; trying again");
+                            runtime::sleep(Duration::from_millis(RECOVERY_RETRY_MS)).await;
+                        }
+                        other => break other,
+                    }
+                };
+                match read {
+                    Ok(loaded) if loaded.metadata.checkpoint_id == id => {
+                        tracing::info!(target: "weir::trace", %job, checkpoint = %id, dir = %dir.display(), "savepoint found complete on takeover");
+                        durable.adopt_savepoint(id, dir, stop);
+                    }
+                    // Never completed: lost with the job manager, as any pending snapshot.
+                    _ => durable.completing_savepoints.retain(|(pending, _, _)| *pending != id),
+                }
+            }
+        }
         let graph = stored.graph.clone();
         let writer = loop {
             match self.prepare_storage(job, &graph).await {
