@@ -54,8 +54,39 @@ pub async fn latest_checkpoint(storage: &StorageRef, job_dir: &Path) -> Result<O
     Ok(None)
 }
 
+/// The snapshot in `dir`, read again after a storage error as a user would; an error that persists, or one that
+/// is not the storage's (a corrupt `_metadata`), is returned.
+pub async fn load_despite_errors(storage: &StorageRef, dir: &Path) -> Result<restore::LoadedCheckpoint, RunError> {
+    let mut attempts = 0;
+    loop {
+        match restore::load(storage, dir).await {
+            Ok(loaded) => return Ok(loaded),
+            Err(error) if error.is_transient() && attempts < READ_ATTEMPTS => {
+                attempts += 1;
+                engine::seam::runtime::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(engine::cluster::JobError::Restore(error).into()),
+        }
+    }
+}
+
+/// Whether `path` exists, asking again after a storage error as a user would (an error is no answer).
+async fn exists_despite_errors(storage: &StorageRef, path: &Path) -> Result<bool, RunError> {
+    let mut attempts = 0;
+    loop {
+        match storage.exists(path).await {
+            Ok(exists) => return Ok(exists),
+            Err(_) if attempts < READ_ATTEMPTS => {
+                attempts += 1;
+                engine::seam::runtime::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// How often a user reads a `_metadata` again after a storage error before giving up.
-const READ_ATTEMPTS: u32 = 40;
+const READ_ATTEMPTS: u32 = 200;
 
 /// The newest (or, with `oldest`, the oldest) complete snapshot a user could resume from: of every `chk-<n>` under
 /// every job directory of `checkpoint_root` and every snapshot directory right under `snapshot_roots` (savepoints,
@@ -87,23 +118,18 @@ pub async fn pick_snapshot(
     }
     let mut newest: Option<(PathBuf, CheckpointId)> = None;
     for dir in candidates {
-        if !storage.exists(&dir.join(METADATA_FILE_NAME)).await? {
+        if !exists_despite_errors(storage, &dir.join(METADATA_FILE_NAME)).await? {
             continue;
         }
         // A read error says nothing about whether the snapshot is there: read again (storage faults pass), and
         // give up with the error rather than settle for an older snapshot.
-        let mut attempts = 0;
-        let loaded = loop {
-            match restore::load(storage, &dir).await {
-                Ok(loaded) => break Some(loaded),
-                Err(error) if error.is_transient() && attempts < READ_ATTEMPTS => {
-                    attempts += 1;
-                    engine::seam::runtime::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Err(error) if error.is_transient() => return Err(engine::cluster::JobError::Restore(error).into()),
-                // Unreadable for good: not a snapshot to resume from (the checkers report it).
-                Err(_) => break None,
+        let loaded = match load_despite_errors(storage, &dir).await {
+            Ok(loaded) => Some(loaded),
+            // Unreadable for good: not a snapshot to resume from (the checkers report it).
+            Err(RunError::Job(job)) if matches!(&*job, engine::cluster::JobError::Restore(e) if !e.is_transient()) => {
+                None
             }
+            Err(error) => return Err(error),
         };
         let Some(loaded) = loaded else { continue };
         let id = loaded.metadata.checkpoint_id;

@@ -160,7 +160,16 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
                     tracing::info!(target: "weir::trace", from = %from.display(), "restart: not relocated: the checkpoint refers to shared files");
                     from
                 }
-                false => relocate(world, &from, restores).await,
+                false => {
+                    let to = relocate(world, &from, restores).await;
+                    // A savepoint a step took and the user moved is still the user's, where they put it.
+                    for path in taken.lock().expect("taken lock").iter_mut() {
+                        if let Ok(rest) = path.strip_prefix(&from) {
+                            *path = to.join(rest);
+                        }
+                    }
+                    to
+                }
             });
         }
         // The restart's configuration; what it does not set stays as the job before had it (the parallelism and
@@ -192,7 +201,7 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
         tracing::info!(target: "weir::trace", from = %latest.as_ref().map_or("nothing".to_string(), |p| p.display().to_string()), "restart: new job from the newest snapshot");
         restores += 1;
         let restored_from = match &latest {
-            Some(path) => match engine::checkpoint::restore::load(&world.storage_ref, path).await {
+            Some(path) => match crate::checks::load_despite_errors(&world.storage_ref, path).await {
                 Ok(loaded) => Some(loaded.metadata.checkpoint_id),
                 Err(error) => return Steps::failed(format!("cannot read the snapshot to resume from: {error}")),
             },
