@@ -16,9 +16,15 @@ pub fn wall_clock_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A random `u64` drawn from the simulation's seeded generator.
+/// A random `u64` drawn from the simulation's seeded generator. Outside a simulation (a unit test of the simulation
+/// build that opens a store directly) there is no generator: numbers then come from a counter, the same on every
+/// run of the test, and never reach a simulated run.
 pub fn random_u64() -> u64 {
-    madsim::rand::random()
+    if madsim::runtime::Handle::try_current().is_ok() {
+        return madsim::rand::random();
+    }
+    static OUTSIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    OUTSIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// The simulated clock starts with the simulation; there is nothing to start.
