@@ -48,10 +48,7 @@ pub fn retained_count(evidence: &Evidence<'_>) -> Vec<Violation> {
                 .copied()
                 .filter(|&id| !evidence.in_flight_at_crash(&report.job_dir, id))
                 .collect();
-            // A crash may also land between a completion and the start of the deletion it decided (the oldest
-            // checkpoint, subsumed): no one is left to delete that one either.
-            let limit = evidence.num_retained as usize + usize::from(evidence.abandoned.contains_key(&report.job_dir));
-            (retained.len() > limit).then(|| {
+            (retained.len() > evidence.num_retained as usize).then(|| {
                 let event =
                     format!("{} retains {retained:?}, more than {}", report.job_dir.display(), evidence.num_retained);
                 evidence.violation(Invariant::RetainedCount, event)

@@ -20,7 +20,7 @@ use crate::cluster::JobError;
 use crate::cluster::messages::RestoreRequest;
 use crate::cluster::{Cleanup, JobEnd};
 use crate::config::StateBackendKind;
-use crate::faults::{FaultPoint, Faults, RecoveryStep};
+use crate::faults::{Fate, FaultPoint, Faults, RecoveryStep};
 use crate::ids::{Attempt, CheckpointId, JobId};
 use crate::seam::runtime::{self, JoinHandle};
 use crate::seam::storage::{StorageError, StorageRef};
@@ -351,10 +351,13 @@ impl JobManager {
         )
     }
 
-    /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone.
+    /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone. The deletion's
+    /// fault point is reached here, as it is decided: a crash right after the decision leaves a snapshot being
+    /// discarded, never one that looks retained.
     pub(super) fn discard_dir(&self, job: JobId, id: CheckpointId, dir: PathBuf) -> JoinHandle<()> {
         let (storage, faults) = (self.storage.clone(), self.faults.clone());
-        runtime::spawn(async move { discard(&storage, &faults, job, id, &dir).await })
+        let first = faults.at(FaultPoint::Discard { job, id, dir: &dir, done: false });
+        runtime::spawn(async move { discard_decided(&storage, &faults, job, id, &dir, first).await })
     }
 }
 
@@ -414,12 +417,30 @@ async fn list_until_done(storage: &StorageRef, faults: &Faults, dir: &Path) -> O
 
 /// Deletes snapshot `id`'s directory durably, through the fault hook.
 async fn discard(storage: &StorageRef, faults: &Faults, job: JobId, id: CheckpointId, dir: &Path) {
-    // A failed start is a deletion that did not happen yet: it is tried again, as a failed removal is.
+    let first = faults.at(FaultPoint::Discard { job, id, dir, done: false });
+    discard_decided(storage, faults, job, id, dir, first).await
+}
+
+/// [`discard`], its start's fate already decided (`first`). A failed start is a deletion that did not happen yet:
+/// it is tried again, as a failed removal is.
+async fn discard_decided(storage: &StorageRef, faults: &Faults, job: JobId, id: CheckpointId, dir: &Path, first: Fate) {
     let mut pause_ms = 50;
-    while let Err(injected) = faults.obey(FaultPoint::Discard { job, id, dir, done: false }).await {
-        tracing::info!(target: "weir::trace", dir = %dir.display(), %injected, "cannot delete a discarded snapshot yet; trying again");
-        runtime::sleep(Duration::from_millis(pause_ms)).await;
-        pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+    let mut fate = first;
+    loop {
+        match fate {
+            Fate::Crash => std::future::pending::<()>().await,
+            Fate::Delay(delay) => {
+                runtime::sleep(delay).await;
+                break;
+            }
+            Fate::Fail => {
+                tracing::info!(target: "weir::trace", dir = %dir.display(), "cannot delete a discarded snapshot yet (injected); trying again");
+                runtime::sleep(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+                fate = faults.at(FaultPoint::Discard { job, id, dir, done: false });
+            }
+            Fate::Proceed | Fate::Drop => break,
+        }
     }
     remove_dir_until_done(storage, dir).await;
     let _ = faults.at(FaultPoint::Discard { job, id, dir, done: true });
