@@ -199,17 +199,31 @@ pub fn decode_totals(groups: &[KeyGroupSnapshot], max_parallelism: u32) -> Resul
 }
 
 /// The `(count, sum)` per key once each partition `p` has emitted the numbers below `next` for each `(p, next)`
-/// in `positions`: what the keyed state of a consistent cut at those positions holds.
+/// in `positions`: what the keyed state of a consistent cut at those positions holds. Computed per key in closed
+/// form (key `k` gets `k, k + keys, ...`), so checking a cut costs the number of keys, not of records.
 pub fn totals_at(positions: &[(u32, u64)], keys: u64) -> BTreeMap<u64, (u64, u64)> {
     let mut totals: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    if keys == 0 {
+        return totals;
+    }
     for &(_, next) in positions {
-        for number in 0..next {
-            let entry = totals.entry(number % keys).or_insert((0, 0));
-            entry.0 += 1;
-            entry.1 = entry.1.wrapping_add(number);
+        for key in 0..keys.min(next) {
+            let (count, sum) = arithmetic_run(key, keys, next);
+            let entry = totals.entry(key).or_insert((0, 0));
+            entry.0 += count;
+            entry.1 = entry.1.wrapping_add(sum);
         }
     }
     totals
+}
+
+/// How many of `0..next` are `key` modulo `keys`, and their sum wrapped at 64 bits (`key < keys`, `key < next`).
+fn arithmetic_run(key: u64, keys: u64, next: u64) -> (u64, u64) {
+    let count = (next - key - 1) / keys + 1;
+    // key * count + keys * (0 + 1 + ... + count - 1), exact in 128 bits before it wraps as the job's sums do.
+    let triangle = u128::from(count) * u128::from(count - 1) / 2;
+    let sum = u128::from(key).wrapping_mul(u128::from(count)).wrapping_add(u128::from(keys).wrapping_mul(triangle));
+    (count, sum as u64)
 }
 
 /// The final `(count, sum)` per key, computed from the parameters alone (sums wrap at 64
@@ -281,4 +295,42 @@ fn build(parameters: &JobParameters, config: JobConfig) -> Result<JobGraph, Buil
             FileSink::new(output.clone(), Arc::new(format_line)).discard_newer_output(discard_newer_output)
         });
     job.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The cut's totals record by record, as the job adds them up.
+    fn totals_by_record(positions: &[(u32, u64)], keys: u64) -> BTreeMap<u64, (u64, u64)> {
+        let mut totals: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for &(_, next) in positions {
+            for number in 0..next {
+                let entry = totals.entry(number % keys).or_insert((0, 0));
+                entry.0 += 1;
+                entry.1 = entry.1.wrapping_add(number);
+            }
+        }
+        totals
+    }
+
+    proptest! {
+        #[test]
+        fn totals_at_a_cut_equal_the_records_added_up(
+            positions in proptest::collection::vec((0u32..4, 0u64..3000), 0..4),
+            keys in 1u64..5000,
+        ) {
+            prop_assert_eq!(totals_at(&positions, keys), totals_by_record(&positions, keys));
+        }
+    }
+
+    #[test]
+    fn sums_wrap_at_64_bits_as_the_jobs_do() {
+        let next = 1u64 << 33;
+        let (count, sum) = arithmetic_run(0, 1, next);
+        assert_eq!(count, next);
+        assert_eq!(sum, ((u128::from(next) * u128::from(next - 1) / 2) as u64));
+        assert_eq!(totals_at(&[(0, 0)], 7), BTreeMap::new());
+    }
 }
