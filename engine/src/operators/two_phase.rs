@@ -248,7 +248,7 @@ impl<T: Send + 'static, S: TransactionalSink<T>> Sink<T> for TwoPhaseCommitSink<
     }
 
     async fn write(&mut self, records: &mut Vec<T>) -> Result<(), TaskError> {
-        if let Some(place) = self.place.clone() {
+        if let Some(place) = &self.place {
             place.faults.interleave(place.task, Interleaving::SinkWrite).await;
         }
         if !self.in_transaction {
