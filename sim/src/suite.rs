@@ -309,7 +309,9 @@ pub fn run_seed_share_until(
     // Seeds are handed out by their index in the range, so that a range ending at `u64::MAX` cannot wrap.
     let next = AtomicU64::new(0);
     let count = share.len();
-    let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
+    // A passing seed leaves only its count and simulated time: a sweep of a million seeds keeps its failures alone.
+    let failures: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
+    let (passed, sim_time_ms) = (AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|scope| {
         for _ in 0..if share.is_empty() { 0 } else { jobs.max(1) } {
             scope.spawn(|| {
@@ -341,24 +343,27 @@ pub fn run_seed_share_until(
                         report.profile = None;
                     }
                     on_seed(&report);
-                    reports.lock().expect("reports lock").push(report);
+                    sim_time_ms.fetch_add(report.sim_time_ms, Ordering::SeqCst);
+                    if seed_passed(scenario, &report) {
+                        passed.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        failures.lock().expect("failures lock").push(report);
+                    }
                 }
             });
         }
     });
-    let mut reports = reports.into_inner().expect("reports lock");
-    reports.sort_by_key(|r| r.seed);
-    let sim_time_ms = reports.iter().map(|r| r.sim_time_ms).sum();
-    let (passed, failed): (Vec<RunReport>, Vec<RunReport>) =
-        reports.into_iter().partition(|r| seed_passed(scenario, r));
+    let mut failures = failures.into_inner().expect("failures lock");
+    failures.sort_by_key(|r| r.seed);
+    let passed = passed.into_inner();
     ScenarioSummary {
         name: scenario.name().to_string(),
         path: scenario.path.display().to_string(),
-        seeds: (passed.len() + failed.len()) as u64,
-        passed: passed.len() as u64,
-        failures: failed,
+        seeds: passed + failures.len() as u64,
+        passed,
+        failures,
         wall_time: started.elapsed(),
-        sim_time_ms,
+        sim_time_ms: sim_time_ms.into_inner(),
         canary: scenario.file.checks.expect_violation,
     }
 }
