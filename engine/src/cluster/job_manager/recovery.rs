@@ -450,79 +450,70 @@ async fn discard_decided(storage: &StorageRef, faults: &Faults, job: JobId, id: 
 /// discarded snapshot cannot reappear after a storage crash; a failure is retried, with a growing pause, until
 /// the storage lets it happen.
 pub(super) async fn remove_dir_until_done(storage: &StorageRef, dir: &Path) {
-    let mut pause_ms = 50;
-    loop {
-        let removed = match storage.remove_dir_all(dir).await {
-            Ok(()) | Err(StorageError::NotFound { .. }) => match dir.parent() {
-                Some(parent) => storage.sync_dir(parent).await,
-                None => Ok(()),
-            },
-            Err(error) => Err(error),
-        };
-        // A storage crash between the removal and the fsync may bring the directory back while the fsync, issued
-        // after the crash, succeeds: it is gone only if it is gone now.
-        let removed = match removed {
-            Ok(()) | Err(StorageError::NotFound { .. }) => match storage.exists(dir).await {
-                Ok(false) => Ok(()),
-                Ok(true) => Err(StorageError::Stale { op: "remove", path: dir.to_path_buf() }),
-                Err(error) => Err(error),
-            },
-            Err(error) => Err(error),
-        };
-        match removed {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "cannot delete a discarded snapshot yet; trying again");
-                runtime::sleep(Duration::from_millis(pause_ms)).await;
-                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
-            }
-        }
-    }
+    until_done(dir, "cannot delete a discarded snapshot yet; trying again", || remove_dir_once(storage, dir)).await
 }
+
 /// Removes `files` from the shared directory `dir` durably (a missing one is fine), retrying with a growing pause
 /// until the storage lets it happen, like [`remove_dir_until_done`].
 pub(super) async fn remove_shared_until_done(storage: &StorageRef, dir: &Path, files: &[String]) {
+    until_done(dir, "cannot delete discarded shared files yet; trying again", || remove_files_once(storage, dir, files))
+        .await
+}
+
+/// Runs `attempt` until it succeeds, pausing longer after each failure (up to [`REMOVE_RETRY_MAX_MS`]).
+async fn until_done<F, Fut>(dir: &Path, retrying: &'static str, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StorageError>>,
+{
     let mut pause_ms = 50;
-    loop {
-        let mut removed: Result<(), StorageError> = Ok(());
-        for name in files {
-            match storage.remove_file(&dir.join(name)).await {
-                Ok(()) | Err(StorageError::NotFound { .. }) => {}
-                Err(error) => {
-                    removed = Err(error);
-                    break;
-                }
-            }
+    while let Err(error) = attempt().await {
+        tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "{retrying}");
+        runtime::sleep(Duration::from_millis(pause_ms)).await;
+        pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
+    }
+}
+
+/// One attempt to remove `dir` durably.
+async fn remove_dir_once(storage: &StorageRef, dir: &Path) -> Result<(), StorageError> {
+    match storage.remove_dir_all(dir).await {
+        Ok(()) | Err(StorageError::NotFound { .. }) => {}
+        Err(error) => return Err(error),
+    }
+    if let Some(parent) = dir.parent() {
+        match storage.sync_dir(parent).await {
+            Ok(()) | Err(StorageError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
         }
-        if removed.is_ok() {
-            removed = match storage.sync_dir(dir).await {
-                Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
-                Err(error) => Err(error),
-            };
+    }
+    // A storage crash between the removal and the fsync may bring the directory back while the fsync, issued
+    // after the crash, succeeds: it is gone only if it is gone now.
+    gone(storage, dir).await
+}
+
+/// One attempt to remove `files` from `dir` durably.
+async fn remove_files_once(storage: &StorageRef, dir: &Path, files: &[String]) -> Result<(), StorageError> {
+    for name in files {
+        match storage.remove_file(&dir.join(name)).await {
+            Ok(()) | Err(StorageError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
         }
-        // As for directories: a storage crash before the fsync may bring a file back; gone is what is gone now.
-        if removed.is_ok() {
-            for name in files {
-                match storage.exists(&dir.join(name)).await {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        removed = Err(StorageError::Stale { op: "remove", path: dir.join(name) });
-                        break;
-                    }
-                    Err(error) => {
-                        removed = Err(error);
-                        break;
-                    }
-                }
-            }
-        }
-        match removed {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::info!(target: "weir::trace", dir = %dir.display(), %error, "cannot delete discarded shared files yet; trying again");
-                runtime::sleep(Duration::from_millis(pause_ms)).await;
-                pause_ms = (pause_ms * 2).min(REMOVE_RETRY_MAX_MS);
-            }
-        }
+    }
+    match storage.sync_dir(dir).await {
+        Ok(()) | Err(StorageError::NotFound { .. }) => {}
+        Err(error) => return Err(error),
+    }
+    // As for directories: a storage crash before the fsync may bring a file back; gone is what is gone now.
+    for name in files {
+        gone(storage, &dir.join(name)).await?;
+    }
+    Ok(())
+}
+
+/// `Ok` if `path` does not exist now; a stale error if it does.
+async fn gone(storage: &StorageRef, path: &Path) -> Result<(), StorageError> {
+    match storage.exists(path).await? {
+        false => Ok(()),
+        true => Err(StorageError::Stale { op: "remove", path: path.to_path_buf() }),
     }
 }
