@@ -551,12 +551,19 @@ impl Store {
             return Ok(dir.clone());
         }
         if self.storage.is_dir(&self.work_dir).await? {
+            let mut removed = false;
             for name in self.storage.list(&self.work_dir).await? {
                 // This incarnation's own directory may exist already: a snapshot's asynchronous part
                 // makes it when it writes the memtables before any maintenance did.
                 if name.starts_with(STORE_DIR_PREFIX) && self.work_dir.join(&name) != self.planned_dir {
                     self.storage.remove_dir_all(&self.work_dir.join(name)).await?;
+                    removed = true;
                 }
+            }
+            // The removals made durable: until then a file system may still hold (and a crash bring back) every
+            // earlier incarnation's files, so a subtask that fails over and over would fill its disk.
+            if removed {
+                self.storage.sync_dir(&self.work_dir).await?;
             }
         }
         let dir = self.planned_dir.clone();
