@@ -26,8 +26,8 @@ pub enum TaskError {
     /// instead of waiting for a subtask that is gone.
     #[error("panicked: {message}")]
     Panicked { message: String },
-    /// Restoring the operator cannot succeed: the restored state and what is on storage
-    /// contradict each other, and they will on every retry.
+    /// Restoring the operator cannot succeed: its state (restored, or written by this
+    /// attempt) and what is on storage contradict each other, and they will on every retry.
     #[error("operator `{operator}`: {message}")]
     RestoreRefused { operator: OperatorUid, message: String },
 }
@@ -59,9 +59,13 @@ impl TaskError {
                 // The embedded store's local files are rebuilt from the checkpoint on a restart, so a corrupt
                 // block or a failed write on the local disk may well pass.
                 StateError::Storage(_) | StateError::Corrupt { .. } | StateError::BackgroundJob { .. } => false,
-                // The job manager checks a snapshot's files before it deploys: one missing or changed when a
-                // subtask downloads it was read across a storage fault, which a restart may get past.
-                StateError::MissingSnapshotFile { .. } | StateError::SnapshotFileMismatch { .. } => false,
+                // A snapshot's file that is not the file it recorded (its size or checksum) stays so: snapshot files
+                // are immutable once their checkpoint completed, and a storage fault fails a read, it does not
+                // change the bytes read.
+                StateError::SnapshotFileMismatch { .. } => true,
+                // The job manager checks that a snapshot's files exist before it deploys: one missing when a
+                // subtask downloads it is what the next attempt's check reports, once and for all.
+                StateError::MissingSnapshotFile { .. } => false,
             },
             TaskError::RestoreRefused { .. } => true,
             TaskError::Storage(_)

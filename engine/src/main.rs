@@ -148,6 +148,8 @@ enum CliError {
     ParamSetByFlag { job: String, name: String, flag: &'static str },
     #[error("input file `{0}` does not exist")]
     MissingInput(String),
+    #[error("state.backend.rocksdb.localdir `{path}`: {message}")]
+    UnusableLocalDir { path: String, message: String },
     #[error("input `{path}` is {what}, not a regular file: the job reads its input file in byte ranges")]
     InputNotAFile { path: String, what: &'static str },
     #[error("cannot read input file `{path}`: {message}")]
@@ -278,6 +280,23 @@ fn check_output(output: &Path) -> Result<(), CliError> {
     }
 }
 
+/// The embedded backend's local directory must be one this process can make and write, checked before the job
+/// runs: a store that cannot make its directory fails every attempt of its subtask, and the job would restart
+/// forever.
+fn check_local_dir(config: &JobConfig) -> Result<(), CliError> {
+    if config.state_backend != engine::config::StateBackendKind::Embedded {
+        return Ok(());
+    }
+    let dir = config.embedded.local_dir.as_ref().map_or_else(engine::seam::runtime::default_local_dir, PathBuf::from);
+    let unusable = |message: String| CliError::UnusableLocalDir { path: dir.display().to_string(), message };
+    // real-only: the CLI checks its own machine's directory before any store runs
+    std::fs::create_dir_all(&dir).map_err(|e| unusable(format!("cannot be created: {e}")))?;
+    let probe = dir.join(format!(".weir-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| unusable(format!("cannot be written: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 fn load_config(path: Option<&Path>) -> Result<JobConfig, CliError> {
     let Some(path) = path else { return Ok(JobConfig::default()) };
     let text = std::fs::read_to_string(path) // real-only: the CLI's own config file
@@ -287,6 +306,7 @@ fn load_config(path: Option<&Path>) -> Result<JobConfig, CliError> {
 
 fn run(args: RunArgs) -> Result<(), CliError> {
     let mut config = load_config(args.config.as_deref())?;
+    check_local_dir(&config)?;
     if let Some(parallelism) = args.parallelism {
         if !(1..=PARALLELISM_MAX).contains(&parallelism) {
             return Err(CliError::ParallelismOutOfRange(parallelism));

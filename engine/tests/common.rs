@@ -145,6 +145,22 @@ pub fn wait_for_listed_job(home: &Path, accept: impl Fn(&str) -> bool) -> String
     }
 }
 
+/// Runs `weir` with `args` like [`weir`], but fails the test instead of waiting forever: a run that cannot succeed
+/// must fail, not restart without end.
+pub fn weir_bounded(args: &[&str]) -> Output {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let logs = scratch(&format!("bounded-{}", RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+    let (out_path, err_path) = (logs.join("stdout"), logs.join("stderr"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("weir runs");
+    let status = wait_bounded(&mut child, &format!("weir {}", args.join(" ")));
+    Output { status, stdout: std::fs::read(&out_path).unwrap(), stderr: std::fs::read(&err_path).unwrap() }
+}
+
 /// Waits for `child` to exit, failing the test (and killing the child) if it is still
 /// running after five minutes: a hang is a failure, not a test that never ends.
 pub fn wait_bounded(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {

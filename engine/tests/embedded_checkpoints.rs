@@ -50,7 +50,7 @@ fn run(output: &Path, parallelism: &str, config: &Path, restore: Option<&Path>) 
     if let Some(path) = restore {
         args.extend(["-s", path.to_str().unwrap(), "--discard-newer-output"]);
     }
-    weir(&args)
+    weir_bounded(&args)
 }
 
 /// The shared files a checkpoint's `inspect --json` lists.
@@ -145,6 +145,30 @@ fn a_missing_shared_file_on_restore_is_a_precise_error_naming_it() {
 }
 
 #[test]
+fn a_corrupt_shared_file_on_restore_fails_the_job_once_naming_it() {
+    let dir = scratch("embedded-corrupt-shared");
+    let config = config(&dir, true);
+    let first = run(&dir.join("out.txt"), "2", &config, None);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let (_, newest) = complete_checkpoints(&dir.join("checkpoints")).pop().expect("a retained checkpoint");
+    let victim = shared_files(&newest).pop().expect("a shared file");
+    let victim_path = newest.parent().unwrap().join("shared").join(&victim);
+    let mut bytes = std::fs::read(&victim_path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&victim_path, &bytes).unwrap();
+    // The same size, other bytes: found when a subtask downloads it, and so on every attempt, so the job fails
+    // instead of restarting forever.
+    let out = run(&dir.join("out.txt"), "2", &config, Some(&newest));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&victim) && errors[0].contains("checksum"), "{}", errors[0]);
+}
+
+#[test]
 fn full_checkpoints_keep_every_file_beside_their_metadata() {
     let dir = scratch("embedded-full");
     let config = config(&dir, false);
@@ -157,4 +181,30 @@ fn full_checkpoints_keep_every_file_beside_their_metadata() {
     let out = weir(&["checkpoints", "inspect", newest.to_str().unwrap(), "--verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("exclusive"));
+}
+
+/// A local directory the stores cannot use (a regular file, or under one) is refused before the job runs, naming
+/// the key and the path: otherwise every attempt of every keyed subtask fails and the job restarts forever.
+#[test]
+fn an_unusable_local_directory_is_refused_before_the_job_runs() {
+    let dir = scratch("embedded-bad-localdir");
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    for local in [file.clone(), file.join("under")] {
+        let config = config(&dir, true);
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replace(&dir.join("local").display().to_string(), &local.display().to_string());
+        std::fs::write(&config, text).unwrap();
+        let out = run(&dir.join("out.txt"), "1", &config, None);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        let line = errors[0];
+        assert!(
+            line.contains("state.backend.rocksdb.localdir") && line.contains(&local.display().to_string()),
+            "{line}"
+        );
+        assert!(!dir.join("out.txt").exists() && !dir.join("checkpoints").exists(), "nothing ran");
+    }
 }

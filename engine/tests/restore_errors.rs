@@ -60,7 +60,7 @@ fn restore_error(checkpoint: &Path, job_args: &[&str]) -> String {
     let mut args = vec!["run"];
     args.extend_from_slice(job_args);
     args.extend(["-s", checkpoint.to_str().unwrap()]);
-    let out = weir(&args);
+    let out = weir_bounded(&args);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success(), "restore from {} should fail", checkpoint.display());
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -139,6 +139,13 @@ fn damaged_or_mismatched_checkpoints_give_precise_errors_and_stay_unchanged() {
     std::fs::remove_file(data_file.path()).unwrap();
     let line = restore_error(&missing, &sequence);
     assert!(line.contains(&*data_file.file_name().to_string_lossy()) && line.contains("is missing"), "{line}");
+
+    // Into an output that lacks the checkpoint's pending transactions (a fresh one): the sink cannot commit what
+    // the checkpoint says it pre-committed, on any attempt, so the job fails at once with the reason.
+    let fresh = dir.join("fresh.txt");
+    let into_fresh = ["--job", "sequence", "--output", fresh.to_str().unwrap(), "-p", "2"];
+    let line = restore_error(&copy_checkpoint(&checkpoint, &dir, "into-fresh"), &into_fresh);
+    assert!(line.contains("neither in progress nor committed") && line.contains("fresh.txt.parts"), "{line}");
 
     let not_a_checkpoint = dir.join("empty");
     std::fs::create_dir_all(&not_a_checkpoint).unwrap();

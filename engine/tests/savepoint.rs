@@ -235,3 +235,46 @@ fn registry_entries_of_dead_runs_are_not_listed_or_reachable() {
     assert!(canceled.status.success(), "{}", String::from_utf8_lossy(&canceled.stderr));
     assert_eq!(run.0.wait().unwrap().code(), Some(130));
 }
+
+/// A savepoint that cannot start (its target is a regular file) fails with a clear error and leaves nothing
+/// behind that keeps the job alive: a stop with a savepoint afterwards ends the run, whose output is exact.
+#[test]
+fn a_failed_savepoint_does_not_keep_a_stopped_job_alive() {
+    let dir = scratch("failed-savepoint");
+    let home = dir.join("home");
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "execution.checkpointing.interval: 100 ms\nstate.checkpoints.dir: {}\n",
+            dir.join("checkpoints").display()
+        ),
+    )
+    .unwrap();
+    let output = dir.join("out.txt");
+    let records = format!("records={RECORDS}");
+    let mut run = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--job", "sequence", "--output", output.to_str().unwrap(), "-p", "2"])
+            .args(["--config", config.to_str().unwrap(), "--param", &records, "--param", "records-per-second=2000"])
+            .args(["--param", &format!("partitions={PARTITIONS}"), "--param", &format!("keys={KEYS}")])
+            .env("WEIR_HOME", &home)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let job = wait_for_listed_job(&home, |line| line.contains("RUNNING"));
+    let failed = weir_in(&home, &["savepoint", &job, config.to_str().unwrap()]);
+    let message = String::from_utf8(failed.stderr).unwrap();
+    assert!(!failed.status.success() && message.contains("Not a directory"), "{message}");
+    let stopped = weir_in(&home, &["stop", "--savepoint-path", dir.join("stop").to_str().unwrap(), &job]);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    let status = wait_bounded(&mut run.0, "the stopped `weir run`");
+    assert!(status.success(), "the stopped run exits 0, got {status}");
+    // Stopped early: what it committed is a prefix of every partition, each record once.
+    let lines = sorted_lines(&output);
+    let expected: std::collections::BTreeSet<String> = reference().into_iter().collect();
+    assert!(!lines.is_empty() && lines.iter().all(|line| expected.contains(line)), "{} lines", lines.len());
+    let distinct: std::collections::BTreeSet<&String> = lines.iter().collect();
+    assert_eq!(distinct.len(), lines.len(), "a record committed twice");
+}

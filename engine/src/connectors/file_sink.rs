@@ -247,7 +247,9 @@ async fn commit(
     match storage.rename(&from, &to).await {
         Ok(()) => Ok(()),
         Err(StorageError::NotFound { .. }) if storage.exists(&to).await? => Ok(()),
-        Err(StorageError::NotFound { .. }) => Err(TaskError::User {
+        // The state says the transaction was pre-committed (durably), the output says it never was: that holds on
+        // every retry, so the job fails instead of restarting forever.
+        Err(StorageError::NotFound { .. }) => Err(TaskError::RestoreRefused {
             operator: uid.clone(),
             message: format!(
                 "pending transaction `{}` of checkpoint {} is neither in progress nor committed in `{}`: the output directory was moved or cleaned since the checkpoint",

@@ -478,12 +478,23 @@ where
 async fn remove_dir_once(storage: &StorageRef, dir: &Path) -> Result<(), StorageError> {
     match storage.remove_dir_all(dir).await {
         Ok(()) | Err(StorageError::NotFound { .. }) => {}
-        Err(error) => return Err(error),
+        // A directory that does not exist has nothing to remove, whatever the error says: a savepoint asked for
+        // under a regular file fails to start, and its directory, never made, must not be retried forever.
+        Err(error) => {
+            if storage.exists(dir).await? {
+                return Err(error);
+            }
+        }
     }
     if let Some(parent) = dir.parent() {
         match storage.sync_dir(parent).await {
             Ok(()) | Err(StorageError::NotFound { .. }) => {}
-            Err(error) => return Err(error),
+            // A parent that is no directory holds no entry to make durable.
+            Err(error) => {
+                if storage.is_dir(parent).await? {
+                    return Err(error);
+                }
+            }
         }
     }
     // A storage crash between the removal and the fsync may bring the directory back while the fsync, issued

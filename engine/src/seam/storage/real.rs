@@ -165,7 +165,11 @@ impl Storage for LocalStorage {
     }
 
     async fn exists(&self, path: &Path) -> Result<bool, StorageError> {
-        path.try_exists().map_err(|e| error("stat", path, e))
+        match path.try_exists() {
+            // A path under a regular file cannot exist.
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => Ok(false),
+            other => other.map_err(|e| error("stat", path, e)),
+        }
     }
 
     async fn is_dir(&self, path: &Path) -> Result<bool, StorageError> {

@@ -123,12 +123,13 @@ impl FrozenUpload {
         if actual != expected {
             // A local file that is not what the store wrote: uploading it would make a
             // checkpoint that restores wrong state.
-            return Err(StateError::SnapshotFileMismatch {
-                path: path.to_path_buf(),
-                expected_bytes: expected.0,
-                actual_bytes: actual.0,
-                expected_crc: expected.1,
-                actual_crc: actual.1,
+            return Err(StateError::Corrupt {
+                file: path.to_path_buf(),
+                offset: 0,
+                message: format!(
+                    "{} bytes with checksum {:#010x}, but the store wrote {} bytes with checksum {:#010x}",
+                    actual.0, actual.1, expected.0, expected.1
+                ),
             });
         }
         let mut file = target.storage.create(&target.dir.join(name)).await?;
