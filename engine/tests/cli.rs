@@ -377,9 +377,8 @@ fn a_parameter_given_twice_is_an_error_naming_it() {
     assert!(!output.exists());
 }
 
-/// A FIFO as a checkpoint's `_metadata` or as the config file is refused by its type, before
-/// it is opened (which would wait for a writer forever); a file given to `checkpoints list`
-/// is said to be one.
+/// A FIFO as a checkpoint's `_metadata` is refused by its type, before it is opened (which
+/// would wait for a writer forever).
 #[test]
 fn fifos_as_metadata_or_config_are_refused_by_their_type() {
     let dir = scratch("fifo-metadata");
@@ -400,6 +399,15 @@ fn fifos_as_metadata_or_config_are_refused_by_their_type() {
         let line = bounded_error_line(args);
         assert!(line.contains("_metadata` is a FIFO (named pipe), not a regular file"), "{args:?}: {line}");
     }
+    assert!(!std::path::Path::new(output).exists());
+}
+
+/// So is a FIFO as the config file; and a file given to `checkpoints list` is said to be one.
+#[test]
+fn a_fifo_config_and_a_file_to_list_are_named_for_what_they_are() {
+    let dir = scratch("fifo-config");
+    let output = dir.join("out.txt");
+    let output = output.to_str().unwrap();
     let config = dir.join("config.yaml");
     mkfifo(&config);
     let line =
