@@ -852,8 +852,12 @@ fn show_size(bytes: u64) -> String {
 /// directory called `s3:`.
 fn parse_path(raw: &RawValue) -> Result<String, String> {
     // YAML reads `dir: 2024` as a number, but a configuration file means the text.
-    let text = raw.to_string();
-    let text = text.trim();
+    parse_local_path(raw.to_string().trim())
+}
+
+/// The check `parse_path` applies to a directory setting, for a directory given elsewhere
+/// (`weir savepoint <job> <dir>`): the local path `text` names, or what was expected instead.
+pub fn parse_local_path(text: &str) -> Result<String, String> {
     if let Some((scheme, _)) = text.split_once("://")
         && !scheme.eq_ignore_ascii_case("file")
         && !scheme.is_empty()

@@ -30,6 +30,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ControlError {
     #[error("no running job matches `{0}` (see `weir list`)")]
     NoSuchJob(String),
+    #[error("the job id is empty: give a running job's id or a prefix of it (see `weir list`)")]
+    EmptyJobId,
     #[error("`{0}` matches several running jobs: {1}")]
     Ambiguous(String, String),
     #[error("cannot reach job {job}: {message}")]
@@ -337,6 +339,10 @@ pub fn list() -> Result<(), ControlError> {
 
 /// `weir savepoint`, `weir stop`, `weir cancel`: one request to the job matching `prefix`.
 pub fn request(prefix: &str, op: &str, dir: Option<PathBuf>) -> Result<(), ControlError> {
+    // Every id starts with the empty prefix: it would pick the only running job.
+    if prefix.is_empty() {
+        return Err(ControlError::EmptyJobId);
+    }
     let matching: Vec<(PathBuf, Entry)> = entries()?.into_iter().filter(|(_, e)| e.job.starts_with(prefix)).collect();
     let (path, entry) = match matching.len() {
         0 => return Err(ControlError::NoSuchJob(prefix.to_string())),

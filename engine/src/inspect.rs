@@ -24,7 +24,10 @@ pub struct ListedCheckpoint {
 /// checkpoint root holding one directory per job.
 pub async fn list(storage: &StorageRef, dir: &Path) -> Result<Vec<ListedCheckpoint>, RestoreError> {
     if !storage.is_dir(dir).await? {
-        return Err(RestoreError::NotFound { path: dir.to_path_buf() });
+        return Err(match storage.exists(dir).await? {
+            true => RestoreError::NotADirectory { path: dir.to_path_buf() },
+            false => RestoreError::NotFound { path: dir.to_path_buf() },
+        });
     }
     let mut job_dirs = vec![dir.to_path_buf()];
     let names = storage.list(dir).await?;

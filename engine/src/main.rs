@@ -140,10 +140,14 @@ struct RunArgs {
 enum CliError {
     #[error("cannot read config file `{path}`: {message}")]
     ReadConfig { path: String, message: String },
+    #[error("config file `{path}` is {what}, not a regular file")]
+    ConfigNotAFile { path: String, what: &'static str },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("parameter `{0}` is not of the form NAME=VALUE")]
     MalformedParam(String),
+    #[error("parameter `{name}` is given twice: `{first}` and `{second}`")]
+    DuplicateParam { name: String, first: String, second: String },
     #[error("parameter `{name}` of job `{job}` is set by {flag}, not by --param")]
     ParamSetByFlag { job: String, name: String, flag: &'static str },
     #[error("input file `{0}` does not exist")]
@@ -158,6 +162,20 @@ enum CliError {
     OutputNotAFile { path: String, what: &'static str },
     #[error("output `{0}` names no file: --output names the file the committed output is written to")]
     OutputWithoutName(String),
+    #[error(
+        "output `{0}` ends with `/`, which names a directory: --output names the file the committed output is written to"
+    )]
+    OutputEndsWithSlash(String),
+    #[error("output `{path}` cannot be created: `{parent}` is {what}, not a directory")]
+    OutputParentNotADirectory { path: String, parent: String, what: &'static str },
+    #[error("output `{output}` is the input file `{input}`: the job would overwrite its own input")]
+    OutputIsInput { output: String, input: String },
+    #[error("--stats-json `{path}` {problem}")]
+    StatsJsonTarget { path: String, problem: String },
+    #[error("checkpoint `{path}` is {what}, not a regular file: a checkpoint's `_metadata` is read whole")]
+    MetadataNotAFile { path: String, what: &'static str },
+    #[error("invalid savepoint target `{path}`: expected {problem}")]
+    SavepointTarget { path: String, problem: String },
     #[error(transparent)]
     OutputLock(#[from] output_lock::LockError),
     #[error("--parallelism must be at least 1 and at most {PARALLELISM_MAX}, got {0}")]
@@ -201,10 +219,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Checkpoints(command) => checkpoints(command),
         Command::List => control::list().map_err(CliError::from),
-        Command::Savepoint { job, target_dir } => {
-            control::request(&job, "savepoint", target_dir).map_err(CliError::from)
-        }
-        Command::Stop { savepoint_path, job } => control::request(&job, "stop", savepoint_path).map_err(CliError::from),
+        Command::Savepoint { job, target_dir } => savepoint_target(target_dir)
+            .and_then(|target| control::request(&job, "savepoint", target).map_err(CliError::from)),
+        Command::Stop { savepoint_path, job } => savepoint_target(savepoint_path)
+            .and_then(|target| control::request(&job, "stop", target).map_err(CliError::from)),
         Command::Cancel { job } => control::request(&job, "cancel", None).map_err(CliError::from),
         Command::Bench(args) => bench::run(args).map_err(CliError::Bench),
     };
@@ -239,7 +257,9 @@ fn count(n: u64, noun: &str) -> String {
 /// What a file type is, in words, for an error message.
 fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
-    if file_type.is_dir() {
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
         "a directory"
     } else if file_type.is_fifo() {
         "a FIFO (named pipe)"
@@ -251,6 +271,43 @@ fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
         "a block device"
     } else {
         "not a regular file"
+    }
+}
+
+/// What `path` is, in words, if it exists but is not a regular file (symbolic links followed).
+/// Only its type is looked at: opening a FIFO to read waits for a writer.
+fn not_a_regular_file(path: &Path) -> Option<&'static str> {
+    std::fs::metadata(path).ok().filter(|m| !m.is_file()).map(|m| describe_file_type(m.file_type()))
+}
+
+/// Whether `path` is written with a trailing `/` (which only a directory can satisfy).
+fn ends_with_slash(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().ends_with(b"/")
+}
+
+/// A checkpoint's `_metadata` (given as itself or by its directory) must be a regular file
+/// if it exists; a missing or otherwise unusable one is the restore's to report.
+fn check_metadata_file(path: &Path) -> Result<(), CliError> {
+    use engine::checkpoint::metadata::METADATA_FILE_NAME;
+    let metadata = if path.is_dir() { path.join(METADATA_FILE_NAME) } else { path.to_path_buf() };
+    match std::fs::metadata(&metadata) {
+        Ok(found) if !found.is_file() && !found.is_dir() => Err(CliError::MetadataNotAFile {
+            path: metadata.display().to_string(),
+            what: describe_file_type(found.file_type()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The target of `weir savepoint` and `weir stop`, checked as `state.savepoints.dir` is in a
+/// config file: a `file://` URI becomes its path, another scheme is an error naming it.
+fn savepoint_target(target: Option<PathBuf>) -> Result<Option<PathBuf>, CliError> {
+    let Some(target) = target else { return Ok(None) };
+    let Some(text) = target.to_str() else { return Ok(Some(target)) };
+    match config::parse_local_path(text) {
+        Ok(path) => Ok(Some(PathBuf::from(path))),
+        Err(problem) => Err(CliError::SavepointTarget { path: text.to_string(), problem }),
     }
 }
 
@@ -272,9 +329,33 @@ fn check_output(output: &Path) -> Result<(), CliError> {
     if output.file_name().is_none() {
         return Err(CliError::OutputWithoutName(path()));
     }
-    match std::fs::metadata(output) {
-        Ok(metadata) if !metadata.is_file() => {
-            Err(CliError::OutputNotAFile { path: path(), what: describe_file_type(metadata.file_type()) })
+    if ends_with_slash(output) {
+        return Err(CliError::OutputEndsWithSlash(path()));
+    }
+    if let Some(what) = not_a_regular_file(output) {
+        return Err(CliError::OutputNotAFile { path: path(), what });
+    }
+    // Missing directories on the way are created, but not under a file: the nearest
+    // existing ancestor must be a directory.
+    for ancestor in output.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()) {
+        match std::fs::metadata(ancestor) {
+            Ok(metadata) if metadata.is_dir() => break,
+            Ok(metadata) => {
+                let (parent, what) = (ancestor.display().to_string(), describe_file_type(metadata.file_type()));
+                return Err(CliError::OutputParentNotADirectory { path: path(), parent, what });
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The output must not be the input (by another spelling or through a link either): the
+/// job would replace the file it reads.
+fn check_output_is_not_input(input: &Path, output: &Path) -> Result<(), CliError> {
+    match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(input_real), Ok(output_real)) if input_real == output_real => {
+            Err(CliError::OutputIsInput { output: output.display().to_string(), input: input.display().to_string() })
         }
         _ => Ok(()),
     }
@@ -297,8 +378,34 @@ fn check_local_dir(config: &JobConfig) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The `--stats-json` file is written when the job ends: whether it can be is checked before
+/// the job runs. Its directory must exist.
+fn check_stats_json(stats: &Path) -> Result<(), CliError> {
+    let problem = |problem: String| Err(CliError::StatsJsonTarget { path: stats.display().to_string(), problem });
+    const NAMES: &str = "--stats-json names the file the run's figures are written to";
+    if stats.file_name().is_none() || ends_with_slash(stats) {
+        return problem(format!("names a directory: {NAMES}"));
+    }
+    if let Some(what) = not_a_regular_file(stats) {
+        return problem(format!("is {what}: {NAMES}"));
+    }
+    let parent = stats.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match std::fs::metadata(parent) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(metadata) => problem(format!(
+            "is in `{}`, which is {}, not a directory",
+            parent.display(),
+            describe_file_type(metadata.file_type())
+        )),
+        Err(_) => problem(format!("is in `{}`, which does not exist", parent.display())),
+    }
+}
+
 fn load_config(path: Option<&Path>) -> Result<JobConfig, CliError> {
     let Some(path) = path else { return Ok(JobConfig::default()) };
+    if let Some(what) = not_a_regular_file(path) {
+        return Err(CliError::ConfigNotAFile { path: path.display().to_string(), what });
+    }
     let text = std::fs::read_to_string(path) // real-only: the CLI's own config file
         .map_err(|e| CliError::ReadConfig { path: path.display().to_string(), message: e.to_string() })?;
     Ok(config::parse_yaml(&text, &path.display().to_string())?)
@@ -327,13 +434,25 @@ fn run(args: RunArgs) -> Result<(), CliError> {
         if let Some(ParameterKind::Path { cli_flag }) = builtin.parameter(name).map(|p| p.kind) {
             return Err(CliError::ParamSetByFlag { job: args.job.clone(), name: name.to_string(), flag: cli_flag });
         }
-        params.insert(name.to_string(), value.to_string());
+        if let Some(first) = params.insert(name.to_string(), value.to_string()) {
+            let second = value.to_string();
+            return Err(CliError::DuplicateParam { name: name.to_string(), first, second });
+        }
     }
     if let Some(input) = &args.input {
         check_input(input)?;
         params.insert("input".to_string(), input.display().to_string());
     }
     check_output(&args.output)?;
+    if let Some(input) = &args.input {
+        check_output_is_not_input(input, &args.output)?;
+    }
+    if let Some(stats) = &args.stats_json {
+        check_stats_json(stats)?;
+    }
+    if let Some(checkpoint) = &args.from_savepoint {
+        check_metadata_file(checkpoint)?;
+    }
     let parts = part_dir(&args.output);
     params.insert("output".to_string(), parts.display().to_string());
     // Parameters and configuration are checked before anything on disk changes.
@@ -448,6 +567,7 @@ fn checkpoints(command: CheckpointsCommand) -> Result<(), CliError> {
                 }
             }
             CheckpointsCommand::Inspect { path, json, verify } => {
+                check_metadata_file(&path)?;
                 let (loaded, files) = inspect::load(&storage, &path).await?;
                 let verification = match verify {
                     true => Some(inspect::verify(&storage, &loaded).await?),

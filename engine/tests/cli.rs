@@ -244,3 +244,179 @@ fn log_times_count_from_the_start_of_the_process() {
     let seconds: f64 = last.trim_start_matches('[').trim().trim_end_matches('s').parse().expect("a stamp in seconds");
     assert!(seconds >= 0.15, "the last line, logged at the job's end, is stamped {seconds} s: {stderr}");
 }
+
+/// Like `error_line`, but a `weir` still running after a minute fails the test rather than
+/// hanging it (reading a FIFO waits for a writer forever).
+fn bounded_error_line(args: &[&str]) -> String {
+    use std::io::Read as _;
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("weir starts"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{args:?} never exited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success() && !stderr.contains("panicked"), "expected a failure for {args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line for {args:?}, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+    assert!(made.success());
+}
+
+/// `--output` naming the input file, as written or by another spelling or a link, is refused
+/// before the job runs: the input is left as it was.
+#[test]
+fn an_output_that_is_the_input_is_refused_by_any_spelling() {
+    let dir = scratch("output-is-input");
+    let input = dir.join("input.txt");
+    std::fs::write(&input, "a b c\na b\n").unwrap();
+    let link = dir.join("link.txt");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let dotted = dir.join(".").join("input.txt");
+    for output in [&input, &link, &dotted] {
+        let line = error_line(&[
+            "run",
+            "--job",
+            "wordcount",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert!(line.contains("is the input file") && line.contains("overwrite its own input"), "{line}");
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "a b c\na b\n", "the input is untouched");
+    }
+    assert!(!dir.join("input.txt.parts").exists() && !dir.join("input.txt.lock").exists());
+}
+
+/// An output with a trailing `/`, or under a regular file, is refused before the job runs,
+/// and nothing is left behind.
+#[test]
+fn outputs_that_cannot_be_written_are_refused_before_the_job_runs() {
+    let dir = scratch("unwritable-output");
+    let slashed = format!("{}/odir/", dir.display());
+    let line = error_line(&["run", "--job", "sequence", "--output", &slashed, "--param", "records=10"]);
+    assert!(line.contains("ends with `/`"), "{line}");
+    let file = dir.join("file.txt");
+    std::fs::write(&file, "x").unwrap();
+    let under_file = file.join("sub").join("out.txt");
+    let line = error_line(&["run", "--job", "sequence", "--output", under_file.to_str().unwrap()]);
+    assert!(line.contains("file.txt` is a regular file, not a directory"), "{line}");
+    let left: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, ["file.txt"], "nothing was left behind");
+}
+
+/// `--stats-json` is checked before the job runs: a directory, a trailing `/` or a missing
+/// directory is an error, and no temporary file is left anywhere.
+#[test]
+fn a_stats_json_that_cannot_be_written_is_refused_before_the_job_runs() {
+    let dir = scratch("unwritable-stats");
+    let output = dir.join("out.txt");
+    let stats_dir = dir.join("stats");
+    std::fs::create_dir_all(&stats_dir).unwrap();
+    let slashed = format!("{}/x/", dir.display());
+    let missing = dir.join("missing").join("stats.json");
+    for (stats, expected) in [
+        (stats_dir.to_str().unwrap(), "is a directory"),
+        (slashed.as_str(), "names a directory"),
+        (missing.to_str().unwrap(), "which does not exist"),
+    ] {
+        let line = error_line(&[
+            "run",
+            "--job",
+            "sequence",
+            "--output",
+            output.to_str().unwrap(),
+            "--param",
+            "records=1",
+            "--stats-json",
+            stats,
+        ]);
+        assert!(line.starts_with("error: --stats-json") && line.contains(expected), "{line}");
+        assert!(!output.exists(), "the job did not run");
+    }
+    let left: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, ["stats"], "nothing was left behind");
+    assert_eq!(std::fs::read_dir(&stats_dir).unwrap().count(), 0);
+}
+
+#[test]
+fn a_parameter_given_twice_is_an_error_naming_it() {
+    let dir = scratch("duplicate-param");
+    let output = dir.join("out.txt");
+    let line = error_line(&[
+        "run",
+        "--job",
+        "sequence",
+        "--output",
+        output.to_str().unwrap(),
+        "--param",
+        "records=5",
+        "--param",
+        "records=6",
+    ]);
+    assert_eq!(line, "error: parameter `records` is given twice: `5` and `6`");
+    assert!(!output.exists());
+}
+
+/// A FIFO as a checkpoint's `_metadata` is refused by its type, before it is opened (which
+/// would wait for a writer forever).
+#[test]
+fn fifos_as_metadata_or_config_are_refused_by_their_type() {
+    let dir = scratch("fifo-metadata");
+    let checkpoint = dir.join("chk-1");
+    std::fs::create_dir_all(&checkpoint).unwrap();
+    let metadata = checkpoint.join("_metadata");
+    mkfifo(&metadata);
+    let output = dir.join("out.txt");
+    let (checkpoint, metadata, output) =
+        (checkpoint.to_str().unwrap(), metadata.to_str().unwrap(), output.to_str().unwrap());
+    for args in [
+        &["checkpoints", "inspect", checkpoint][..],
+        &["checkpoints", "inspect", metadata],
+        &["checkpoints", "inspect", "--verify", checkpoint],
+        &["run", "--job", "sequence", "--output", output, "-s", checkpoint],
+        &["run", "--job", "sequence", "--output", output, "-s", metadata],
+    ] {
+        let line = bounded_error_line(args);
+        assert!(line.contains("_metadata` is a FIFO (named pipe), not a regular file"), "{args:?}: {line}");
+    }
+    assert!(!std::path::Path::new(output).exists());
+}
+
+/// So is a FIFO as the config file; and a file given to `checkpoints list` is said to be one.
+#[test]
+fn a_fifo_config_and_a_file_to_list_are_named_for_what_they_are() {
+    let dir = scratch("fifo-config");
+    let output = dir.join("out.txt");
+    let output = output.to_str().unwrap();
+    let config = dir.join("config.yaml");
+    mkfifo(&config);
+    let line =
+        bounded_error_line(&["run", "--job", "sequence", "--output", output, "--config", config.to_str().unwrap()]);
+    assert!(line.contains("config.yaml` is a FIFO (named pipe), not a regular file"), "{line}");
+    assert!(!std::path::Path::new(output).exists());
+
+    let file = dir.join("file.txt");
+    std::fs::write(&file, "x").unwrap();
+    let line = error_line(&["checkpoints", "list", file.to_str().unwrap()]);
+    assert!(line.contains("file.txt` is not a directory"), "{line}");
+}

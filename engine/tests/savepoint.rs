@@ -170,6 +170,31 @@ fn weir_cancel_ends_a_running_job_and_unknown_jobs_are_clear_errors() {
     let message = String::from_utf8(refused.stderr).unwrap();
     assert!(!refused.status.success() && message.contains("checkpoints"), "{message}");
 
+    // An empty id is no prefix of the one running job: it would cancel it.
+    let empty = weir_in(&home, &["cancel", ""]);
+    let message = String::from_utf8(empty.stderr).unwrap();
+    assert!(!empty.status.success() && message.contains("the job id is empty"), "{message}");
+    let empty = weir_in(&home, &["savepoint", ""]);
+    let message = String::from_utf8(empty.stderr).unwrap();
+    assert!(!empty.status.success() && message.contains("the job id is empty"), "{message}");
+    // A savepoint target is checked as `state.savepoints.dir` is: no local `s3:` directory.
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    for args in [&["savepoint", &job, "s3://bucket/x"][..], &["stop", "--savepoint-path", "s3://x", &job]] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .env("WEIR_HOME", &home)
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        let message = String::from_utf8(refused.stderr).unwrap();
+        assert!(
+            !refused.status.success() && message.contains("the `s3://` scheme is not supported"),
+            "{args:?}: {message}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0, "nothing was written to a local `s3:` directory");
+
     let canceled = weir_in(&home, &["cancel", &job[..10]]);
     assert!(canceled.status.success(), "{}", String::from_utf8_lossy(&canceled.stderr));
     assert_eq!(run.wait().unwrap().code(), Some(130), "a canceled `weir run` exits with 130");

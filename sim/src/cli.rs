@@ -215,6 +215,9 @@ fn saved_scenario(path: &str, report: &crate::runner::RunReport) -> Option<Strin
     Some(format!("# The swarm profile that seed {seed} of `{path}` drew; replay it with `--seed {seed}`.\n{profile}"))
 }
 
+/// The most worker threads `--jobs` may ask for: each runs a whole simulated cluster.
+const JOBS_MAX: usize = 1024;
+
 /// How `run` sweeps its seeds.
 struct Sweep {
     jobs: Option<usize>,
@@ -225,6 +228,9 @@ struct Sweep {
 
 fn run(context: &Context, path: &Path, seeds: &str, reports: Reports<'_>, sweep: Sweep) -> Result<bool, String> {
     let Sweep { jobs, determinism, shard, minutes } = sweep;
+    if let Some(jobs) = jobs.filter(|j| !(1..=JOBS_MAX).contains(j)) {
+        return Err(format!("--jobs: expected from 1 to {JOBS_MAX} worker threads, got {jobs}"));
+    }
     let save_dir = reports.scenarios;
     let budget = match minutes {
         Some(m) if !(m.is_finite() && m > 0.0 && m <= 100_000.0) => {
@@ -446,4 +452,20 @@ fn replay(
     }
     println!("{}", if passed { "passed" } else { "FAILED" });
     Ok(passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_count_of_zero_or_absurdly_many_is_an_error_naming_the_option() {
+        let context = Context { registry: Registry::standard(), replay: String::new() };
+        for jobs in [0, 1025, 100_000] {
+            let reports = Reports { json: None, junit: None, scenarios: None };
+            let sweep = Sweep { jobs: Some(jobs), determinism: false, shard: None, minutes: None };
+            let error = run(&context, Path::new("no-such-scenario.toml"), "0..1", reports, sweep).unwrap_err();
+            assert_eq!(error, format!("--jobs: expected from 1 to 1024 worker threads, got {jobs}"));
+        }
+    }
 }

@@ -332,6 +332,10 @@ pub enum MergeError {
     MissingShards { count: u64, missing: Vec<u64> },
     #[error("seed {seed} of scenario `{scenario}` is reported by more than one report: shards of different sweeps?")]
     SeedTwice { scenario: String, seed: u64 },
+    #[error(
+        "scenario `{scenario}` is in both `{first}` and `{path}` over overlapping seeds: these reports overlap, and merging them would count its seeds twice"
+    )]
+    Overlap { scenario: String, first: PathBuf, path: PathBuf },
     #[error("no reports to merge")]
     Nothing,
 }
@@ -359,6 +363,15 @@ fn describe_sharding(sharding: &Option<(Shard, String)>) -> String {
         None => "is not a shard".to_string(),
         Some((shard, seeds)) => format!("is a shard of {} over seeds {seeds}", shard.count),
     }
+}
+
+/// A report a scenario of a merge came from, with its seed range.
+type Source<'a> = (&'a PathBuf, Option<Range<u64>>);
+
+/// A report's seed range, `start..end`.
+fn seed_range(text: &str) -> Option<Range<u64>> {
+    let (start, end) = text.split_once("..")?;
+    Some(start.parse().ok()?..end.parse().ok()?)
 }
 
 /// Combines `reports` (each with the path it was read from): the shards of one sweep, or unsharded reports.
@@ -398,15 +411,34 @@ pub fn merge(reports: &[(PathBuf, SuiteReport)]) -> Result<SuiteReport, MergeErr
             return Err(MergeError::MissingShards { count: shard.count, missing });
         }
     }
-    // Scenarios by (name, path), in the order they first appear.
+    // Scenarios by (name, path), in the order they first appear; for unsharded reports, the reports (and their
+    // seed ranges) each came from: one scenario in two of them must cover disjoint seeds.
     let mut merged: Vec<ScenarioReport> = Vec::new();
+    let mut sources: Vec<Vec<Source<'_>>> = Vec::new();
     for (path, report) in reports {
+        let range = report.seeds.as_deref().and_then(seed_range);
         for scenario in &report.scenarios {
             let at = merged.iter().position(|m| m.name == scenario.name && m.path == scenario.path);
             let Some(at) = at else {
                 merged.push(scenario.clone());
+                sources.push(vec![(path, range.clone())]);
                 continue;
             };
+            if first_sharding.is_none() {
+                let overlapping = sources[at].iter().find(|(_, seen)| match (seen, &range) {
+                    (Some(a), Some(b)) => a.start < b.end && b.start < a.end,
+                    // Without a range to compare, one scenario in two reports may be the same seeds.
+                    _ => true,
+                });
+                if let Some((first, _)) = overlapping {
+                    return Err(MergeError::Overlap {
+                        scenario: scenario.name.clone(),
+                        first: (*first).clone(),
+                        path: path.clone(),
+                    });
+                }
+                sources[at].push((path, range.clone()));
+            }
             let into = &mut merged[at];
             if into.canary != scenario.canary {
                 return Err(MergeError::Mismatch {
@@ -574,5 +606,26 @@ mod tests {
         ];
         assert!(matches!(merge(&twice), Err(MergeError::SeedTwice { seed: 1, .. })));
         assert_eq!(merge(&[]), Err(MergeError::Nothing));
+    }
+
+    #[test]
+    fn unsharded_reports_that_overlap_are_an_error_rather_than_counted_twice() {
+        let unsharded = |path: &str, seeds: &str, scenarios| {
+            let report = SuiteReport { shard: None, seeds: Some(seeds.into()), ..shard(1, scenarios).1 };
+            (PathBuf::from(path), report)
+        };
+        let a = || vec![scenario("a", 2, vec![])];
+        let twice = merge(&[unsharded("r.json", "0..2", a()), unsharded("r.json", "0..2", a())]);
+        assert!(matches!(&twice, Err(MergeError::Overlap { scenario, .. }) if scenario == "a"), "{twice:?}");
+        let overlapping = merge(&[unsharded("r.json", "0..2", a()), unsharded("s.json", "1..3", a())]);
+        assert!(matches!(overlapping, Err(MergeError::Overlap { .. })));
+        // Disjoint seed ranges, or other scenarios, are counted once each.
+        let merged = merge(&[unsharded("r.json", "0..2", a()), unsharded("s.json", "2..4", a())]).unwrap();
+        assert_eq!(merged.scenarios[0].seeds, 4);
+        let b = vec![scenario("b", 2, vec![])];
+        assert_eq!(
+            merge(&[unsharded("r.json", "0..2", a()), unsharded("s.json", "0..2", b)]).unwrap().scenarios.len(),
+            2
+        );
     }
 }

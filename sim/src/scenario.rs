@@ -475,6 +475,9 @@ pub enum RestartHow {
     StopWithSavepoint,
 }
 
+/// The shortest healing phase a scenario may give: with less, every seed fails for want of time.
+const FINISH_WITHIN_MIN: Duration = Duration::from_millis(100);
+
 /// The two phases: faults until `faults_until`, then healing: faults stop, and the job must
 /// finish within `finish_within`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -633,6 +636,16 @@ pub fn validate(
             }
             _ => {}
         }
+    }
+    if file.healing.finish_within < FINISH_WITHIN_MIN {
+        let line = find_line(text, "finish_within").unwrap_or(1);
+        return Err(invalid(
+            line,
+            format!(
+                "`finish_within` is {:?}, but the job needs at least {FINISH_WITHIN_MIN:?} to finish after the faults stop",
+                file.healing.finish_within
+            ),
+        ));
     }
     let faults_until = file.healing.faults_until;
     let run_ends = faults_until + file.healing.finish_within;

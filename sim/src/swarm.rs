@@ -125,8 +125,8 @@ pub struct SwarmSpec {
     #[serde(default = "default_rates")]
     pub rates: RateRange,
     /// The fault points `point_*` faults may be drawn at (default: every point where the action can happen).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub points: Vec<PointName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<Vec<PointName>>,
     /// Draw the checkpoint settings (interval, timeout, min pause, max concurrent, tolerable failures, retained
     /// count, inline threshold), the state backend and the parallelism.
     #[serde(default)]
@@ -153,9 +153,16 @@ impl SwarmSpec {
         if self.kinds.is_empty() && !self.buggify && self.restarts == 0 && self.savepoints == 0 {
             return Err("a swarm that may draw nothing: give `kinds`, `restarts`, `savepoints` or `buggify`".into());
         }
+        if self.kinds.is_empty() && (self.points.is_some() || self.faults != default_faults()) {
+            return Err("`kinds` lists no fault kind, so `faults` and `points` draw nothing: list kinds, or leave `faults` and `points` out".into());
+        }
         let kinds: BTreeSet<SwarmKind> = self.kinds.iter().copied().collect();
         if kinds.len() != self.kinds.len() {
             return Err("a kind is listed twice in `kinds`".into());
+        }
+        let point_kinds = [SwarmKind::PointCrash, SwarmKind::PointFail, SwarmKind::PointDelay];
+        if self.points.as_ref().is_some_and(Vec::is_empty) && point_kinds.iter().any(|k| kinds.contains(k)) {
+            return Err("`points = []` allows no point for the `point_*` kinds: list points, or leave `points` out to draw from every point".into());
         }
         for kind in [SwarmKind::PointCrash, SwarmKind::PointFail, SwarmKind::PointDelay] {
             if kinds.contains(&kind) && points_for(self, kind).is_empty() {
@@ -182,7 +189,7 @@ fn points_for(spec: &SwarmSpec, kind: SwarmKind) -> Vec<PointName> {
         SwarmKind::PointFail => PointAction::Fail,
         _ => PointAction::Delay,
     };
-    let candidates: &[PointName] = if spec.points.is_empty() { &PointName::ALL } else { &spec.points };
+    let candidates: &[PointName] = spec.points.as_deref().unwrap_or(&PointName::ALL);
     candidates.iter().copied().filter(|p| p.actions().contains(&action)).collect()
 }
 

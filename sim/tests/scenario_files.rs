@@ -158,3 +158,32 @@ fn a_directory_walk_visits_each_scenario_once_even_through_link_loops() {
     assert_eq!(found.len(), 1, "{found:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Values that parse but make the scenario meaningless are errors naming the line: a healing
+/// phase too short for any job to finish, and swarm lists that leave nothing to draw from.
+#[test]
+fn meaningless_healing_and_swarm_values_are_errors_naming_the_line() {
+    let line = error(&VALID.replace("finish_within = \"10 s\"", "finish_within = \"0 ms\""));
+    assert!(line.starts_with("scenarios/smoke/broken.toml:20:") && line.contains("`finish_within` is 0ns"), "{line}");
+    let line = error(&VALID.replace("finish_within = \"10 s\"", "finish_within = \"99 ms\""));
+    assert!(line.starts_with("scenarios/smoke/broken.toml:20:") && line.contains("at least 100ms"), "{line}");
+
+    let line = error(&with("[swarm]\nkinds = []\nfaults = \"1..6\"\nbuggify = true\n"));
+    assert!(
+        line.starts_with("scenarios/smoke/broken.toml:25:") && line.contains("`kinds` lists no fault kind"),
+        "{line}"
+    );
+    let line = error(&with("[swarm]\nkinds = []\npoints = [\"barrier\"]\nbuggify = true\n"));
+    assert!(
+        line.starts_with("scenarios/smoke/broken.toml:25:") && line.contains("`kinds` lists no fault kind"),
+        "{line}"
+    );
+    let line = error(&with("[swarm]\nkinds = [\"point_fail\"]\npoints = []\n"));
+    assert!(
+        line.starts_with("scenarios/smoke/broken.toml:25:") && line.contains("`points = []` allows no point"),
+        "{line}"
+    );
+    // Without a point kind, or with the defaults, the same lists are fine.
+    scenario::parse(&with("[swarm]\nkinds = [\"fail_subtask\"]\npoints = []\n"), Path::new("ok.toml")).unwrap();
+    scenario::parse(&with("[swarm]\nkinds = []\nbuggify = true\n"), Path::new("ok.toml")).unwrap();
+}

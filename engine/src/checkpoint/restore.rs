@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub enum RestoreError {
     #[error("`{path}` does not exist")]
     NotFound { path: PathBuf },
+    #[error("`{path}` is not a directory")]
+    NotADirectory { path: PathBuf },
     #[error("`{path}` is not a checkpoint or savepoint: it has no `_metadata` file")]
     NotACheckpoint { path: PathBuf },
     #[error(transparent)]
