@@ -366,30 +366,32 @@ impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
         Ok(())
     }
 
-    fn for_each<S: StateValue>(&mut self, state: StateIndex, mut f: impl FnMut(&K, &S)) -> Result<(), StateError> {
+    fn for_each_in<S: StateValue>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        mut f: impl FnMut(&K, &S),
+    ) -> Result<(), StateError> {
         self.check_type::<S>(state)?;
+        self.ensure_unpacked(state, key_group)?;
+        let (start, end) = key::namespace_range(key_group, self.states[state.0].namespace);
+        let name = &self.states[state.0].name;
+        let decode_error = |e: postcard::Error| StateError::Decode {
+            name: name.clone(),
+            key_group: key_group.0,
+            message: e.to_string(),
+        };
         let mut entries: Vec<(K, S)> = Vec::new();
-        for key_group in self.range.iter() {
-            self.ensure_unpacked(state, key_group)?;
-            let (start, end) = key::namespace_range(key_group, self.states[state.0].namespace);
-            entries.clear();
-            let name = &self.states[state.0].name;
-            let decode_error = |e: postcard::Error| StateError::Decode {
-                name: name.clone(),
-                key_group: key_group.0,
-                message: e.to_string(),
-            };
-            self.store.scan(&start, &end, |stored_key, value| {
-                let user_key: K = postcard::from_bytes(&stored_key[PREFIX_BYTES..]).map_err(decode_error)?;
-                let value: S = postcard::from_bytes(value).map_err(decode_error)?;
-                entries.push((user_key, value));
-                Ok(())
-            })?;
-            // Stored keys sort by their encoding; what reaches an output sorts by key.
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            for (user_key, value) in &entries {
-                f(user_key, value);
-            }
+        self.store.scan(&start, &end, |stored_key, value| {
+            let user_key: K = postcard::from_bytes(&stored_key[PREFIX_BYTES..]).map_err(decode_error)?;
+            let value: S = postcard::from_bytes(value).map_err(decode_error)?;
+            entries.push((user_key, value));
+            Ok(())
+        })?;
+        // Stored keys sort by their encoding; what reaches an output sorts by key.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (user_key, value) in &entries {
+            f(user_key, value);
         }
         Ok(())
     }
