@@ -9,7 +9,7 @@ use crate::config::JobConfig;
 use crate::jobs;
 use crate::seam::storage::{StorageError, StorageRef};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why a local run failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +62,27 @@ pub async fn read_parts(storage: &StorageRef, dir: &Path) -> Result<String, RunE
     Ok(read_part_files(storage, dir).await?.into_iter().map(|(_, text)| text).collect())
 }
 
-/// Every committed part file under `dir`, with its name, in commit order: the pieces [`read_parts`]
-/// concatenates, each of which one commit made visible.
-pub async fn read_part_files(storage: &StorageRef, dir: &Path) -> Result<Vec<(String, String)>, RunError> {
+/// The names of the committed part files under `dir`, in commit order.
+pub async fn part_names(storage: &StorageRef, dir: &Path) -> Result<Vec<String>, StorageError> {
     let mut names: Vec<String> =
         storage.list(dir).await?.into_iter().filter(|name| name.starts_with("part-")).collect();
     // `part-<subtask>-<checkpoint>-…`: by checkpoint first, so that the order is commit
     // order even when a rescale moved keys between subtasks.
     names.sort_by_key(|name| (name.split('-').nth(2).map(str::to_string), name.clone()));
+    Ok(names)
+}
+
+/// Writes the committed output under `dir` (as [`read_parts`] reads it) to `output`, atomically,
+/// copying it a chunk at a time: an output as large as the job's state never sits in memory.
+pub async fn write_parts(storage: &StorageRef, dir: &Path, output: &Path) -> Result<(), StorageError> {
+    let parts: Vec<PathBuf> = part_names(storage, dir).await?.iter().map(|name| dir.join(name)).collect();
+    crate::seam::storage::concat_atomic(storage.as_ref(), output, &parts).await
+}
+
+/// Every committed part file under `dir`, with its name, in commit order: the pieces [`read_parts`]
+/// concatenates, each of which one commit made visible.
+pub async fn read_part_files(storage: &StorageRef, dir: &Path) -> Result<Vec<(String, String)>, RunError> {
+    let names = part_names(storage, dir).await?;
     let mut parts = Vec::with_capacity(names.len());
     for name in names {
         let path = dir.join(&name);
