@@ -12,6 +12,64 @@ use std::ops::Bound;
 /// headers and the sequence number. An estimate, used only to decide when to flush.
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
+/// Keys up to this long are stored inside the tree's nodes.
+const INLINE_KEY_BYTES: usize = 22;
+
+/// A memtable key: stored in the tree node itself when short (as the store's keys usually
+/// are: a 4-byte prefix and a short user key), so that a lookup compares keys in the node
+/// it is reading instead of following a pointer per comparison, and an insert allocates
+/// nothing for the key. Orders (and borrows) as its bytes.
+#[derive(Clone, Debug)]
+enum MemKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY_BYTES] },
+    Heap(Box<[u8]>),
+}
+
+impl MemKey {
+    fn new(key: &[u8]) -> MemKey {
+        if key.len() <= INLINE_KEY_BYTES {
+            let mut bytes = [0; INLINE_KEY_BYTES];
+            bytes[..key.len()].copy_from_slice(key);
+            MemKey::Inline { len: key.len() as u8, bytes }
+        } else {
+            MemKey::Heap(key.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            MemKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            MemKey::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for MemKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for MemKey {}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MemEntry {
     pub seq: Seq,
@@ -21,7 +79,7 @@ pub struct MemEntry {
 /// Ordered writes in memory.
 #[derive(Debug, Default)]
 pub struct Memtable {
-    entries: BTreeMap<Vec<u8>, MemEntry>,
+    entries: BTreeMap<MemKey, MemEntry>,
     bytes: usize,
     /// The lowest sequence number written here (`None` while nothing was). Forgetting
     /// entries leaves it as it was: it only ever errs low, which keeps a range tombstone
@@ -47,15 +105,17 @@ impl Memtable {
     pub fn insert(&mut self, key: &[u8], seq: Seq, value: Value) {
         self.min_seq = Some(self.min_seq.map_or(seq, |min| min.min(seq)));
         let added = charge(key, &value);
-        match self.entries.get_mut(key) {
-            Some(entry) => {
+        // One search, whether the key is new here or not: building the key costs no allocation.
+        match self.entries.entry(MemKey::new(key)) {
+            btree_map::Entry::Occupied(mut occupied) => {
+                let entry = occupied.get_mut();
                 assert!(entry.seq < seq, "sequence numbers only grow");
                 self.bytes = self.bytes - charge(key, &entry.value) + added;
                 *entry = MemEntry { seq, value };
             }
-            None => {
+            btree_map::Entry::Vacant(vacant) => {
                 self.bytes += added;
-                self.entries.insert(key.to_vec(), MemEntry { seq, value });
+                vacant.insert(MemEntry { seq, value });
             }
         }
     }
@@ -76,7 +136,7 @@ impl Memtable {
         let mut middle = self.entries.split_off(start);
         let mut after = middle.split_off(end);
         for (key, entry) in &middle {
-            self.bytes -= charge(key, &entry.value);
+            self.bytes -= charge(key.as_slice(), &entry.value);
         }
         self.entries.append(&mut after);
     }
@@ -122,7 +182,7 @@ impl Memtable {
     pub fn key_range(&self) -> Option<(&[u8], &[u8])> {
         let first = self.entries.keys().next()?;
         let last = self.entries.keys().next_back()?;
-        Some((first, last))
+        Some((first.as_slice(), last.as_slice()))
     }
 
     /// Entries with keys in `[start, end)` (`end` unbounded when `None`), ascending.
@@ -143,14 +203,14 @@ impl Memtable {
 
 /// A position in a memtable.
 pub struct MemtableCursor<'a> {
-    entries: btree_map::Range<'a, Vec<u8>, MemEntry>,
-    current: Option<(&'a Vec<u8>, &'a MemEntry)>,
+    entries: btree_map::Range<'a, MemKey, MemEntry>,
+    current: Option<(&'a MemKey, &'a MemEntry)>,
 }
 
 impl<'a> MemtableCursor<'a> {
     pub fn entry(&self) -> Option<EntryRef<'a>> {
         self.current.map(|(key, entry)| EntryRef {
-            key,
+            key: key.as_slice(),
             seq: entry.seq,
             value: match &entry.value {
                 Value::Put(bytes) => Some(bytes),
