@@ -65,9 +65,27 @@ impl PartialOrd for MemKey {
 }
 
 impl Ord for MemKey {
+    /// As the keys' bytes compare. Two inline keys compare as their zero-padded arrays, then
+    /// by length (the shorter of two that differ only by trailing zeros sorts first, as a
+    /// prefix does): three integer comparisons instead of a call to `memcmp`.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_slice().cmp(other.as_slice())
+        match (self, other) {
+            (MemKey::Inline { len: a_len, bytes: a }, MemKey::Inline { len: b_len, bytes: b }) => {
+                padded_words(a).cmp(&padded_words(b)).then(a_len.cmp(b_len))
+            }
+            _ => self.as_slice().cmp(other.as_slice()),
+        }
     }
+}
+
+/// An inline key's zero-padded bytes as big-endian words, which order as the bytes do.
+fn padded_words(bytes: &[u8; INLINE_KEY_BYTES]) -> [u64; 3] {
+    let word = |range: std::ops::Range<usize>| {
+        let mut word = [0u8; 8];
+        word[..range.len()].copy_from_slice(&bytes[range]);
+        u64::from_be_bytes(word)
+    };
+    [word(0..8), word(8..16), word(16..INLINE_KEY_BYTES)]
 }
 
 #[derive(Clone, Debug)]
@@ -103,26 +121,13 @@ impl Memtable {
 
     /// Records a write for `key`, replacing this memtable's previous entry for it.
     pub fn insert(&mut self, key: &[u8], seq: Seq, value: Value) {
-        self.min_seq = Some(self.min_seq.map_or(seq, |min| min.min(seq)));
-        let added = charge(key, &value);
-        // One search, whether the key is new here or not: building the key costs no allocation.
-        match self.entries.entry(MemKey::new(key)) {
-            btree_map::Entry::Occupied(mut occupied) => {
-                let entry = occupied.get_mut();
-                assert!(entry.seq < seq, "sequence numbers only grow");
-                self.bytes = self.bytes - charge(key, &entry.value) + added;
-                *entry = MemEntry { seq, value };
-            }
-            btree_map::Entry::Vacant(vacant) => {
-                self.bytes += added;
-                vacant.insert(MemEntry { seq, value });
-            }
-        }
+        let written: Result<(), std::convert::Infallible> = self.upsert(key, seq, |_| Ok((value, ())));
+        let Ok(()) = written;
     }
 
     /// Forgets `key` entirely (not a tombstone): only for a key no older source holds.
     pub fn forget(&mut self, key: &[u8]) {
-        if let Some(entry) = self.entries.remove(key) {
+        if let Some(entry) = self.entries.remove(&MemKey::new(key)) {
             self.bytes -= charge(key, &entry.value);
         }
     }
@@ -142,12 +147,40 @@ impl Memtable {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&MemEntry> {
-        self.entries.get(key)
+        // Searched by a `MemKey`, whose comparison is cheaper than the bytes'.
+        self.entries.get(&MemKey::new(key))
+    }
+
+    /// Calls `f` with this memtable's entry for `key` (`None` if it has none), and records
+    /// the write `f` returns, with sequence number `seq`: a read-modify-write in one search.
+    pub fn upsert<R, E>(
+        &mut self,
+        key: &[u8],
+        seq: Seq,
+        f: impl FnOnce(Option<&MemEntry>) -> Result<(Value, R), E>,
+    ) -> Result<R, E> {
+        self.min_seq = Some(self.min_seq.map_or(seq, |min| min.min(seq)));
+        match self.entries.entry(MemKey::new(key)) {
+            btree_map::Entry::Occupied(mut occupied) => {
+                let (value, result) = f(Some(occupied.get()))?;
+                let entry = occupied.get_mut();
+                assert!(entry.seq < seq, "sequence numbers only grow");
+                self.bytes = self.bytes - charge(key, &entry.value) + charge(key, &value);
+                *entry = MemEntry { seq, value };
+                Ok(result)
+            }
+            btree_map::Entry::Vacant(vacant) => {
+                let (value, result) = f(None)?;
+                self.bytes += charge(key, &value);
+                vacant.insert(MemEntry { seq, value });
+                Ok(result)
+            }
+        }
     }
 
     /// This memtable's entry for `key`, owned.
     pub fn find(&self, key: &[u8]) -> Option<Found> {
-        self.entries.get(key).map(|entry| Found {
+        self.get(key).map(|entry| Found {
             seq: entry.seq,
             value: match &entry.value {
                 Value::Put(bytes) => Some(bytes.clone()),
@@ -247,6 +280,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn memtable_keys_order_as_their_bytes(
+            // Short keys of few distinct bytes, so that prefixes, trailing zeros and the inline
+            // limit (22 bytes) all come up.
+            a in proptest::collection::vec(0u8..3, 0..26),
+            b in proptest::collection::vec(0u8..3, 0..26),
+        ) {
+            prop_assert_eq!(MemKey::new(&a).cmp(&MemKey::new(&b)), a.cmp(&b));
+            let key = MemKey::new(&a);
+            prop_assert_eq!(key.as_slice(), &a[..]);
+        }
+
         #[test]
         fn a_memtable_holds_the_last_write_per_key_in_key_order(ops in proptest::collection::vec(op(), 0..200)) {
             let mut memtable = Memtable::new();
