@@ -14,6 +14,7 @@
 
 use super::codec::{get_length_prefixed, get_u32, get_varint, put_length_prefixed, put_u32, put_varint};
 use super::entry::{EntryRef, Seq};
+use super::key;
 use crate::state::StateError;
 use std::path::Path;
 
@@ -176,7 +177,7 @@ impl Block {
         let (mut low, mut high) = (0, self.entries.len());
         while low < high {
             let middle = (low + high) / 2;
-            if self.key(middle) < key {
+            if key::compare(self.key(middle), key).is_lt() {
                 low = middle + 1;
             } else {
                 high = middle;
@@ -243,7 +244,7 @@ impl BlockIndex {
         let (mut low, mut high) = (0, self.len());
         while low < high {
             let middle = (low + high) / 2;
-            if self.last_key(middle) < key {
+            if key::compare(self.last_key(middle), key).is_lt() {
                 low = middle + 1;
             } else {
                 high = middle;
