@@ -92,3 +92,37 @@ pub async fn read_part_files(storage: &StorageRef, dir: &Path) -> Result<Vec<(St
     }
     Ok(parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seam::storage::{COPY_CHUNK_BYTES, write_atomic};
+    use crate::state::embedded::testing::{MemStorage, block_on};
+
+    #[test]
+    fn the_output_is_every_committed_part_in_commit_order_copied_chunk_by_chunk() {
+        let memory = MemStorage::new();
+        let storage = memory.shared();
+        // Checkpoint 2's part is larger than a chunk, and not a whole number of them; checkpoint 10's comes after
+        // it although its subtask's name sorts first (numbers in names are zero-padded); in-progress files are no
+        // output.
+        let large: Vec<u8> = (0..COPY_CHUNK_BYTES * 2 + 123).map(|i| b'a' + (i % 26) as u8).collect();
+        let parts = [
+            ("part-00000-00000000000000000010-j-0-0", b"late\n".to_vec()),
+            ("part-00001-00000000000000000002-j-0-0", large.clone()),
+            (".part-00000-j-0-1.inprogress", b"no".to_vec()),
+        ];
+        block_on(async move {
+            let dir = Path::new("/out.parts");
+            storage.create_dir_all(dir).await.unwrap();
+            for (name, bytes) in &parts {
+                write_atomic(storage.as_ref(), &dir.join(name), bytes).await.unwrap();
+            }
+            write_parts(&storage, dir, Path::new("/out.txt")).await.unwrap();
+        });
+        let mut expected = large;
+        expected.extend_from_slice(b"late\n");
+        let output = memory.file(Path::new("/out.txt")).expect("the output is written");
+        assert!(output == expected, "{} bytes, expected {}", output.len(), expected.len());
+    }
+}

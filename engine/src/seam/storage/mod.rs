@@ -165,29 +165,3 @@ async fn install_atomic(storage: &dyn Storage, temporary: &Path, path: &Path) ->
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::embedded::testing::{MemStorage, block_on};
-
-    #[test]
-    fn a_concatenation_copies_every_source_in_order_chunk_by_chunk() {
-        let memory = MemStorage::new();
-        let storage = memory.shared();
-        // Larger than a chunk, and not a whole number of them; then an empty file; then a small one.
-        let first: Vec<u8> = (0..COPY_CHUNK_BYTES * 2 + 123).map(|i| (i % 251) as u8).collect();
-        let sources = [PathBuf::from("/d/a"), PathBuf::from("/d/b"), PathBuf::from("/d/c")];
-        let contents = [first.clone(), Vec::new(), b"tail".to_vec()];
-        block_on(async move {
-            storage.create_dir_all(Path::new("/d")).await.unwrap();
-            for (path, bytes) in sources.iter().zip(&contents) {
-                write_atomic(storage.as_ref(), path, bytes).await.unwrap();
-            }
-            concat_atomic(storage.as_ref(), Path::new("/d/out"), &sources).await.unwrap();
-        });
-        let mut expected = first;
-        expected.extend_from_slice(b"tail");
-        assert_eq!(memory.file(Path::new("/d/out")), Some(expected));
-    }
-}
