@@ -532,9 +532,8 @@ fn run(args: RunArgs) -> Result<(), CliError> {
             Err(engine::cluster::JobError::Canceled) => return Err(CliError::Canceled),
             other => other?,
         };
-        let text = local::read_parts(&storage, &parts).await?;
         // The part files stay: they are the committed output a later `-s` resume builds on.
-        storage::write_atomic(storage.as_ref(), &output, text.as_bytes()).await?;
+        local::write_parts(&storage, &parts, &output).await?;
         if let Some(path) = &stats_json {
             let stats = serde_json::json!({
                 "job_time_ms": outcome.duration.as_millis() as u64,

@@ -1,6 +1,6 @@
 //! `filter`: keeps the records the predicate accepts. Stateless.
 
-use super::ChainOp;
+use super::{ChainOp, Finish};
 use crate::error::TaskError;
 use crate::ids::CheckpointId;
 use crate::state::snapshot::SyncSnapshot;
@@ -25,8 +25,8 @@ where
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<T>) -> Result<(), TaskError> {
-        Ok(())
+    fn finish(&mut self, _out: &mut Vec<T>) -> Result<Finish, TaskError> {
+        Ok(Finish::Done)
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {

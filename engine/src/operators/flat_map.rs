@@ -1,6 +1,6 @@
 //! `flat_map`: each record produces zero or more records. Stateless.
 
-use super::ChainOp;
+use super::{ChainOp, Finish};
 use crate::error::TaskError;
 use crate::ids::CheckpointId;
 use crate::state::snapshot::SyncSnapshot;
@@ -26,8 +26,8 @@ where
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<Out>) -> Result<(), TaskError> {
-        Ok(())
+    fn finish(&mut self, _out: &mut Vec<Out>) -> Result<Finish, TaskError> {
+        Ok(Finish::Done)
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {

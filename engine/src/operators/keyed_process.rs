@@ -5,9 +5,9 @@
 //! borrowed key is copied into one reused buffer (`clone_from`), so the per-record path
 //! allocates only when a key is new to the state.
 
-use super::{ChainOp, MaintenanceFuture};
+use super::{ChainOp, Finish, MaintenanceFuture};
 use crate::error::TaskError;
-use crate::ids::{CheckpointId, OperatorUid};
+use crate::ids::{CheckpointId, KeyGroup, OperatorUid};
 use crate::keygroup::key_group_for_key;
 use crate::state::backend::KeyedStateBackend;
 use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry};
@@ -28,7 +28,11 @@ pub trait KeyedProcessFunction<K: Key, In, Out>: Send + 'static {
         out: &mut Vec<Out>,
     ) -> Result<(), StateError>;
 
-    /// All input has arrived (bounded streams): emit final results.
+    /// All input has arrived (bounded streams): emit final results. Called once for each key
+    /// group of the subtask, in ascending order, with a context that visits that group's keys:
+    /// one group's results go downstream before the next group is read, so that results as
+    /// many as the keys (state larger than memory, on an on-disk backend) are never all in
+    /// memory at once.
     fn end_of_input<B: KeyedStateBackend<K>>(
         &mut self,
         context: &mut KeyedEndContext<'_, K, B>,
@@ -46,6 +50,8 @@ pub struct KeyedProcessOperator<K: Key, In, Out, F, B> {
     backend: B,
     registry: Registry,
     max_parallelism: u32,
+    /// Once the input has ended: the next key group whose final results are to be emitted.
+    next_final_group: Option<u32>,
     _types: PhantomData<fn(In) -> Out>,
 }
 
@@ -66,6 +72,7 @@ where
             backend,
             registry: Registry::default(),
             max_parallelism,
+            next_final_group: None,
             _types: PhantomData,
         }
     }
@@ -106,9 +113,19 @@ where
         Ok(())
     }
 
-    fn finish(&mut self, out: &mut Vec<Out>) -> Result<(), TaskError> {
-        let mut context = KeyedEndContext::new(&mut self.backend, &mut self.registry);
-        self.function.end_of_input(&mut context, out).map_err(|e| self.state_error(e))
+    /// Emits the final results key group by key group: each call goes on until a group's
+    /// results are in `out` (or every group is done), so `out` holds one group's at most.
+    fn finish(&mut self, out: &mut Vec<Out>) -> Result<Finish, TaskError> {
+        let range = self.backend.key_group_range();
+        let mut next = self.next_final_group.unwrap_or(range.start).max(range.start);
+        while next < range.end && out.is_empty() {
+            let mut context = KeyedEndContext::for_key_group(&mut self.backend, &mut self.registry, KeyGroup(next));
+            let emitted = self.function.end_of_input(&mut context, out);
+            emitted.map_err(|e| self.state_error(e))?;
+            next += 1;
+        }
+        self.next_final_group = Some(next);
+        Ok(if next < range.end { Finish::More } else { Finish::Done })
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {

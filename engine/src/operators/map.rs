@@ -1,6 +1,6 @@
 //! `map`: one record in, one record out. Stateless.
 
-use super::ChainOp;
+use super::{ChainOp, Finish};
 use crate::error::TaskError;
 use crate::ids::CheckpointId;
 use crate::state::snapshot::SyncSnapshot;
@@ -24,8 +24,8 @@ where
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<Out>) -> Result<(), TaskError> {
-        Ok(())
+    fn finish(&mut self, _out: &mut Vec<Out>) -> Result<Finish, TaskError> {
+        Ok(Finish::Done)
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {

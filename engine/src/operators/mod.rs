@@ -25,8 +25,9 @@ pub use crate::ids::SubtaskInfo;
 pub trait ChainOp<In, Out>: Send {
     /// Processes (and drains) `input`, appending results to `out`.
     fn process_batch(&mut self, input: &mut Vec<In>, out: &mut Vec<Out>) -> Result<(), TaskError>;
-    /// All input has arrived: append any final results to `out`.
-    fn finish(&mut self, out: &mut Vec<Out>) -> Result<(), TaskError>;
+    /// All input has arrived: append final results to `out`. Returns [`Finish::More`] while
+    /// some are still to come (the chain hands `out` on and calls again).
+    fn finish(&mut self, out: &mut Vec<Out>) -> Result<Finish, TaskError>;
     /// The synchronous part of a checkpoint: add this operator's state to `snapshot`.
     fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError>;
     /// Checkpoint `checkpoint` (and every lower one) is complete.
@@ -41,6 +42,17 @@ pub trait ChainOp<In, Out>: Send {
     fn maintain(&mut self) -> MaintenanceFuture<'_> {
         Box::pin(std::future::ready(Ok(())))
     }
+}
+
+/// Whether an operator's final results are all out.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// All of them are in `out`: the operator has finished.
+    Done,
+    /// `out` holds a part of them; [`ChainOp::finish`] is called again for the rest. Final
+    /// results come in parts so that output as large as the state (a keyed operator's, which
+    /// may be larger than memory) never sits in memory at once.
+    More,
 }
 
 /// What [`ChainOp::maintain`] returns: boxed, and built only when there is work, so the

@@ -62,8 +62,21 @@ pub trait KeyedStateBackend<K: Key>: Send + 'static {
     /// Removes the value for `key`.
     fn remove(&mut self, state: StateIndex, key_group: KeyGroup, key: &K) -> Result<(), StateError>;
 
+    /// Calls `f` for every key of `key_group` (one of this backend's) that has a value, in key order.
+    fn for_each_in<S: StateValue>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        f: impl FnMut(&K, &S),
+    ) -> Result<(), StateError>;
+
     /// Calls `f` for every key that has a value, key group by key group in ascending order.
-    fn for_each<S: StateValue>(&mut self, state: StateIndex, f: impl FnMut(&K, &S)) -> Result<(), StateError>;
+    fn for_each<S: StateValue>(&mut self, state: StateIndex, mut f: impl FnMut(&K, &S)) -> Result<(), StateError> {
+        for key_group in self.key_group_range().iter() {
+            self.for_each_in(state, key_group, &mut f)?;
+        }
+        Ok(())
+    }
 
     /// The synchronous part of a snapshot: freezes the current state (copy-on-write, cheap)
     /// for the asynchronous part to encode while processing goes on.

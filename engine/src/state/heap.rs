@@ -263,13 +263,19 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         Ok(())
     }
 
-    fn for_each<S: StateValue>(&mut self, state: StateIndex, mut f: impl FnMut(&K, &S)) -> Result<(), StateError> {
-        for group in &self.table::<S>(state)?.groups {
-            let mut entries: Vec<(&K, &S)> = group.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (key, value) in entries {
-                f(key, value);
-            }
+    fn for_each_in<S: StateValue>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        mut f: impl FnMut(&K, &S),
+    ) -> Result<(), StateError> {
+        let offset = self.offset(key_group);
+        let group = &self.table::<S>(state)?.groups[offset];
+        // A hash map's order must not reach an output: visit the keys sorted.
+        let mut entries: Vec<(&K, &S)> = group.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, value) in entries {
+            f(key, value);
         }
         Ok(())
     }

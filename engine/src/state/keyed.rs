@@ -340,27 +340,44 @@ impl<K: Key, B: KeyedStateBackend<K>, IN, ACC: StateValue, OUT> AggregatingState
     }
 }
 
-/// Keyed state access at the end of input, when there is no current key: visits every key.
+/// Keyed state access at the end of input, when there is no current key: visits every key,
+/// or (as a keyed operator hands it to its function) every key of one key group.
 pub struct KeyedEndContext<'a, K: Key, B: KeyedStateBackend<K>> {
     backend: &'a mut B,
     registry: &'a mut Registry,
+    /// The one key group visited; every group of the backend when `None`.
+    key_group: Option<KeyGroup>,
     _key: PhantomData<fn() -> K>,
 }
 
 impl<'a, K: Key, B: KeyedStateBackend<K>> KeyedEndContext<'a, K, B> {
+    /// A context that visits every key of the backend.
     pub fn new(backend: &'a mut B, registry: &'a mut Registry) -> Self {
-        KeyedEndContext { backend, registry, _key: PhantomData }
+        KeyedEndContext { backend, registry, key_group: None, _key: PhantomData }
     }
 
-    /// Calls `f` for every key holding a value in `descriptor`'s state, in key-group order
-    /// and, within a key group, in key order.
+    /// A context that visits the keys of `key_group` alone.
+    pub fn for_key_group(backend: &'a mut B, registry: &'a mut Registry, key_group: KeyGroup) -> Self {
+        KeyedEndContext { backend, registry, key_group: Some(key_group), _key: PhantomData }
+    }
+
+    /// The key group this context visits, if it is scoped to one.
+    pub fn key_group(&self) -> Option<KeyGroup> {
+        self.key_group
+    }
+
+    /// Calls `f` for every key (of this context's key groups) holding a value in
+    /// `descriptor`'s state, in key-group order and, within a key group, in key order.
     pub fn for_each_value<V: StateValue>(
         &mut self,
         descriptor: &ValueStateDescriptor<V>,
         f: impl FnMut(&K, &V),
     ) -> Result<(), StateError> {
         let index = self.registry.index::<K, B, V>(self.backend, descriptor.name, StateKind::Value)?;
-        self.backend.for_each(index, f)
+        match self.key_group {
+            Some(key_group) => self.backend.for_each_in(index, key_group, f),
+            None => self.backend.for_each(index, f),
+        }
     }
 }
 

@@ -162,11 +162,28 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
                 }
             }
             Pulled::Barrier(barrier) => task.checkpoint(barrier, true).await?,
-            Pulled::End => {
-                task.tail.emit(out).await?;
-                task.tail.finish().await?;
+            pulled @ (Pulled::Final | Pulled::End) => {
+                emit_final(task, out, pulled).await?;
                 return Ok(Next::Continue);
             }
+        }
+    }
+}
+
+/// Emits the final results, every part of them (`pulled` says whether more follow), then
+/// finishes the tail. No command is taken between two parts, as none could be within
+/// results that came in one: a snapshot there would hold half of them.
+async fn emit_final<T: Send + 'static>(
+    task: &mut Subtask<T>,
+    out: &mut Vec<T>,
+    mut pulled: Pulled,
+) -> Result<(), TaskError> {
+    loop {
+        task.tail.emit(out).await?;
+        match pulled {
+            Pulled::Final => pulled = task.upstream.pull(out).await?,
+            Pulled::End => return task.tail.finish().await,
+            other => unreachable!("{other:?} after the end of input"),
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::error::TaskError;
 use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::source::{Source, SourcePoll};
-use crate::operators::{ChainOp, OperatorContext, SubtaskInfo};
+use crate::operators::{ChainOp, Finish, OperatorContext, SubtaskInfo};
 use crate::seam::storage::StorageRef;
 use crate::state::operator::OperatorStateStore;
 use crate::state::snapshot::{OperatorSnapshot, SyncSnapshot};
@@ -23,6 +23,10 @@ pub enum Pulled {
     /// Barrier `n` reached this point; every record before it has been pulled. `out` is
     /// empty.
     Barrier(CheckpointBarrier),
+    /// The input is exhausted and `out` holds final records, with more to come: the next
+    /// pull goes on with them. Nothing may come between (no barrier, no command): a snapshot
+    /// there would cut the final results in two.
+    Final,
     /// The input is exhausted; `out` holds any final records.
     End,
 }
@@ -49,11 +53,20 @@ pub struct Chained<Mid, T> {
     inner: Box<dyn Upstream<Mid>>,
     op: Box<dyn ChainOp<Mid, T>>,
     buffer: Vec<Mid>,
+    /// The inner upstream has ended and `op` is emitting its final results in parts.
+    finishing: bool,
 }
 
 impl<Mid, T> Chained<Mid, T> {
     pub fn new(inner: Box<dyn Upstream<Mid>>, op: Box<dyn ChainOp<Mid, T>>) -> Self {
-        Chained { inner, op, buffer: Vec::new() }
+        Chained { inner, op, buffer: Vec::new(), finishing: false }
+    }
+
+    /// The next part of the operator's final results: `Final` while more follow, then `End`.
+    fn finish(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
+        let finish = self.op.finish(out)?;
+        self.finishing = finish == Finish::More;
+        Ok(if self.finishing { Pulled::Final } else { Pulled::End })
     }
 
     /// The operator's IO after a batch (an on-disk backend's flushes and compactions; it
@@ -69,16 +82,19 @@ impl<Mid, T> Chained<Mid, T> {
 #[async_trait]
 impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
     async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
+        if self.finishing {
+            return self.finish(out);
+        }
         let pulled = self.inner.pull(&mut self.buffer).await?;
         match pulled {
-            Pulled::Records => {
+            Pulled::Records | Pulled::Final => {
                 self.op.process_batch(&mut self.buffer, out)?;
                 self.maintain().await?;
             }
             Pulled::End => {
                 self.op.process_batch(&mut self.buffer, out)?;
                 self.maintain().await?;
-                self.op.finish(out)?;
+                return self.finish(out);
             }
             Pulled::Idle | Pulled::Barrier(_) => assert!(self.buffer.is_empty()),
         }
@@ -239,8 +255,8 @@ mod tests {
             out.append(input);
             Ok(())
         }
-        fn finish(&mut self, _: &mut Vec<u32>) -> Result<(), TaskError> {
-            Ok(())
+        fn finish(&mut self, _: &mut Vec<u32>) -> Result<Finish, TaskError> {
+            Ok(Finish::Done)
         }
         fn snapshot(&mut self, _: CheckpointId, _: &mut SyncSnapshot) -> Result<(), TaskError> {
             Ok(())
@@ -274,5 +290,57 @@ mod tests {
             let expected = if wants_maintenance { (1, 2) } else { (0, 0) };
             assert_eq!(calls, expected, "wants maintenance: {wants_maintenance}");
         }
+    }
+
+    /// Emits its final results in `parts` parts, `[0]`, `[1]`, ...
+    struct InParts {
+        parts: u32,
+        emitted: u32,
+    }
+
+    impl ChainOp<u32, u32> for InParts {
+        fn process_batch(&mut self, input: &mut Vec<u32>, out: &mut Vec<u32>) -> Result<(), TaskError> {
+            out.append(input);
+            Ok(())
+        }
+        fn finish(&mut self, out: &mut Vec<u32>) -> Result<Finish, TaskError> {
+            out.push(self.emitted);
+            self.emitted += 1;
+            Ok(if self.emitted < self.parts { Finish::More } else { Finish::Done })
+        }
+        fn snapshot(&mut self, _: CheckpointId, _: &mut SyncSnapshot) -> Result<(), TaskError> {
+            Ok(())
+        }
+        fn notify_checkpoint_complete(&mut self, _: CheckpointId) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn final_results_in_parts_pass_through_the_chain_part_by_part() {
+        let pulls = crate::seam::runtime::run(0, async move {
+            // Two operators that finish in parts, one after the other: the outer one's parts follow the inner one's.
+            let inner = Chained::new(Box::new(OneBatch(Some(vec![7]))), Box::new(InParts { parts: 2, emitted: 0 }));
+            let mut chain = Chained::new(Box::new(inner), Box::new(InParts { parts: 3, emitted: 0 }));
+            let mut pulls = Vec::new();
+            loop {
+                let mut out = Vec::new();
+                let pulled = chain.pull(&mut out).await.unwrap();
+                let end = pulled == Pulled::End;
+                pulls.push((pulled, out));
+                if end {
+                    return pulls;
+                }
+            }
+        });
+        // The inner operator's last part comes with its end, and the outer one's first part with it.
+        let expected = vec![
+            (Pulled::Records, vec![7]),
+            (Pulled::Final, vec![0]),
+            (Pulled::Final, vec![1, 0]),
+            (Pulled::Final, vec![1]),
+            (Pulled::End, vec![2]),
+        ];
+        assert_eq!(pulls, expected);
     }
 }

@@ -90,18 +90,73 @@ pub trait Storage: Send + Sync + 'static {
     async fn remove_dir_all(&self, path: &Path) -> Result<(), StorageError>;
 }
 
+/// Bytes a streamed copy reads at a time: what it holds in memory, whatever the file's size.
+pub const COPY_CHUNK_BYTES: usize = 1 << 20;
+
 /// Writes `bytes` to `path` atomically and durably: a temporary file beside it, fsync,
 /// rename over `path`, fsync of the directory. After a crash, `path` holds either the old
 /// content or all of `bytes`, never a mix.
 pub async fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.inprogress"));
+    let temporary = temporary_beside(path);
     let mut file = storage.create(&temporary).await?;
     file.write_all(bytes).await?;
     file.sync().await?;
     drop(file);
-    storage.rename(&temporary, path).await?;
+    install_atomic(storage, &temporary, path).await
+}
+
+/// As [`write_atomic`], the content being the files `sources` one after another, copied a
+/// chunk at a time, so that memory holds one chunk however large they are.
+pub async fn concat_atomic(storage: &dyn Storage, path: &Path, sources: &[PathBuf]) -> Result<(), StorageError> {
+    let temporary = temporary_beside(path);
+    let mut file = storage.create(&temporary).await?;
+    for source in sources {
+        copy_into(storage, source, file.as_mut(), |_| {}).await?;
+    }
+    file.sync().await?;
+    drop(file);
+    install_atomic(storage, &temporary, path).await
+}
+
+/// Appends the file at `source` to `out` a chunk at a time, showing each chunk to
+/// `inspect` (to checksum it on the way); returns the bytes copied.
+pub async fn copy_into(
+    storage: &dyn Storage,
+    source: &Path,
+    out: &mut dyn WriteFile,
+    mut inspect: impl FnMut(&[u8]) + Send,
+) -> Result<u64, StorageError> {
+    let len = storage.file_len(source).await?;
+    let mut offset = 0;
+    while offset < len {
+        let want = usize::try_from(len - offset).map_or(COPY_CHUNK_BYTES, |left| left.min(COPY_CHUNK_BYTES));
+        let chunk = storage.read_range(source, offset, want).await?;
+        if chunk.is_empty() {
+            // Shorter than its length said a moment ago: changed under the copy.
+            return Err(StorageError::Io {
+                op: "copy",
+                path: source.to_path_buf(),
+                message: format!("ended at {offset} of {len} bytes"),
+            });
+        }
+        inspect(&chunk);
+        out.write_all(&chunk).await?;
+        offset += chunk.len() as u64;
+    }
+    Ok(offset)
+}
+
+/// Where [`write_atomic`] writes before its rename.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{name}.inprogress"))
+}
+
+/// Renames the synced `temporary` over `path` and makes the rename durable.
+async fn install_atomic(storage: &dyn Storage, temporary: &Path, path: &Path) -> Result<(), StorageError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    storage.rename(temporary, path).await?;
     storage.sync_dir(dir).await?;
     // A storage crash between the rename and the fsync may lose the rename while the fsync, issued after the
     // crash, succeeds: the write is done only if the file is there now.

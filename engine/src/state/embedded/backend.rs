@@ -254,8 +254,7 @@ impl<K: Key> EmbeddedKeyedBackend<K> {
     }
 
     fn encode_value<S: StateValue>(&self, state: StateIndex, value: &S) -> Result<Vec<u8>, StateError> {
-        postcard::to_stdvec(value)
-            .map_err(|e| StateError::Encode { name: self.states[state.0].name.clone(), message: e.to_string() })
+        encode(&self.states[state.0], value)
     }
 
     fn decode_value<S: StateValue>(
@@ -264,11 +263,7 @@ impl<K: Key> EmbeddedKeyedBackend<K> {
         key_group: KeyGroup,
         bytes: &[u8],
     ) -> Result<S, StateError> {
-        postcard::from_bytes(bytes).map_err(|e| StateError::Decode {
-            name: self.states[state.0].name.clone(),
-            key_group: key_group.0,
-            message: e.to_string(),
-        })
+        decode(&self.states[state.0], key_group, bytes)
     }
 
     /// The state's value for the key in `self.key`, decoded.
@@ -278,6 +273,20 @@ impl<K: Key> EmbeddedKeyedBackend<K> {
             None => Ok(None),
         }
     }
+}
+
+/// A value of `state`, encoded as the store keeps it.
+fn encode<K, S: StateValue>(state: &RegisteredState<K>, value: &S) -> Result<Vec<u8>, StateError> {
+    postcard::to_stdvec(value).map_err(|e| StateError::Encode { name: state.name.clone(), message: e.to_string() })
+}
+
+/// A value of `state` in `key_group`, decoded from the store's bytes.
+fn decode<K, S: StateValue>(state: &RegisteredState<K>, key_group: KeyGroup, bytes: &[u8]) -> Result<S, StateError> {
+    postcard::from_bytes(bytes).map_err(|e| StateError::Decode {
+        name: state.name.clone(),
+        key_group: key_group.0,
+        message: e.to_string(),
+    })
 }
 
 impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
@@ -334,14 +343,16 @@ impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
         self.check_type::<S>(state)?;
         self.ensure_unpacked(state, key_group)?;
         self.encode_key(state, key_group, key)?;
-        let mut value = match self.current(state, key_group)? {
-            Some(value) => value,
-            None => init(),
-        };
-        let result = f(&mut value);
-        let bytes = self.encode_value(state, &value)?;
-        self.store.put(&self.key, bytes);
-        Ok(result)
+        let registered = &self.states[state.0];
+        // One read-modify-write of the store, not a read and then a put.
+        self.store.update(&self.key, |current| {
+            let mut value = match current {
+                Some(bytes) => decode(registered, key_group, bytes)?,
+                None => init(),
+            };
+            let result = f(&mut value);
+            Ok((encode(registered, &value)?, result))
+        })
     }
 
     fn put<S: StateValue>(
@@ -366,30 +377,32 @@ impl<K: Key> KeyedStateBackend<K> for EmbeddedKeyedBackend<K> {
         Ok(())
     }
 
-    fn for_each<S: StateValue>(&mut self, state: StateIndex, mut f: impl FnMut(&K, &S)) -> Result<(), StateError> {
+    fn for_each_in<S: StateValue>(
+        &mut self,
+        state: StateIndex,
+        key_group: KeyGroup,
+        mut f: impl FnMut(&K, &S),
+    ) -> Result<(), StateError> {
         self.check_type::<S>(state)?;
+        self.ensure_unpacked(state, key_group)?;
+        let (start, end) = key::namespace_range(key_group, self.states[state.0].namespace);
+        let name = &self.states[state.0].name;
+        let decode_error = |e: postcard::Error| StateError::Decode {
+            name: name.clone(),
+            key_group: key_group.0,
+            message: e.to_string(),
+        };
         let mut entries: Vec<(K, S)> = Vec::new();
-        for key_group in self.range.iter() {
-            self.ensure_unpacked(state, key_group)?;
-            let (start, end) = key::namespace_range(key_group, self.states[state.0].namespace);
-            entries.clear();
-            let name = &self.states[state.0].name;
-            let decode_error = |e: postcard::Error| StateError::Decode {
-                name: name.clone(),
-                key_group: key_group.0,
-                message: e.to_string(),
-            };
-            self.store.scan(&start, &end, |stored_key, value| {
-                let user_key: K = postcard::from_bytes(&stored_key[PREFIX_BYTES..]).map_err(decode_error)?;
-                let value: S = postcard::from_bytes(value).map_err(decode_error)?;
-                entries.push((user_key, value));
-                Ok(())
-            })?;
-            // Stored keys sort by their encoding; what reaches an output sorts by key.
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            for (user_key, value) in &entries {
-                f(user_key, value);
-            }
+        self.store.scan(&start, &end, |stored_key, value| {
+            let user_key: K = postcard::from_bytes(&stored_key[PREFIX_BYTES..]).map_err(decode_error)?;
+            let value: S = postcard::from_bytes(value).map_err(decode_error)?;
+            entries.push((user_key, value));
+            Ok(())
+        })?;
+        // Stored keys sort by their encoding; what reaches an output sorts by key.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (user_key, value) in &entries {
+            f(user_key, value);
         }
         Ok(())
     }

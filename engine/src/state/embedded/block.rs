@@ -14,6 +14,7 @@
 
 use super::codec::{get_length_prefixed, get_u32, get_varint, put_length_prefixed, put_u32, put_varint};
 use super::entry::{EntryRef, Seq};
+use super::key;
 use crate::state::StateError;
 use std::path::Path;
 
@@ -176,7 +177,7 @@ impl Block {
         let (mut low, mut high) = (0, self.entries.len());
         while low < high {
             let middle = (low + high) / 2;
-            if self.key(middle) < key {
+            if key::compare(self.key(middle), key).is_lt() {
                 low = middle + 1;
             } else {
                 high = middle;
@@ -198,6 +199,69 @@ pub struct IndexEntry {
     pub offset: u64,
     /// Framed length, checksum included.
     pub len: u64,
+}
+
+/// A file's index in memory, its keys in one buffer: a lookup's binary search reads the
+/// compact offsets and the keys they point at, without a pointer per entry to follow.
+#[derive(Debug, Default)]
+pub struct BlockIndex {
+    /// Every entry's last key, one after another.
+    keys: Vec<u8>,
+    /// Where entry `i`'s key ends in `keys` (it starts where entry `i - 1`'s ends).
+    key_ends: Vec<u32>,
+    /// Each data block's framed extent: offset and length.
+    handles: Vec<(u64, u64)>,
+}
+
+impl BlockIndex {
+    pub fn new(entries: &[IndexEntry]) -> BlockIndex {
+        let mut index = BlockIndex {
+            keys: Vec::with_capacity(entries.iter().map(|e| e.last_key.len()).sum()),
+            key_ends: Vec::with_capacity(entries.len()),
+            handles: Vec::with_capacity(entries.len()),
+        };
+        for entry in entries {
+            index.keys.extend_from_slice(&entry.last_key);
+            index.key_ends.push(u32::try_from(index.keys.len()).expect("an index's keys stay below 4 GiB"));
+            index.handles.push((entry.offset, entry.len));
+        }
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Block `i`'s last key.
+    fn last_key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] as usize };
+        &self.keys[start..self.key_ends[i] as usize]
+    }
+
+    /// The first block whose last key is at least `key`: the only one that may hold it
+    /// (`len()` if none).
+    pub fn find(&self, key: &[u8]) -> usize {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = (low + high) / 2;
+            if key::compare(self.last_key(middle), key).is_lt() {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+
+    /// Block `i`'s framed extent: offset and length.
+    pub fn handle(&self, i: usize) -> (u64, u64) {
+        self.handles[i]
+    }
+
+    /// The memory the index holds.
+    pub fn bytes(&self) -> usize {
+        self.keys.len() + self.key_ends.len() * 4 + self.handles.len() * 16
+    }
 }
 
 pub fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {
@@ -301,5 +365,9 @@ mod tests {
             IndexEntry { last_key: b"k9".to_vec(), offset: 100, len: 4000 },
         ];
         assert_eq!(decode_index(&encode_index(&entries), Path::new("f"), 0).unwrap(), entries);
+        let index = BlockIndex::new(&entries);
+        assert_eq!((index.len(), index.handle(1)), (2, (100, 4000)));
+        let found: Vec<usize> = [&b"k0"[..], b"k1", b"k10", b"k9", b"k91"].iter().map(|k| index.find(k)).collect();
+        assert_eq!(found, vec![0, 0, 1, 1, 2]);
     }
 }

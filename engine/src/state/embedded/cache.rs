@@ -1,13 +1,15 @@
 //! The block cache: parsed data blocks shared by every reader of one store, within a
 //! memory bound, least recently used first out.
 //!
-//! Eviction is deterministic: recency is a counter bumped on every hit and insert, kept in
-//! ordered maps, so the same sequence of lookups evicts the same blocks. Blocks read by a
-//! snapshot's encoding or a compaction (one pass over much of the state) are looked up here
-//! but not inserted, so they do not push out the blocks the operator reads record by record.
+//! Eviction is deterministic: recency is a doubly linked list through the slots (a hit or an
+//! insert moves a block to its most recent end), so the same sequence of lookups evicts the
+//! same blocks. A lookup is one hash probe and a few index writes, since every record that
+//! misses the memtables makes one. Blocks read by a snapshot's encoding or a compaction (one
+//! pass over much of the state) are looked up here but not inserted, so they do not push out
+//! the blocks the operator reads record by record.
 
 use super::block::Block;
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 
 /// A block's identity: its file's number and its offset in the file.
@@ -24,18 +26,64 @@ pub struct CacheStats {
     pub capacity_bytes: usize,
 }
 
+/// No slot: the end of the recency list.
+const NONE: usize = usize::MAX;
+
 struct Slot {
-    block: Arc<Block>,
-    tick: u64,
+    id: BlockId,
+    block: Option<Arc<Block>>,
     charge: usize,
+    /// Neighbours in the recency list: `older` towards the next victim.
+    older: usize,
+    newer: usize,
 }
 
 struct Lru {
-    slots: BTreeMap<BlockId, Slot>,
-    /// Recency order: the smallest tick is the least recently used.
-    order: BTreeMap<u64, BlockId>,
-    next_tick: u64,
+    /// Where each cached block's slot is.
+    index: FxHashMap<BlockId, usize>,
+    slots: Vec<Slot>,
+    /// Slots of evicted blocks, for reuse.
+    free: Vec<usize>,
+    /// The least and the most recently used slots (`NONE` when empty).
+    oldest: usize,
+    newest: usize,
     stats: CacheStats,
+}
+
+impl Lru {
+    /// Takes slot `at` out of the recency list.
+    fn unlink(&mut self, at: usize) {
+        let (older, newer) = (self.slots[at].older, self.slots[at].newer);
+        match older {
+            NONE => self.oldest = newer,
+            older => self.slots[older].newer = newer,
+        }
+        match newer {
+            NONE => self.newest = older,
+            newer => self.slots[newer].older = older,
+        }
+    }
+
+    /// Puts slot `at` at the most recent end of the list.
+    fn link_newest(&mut self, at: usize) {
+        self.slots[at].older = self.newest;
+        self.slots[at].newer = NONE;
+        match self.newest {
+            NONE => self.oldest = at,
+            newest => self.slots[newest].newer = at,
+        }
+        self.newest = at;
+    }
+
+    /// Drops the block in slot `at`.
+    fn remove(&mut self, at: usize) {
+        self.unlink(at);
+        let slot = &mut self.slots[at];
+        slot.block = None;
+        self.stats.used_bytes -= slot.charge;
+        self.index.remove(&slot.id);
+        self.free.push(at);
+    }
 }
 
 /// Parsed blocks within `capacity_bytes`.
@@ -47,9 +95,11 @@ impl BlockCache {
     pub fn new(capacity_bytes: usize) -> BlockCache {
         BlockCache {
             lru: Mutex::new(Lru {
-                slots: BTreeMap::new(),
-                order: BTreeMap::new(),
-                next_tick: 0,
+                index: FxHashMap::default(),
+                slots: Vec::new(),
+                free: Vec::new(),
+                oldest: NONE,
+                newest: NONE,
                 stats: CacheStats { capacity_bytes, ..CacheStats::default() },
             }),
         }
@@ -62,18 +112,15 @@ impl BlockCache {
     /// The block, if cached; a hit makes it the most recently used.
     pub fn get(&self, id: BlockId) -> Option<Arc<Block>> {
         let mut lru = self.lock();
-        let Lru { slots, order, stats, next_tick } = &mut *lru;
-        match slots.get_mut(&id) {
-            Some(slot) => {
-                order.remove(&slot.tick);
-                order.insert(*next_tick, id);
-                slot.tick = *next_tick;
-                *next_tick += 1;
-                stats.hits += 1;
-                Some(slot.block.clone())
+        match lru.index.get(&id).copied() {
+            Some(at) => {
+                lru.unlink(at);
+                lru.link_newest(at);
+                lru.stats.hits += 1;
+                lru.slots[at].block.clone()
             }
             None => {
-                stats.misses += 1;
+                lru.stats.misses += 1;
                 None
             }
         }
@@ -87,20 +134,28 @@ impl BlockCache {
         if charge > lru.stats.capacity_bytes {
             return;
         }
-        if let Some(old) = lru.slots.remove(&id) {
-            lru.order.remove(&old.tick);
-            lru.stats.used_bytes -= old.charge;
+        if let Some(at) = lru.index.get(&id).copied() {
+            lru.remove(at);
         }
         while lru.stats.used_bytes + charge > lru.stats.capacity_bytes {
-            let (_, victim) = lru.order.pop_first().expect("a cache over its bound holds something");
-            let slot = lru.slots.remove(&victim).expect("every ordered id has a slot");
-            lru.stats.used_bytes -= slot.charge;
+            let victim = lru.oldest;
+            assert_ne!(victim, NONE, "a cache over its bound holds something");
+            lru.remove(victim);
             lru.stats.evictions += 1;
         }
-        let tick = lru.next_tick;
-        lru.next_tick += 1;
-        lru.order.insert(tick, id);
-        lru.slots.insert(id, Slot { block, tick, charge });
+        let slot = Slot { id, block: Some(block), charge, older: NONE, newer: NONE };
+        let at = match lru.free.pop() {
+            Some(at) => {
+                lru.slots[at] = slot;
+                at
+            }
+            None => {
+                lru.slots.push(slot);
+                lru.slots.len() - 1
+            }
+        };
+        lru.link_newest(at);
+        lru.index.insert(id, at);
         lru.stats.used_bytes += charge;
         lru.stats.inserts += 1;
         assert!(lru.stats.used_bytes <= lru.stats.capacity_bytes);
@@ -109,11 +164,10 @@ impl BlockCache {
     /// Drops every block of file `file` (the file is gone).
     pub fn evict_file(&self, file: u64) {
         let mut lru = self.lock();
-        let ids: Vec<BlockId> = lru.slots.range((file, 0)..=(file, u64::MAX)).map(|(id, _)| *id).collect();
-        for id in ids {
-            let slot = lru.slots.remove(&id).expect("listed just above");
-            lru.order.remove(&slot.tick);
-            lru.stats.used_bytes -= slot.charge;
+        // Which slots go does not depend on the map's order, only on their ids.
+        let slots: Vec<usize> = lru.index.iter().filter(|(id, _)| id.0 == file).map(|(_, at)| *at).collect();
+        for at in slots {
+            lru.remove(at);
         }
     }
 

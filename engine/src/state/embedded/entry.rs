@@ -13,6 +13,16 @@ pub enum Value {
     Delete,
 }
 
+impl Value {
+    /// The value written, `None` for a tombstone.
+    pub fn as_put(&self) -> Option<&[u8]> {
+        match self {
+            Value::Put(bytes) => Some(bytes),
+            Value::Delete => None,
+        }
+    }
+}
+
 /// One source's entry for a key, borrowed from the source.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct EntryRef<'a> {

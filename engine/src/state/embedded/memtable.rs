@@ -12,6 +12,82 @@ use std::ops::Bound;
 /// headers and the sequence number. An estimate, used only to decide when to flush.
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
+/// Keys up to this long are stored inside the tree's nodes.
+const INLINE_KEY_BYTES: usize = 22;
+
+/// A memtable key: stored in the tree node itself when short (as the store's keys usually
+/// are: a 4-byte prefix and a short user key), so that a lookup compares keys in the node
+/// it is reading instead of following a pointer per comparison, and an insert allocates
+/// nothing for the key. Orders (and borrows) as its bytes.
+#[derive(Clone, Debug)]
+enum MemKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY_BYTES] },
+    Heap(Box<[u8]>),
+}
+
+impl MemKey {
+    fn new(key: &[u8]) -> MemKey {
+        if key.len() <= INLINE_KEY_BYTES {
+            let mut bytes = [0; INLINE_KEY_BYTES];
+            bytes[..key.len()].copy_from_slice(key);
+            MemKey::Inline { len: key.len() as u8, bytes }
+        } else {
+            MemKey::Heap(key.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            MemKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            MemKey::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for MemKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for MemKey {}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MemKey {
+    /// As the keys' bytes compare. Two inline keys compare as their zero-padded arrays, then
+    /// by length (the shorter of two that differ only by trailing zeros sorts first, as a
+    /// prefix does): three integer comparisons instead of a call to `memcmp`.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (MemKey::Inline { len: a_len, bytes: a }, MemKey::Inline { len: b_len, bytes: b }) => {
+                padded_words(a).cmp(&padded_words(b)).then(a_len.cmp(b_len))
+            }
+            _ => self.as_slice().cmp(other.as_slice()),
+        }
+    }
+}
+
+/// An inline key's zero-padded bytes as big-endian words, which order as the bytes do.
+fn padded_words(bytes: &[u8; INLINE_KEY_BYTES]) -> [u64; 3] {
+    let word = |range: std::ops::Range<usize>| {
+        let mut word = [0u8; 8];
+        word[..range.len()].copy_from_slice(&bytes[range]);
+        u64::from_be_bytes(word)
+    };
+    [word(0..8), word(8..16), word(16..INLINE_KEY_BYTES)]
+}
+
 #[derive(Clone, Debug)]
 pub struct MemEntry {
     pub seq: Seq,
@@ -21,7 +97,7 @@ pub struct MemEntry {
 /// Ordered writes in memory.
 #[derive(Debug, Default)]
 pub struct Memtable {
-    entries: BTreeMap<Vec<u8>, MemEntry>,
+    entries: BTreeMap<MemKey, MemEntry>,
     bytes: usize,
     /// The lowest sequence number written here (`None` while nothing was). Forgetting
     /// entries leaves it as it was: it only ever errs low, which keeps a range tombstone
@@ -45,24 +121,13 @@ impl Memtable {
 
     /// Records a write for `key`, replacing this memtable's previous entry for it.
     pub fn insert(&mut self, key: &[u8], seq: Seq, value: Value) {
-        self.min_seq = Some(self.min_seq.map_or(seq, |min| min.min(seq)));
-        let added = charge(key, &value);
-        match self.entries.get_mut(key) {
-            Some(entry) => {
-                assert!(entry.seq < seq, "sequence numbers only grow");
-                self.bytes = self.bytes - charge(key, &entry.value) + added;
-                *entry = MemEntry { seq, value };
-            }
-            None => {
-                self.bytes += added;
-                self.entries.insert(key.to_vec(), MemEntry { seq, value });
-            }
-        }
+        let written: Result<(), std::convert::Infallible> = self.upsert(key, seq, |_| Ok((value, ())));
+        let Ok(()) = written;
     }
 
     /// Forgets `key` entirely (not a tombstone): only for a key no older source holds.
     pub fn forget(&mut self, key: &[u8]) {
-        if let Some(entry) = self.entries.remove(key) {
+        if let Some(entry) = self.entries.remove(&MemKey::new(key)) {
             self.bytes -= charge(key, &entry.value);
         }
     }
@@ -76,18 +141,46 @@ impl Memtable {
         let mut middle = self.entries.split_off(start);
         let mut after = middle.split_off(end);
         for (key, entry) in &middle {
-            self.bytes -= charge(key, &entry.value);
+            self.bytes -= charge(key.as_slice(), &entry.value);
         }
         self.entries.append(&mut after);
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&MemEntry> {
-        self.entries.get(key)
+        // Searched by a `MemKey`, whose comparison is cheaper than the bytes'.
+        self.entries.get(&MemKey::new(key))
+    }
+
+    /// Calls `f` with this memtable's entry for `key` (`None` if it has none), and records
+    /// the write `f` returns, with sequence number `seq`: a read-modify-write in one search.
+    pub fn upsert<R, E>(
+        &mut self,
+        key: &[u8],
+        seq: Seq,
+        f: impl FnOnce(Option<&MemEntry>) -> Result<(Value, R), E>,
+    ) -> Result<R, E> {
+        self.min_seq = Some(self.min_seq.map_or(seq, |min| min.min(seq)));
+        match self.entries.entry(MemKey::new(key)) {
+            btree_map::Entry::Occupied(mut occupied) => {
+                let (value, result) = f(Some(occupied.get()))?;
+                let entry = occupied.get_mut();
+                assert!(entry.seq < seq, "sequence numbers only grow");
+                self.bytes = self.bytes - charge(key, &entry.value) + charge(key, &value);
+                *entry = MemEntry { seq, value };
+                Ok(result)
+            }
+            btree_map::Entry::Vacant(vacant) => {
+                let (value, result) = f(None)?;
+                self.bytes += charge(key, &value);
+                vacant.insert(MemEntry { seq, value });
+                Ok(result)
+            }
+        }
     }
 
     /// This memtable's entry for `key`, owned.
     pub fn find(&self, key: &[u8]) -> Option<Found> {
-        self.entries.get(key).map(|entry| Found {
+        self.get(key).map(|entry| Found {
             seq: entry.seq,
             value: match &entry.value {
                 Value::Put(bytes) => Some(bytes.clone()),
@@ -122,7 +215,7 @@ impl Memtable {
     pub fn key_range(&self) -> Option<(&[u8], &[u8])> {
         let first = self.entries.keys().next()?;
         let last = self.entries.keys().next_back()?;
-        Some((first, last))
+        Some((first.as_slice(), last.as_slice()))
     }
 
     /// Entries with keys in `[start, end)` (`end` unbounded when `None`), ascending.
@@ -143,14 +236,14 @@ impl Memtable {
 
 /// A position in a memtable.
 pub struct MemtableCursor<'a> {
-    entries: btree_map::Range<'a, Vec<u8>, MemEntry>,
-    current: Option<(&'a Vec<u8>, &'a MemEntry)>,
+    entries: btree_map::Range<'a, MemKey, MemEntry>,
+    current: Option<(&'a MemKey, &'a MemEntry)>,
 }
 
 impl<'a> MemtableCursor<'a> {
     pub fn entry(&self) -> Option<EntryRef<'a>> {
         self.current.map(|(key, entry)| EntryRef {
-            key,
+            key: key.as_slice(),
             seq: entry.seq,
             value: match &entry.value {
                 Value::Put(bytes) => Some(bytes),
@@ -187,6 +280,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn memtable_keys_order_as_their_bytes(
+            // Short keys of few distinct bytes, so that prefixes, trailing zeros and the inline
+            // limit (22 bytes) all come up.
+            a in proptest::collection::vec(0u8..3, 0..26),
+            b in proptest::collection::vec(0u8..3, 0..26),
+        ) {
+            prop_assert_eq!(MemKey::new(&a).cmp(&MemKey::new(&b)), a.cmp(&b));
+            let key = MemKey::new(&a);
+            prop_assert_eq!(key.as_slice(), &a[..]);
+        }
+
         #[test]
         fn a_memtable_holds_the_last_write_per_key_in_key_order(ops in proptest::collection::vec(op(), 0..200)) {
             let mut memtable = Memtable::new();

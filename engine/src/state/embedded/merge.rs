@@ -7,6 +7,7 @@
 //! range tombstone) is the caller's decision: a read hides it, a compaction may keep it.
 
 use super::entry::EntryRef;
+use super::key;
 use super::memtable::MemtableCursor;
 use crate::state::StateError;
 
@@ -45,7 +46,7 @@ impl<'a> MergeCursor<'a> {
             let Some(entry) = source.entry() else { continue };
             winner = match winner {
                 None => Some((index, entry)),
-                Some((_, best)) if entry.key < best.key || (entry.key == best.key && entry.seq > best.seq) => {
+                Some((_, best)) if key::compare(entry.key, best.key).then(best.seq.cmp(&entry.seq)).is_lt() => {
                     Some((index, entry))
                 }
                 keep => keep,

@@ -282,6 +282,37 @@ impl Store {
         }
     }
 
+    /// Reads and writes `key` at once: `f` gets its value (if it has one) and returns the new
+    /// value. Searches the active memtable once for both, since every record of a keyed
+    /// operator's `update` does this.
+    pub fn update<R>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, R), StateError>,
+    ) -> Result<R, StateError> {
+        let seq = self.next_seq();
+        let Store { active, immutables, version, .. } = self;
+        let result = active.upsert(key, seq, |entry| {
+            let tombstones = version.tombstones();
+            let (value, result) = match entry {
+                Some(entry) => {
+                    let live = entry.value.as_put().filter(|_| !covers(tombstones, key, entry.seq));
+                    f(live)?
+                }
+                None => {
+                    let mut found = immutables.iter().rev().find_map(|m| m.find(key));
+                    if found.is_none() {
+                        found = version.get(key, key_hash(key))?;
+                    }
+                    f(visible(found, key, tombstones).as_deref())?
+                }
+            };
+            Ok::<_, StateError>((Value::Put(value), result))
+        })?;
+        self.rotate_if_full();
+        Ok(result)
+    }
+
     /// The value of `key`, if it has one.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let mut found = self.active.find(key);

@@ -14,7 +14,7 @@
 //! it is handed out; reads from record processing use `read_range_now`, a positioned read
 //! that does not suspend.
 
-use super::block::{self, Block, BlockBuilder, IndexEntry, corrupt, frame, unframe};
+use super::block::{self, Block, BlockBuilder, BlockIndex, IndexEntry, corrupt, frame, unframe};
 use super::bloom::{Bloom, key_hash};
 use super::cache::BlockCache;
 use super::codec::{get_u32, get_u64, put_u32, put_u64};
@@ -221,7 +221,8 @@ impl TableWriter {
             checksum_crc32: self.checksum.clone().finalize(),
             properties,
         };
-        Ok(TableFile { meta, index: std::mem::take(&mut self.index), bloom, storage, cache, guard: self.guard })
+        let index = BlockIndex::new(&self.index);
+        Ok(TableFile { meta, index, bloom, storage, cache, guard: self.guard })
     }
 }
 
@@ -229,7 +230,7 @@ impl TableWriter {
 /// the block cache, as RocksDB keeps them by default), data blocks through the cache.
 pub struct TableFile {
     meta: TableMeta,
-    index: Vec<IndexEntry>,
+    index: BlockIndex,
     bloom: Bloom,
     storage: StorageRef,
     cache: Arc<BlockCache>,
@@ -285,7 +286,7 @@ impl TableFile {
         };
         let (index_handle, filter_handle, properties_handle) = (handle(), handle(), handle());
         let block_at = |handle: (u64, u64)| framed_block(&bytes[..footer_at], &path, handle);
-        let index = block::decode_index(block_at(index_handle)?, &path, index_handle.0)?;
+        let index = BlockIndex::new(&block::decode_index(block_at(index_handle)?, &path, index_handle.0)?);
         let bloom =
             Bloom::decode(block_at(filter_handle)?).ok_or_else(|| corrupt(&path, filter_handle.0, "filter block"))?;
         let properties: Properties = postcard::from_bytes(block_at(properties_handle)?)
@@ -333,28 +334,24 @@ impl TableFile {
 
     /// Memory the index and filter hold.
     pub fn resident_bytes(&self) -> usize {
-        self.bloom.bytes() + self.index.iter().map(|e| e.last_key.len() + 24).sum::<usize>()
+        self.bloom.bytes() + self.index.bytes()
     }
 
     /// Data block `index`, from the cache or read now.
     fn block(&self, index: usize, fill_cache: bool) -> Result<Arc<Block>, StateError> {
-        let handle = &self.index[index];
-        let id = (self.meta.number, handle.offset);
+        let (offset, len) = self.index.handle(index);
+        let id = (self.meta.number, offset);
         if let Some(block) = self.cache.get(id) {
             return Ok(block);
         }
-        let len = usize::try_from(handle.len).map_err(|_| corrupt(self.path(), handle.offset, "block length"))?;
-        let mut bytes = self.storage.read_range_now(self.path(), handle.offset, len)?;
+        let len = usize::try_from(len).map_err(|_| corrupt(self.path(), offset, "block length"))?;
+        let mut bytes = self.storage.read_range_now(self.path(), offset, len)?;
         if bytes.len() != len {
-            return Err(corrupt(
-                self.path(),
-                handle.offset,
-                format!("truncated block: {} of {len} bytes", bytes.len()),
-            ));
+            return Err(corrupt(self.path(), offset, format!("truncated block: {} of {len} bytes", bytes.len())));
         }
-        let payload_len = unframe(&bytes, self.path(), handle.offset)?.len();
+        let payload_len = unframe(&bytes, self.path(), offset)?.len();
         bytes.truncate(payload_len);
-        let block = Arc::new(Block::parse(bytes, self.path(), handle.offset)?);
+        let block = Arc::new(Block::parse(bytes, self.path(), offset)?);
         if fill_cache {
             self.cache.insert(id, block.clone());
         }
@@ -366,7 +363,7 @@ impl TableFile {
         if !self.may_contain(key, hash) {
             return Ok(None);
         }
-        let index = self.index.partition_point(|e| e.last_key.as_slice() < key);
+        let index = self.index.find(key);
         if index == self.index.len() {
             return Ok(None);
         }
@@ -381,7 +378,7 @@ impl TableFile {
 
     /// A cursor over entries in `[start, end)` (`end` unbounded when `None`).
     pub fn cursor(&self, start: &[u8], end: Option<&[u8]>, fill_cache: bool) -> Result<TableCursor<'_>, StateError> {
-        let block_index = self.index.partition_point(|e| e.last_key.as_slice() < start);
+        let block_index = self.index.find(start);
         let mut cursor = TableCursor {
             table: self,
             end: end.map(<[u8]>::to_vec),

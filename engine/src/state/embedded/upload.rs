@@ -17,6 +17,7 @@ use super::job::{self, JobContext};
 use super::store::SnapshotFlush;
 use crate::ids::CheckpointId;
 use crate::keygroup::KeyGroupRange;
+use crate::seam::storage::copy_into;
 use crate::state::StateError;
 use crate::state::snapshot::{
     EmbeddedFile, EmbeddedSnapshot, EmbeddedTombstone, FileScope, FrozenStoreState, KeyGroupSnapshot, UploadTarget,
@@ -111,6 +112,9 @@ impl Drop for FrozenUpload {
 }
 
 impl FrozenUpload {
+    /// Copies the store's file at `path` into the checkpoint as `name`, a chunk at a time (a
+    /// sorted file can be as large as the memtables' share), checking it against `expected`
+    /// (size and CRC-32) on the way.
     async fn copy(
         &self,
         target: &UploadTarget,
@@ -118,11 +122,15 @@ impl FrozenUpload {
         name: &str,
         expected: (u64, u32),
     ) -> Result<(), StateError> {
-        let bytes = self.context.storage.read(path).await?;
-        let actual = (bytes.len() as u64, crc32fast::hash(&bytes));
+        let mut file = target.storage.create(&target.dir.join(name)).await?;
+        let mut checksum = crc32fast::Hasher::new();
+        let copied =
+            copy_into(self.context.storage.as_ref(), path, file.as_mut(), |chunk| checksum.update(chunk)).await?;
+        let actual = (copied, checksum.finalize());
         if actual != expected {
-            // A local file that is not what the store wrote: uploading it would make a
-            // checkpoint that restores wrong state.
+            // A local file that is not what the store wrote: a checkpoint holding it would
+            // restore wrong state. The copy is never synced nor listed, and goes with the
+            // checkpoint's directory when the checkpoint is declined.
             return Err(StateError::Corrupt {
                 file: path.to_path_buf(),
                 offset: 0,
@@ -132,8 +140,6 @@ impl FrozenUpload {
                 ),
             });
         }
-        let mut file = target.storage.create(&target.dir.join(name)).await?;
-        file.write_all(&bytes).await?;
         file.sync().await?;
         Ok(())
     }
