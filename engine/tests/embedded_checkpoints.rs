@@ -114,27 +114,39 @@ fn incremental_checkpoints_share_files_and_resume_at_another_parallelism() {
     assert_eq!(tree(&job_dir), before, "the restored job changed the checkpoint it came from");
 }
 
-#[test]
-fn a_missing_shared_file_on_restore_is_a_precise_error_naming_it() {
-    let dir = scratch("embedded-missing-shared");
+/// A run's newest checkpoint after `damage` was done to one of its shared files, and the one error line of
+/// resuming from it.
+struct Damaged {
+    newest: PathBuf,
+    victim: String,
+    victim_path: PathBuf,
+    error: String,
+}
+
+fn restore_damaged(name: &str, damage: impl Fn(&Path)) -> Damaged {
+    let dir = scratch(name);
     let config = config(&dir, true);
     let first = run(&dir.join("out.txt"), "2", &config, None);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let (_, newest) = complete_checkpoints(&dir.join("checkpoints")).pop().expect("a retained checkpoint");
     let victim = shared_files(&newest).pop().expect("a shared file");
     let victim_path = newest.parent().unwrap().join("shared").join(&victim);
-    std::fs::remove_file(&victim_path).unwrap();
+    damage(&victim_path);
     let out = run(&dir.join("out.txt"), "2", &config, Some(&newest));
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(
-        errors[0].contains(&victim_path.display().to_string()) && errors[0].contains("is missing"),
-        "{}",
-        errors[0]
-    );
+    let error = errors[0].to_string();
+    Damaged { newest, victim, victim_path, error }
+}
+
+#[test]
+fn a_missing_shared_file_on_restore_is_a_precise_error_naming_it() {
+    let Damaged { newest, victim, victim_path, error } =
+        restore_damaged("embedded-missing-shared", |path| std::fs::remove_file(path).unwrap());
+    assert!(error.contains(&victim_path.display().to_string()) && error.contains("is missing"), "{error}");
     // inspect --verify names it too.
     let verify = weir(&["checkpoints", "inspect", newest.to_str().unwrap(), "--verify"]);
     assert!(!verify.status.success());
@@ -146,26 +158,15 @@ fn a_missing_shared_file_on_restore_is_a_precise_error_naming_it() {
 
 #[test]
 fn a_corrupt_shared_file_on_restore_fails_the_job_once_naming_it() {
-    let dir = scratch("embedded-corrupt-shared");
-    let config = config(&dir, true);
-    let first = run(&dir.join("out.txt"), "2", &config, None);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    let (_, newest) = complete_checkpoints(&dir.join("checkpoints")).pop().expect("a retained checkpoint");
-    let victim = shared_files(&newest).pop().expect("a shared file");
-    let victim_path = newest.parent().unwrap().join("shared").join(&victim);
-    let mut bytes = std::fs::read(&victim_path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x5a;
-    std::fs::write(&victim_path, &bytes).unwrap();
     // The same size, other bytes: found when a subtask downloads it, and so on every attempt, so the job fails
     // instead of restarting forever.
-    let out = run(&dir.join("out.txt"), "2", &config, Some(&newest));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains(&victim) && errors[0].contains("checksum"), "{}", errors[0]);
+    let Damaged { victim, error, .. } = restore_damaged("embedded-corrupt-shared", |path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x5a;
+        std::fs::write(path, &bytes).unwrap();
+    });
+    assert!(error.contains(&victim) && error.contains("checksum"), "{error}");
 }
 
 #[test]
