@@ -199,6 +199,15 @@ impl Injector {
             .collect()
     }
 
+    /// The faults, by index, that fire at a time, an event, a checkpoint's phase or a fault point and have not
+    /// fired in this run. (Faults that act at a rate on every message, barrier or storage operation are left out:
+    /// whether they did anything is not one event.)
+    pub fn unfired(&self) -> Vec<usize> {
+        let state = self.state.lock().expect("injector lock");
+        let trackable = |fault: &FaultSpec| when_of(fault).is_some() || matches!(fault, FaultSpec::AtPoint { .. });
+        (0..self.faults.len()).filter(|&i| trackable(&self.faults[i]) && !state.fired.contains(&i)).collect()
+    }
+
     /// Fires scripted fault `index` (once).
     pub fn fire(&self, index: usize) {
         let mut state = self.state.lock().expect("injector lock");
@@ -444,7 +453,13 @@ impl Injector {
                     *reached += 1;
                     *reached == *nth && state.fired.insert(index)
                 }
-                (None, Some(rate)) => self.stream(index).chance(*rate),
+                (None, Some(rate)) => {
+                    let fires = self.stream(index).chance(*rate);
+                    if fires {
+                        self.state.lock().expect("injector lock").fired.insert(index);
+                    }
+                    fires
+                }
                 (None, None) => false,
             };
             if !fires {

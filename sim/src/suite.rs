@@ -9,7 +9,7 @@ use crate::runner::{self, RunOptions, RunReport};
 use crate::scenario::{self, Scenario, ScenarioError};
 use crate::shard::SeedShare;
 use crate::workload::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,9 @@ pub struct ScenarioSummary {
     pub sim_time_ms: u64,
     /// For a canary: the invariant it must break.
     pub canary: Option<Invariant>,
+    /// The scenario's faults that never fired in any of its seeds, described: most likely a `when` or a scope that
+    /// the run never reaches (a swarm's faults are drawn per seed and are not counted).
+    pub never_fired: Vec<String>,
 }
 
 impl ScenarioSummary {
@@ -79,6 +82,13 @@ impl ScenarioSummary {
         }
         if self.failures.len() > shown {
             let _ = writeln!(text, "  ... and {} more failing seeds", self.failures.len() - shown);
+        }
+        for fault in &self.never_fired {
+            let _ = writeln!(
+                text,
+                "  warning: {fault} never fired in {} seeds: its `when` or scope is never reached",
+                self.seeds
+            );
         }
         text
     }
@@ -312,6 +322,7 @@ pub fn run_seed_share_until(
     // A passing seed leaves only its count and simulated time: a sweep of a million seeds keeps its failures alone.
     let failures: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
     let (passed, sim_time_ms) = (AtomicU64::new(0), AtomicU64::new(0));
+    let never_fired: Mutex<Option<BTreeSet<usize>>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..if share.is_empty() { 0 } else { jobs.max(1) } {
             scope.spawn(|| {
@@ -344,6 +355,13 @@ pub fn run_seed_share_until(
                     }
                     on_seed(&report);
                     sim_time_ms.fetch_add(report.sim_time_ms, Ordering::SeqCst);
+                    let unfired: BTreeSet<usize> = report.unfired.iter().copied().collect();
+                    let mut never = never_fired.lock().expect("never-fired lock");
+                    *never = Some(match never.take() {
+                        Some(so_far) => so_far.intersection(&unfired).copied().collect(),
+                        None => unfired,
+                    });
+                    drop(never);
                     if seed_passed(scenario, &report) {
                         passed.fetch_add(1, Ordering::SeqCst);
                     } else {
@@ -364,6 +382,18 @@ pub fn run_seed_share_until(
         failures,
         wall_time: started.elapsed(),
         sim_time_ms: sim_time_ms.into_inner(),
+        never_fired: match &scenario.file.swarm {
+            Some(_) => Vec::new(),
+            None => never_fired
+                .into_inner()
+                .expect("never-fired lock")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|index| {
+                    format!("fault {} ({})", index + 1, crate::injector::describe(&scenario.file.faults[index]))
+                })
+                .collect(),
+        },
         canary: scenario.file.checks.expect_violation,
     }
 }

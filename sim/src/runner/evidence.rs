@@ -36,6 +36,8 @@ pub struct Simulated {
     /// schedule shows here.
     pub sim_time_ns: u128,
     pub error: Option<String>,
+    /// The scenario's faults (by index) that could fire once and never did ([`crate::injector::Injector::unfired`]).
+    pub unfired: Vec<usize>,
 }
 
 impl Simulated {
@@ -122,5 +124,6 @@ pub async fn collect(world: &World, steps: Steps, parts: bool) -> Simulated {
         sim_time_ms: runtime::elapsed().as_millis() as u64,
         sim_time_ns: runtime::elapsed().as_nanos(),
         error,
+        unfired: world.injector.unfired(),
     }
 }

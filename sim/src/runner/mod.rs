@@ -63,6 +63,8 @@ pub struct RunReport {
     pub profile: Option<String>,
     /// What every job's checkpoint directory held at the end.
     pub checkpoint_dirs: Vec<crate::checks::CheckpointDirReport>,
+    /// The scenario's faults (by index) that could fire once and never did in this run.
+    pub unfired: Vec<usize>,
     /// The trace's lines (empty unless recorded).
     pub trace: Vec<String>,
     /// The trace's events (empty unless recorded).
@@ -250,6 +252,7 @@ pub fn simulate_seed(scenario: &Scenario, seed: u64, options: RunOptions) -> Fin
         attempts: simulated.attempts,
         profile,
         checkpoint_dirs: simulated.checkpoint_dirs.clone(),
+        unfired: simulated.unfired.clone(),
         trace: events.iter().map(TraceEvent::line).collect(),
         events,
         first_divergence: None,

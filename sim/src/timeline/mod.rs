@@ -209,6 +209,7 @@ mod tests {
             attempts: 1,
             profile: None,
             checkpoint_dirs: Vec::new(),
+            unfired: Vec::new(),
             trace: events.iter().map(TraceEvent::line).collect(),
             events,
             first_divergence,

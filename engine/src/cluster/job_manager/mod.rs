@@ -526,6 +526,8 @@ impl JobManager {
             Ok(_) => {}
         }
         self.directory.end_job(job, terminal, result, cleanup.clone());
+        // The end is recorded, the cleanup about to start: a job manager dying here leaves it to the next one.
+        self.job_event(job, JobEvent::Ended, None).await;
         self.clean_up(job, cleanup, in_flight);
     }
 
