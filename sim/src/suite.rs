@@ -322,7 +322,9 @@ pub fn run_seed_share_until(
     // A passing seed leaves only its count and simulated time: a sweep of a million seeds keeps its failures alone.
     let failures: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
     let (passed, sim_time_ms) = (AtomicU64::new(0), AtomicU64::new(0));
-    let never_fired: Mutex<Option<BTreeSet<usize>>> = Mutex::new(None);
+    // The faults no seed has fired yet; a swarm's faults are drawn per seed, so none are followed.
+    let followed = if scenario.file.swarm.is_some() { 0 } else { scenario.file.faults.len() };
+    let never_fired: Mutex<BTreeSet<usize>> = Mutex::new((0..followed).collect());
     std::thread::scope(|scope| {
         for _ in 0..if share.is_empty() { 0 } else { jobs.max(1) } {
             scope.spawn(|| {
@@ -355,13 +357,7 @@ pub fn run_seed_share_until(
                     }
                     on_seed(&report);
                     sim_time_ms.fetch_add(report.sim_time_ms, Ordering::SeqCst);
-                    let unfired: BTreeSet<usize> = report.unfired.iter().copied().collect();
-                    let mut never = never_fired.lock().expect("never-fired lock");
-                    *never = Some(match never.take() {
-                        Some(so_far) => so_far.intersection(&unfired).copied().collect(),
-                        None => unfired,
-                    });
-                    drop(never);
+                    never_fired.lock().expect("never-fired lock").retain(|index| report.unfired.contains(index));
                     if seed_passed(scenario, &report) {
                         passed.fetch_add(1, Ordering::SeqCst);
                     } else {
@@ -374,6 +370,10 @@ pub fn run_seed_share_until(
     let mut failures = failures.into_inner().expect("failures lock");
     failures.sort_by_key(|r| r.seed);
     let passed = passed.into_inner();
+    let mut never_fired = never_fired.into_inner().expect("never-fired lock");
+    if passed == 0 && failures.is_empty() {
+        never_fired.clear(); // No seed ran: nothing was seen not to fire.
+    }
     ScenarioSummary {
         name: scenario.name().to_string(),
         path: scenario.path.display().to_string(),
@@ -382,18 +382,10 @@ pub fn run_seed_share_until(
         failures,
         wall_time: started.elapsed(),
         sim_time_ms: sim_time_ms.into_inner(),
-        never_fired: match &scenario.file.swarm {
-            Some(_) => Vec::new(),
-            None => never_fired
-                .into_inner()
-                .expect("never-fired lock")
-                .unwrap_or_default()
-                .into_iter()
-                .map(|index| {
-                    format!("fault {} ({})", index + 1, crate::injector::describe(&scenario.file.faults[index]))
-                })
-                .collect(),
-        },
+        never_fired: never_fired
+            .into_iter()
+            .map(|index| format!("fault {} ({})", index + 1, crate::injector::describe(&scenario.file.faults[index])))
+            .collect(),
         canary: scenario.file.checks.expect_violation,
     }
 }
