@@ -247,7 +247,7 @@ pub fn fault_free_output(scenario: &Scenario) -> Result<Vec<String>, String> {
 /// is made when a seed first needs it; seeds that need one being made wait for it.
 pub struct FaultFree<'a> {
     scenario: &'a Scenario,
-    runs: Mutex<BTreeMap<String, Arc<OnceLock<FaultFreeOutput>>>>,
+    runs: Mutex<BTreeMap<String, Arc<OnceLock<Arc<FaultFreeOutput>>>>>,
 }
 
 /// A fault-free run's sorted committed output, or why there is none.
@@ -270,7 +270,7 @@ impl<'a> FaultFree<'a> {
         let scenario = drawn.as_ref().unwrap_or(self.scenario);
         let run =
             self.runs.lock().expect("fault-free lock").entry(scenario.workload.reference_key()).or_default().clone();
-        Arc::new(run.get_or_init(|| fault_free_output(scenario)).clone())
+        run.get_or_init(|| Arc::new(fault_free_output(scenario))).clone()
     }
 }
 

@@ -41,24 +41,22 @@ pub struct Simulated {
 }
 
 impl Simulated {
-    /// 64-bit FNV-1a over the end time, the committed output, the completed checkpoints, the restores and the
-    /// error.
+    /// A 64-bit hash of the end time, the committed output, the completed checkpoints, the restores and the error,
+    /// for telling two runs apart. FxHash, eight bytes a step (byte-wise FNV-1a over the output took 2% of a
+    /// suite's time); it depends only on the bytes, never on a seed or the process.
     pub fn fingerprint(&self) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for &byte in bytes {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
-        feed(&self.sim_time_ns.to_le_bytes());
-        feed(self.output.as_bytes());
+        use std::hash::Hasher as _;
+        let mut hash = rustc_hash::FxHasher::default();
+        hash.write(&self.sim_time_ns.to_le_bytes());
+        hash.write(self.output.as_bytes());
+        // Lengths separate the variable-length parts: an output ending in digits cannot pass for a restore count.
+        hash.write_usize(self.output.len());
         for crate::checkers::Completion { id, .. } in &self.completions {
-            feed(&id.0.to_le_bytes());
+            hash.write_u64(id.0);
         }
-        feed(&self.restores.to_le_bytes());
-        feed(self.error.as_deref().unwrap_or("").as_bytes());
-        hash
+        hash.write_u32(self.restores);
+        hash.write(self.error.as_deref().unwrap_or("").as_bytes());
+        hash.finish()
     }
 }
 
