@@ -159,6 +159,68 @@ pub enum FaultPoint<'a> {
     Interleave { task: TaskRef, site: Interleaving },
 }
 
+/// The kind of a [`FaultPoint`]: its variant, without the data.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PointKind {
+    Snapshot,
+    Rpc,
+    Barrier,
+    SnapshotAsync,
+    Acknowledge,
+    Discard,
+    Recovery,
+    RestoreState,
+    Deploy,
+    Batch,
+    Sink,
+    Job,
+    Interleave,
+}
+
+impl PointKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [PointKind; 13] = [
+        PointKind::Snapshot,
+        PointKind::Rpc,
+        PointKind::Barrier,
+        PointKind::SnapshotAsync,
+        PointKind::Acknowledge,
+        PointKind::Discard,
+        PointKind::Recovery,
+        PointKind::RestoreState,
+        PointKind::Deploy,
+        PointKind::Batch,
+        PointKind::Sink,
+        PointKind::Job,
+        PointKind::Interleave,
+    ];
+
+    /// This kind's bit in a set of kinds.
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+impl FaultPoint<'_> {
+    pub fn kind(&self) -> PointKind {
+        match self {
+            FaultPoint::Snapshot { .. } => PointKind::Snapshot,
+            FaultPoint::Rpc { .. } => PointKind::Rpc,
+            FaultPoint::Barrier { .. } => PointKind::Barrier,
+            FaultPoint::SnapshotAsync { .. } => PointKind::SnapshotAsync,
+            FaultPoint::Acknowledge { .. } => PointKind::Acknowledge,
+            FaultPoint::Discard { .. } => PointKind::Discard,
+            FaultPoint::Recovery { .. } => PointKind::Recovery,
+            FaultPoint::RestoreState { .. } => PointKind::RestoreState,
+            FaultPoint::Deploy { .. } => PointKind::Deploy,
+            FaultPoint::Batch { .. } => PointKind::Batch,
+            FaultPoint::Sink { .. } => PointKind::Sink,
+            FaultPoint::Job { .. } => PointKind::Job,
+            FaultPoint::Interleave { .. } => PointKind::Interleave,
+        }
+    }
+}
+
 impl fmt::Display for FaultPoint<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -218,6 +280,15 @@ pub trait FaultHook: Send + Sync {
     /// The engine reached `point` on node `node` (`jm`, `tm-<n>`); what happens there. To crash the node, the hook
     /// kills it and returns [`Fate::Crash`].
     fn at(&self, node: &str, point: FaultPoint<'_>) -> Fate;
+
+    /// Whether the hook has anything to do at points of `kind`: a fate other than [`Fate::Proceed`] to give, or
+    /// something to note. [`Faults`] asks once per kind when it is made and never calls [`FaultHook::at`] for a
+    /// kind the hook does not listen to, so that the points reached at every batch cost nothing when nothing is
+    /// aimed at them. The answer must not change while the hook is in use.
+    fn listens(&self, kind: PointKind) -> bool {
+        let _ = kind;
+        true
+    }
 }
 
 /// No faults: what real runs use.
@@ -227,6 +298,10 @@ pub struct NoFaults;
 impl FaultHook for NoFaults {
     fn at(&self, _node: &str, _point: FaultPoint<'_>) -> Fate {
         Fate::Proceed
+    }
+
+    fn listens(&self, _kind: PointKind) -> bool {
+        false
     }
 }
 
@@ -245,6 +320,8 @@ pub struct Faults {
     hook: FaultHookRef,
     /// Set once a point of this node was told to crash: every later point is told so too.
     crashed: Arc<AtomicBool>,
+    /// The kinds of point the hook listens to ([`FaultHook::listens`]), as bits.
+    listening: u16,
 }
 
 impl fmt::Debug for Faults {
@@ -256,7 +333,9 @@ impl fmt::Debug for Faults {
 impl Faults {
     /// Node `node`'s points, decided by `hook`.
     pub fn on(node: &str, hook: FaultHookRef) -> Faults {
-        Faults { node: node.into(), hook, crashed: Arc::new(AtomicBool::new(false)) }
+        let listening =
+            PointKind::ALL.iter().filter(|kind| hook.listens(**kind)).fold(0, |bits, kind| bits | kind.bit());
+        Faults { node: node.into(), hook, crashed: Arc::new(AtomicBool::new(false)), listening }
     }
 
     /// The points of a real run: everything proceeds.
@@ -279,6 +358,9 @@ impl Faults {
     pub fn at(&self, point: FaultPoint<'_>) -> Fate {
         if self.crashed() {
             return Fate::Crash;
+        }
+        if self.listening & point.kind().bit() == 0 {
+            return Fate::Proceed;
         }
         let fate = self.hook.at(&self.node, point);
         if fate == Fate::Crash {
@@ -322,5 +404,56 @@ impl Faults {
     /// Shorthand: how long to hold barrier `id` before it leaves `from` on output channel `channel`.
     pub fn barrier_delay(&self, id: CheckpointId, from: TaskRef, channel: u32) -> Option<Duration> {
         self.at(FaultPoint::Barrier { id, from, channel }).delay()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{SubtaskIndex, VertexId};
+    use std::sync::Mutex;
+
+    #[test]
+    fn every_kind_is_listed_once_in_order() {
+        for (index, kind) in PointKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, index, "{kind:?} is out of order in ALL");
+        }
+        assert!(PointKind::ALL.len() <= 16, "the kinds must fit the bits of `Faults::listening`");
+    }
+
+    /// Listens to snapshot points only, crashes at the first, and counts every call.
+    #[derive(Default)]
+    struct SnapshotsOnly {
+        calls: Mutex<Vec<PointKind>>,
+    }
+
+    impl FaultHook for SnapshotsOnly {
+        fn at(&self, _node: &str, point: FaultPoint<'_>) -> Fate {
+            self.calls.lock().unwrap().push(point.kind());
+            Fate::Crash
+        }
+
+        fn listens(&self, kind: PointKind) -> bool {
+            kind == PointKind::Snapshot
+        }
+    }
+
+    #[test]
+    fn a_hook_is_called_only_for_the_kinds_it_listens_to_and_a_crash_still_holds_for_every_point() {
+        let hook = Arc::new(SnapshotsOnly::default());
+        let faults = Faults::on("tm-0", hook.clone());
+        let task = TaskRef { vertex: VertexId(0), subtask: SubtaskIndex(0) };
+        let batch = FaultPoint::Batch { job: JobId(1), task };
+        let snapshot = FaultPoint::Snapshot {
+            job: JobId(1),
+            id: CheckpointId(1),
+            class: SnapshotClass::Checkpoint,
+            phase: CheckpointPhase::Triggered,
+        };
+        assert_eq!(faults.at(batch), Fate::Proceed);
+        assert_eq!(faults.at(snapshot), Fate::Crash);
+        // The node is dead: the point the hook does not listen to is told so too, without asking it.
+        assert_eq!(faults.at(batch), Fate::Crash);
+        assert_eq!(*hook.calls.lock().unwrap(), vec![PointKind::Snapshot]);
     }
 }

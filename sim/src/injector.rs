@@ -18,7 +18,7 @@
 use crate::points::{self, PointAction, PointName};
 use crate::scenario::{DurationRange, Event, FaultSpec, Scope, When};
 use crate::storage::{CrashMode, FaultWindow, SimStorage, StorageFaults};
-use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, JobEvent, RpcKind, SnapshotClass};
+use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, JobEvent, PointKind, RpcKind, SnapshotClass};
 use engine::ids::CheckpointId;
 use engine::seam::runtime::{self, Node};
 use std::collections::{BTreeMap, BTreeSet};
@@ -411,6 +411,29 @@ impl FaultHook for Injector {
             | FaultPoint::Sink { .. }
             | FaultPoint::Interleave { .. } => Fate::Proceed,
         }
+    }
+
+    fn listens(&self, kind: PointKind) -> bool {
+        let aimed_at = PointName::ALL.iter().any(|name| self.watched[name.index()] && name.kind() == kind);
+        aimed_at
+            || match kind {
+                // Snapshot phases and job events start faults timed after them; RPCs, barriers and snapshots'
+                // asynchronous parts draw the faults of their own kinds.
+                PointKind::Snapshot
+                | PointKind::Job
+                | PointKind::Rpc
+                | PointKind::Barrier
+                | PointKind::SnapshotAsync => true,
+                PointKind::Batch => self.faults.iter().any(|fault| matches!(fault, FaultSpec::FailSubtask { .. })),
+                // Only `at_point` faults act at these, as `at` shows.
+                PointKind::Acknowledge
+                | PointKind::Discard
+                | PointKind::Recovery
+                | PointKind::RestoreState
+                | PointKind::Deploy
+                | PointKind::Sink
+                | PointKind::Interleave => false,
+            }
     }
 }
 

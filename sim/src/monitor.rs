@@ -23,7 +23,7 @@
 use crate::invariants::{Invariant, Violation};
 use crate::storage::SimStorage;
 use crate::workload::Prepared;
-use engine::faults::{CheckpointPhase, FaultPoint, JobEvent, SinkStep, SnapshotClass};
+use engine::faults::{CheckpointPhase, FaultPoint, JobEvent, PointKind, SinkStep, SnapshotClass};
 use engine::ids::{CheckpointId, JobId};
 use engine::seam::runtime;
 use std::collections::{BTreeMap, BTreeSet};
@@ -109,28 +109,26 @@ impl Monitor {
         self.state.lock().expect("monitor lock").violations.clone()
     }
 
-    /// Whether the rules look at `point` at all: the per-batch points (most of a run's) skip the lock.
-    fn concerns_protocol(point: &FaultPoint<'_>) -> bool {
-        match point {
-            FaultPoint::Snapshot { .. }
-            | FaultPoint::Acknowledge { .. }
-            | FaultPoint::Sink { .. }
-            | FaultPoint::Job { .. } => true,
-            FaultPoint::Rpc { .. }
-            | FaultPoint::Barrier { .. }
-            | FaultPoint::SnapshotAsync { .. }
-            | FaultPoint::Discard { .. }
-            | FaultPoint::Recovery { .. }
-            | FaultPoint::RestoreState { .. }
-            | FaultPoint::Deploy { .. }
-            | FaultPoint::Batch { .. }
-            | FaultPoint::Interleave { .. } => false,
+    /// Whether the rules look at points of `kind` at all: the per-batch points (most of a run's) are not even
+    /// passed on by the recorder.
+    pub fn concerns(kind: PointKind) -> bool {
+        match kind {
+            PointKind::Snapshot | PointKind::Acknowledge | PointKind::Sink | PointKind::Job => true,
+            PointKind::Rpc
+            | PointKind::Barrier
+            | PointKind::SnapshotAsync
+            | PointKind::Discard
+            | PointKind::Recovery
+            | PointKind::RestoreState
+            | PointKind::Deploy
+            | PointKind::Batch
+            | PointKind::Interleave => false,
         }
     }
 
     /// Checks the rules at `point`, reached on `node`.
     pub fn observe(&self, node: &str, point: &FaultPoint<'_>) {
-        if !Self::concerns_protocol(point) {
+        if !Self::concerns(point.kind()) {
             return;
         }
         let seed = self.seed;

@@ -5,7 +5,7 @@
 //! here until it has a name, so no point can be forgotten by the scenarios, the swarm or the recorder.
 
 use engine::faults::{
-    CheckpointPhase, FaultPoint, Interleaving, JobEvent, RecoveryStep, RpcKind, SinkStep, SnapshotClass,
+    CheckpointPhase, FaultPoint, Interleaving, JobEvent, PointKind, RecoveryStep, RpcKind, SinkStep, SnapshotClass,
 };
 use engine::ids::{CheckpointId, TaskRef};
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,37 @@ impl PointName {
     /// Its index in [`PointName::ALL`].
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// The kind of the engine's points this name is one of.
+    pub fn kind(self) -> PointKind {
+        use PointName::*;
+        match self {
+            SnapshotTriggered
+            | SnapshotAligning
+            | SnapshotAcked
+            | SnapshotSharedRegistered
+            | SnapshotWritingMetadata
+            | SnapshotCompleted
+            | SnapshotNotified
+            | SnapshotFinishing
+            | SnapshotAborted
+            | SnapshotExpired => PointKind::Snapshot,
+            RpcTrigger | RpcNotify | RpcAbort | RpcFinish | RpcAck | RpcDecline | RpcEndOfData => PointKind::Rpc,
+            Barrier => PointKind::Barrier,
+            SnapshotAsync => PointKind::SnapshotAsync,
+            Acknowledge => PointKind::Acknowledge,
+            Discard | Discarded => PointKind::Discard,
+            RecoveryReadStore | RecoveryReadMetadata | RecoveryScanDirectory => PointKind::Recovery,
+            RestoreState => PointKind::RestoreState,
+            Deploy => PointKind::Deploy,
+            Batch => PointKind::Batch,
+            SinkPreCommit | SinkCommit | SinkCommitApplied | SinkCommitted | SinkRecoverCommit | SinkAbort => {
+                PointKind::Sink
+            }
+            JobDeployed | JobFailingOver | JobFinished | JobCanceled | JobEnded => PointKind::Job,
+            InterleaveGate | InterleaveSnapshotAsync | InterleaveSinkWrite => PointKind::Interleave,
+        }
     }
 
     /// The actions the engine obeys at this point. Crash is possible everywhere (the node reaching the point dies
@@ -325,5 +356,61 @@ mod tests {
             assert!(name.actions().contains(&PointAction::Crash), "{spelt}: every point can crash its node");
         }
         assert_eq!(PointName::SinkCommitApplied.as_str(), "sink_commit_applied");
+    }
+
+    #[test]
+    fn each_name_is_of_the_kind_of_the_points_it_names_and_every_name_has_points() {
+        use CheckpointPhase as P;
+        let task = TaskRef { vertex: engine::ids::VertexId(0), subtask: engine::ids::SubtaskIndex(0) };
+        let (job, id) = (engine::ids::JobId(1), CheckpointId(1));
+        let mut points = Vec::new();
+        for phase in [
+            P::Triggered,
+            P::Aligning,
+            P::Acked,
+            P::SharedRegistered,
+            P::WritingMetadata,
+            P::Completed,
+            P::Notified,
+            P::Finishing,
+            P::Aborted,
+            P::Expired,
+        ] {
+            points.push(FaultPoint::Snapshot { job, id, class: SnapshotClass::Checkpoint, phase });
+        }
+        use RpcKind as R;
+        for kind in [R::Trigger, R::Notify, R::Abort, R::Finish, R::Ack, R::Decline, R::EndOfData] {
+            points.push(FaultPoint::Rpc { kind, task, host: "tm-0" });
+        }
+        points.push(FaultPoint::Barrier { id, from: task, channel: 0 });
+        points.push(FaultPoint::SnapshotAsync { id, task });
+        points.push(FaultPoint::Acknowledge { job, id, task, files: &[] });
+        for done in [false, true] {
+            points.push(FaultPoint::Discard { job, id, dir: std::path::Path::new("/d"), done });
+        }
+        for step in [RecoveryStep::ReadStore, RecoveryStep::ReadMetadata, RecoveryStep::ScanDirectory] {
+            points.push(FaultPoint::Recovery { step });
+        }
+        points.push(FaultPoint::RestoreState { file: std::path::Path::new("/f") });
+        points.push(FaultPoint::Deploy { task, host: "tm-0" });
+        points.push(FaultPoint::Batch { job, task });
+        use SinkStep as S;
+        for step in [S::PreCommit, S::Commit, S::CommitApplied, S::Committed, S::RecoverCommit, S::Abort] {
+            points.push(FaultPoint::Sink { job, task, id, step });
+        }
+        use JobEvent as J;
+        for event in [J::Deployed, J::FailingOver, J::Finished, J::Canceled, J::Ended] {
+            points.push(FaultPoint::Job { job, event, restored: None });
+        }
+        for site in [Interleaving::Gate, Interleaving::SnapshotAsync, Interleaving::SinkWrite] {
+            points.push(FaultPoint::Interleave { task, site });
+        }
+        let mut named = std::collections::BTreeSet::new();
+        for point in &points {
+            let name = name_of(point);
+            assert_eq!(name.kind(), point.kind(), "{name:?} names {point}");
+            named.insert(name);
+        }
+        assert_eq!(named.len(), PointName::ALL.len(), "a name without points: the list above misses a variant");
     }
 }

@@ -9,7 +9,7 @@ use crate::scenario::Scenario;
 use crate::storage::{SimStorage, VolumeOptions};
 use crate::workload::{Prepared, WorkloadEnv};
 use engine::cluster::{Cluster, ClusterSpec};
-use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint};
+use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, PointKind};
 use engine::ids::{CheckpointId, JobId};
 use engine::local;
 use engine::seam::runtime;
@@ -74,6 +74,13 @@ impl FaultHook for Recorder {
             | FaultPoint::Interleave { .. } => {}
         }
         self.injector.at(node, point)
+    }
+
+    fn listens(&self, kind: PointKind) -> bool {
+        // Completions and discards are recorded above; the rest is the monitor's and the injector's.
+        matches!(kind, PointKind::Snapshot | PointKind::Discard)
+            || crate::monitor::Monitor::concerns(kind)
+            || self.injector.listens(kind)
     }
 }
 
