@@ -246,7 +246,7 @@ pub struct KeyGroupHandle {
 /// State bytes, either kept in the metadata itself or in a range of another file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateHandle {
-    Inline(Vec<u8>),
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
     File(FileRef),
 }
 
@@ -883,6 +883,28 @@ mod tests {
 
     fn origin() -> &'static Path {
         Path::new(ORIGIN)
+    }
+
+    /// Byte buffers are written as serde bytes, which postcard encodes exactly as it encodes a `Vec<u8>`: every
+    /// `_metadata` written before they were still reads, byte for byte the same.
+    #[test]
+    fn byte_buffers_keep_the_encoding_of_a_vec_of_bytes() {
+        #[derive(Serialize)]
+        enum PlainHandle {
+            Inline(Vec<u8>),
+        }
+        #[derive(Serialize)]
+        struct PlainGroup {
+            key_group: KeyGroup,
+            bytes: Vec<u8>,
+        }
+        let bytes: Vec<u8> = (0..=255).collect();
+        let new = postcard::to_stdvec(&StateHandle::Inline(bytes.clone())).unwrap();
+        assert_eq!(new, postcard::to_stdvec(&PlainHandle::Inline(bytes.clone())).unwrap());
+        let group = crate::state::snapshot::KeyGroupSnapshot { key_group: KeyGroup(3), bytes: bytes.clone() };
+        let new = postcard::to_stdvec(&group).unwrap();
+        assert_eq!(new, postcard::to_stdvec(&PlainGroup { key_group: KeyGroup(3), bytes }).unwrap());
+        assert_eq!(postcard::from_bytes::<crate::state::snapshot::KeyGroupSnapshot>(&new).unwrap(), group);
     }
 
     fn file(path: &str, offset: u64, length: u64) -> StateHandle {

@@ -25,6 +25,7 @@ use crate::state::backend::KeyedStateBackend;
 use crate::state::heap::HeapKeyedBackend;
 use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry, ValueStateDescriptor};
 use crate::state::snapshot::KeyGroupSnapshot;
+use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,7 +105,9 @@ pub enum SequenceOutput {
 
 const TOTALS: ValueStateDescriptor<(u64, u64)> = ValueStateDescriptor::new("count-and-sum");
 /// Written once per key, read at the end only.
-const PADDING: ValueStateDescriptor<Vec<u8>> = ValueStateDescriptor::new("padding");
+/// Serde bytes rather than a `Vec<u8>`: the same encoding, written and read at memory speed instead of a byte at a
+/// time (20,000 keys of 600 bytes are 12 MB per snapshot).
+const PADDING: ValueStateDescriptor<ByteBuf> = ValueStateDescriptor::new("padding");
 
 /// Keeps `(count, sum)` per key, and `state_bytes` of padding.
 pub struct RunningTotals {
@@ -153,7 +156,7 @@ impl KeyedProcessFunction<u64, SequenceRecord, SequenceOutput> for RunningTotals
             },
         )?;
         if first && self.state_bytes > 0 {
-            context.value(&PADDING)?.set(padding(key, self.state_bytes))?;
+            context.value(&PADDING)?.set(ByteBuf::from(padding(key, self.state_bytes)))?;
         }
         out.push(SequenceOutput::Record { partition: record.partition, number: record.number, key });
         Ok(())
@@ -193,7 +196,7 @@ pub fn decode_totals(groups: &[KeyGroupSnapshot], max_parallelism: u32) -> Resul
     })?;
     let mut paddings = BTreeMap::new();
     context.for_each_value(&PADDING, |key, bytes| {
-        paddings.insert(*key, bytes.clone());
+        paddings.insert(*key, bytes.to_vec());
     })?;
     Ok((totals, paddings))
 }

@@ -18,6 +18,7 @@ use super::{Key, StateError, StateValue};
 use crate::ids::KeyGroup;
 use crate::keygroup::KeyGroupRange;
 use rustc_hash::FxHashMap;
+use serde_bytes::ByteBuf;
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -133,8 +134,9 @@ pub struct HeapKeyedBackend<K> {
 /// Restored bytes by state name, then key group.
 type PendingState = BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>>;
 
-/// The encoding of one key group: each state's name with its encoded entries.
-type GroupEncoding = Vec<(String, Vec<u8>)>;
+/// The encoding of one key group: each state's name with its encoded entries (as serde bytes: postcard writes
+/// them as it writes a `Vec<u8>`, and reads them back at once rather than a byte at a time).
+type GroupEncoding = Vec<(String, ByteBuf)>;
 
 impl<K: Key> HeapKeyedBackend<K> {
     /// A backend over `range`, restoring the given key groups.
@@ -154,7 +156,7 @@ impl<K: Key> HeapKeyedBackend<K> {
                 message: e.to_string(),
             })?;
             for (name, bytes) in states {
-                pending.entry(name).or_default().insert(group.key_group, bytes);
+                pending.entry(name).or_default().insert(group.key_group, bytes.into_vec());
             }
         }
         Ok(HeapKeyedBackend {
@@ -292,12 +294,12 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
                 let mut states: GroupEncoding = Vec::new();
                 for (name, table) in &tables {
                     if let Some(bytes) = table.encode_group(offset)? {
-                        states.push((name.clone(), bytes));
+                        states.push((name.clone(), ByteBuf::from(bytes)));
                     }
                 }
                 for (name, groups) in pending.iter() {
                     if let Some(bytes) = groups.get(&key_group) {
-                        states.push((name.clone(), bytes.clone()));
+                        states.push((name.clone(), ByteBuf::from(bytes.clone())));
                     }
                 }
                 if states.is_empty() {
@@ -404,5 +406,21 @@ mod rescale_tests {
         fn embedded_to_heap(keys in proptest::collection::btree_set(any::<u64>(), 0..300), old_p in 1u32..9, new_p in 1u32..9, max in 9u32..300) {
             every_keys_state_lands_in_exactly_the_subtask_its_key_group_names::<Embedded, Heap>(&keys, old_p, new_p, max)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+
+    /// A key group's encoding names its states' bytes as serde bytes: the same postcard bytes as the plain
+    /// `Vec<u8>`s that snapshots written before held.
+    #[test]
+    fn a_group_encoding_keeps_the_bytes_of_plain_byte_vectors() {
+        let plain: Vec<(String, Vec<u8>)> = vec![("a".into(), vec![1, 2, 200]), ("b".into(), Vec::new())];
+        let encoding: GroupEncoding = plain.iter().map(|(n, b)| (n.clone(), ByteBuf::from(b.clone()))).collect();
+        let bytes = postcard::to_stdvec(&encoding).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&plain).unwrap());
+        assert_eq!(postcard::from_bytes::<GroupEncoding>(&bytes).unwrap(), encoding);
     }
 }

@@ -34,6 +34,7 @@ pub struct ListStateSnapshot {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGroupSnapshot {
     pub key_group: KeyGroup,
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
@@ -83,7 +84,9 @@ pub fn shared_path(dir: &Path, name: &str) -> PathBuf {
 /// A range deletion in an embedded store: every key in `[start, end)` older than `seq`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmbeddedTombstone {
+    #[serde(with = "serde_bytes")]
     pub start: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub end: Vec<u8>,
     pub seq: u64,
 }
