@@ -81,7 +81,7 @@ impl Shrinker<'_> {
         self.runs += 2;
         let fault_free = FaultFree::new(&candidate).for_seed(self.seed);
         let report = runner::run(&candidate, self.seed, RunOptions { faults: true, trace: false }, {
-            fault_free.as_ref().as_ref().ok().map(Vec::as_slice)
+            fault_free.as_ref().as_ref().ok().map(|lines| &**lines)
         });
         failure_of(&report).is_some_and(|_| self.breaks(&report))
     }
@@ -143,7 +143,7 @@ pub fn shrink(scenario: &Scenario, seed: u64) -> Result<Shrunk, ShrinkError> {
     let path = scenario.path.display().to_string();
     let fault_free = FaultFree::new(scenario).for_seed(seed);
     let report = runner::run(scenario, seed, RunOptions { faults: true, trace: true }, {
-        fault_free.as_ref().as_ref().ok().map(Vec::as_slice)
+        fault_free.as_ref().as_ref().ok().map(|lines| &**lines)
     });
     // A canary's failure is the violation it must cause: shrinking keeps it caught.
     let failure = match scenario.file.checks.expect_violation {

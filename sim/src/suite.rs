@@ -227,7 +227,7 @@ pub fn replay_command(program: &str, path: &Path, seed: u64) -> String {
 /// The fault-free run's committed output, sorted: what every seed must commit. It is seed 0
 /// with the scenario's faults, restarts and savepoint steps off; its own checkers are not
 /// run, since only its output is used.
-pub fn fault_free_output(scenario: &Scenario) -> Result<Vec<String>, String> {
+pub fn fault_free_output(scenario: &Scenario) -> Result<Arc<[String]>, String> {
     let report = runner::simulate_seed(scenario, 0, RunOptions { faults: false, trace: false }).unchecked();
     if let Some(error) = report.error {
         return Err(format!("the fault-free run failed: {error}"));
@@ -235,7 +235,7 @@ pub fn fault_free_output(scenario: &Scenario) -> Result<Vec<String>, String> {
     // Normally it committed the reference output, whose lines are sorted already.
     let reference = runner::expected_output(scenario);
     if reference.matches(&report.output) {
-        return Ok(reference.lines().to_vec());
+        return Ok(reference.shared_lines());
     }
     let mut lines: Vec<&str> = report.output.lines().collect();
     lines.sort_unstable();
@@ -251,7 +251,7 @@ pub struct FaultFree<'a> {
 }
 
 /// A fault-free run's sorted committed output, or why there is none.
-pub type FaultFreeOutput = Result<Vec<String>, String>;
+pub type FaultFreeOutput = Result<Arc<[String]>, String>;
 
 impl<'a> FaultFree<'a> {
     pub fn new(scenario: &'a Scenario) -> Self {
@@ -348,7 +348,7 @@ pub fn run_seed_share_until(
                         }
                     };
                     if !seed_passed(scenario, &report) {
-                        let lines = fault_free.as_ref().as_ref().ok().map(Vec::as_slice);
+                        let lines = fault_free.as_ref().as_ref().ok().map(|lines| &**lines);
                         report.first_divergence = divergence::by_traced_rerun(scenario, &report, lines);
                     }
                     report.output = String::new();

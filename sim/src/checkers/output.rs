@@ -10,12 +10,13 @@ use crate::invariants::{Invariant, Violation};
 use crate::workload::Reference;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 /// A workload's reference, with what the checkers derive from it computed once.
 #[derive(Debug)]
 pub struct ExpectedOutput {
-    /// Every line, sorted.
-    lines: Vec<String>,
+    /// Every line, sorted; shared with the fault-free runs that committed exactly these.
+    lines: Arc<[String]>,
     /// Each distinct line's index in `counts`.
     index: FxHashMap<String, usize>,
     /// How many times each distinct line occurs.
@@ -43,12 +44,18 @@ impl ExpectedOutput {
             }
             counts[at] += 1;
         }
-        ExpectedOutput { lines, index, counts, records, state }
+        ExpectedOutput { lines: lines.into(), index, counts, records, state }
     }
 
     /// Every line, sorted.
     pub fn lines(&self) -> &[String] {
         &self.lines
+    }
+
+    /// Every line, sorted, shared: a fault-free run that committed exactly these holds them so, and the checkers
+    /// know it by the address without comparing them line by line every seed.
+    pub fn shared_lines(&self) -> Arc<[String]> {
+        self.lines.clone()
     }
 
     /// Whether `output`'s lines are exactly these, each as often, in any order.
@@ -164,13 +171,14 @@ pub fn exactly_once(evidence: &Evidence<'_>, committed: &Committed<'_>) -> Vec<V
         violations.push(evidence.violation(Invariant::ExactlyOnceOutput, event));
     }
     if let Some(fault_free) = evidence.fault_free {
-        // The fault-free run normally committed the reference output: then so is the answer,
-        // without sorting this run's lines.
-        let matches_fault_free = if same_lines(fault_free, reference.lines()) {
-            matches_reference
-        } else {
-            same_lines(committed.sorted(), fault_free)
-        };
+        // The fault-free run normally committed the reference output (and then holds its very lines): then so is
+        // the answer, without sorting this run's lines.
+        let matches_fault_free =
+            if std::ptr::eq(fault_free, reference.lines()) || same_lines(fault_free, reference.lines()) {
+                matches_reference
+            } else {
+                same_lines(committed.sorted(), fault_free)
+            };
         if !matches_fault_free {
             let event = format!("versus a fault-free run: {}", first_difference(committed.sorted(), fault_free));
             violations.push(evidence.violation(Invariant::ExactlyOnceOutput, event));
