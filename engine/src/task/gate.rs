@@ -150,11 +150,9 @@ impl<T: Send> InputGate<T> {
         let done = alignment.arrived.iter().zip(&self.ended).all(|(&arrived, &ended)| arrived || ended);
         if done { self.alignment.take().map(|a| a.barrier) } else { None }
     }
-}
 
-#[async_trait]
-impl<T: Send> Upstream<T> for InputGate<T> {
-    async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
+    /// The next batch, barrier or end that the channels hold, or `Idle`: a gate never waits to pull.
+    fn pull_queued(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
         loop {
             if self.ended.iter().all(|&e| e) {
                 return Ok(Pulled::End);
@@ -188,6 +186,25 @@ impl<T: Send> Upstream<T> for InputGate<T> {
                 StreamElement::Watermark(_) => {}
             }
         }
+    }
+}
+
+#[async_trait]
+impl<T: Send> Upstream<T> for InputGate<T> {
+    fn pull_now(&mut self, out: &mut Vec<T>) -> Option<Result<Pulled, TaskError>> {
+        Some(self.pull_queued(out))
+    }
+
+    async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
+        self.pull_queued(out)
+    }
+
+    fn needs_maintenance(&self) -> bool {
+        false
+    }
+
+    async fn maintain(&mut self) -> Result<(), TaskError> {
+        Ok(())
     }
 
     async fn ready(&mut self) -> Result<(), TaskError> {

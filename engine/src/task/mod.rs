@@ -144,7 +144,7 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
                 return Ok(Next::Exit);
             }
         }
-        match task.upstream.pull(out).await? {
+        match pull(task, out).await? {
             Pulled::Records => task.tail.emit(out).await?,
             Pulled::Idle => {
                 task.tail.flush().await?;
@@ -170,6 +170,20 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
     }
 }
 
+/// The next pull, without an asynchronous call when it needs no waiting; then, after a pull that processed records,
+/// the IO the chain's operators have to do (an on-disk backend's flushes), before the batch goes downstream.
+async fn pull<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
+    let pulled = match task.upstream.pull_now(out) {
+        Some(pulled) => pulled?,
+        None => task.upstream.pull(out).await?,
+    };
+    let processed = matches!(pulled, Pulled::Records | Pulled::Final | Pulled::End);
+    if processed && task.upstream.needs_maintenance() {
+        task.upstream.maintain().await?;
+    }
+    Ok(pulled)
+}
+
 /// Emits the final results, every part of them (`pulled` says whether more follow), then
 /// finishes the tail. No command is taken between two parts, as none could be within
 /// results that came in one: a snapshot there would hold half of them.
@@ -181,7 +195,7 @@ async fn emit_final<T: Send + 'static>(
     loop {
         task.tail.emit(out).await?;
         match pulled {
-            Pulled::Final => pulled = task.upstream.pull(out).await?,
+            Pulled::Final => pulled = pull(task, out).await?,
             Pulled::End => return task.tail.finish().await,
             other => unreachable!("{other:?} after the end of input"),
         }

@@ -1,5 +1,11 @@
 //! The pull side of a subtask: its head (a source or the input gate) and the chained
 //! operators after it, erased to "something that yields batches of `T`".
+//!
+//! A pull that needs no waiting is made synchronously ([`Upstream::pull_now`]): the input gate
+//! only takes what its channels hold, and chained operators are synchronous, so a subtask behind
+//! a gate pulls batch after batch without an asynchronous call (and its boxed future) per
+//! operator. Only a source's poll waits, through [`Upstream::pull`]. An operator's IO after a
+//! batch (an on-disk backend's flushes) is the subtask loop's to start, right after the pull.
 
 use crate::element::CheckpointBarrier;
 use crate::error::TaskError;
@@ -34,7 +40,15 @@ pub enum Pulled {
 /// A head with the operators chained after it.
 #[async_trait]
 pub trait Upstream<T>: Send {
+    /// A pull made now, without waiting: `None`, having taken nothing, when this head only pulls by waiting (a
+    /// source's poll); then the caller awaits [`Upstream::pull`].
+    fn pull_now(&mut self, out: &mut Vec<T>) -> Option<Result<Pulled, TaskError>>;
     async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError>;
+    /// Whether an operator of the chain has IO to do after the batches it processed (an on-disk backend's flushes
+    /// and compactions): cheap, asked after every pull.
+    fn needs_maintenance(&self) -> bool;
+    /// Does that IO, head first; it may stall while an operator's memory is over its budget.
+    async fn maintain(&mut self) -> Result<(), TaskError>;
     /// Completes when a pull would make progress (after `Idle`). Cancel-safe: dropping it
     /// loses nothing.
     async fn ready(&mut self) -> Result<(), TaskError>;
@@ -69,36 +83,50 @@ impl<Mid, T> Chained<Mid, T> {
         Ok(if self.finishing { Pulled::Final } else { Pulled::End })
     }
 
-    /// The operator's IO after a batch (an on-disk backend's flushes and compactions; it
-    /// may stall here while its memory is over budget), only when it has some.
-    async fn maintain(&mut self) -> Result<(), TaskError> {
-        if self.op.needs_maintenance() {
-            self.op.maintain().await?;
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
-    async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
-        if self.finishing {
-            return self.finish(out);
-        }
-        let pulled = self.inner.pull(&mut self.buffer).await?;
+    /// Runs the operator over what the inner upstream pulled into `buffer`.
+    fn apply(&mut self, pulled: Pulled, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
         match pulled {
-            Pulled::Records | Pulled::Final => {
-                self.op.process_batch(&mut self.buffer, out)?;
-                self.maintain().await?;
-            }
+            Pulled::Records | Pulled::Final => self.op.process_batch(&mut self.buffer, out)?,
             Pulled::End => {
                 self.op.process_batch(&mut self.buffer, out)?;
-                self.maintain().await?;
                 return self.finish(out);
             }
             Pulled::Idle | Pulled::Barrier(_) => assert!(self.buffer.is_empty()),
         }
         Ok(pulled)
+    }
+}
+
+#[async_trait]
+impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
+    fn pull_now(&mut self, out: &mut Vec<T>) -> Option<Result<Pulled, TaskError>> {
+        if self.finishing {
+            return Some(self.finish(out));
+        }
+        let pulled = self.inner.pull_now(&mut self.buffer)?;
+        Some(pulled.and_then(|pulled| self.apply(pulled, out)))
+    }
+
+    async fn pull(&mut self, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
+        if self.finishing {
+            return self.finish(out);
+        }
+        let pulled = self.inner.pull(&mut self.buffer).await?;
+        self.apply(pulled, out)
+    }
+
+    fn needs_maintenance(&self) -> bool {
+        self.inner.needs_maintenance() || self.op.needs_maintenance()
+    }
+
+    async fn maintain(&mut self) -> Result<(), TaskError> {
+        if self.inner.needs_maintenance() {
+            self.inner.maintain().await?;
+        }
+        if self.op.needs_maintenance() {
+            self.op.maintain().await?;
+        }
+        Ok(())
     }
 
     async fn ready(&mut self) -> Result<(), TaskError> {
@@ -156,6 +184,19 @@ impl<S: Source> SourceHead<S> {
 
 #[async_trait]
 impl<S: Source> Upstream<S::Out> for SourceHead<S> {
+    fn pull_now(&mut self, _out: &mut Vec<S::Out>) -> Option<Result<Pulled, TaskError>> {
+        // A source's poll is asynchronous: it may wait for its pacing or its IO.
+        None
+    }
+
+    fn needs_maintenance(&self) -> bool {
+        false
+    }
+
+    async fn maintain(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     async fn pull(&mut self, out: &mut Vec<S::Out>) -> Result<Pulled, TaskError> {
         // The first pull opens the source (a no-op afterwards).
         self.open().await?;
@@ -218,14 +259,23 @@ mod tests {
 
     #[async_trait]
     impl Upstream<u32> for OneBatch {
-        async fn pull(&mut self, out: &mut Vec<u32>) -> Result<Pulled, TaskError> {
-            match self.0.take() {
+        fn pull_now(&mut self, out: &mut Vec<u32>) -> Option<Result<Pulled, TaskError>> {
+            Some(Ok(match self.0.take() {
                 Some(batch) => {
                     out.extend(batch);
-                    Ok(Pulled::Records)
+                    Pulled::Records
                 }
-                None => Ok(Pulled::End),
-            }
+                None => Pulled::End,
+            }))
+        }
+        async fn pull(&mut self, out: &mut Vec<u32>) -> Result<Pulled, TaskError> {
+            self.pull_now(out).expect("pulls at once")
+        }
+        fn needs_maintenance(&self) -> bool {
+            false
+        }
+        async fn maintain(&mut self) -> Result<(), TaskError> {
+            Ok(())
         }
         async fn ready(&mut self) -> Result<(), TaskError> {
             Ok(())
@@ -248,6 +298,13 @@ mod tests {
     struct Counting {
         wants_maintenance: bool,
         maintained: Arc<AtomicUsize>,
+    }
+
+    impl Counting {
+        /// Never needs maintenance.
+        fn passing() -> Self {
+            Counting { wants_maintenance: false, maintained: Arc::new(AtomicUsize::new(0)) }
+        }
     }
 
     impl ChainOp<u32, u32> for Counting {
@@ -274,20 +331,27 @@ mod tests {
     }
 
     #[test]
-    fn the_chain_maintains_an_operator_after_each_batch_only_when_it_asks() {
+    fn the_chain_says_an_operator_needs_maintenance_and_maintains_it_only_when_it_asks() {
         for wants_maintenance in [true, false] {
             let maintained = Arc::new(AtomicUsize::new(0));
             let op = Counting { wants_maintenance, maintained: maintained.clone() };
             let calls = crate::seam::runtime::run(0, async move {
-                let mut chain = Chained::new(Box::new(OneBatch(Some(vec![1, 2, 3]))), Box::new(op));
+                let inner = Chained::new(Box::new(OneBatch(Some(vec![1, 2, 3]))), Box::new(op));
+                let mut chain = Chained::new(Box::new(inner), Box::new(Counting::passing()));
                 let mut out = Vec::new();
-                assert_eq!(chain.pull(&mut out).await.unwrap(), Pulled::Records);
+                // Pulling never maintains: that is the subtask loop's, after each pull.
+                assert_eq!(chain.pull_now(&mut out).unwrap().unwrap(), Pulled::Records);
                 assert_eq!(out, vec![1, 2, 3]);
+                assert_eq!(maintained.load(Ordering::SeqCst), 0);
+                assert_eq!(chain.needs_maintenance(), wants_maintenance);
+                if chain.needs_maintenance() {
+                    chain.maintain().await.unwrap();
+                }
                 let after_records = maintained.load(Ordering::SeqCst);
                 assert_eq!(chain.pull(&mut out).await.unwrap(), Pulled::End);
                 (after_records, maintained.load(Ordering::SeqCst))
             });
-            let expected = if wants_maintenance { (1, 2) } else { (0, 0) };
+            let expected = if wants_maintenance { (1, 1) } else { (0, 0) };
             assert_eq!(calls, expected, "wants maintenance: {wants_maintenance}");
         }
     }
