@@ -16,7 +16,7 @@ use crate::operators::SubtaskInfo;
 use crate::seam::runtime;
 use crate::state::snapshot::SyncSnapshot;
 use async_trait::async_trait;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 /// Alignment of one checkpoint in progress.
 struct Alignment {
@@ -80,36 +80,30 @@ impl<T: Send> InputGate<T> {
         Ok(None)
     }
 
-    /// Waits for the next element from any readable channel.
-    async fn next(&mut self) -> Result<(usize, StreamElement<T>), TaskError> {
+    /// The next element from any readable channel, or `Pending` with `cx` woken when one arrives.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<(usize, StreamElement<T>), TaskError>> {
         let n = self.channels.len();
-        let start = self.next_channel;
-        let readable: Vec<bool> = (0..n).map(|c| self.readable(c)).collect();
         assert!(
-            readable.iter().any(|&r| r),
+            (0..n).any(|c| self.readable(c)),
             "{}[{}]: waiting with no readable channel",
             self.info.vertex_name,
             self.info.subtask
         );
-        let channels = &mut self.channels;
-        let received = std::future::poll_fn(|cx| {
-            for step in 0..n {
-                let channel = (start + step) % n;
-                if !readable[channel] {
-                    continue;
-                }
-                match channels[channel].poll_recv(cx) {
-                    Poll::Ready(Some(element)) => return Poll::Ready(Some((channel, element))),
-                    Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => {}
-                }
+        for step in 0..n {
+            let channel = (self.next_channel + step) % n;
+            if !self.readable(channel) {
+                continue;
             }
-            Poll::Pending
-        })
-        .await;
-        let (channel, element) = received.ok_or_else(|| self.closed())?;
-        self.next_channel = (channel + 1) % n;
-        Ok((channel, element))
+            match self.channels[channel].poll_recv(cx) {
+                Poll::Ready(Some(element)) => {
+                    self.next_channel = (channel + 1) % n;
+                    return Poll::Ready(Ok((channel, element)));
+                }
+                Poll::Ready(None) => return Poll::Ready(Err(self.closed())),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
     }
 
     /// Registers barrier arrival on `channel`; returns the barrier once aligned.
@@ -207,15 +201,15 @@ impl<T: Send> Upstream<T> for InputGate<T> {
         Ok(())
     }
 
-    async fn ready(&mut self) -> Result<(), TaskError> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TaskError>> {
         if self.stash.is_some() || self.ended.iter().all(|&e| e) {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
-        // `next` takes an element only in the poll that completes it, and it goes straight
-        // into the stash, so dropping this future never loses one.
-        let next = self.next().await?;
+        // An element is taken only by the poll that is ready with it, and it goes straight into the stash, so
+        // giving up the wait never loses one.
+        let next = std::task::ready!(self.poll_next(cx))?;
         self.stash = Some(next);
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     fn is_source(&self) -> bool {

@@ -147,7 +147,9 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
         match pull(task, out).await? {
             Pulled::Records => task.tail.emit(out).await?,
             Pulled::Idle => {
-                task.tail.flush().await?;
+                if task.tail.buffered() {
+                    task.tail.flush().await?;
+                }
                 tokio::select! {
                     biased;
                     command = task.services.commands.recv() => match command {
@@ -158,7 +160,7 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
                         }
                         None => return Err(TaskError::Canceled),
                     },
-                    ready = task.upstream.ready() => ready?,
+                    ready = std::future::poll_fn(|cx| task.upstream.poll_ready(cx)) => ready?,
                 }
             }
             Pulled::Barrier(barrier) => task.checkpoint(barrier, true).await?,

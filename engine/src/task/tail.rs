@@ -28,6 +28,10 @@ pub trait Tail<T>: Send {
     async fn emit(&mut self, records: &mut Vec<T>) -> Result<(), TaskError>;
     /// Sends partially filled buffers: the subtask's input went idle.
     async fn flush(&mut self) -> Result<(), TaskError>;
+    /// Whether [`Tail::flush`] has anything to send: an idle subtask skips the call otherwise.
+    fn buffered(&self) -> bool {
+        true
+    }
     /// Snapshots the tail's own state (a sink's pre-commit).
     async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError>;
     /// Sends the barrier downstream, behind every record emitted before it.
@@ -189,6 +193,10 @@ impl<T: Send + 'static> Tail<T> for NetworkOutput<T> {
         self.send_all_buffers().await
     }
 
+    fn buffered(&self) -> bool {
+        self.buffers.iter().any(|buffer| !buffer.is_empty())
+    }
+
     async fn snapshot(&mut self, _checkpoint: CheckpointId, _snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {
         // The network output holds no state: its buffers are sent before the barrier.
         Ok(())
@@ -284,6 +292,11 @@ impl<T: Send + 'static, S: Sink<T>> Tail<T> for SinkTail<T, S> {
 
     async fn flush(&mut self) -> Result<(), TaskError> {
         Ok(())
+    }
+
+    fn buffered(&self) -> bool {
+        // A sink writes what it is given; its own buffers are its transaction's.
+        false
     }
 
     async fn snapshot(&mut self, checkpoint: CheckpointId, snapshot: &mut SyncSnapshot) -> Result<(), TaskError> {

@@ -18,6 +18,7 @@ use crate::state::operator::OperatorStateStore;
 use crate::state::snapshot::{OperatorSnapshot, SyncSnapshot};
 use crate::task::context::BuildContext;
 use async_trait::async_trait;
+use std::task::{Context, Poll};
 
 /// What a pull produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,9 +50,9 @@ pub trait Upstream<T>: Send {
     fn needs_maintenance(&self) -> bool;
     /// Does that IO, head first; it may stall while an operator's memory is over its budget.
     async fn maintain(&mut self) -> Result<(), TaskError>;
-    /// Completes when a pull would make progress (after `Idle`). Cancel-safe: dropping it
-    /// loses nothing.
-    async fn ready(&mut self) -> Result<(), TaskError>;
+    /// Ready when a pull would make progress (after `Idle`), else `Pending` with `cx` woken when it would. A poll
+    /// rather than a future, so that waiting costs no allocation; dropping the wait loses nothing.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TaskError>>;
     /// Whether the head is a source (sources inject barriers on command).
     fn is_source(&self) -> bool;
     /// Opens the head without pulling (a source restores its positions): for a subtask
@@ -129,8 +130,8 @@ impl<Mid: Send, T: Send> Upstream<T> for Chained<Mid, T> {
         Ok(())
     }
 
-    async fn ready(&mut self) -> Result<(), TaskError> {
-        self.inner.ready().await
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TaskError>> {
+        self.inner.poll_ready(cx)
     }
 
     fn is_source(&self) -> bool {
@@ -210,9 +211,9 @@ impl<S: Source> Upstream<S::Out> for SourceHead<S> {
         }
     }
 
-    async fn ready(&mut self) -> Result<(), TaskError> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), TaskError>> {
         // A source never idles: it is always ready to poll.
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     async fn open(&mut self) -> Result<(), TaskError> {
@@ -277,8 +278,8 @@ mod tests {
         async fn maintain(&mut self) -> Result<(), TaskError> {
             Ok(())
         }
-        async fn ready(&mut self) -> Result<(), TaskError> {
-            Ok(())
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), TaskError>> {
+            Poll::Ready(Ok(()))
         }
         fn is_source(&self) -> bool {
             true
