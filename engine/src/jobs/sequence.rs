@@ -18,12 +18,11 @@ use crate::api::graph::JobGraph;
 use crate::config::JobConfig;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::sequence_source::{SequenceRecord, SequenceSource};
-use crate::keygroup::KeyGroupRange;
 use crate::operators::keyed_process::KeyedProcessFunction;
 use crate::state::StateError;
 use crate::state::backend::KeyedStateBackend;
-use crate::state::heap::HeapKeyedBackend;
-use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry, ValueStateDescriptor};
+use crate::state::heap::snapshot_entries;
+use crate::state::keyed::{KeyedContext, KeyedEndContext, ValueStateDescriptor};
 use crate::state::snapshot::KeyGroupSnapshot;
 use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
@@ -186,19 +185,9 @@ pub type SnapshotTotals = (BTreeMap<u64, (u64, u64)>, BTreeMap<u64, Vec<u8>>);
 /// Decodes the keyed state of `running-totals` from a snapshot's key groups (every subtask's, together), as a
 /// restore would read it.
 pub fn decode_totals(groups: &[KeyGroupSnapshot], max_parallelism: u32) -> Result<SnapshotTotals, StateError> {
-    let range = KeyGroupRange { start: 0, end: max_parallelism };
-    let mut backend = HeapKeyedBackend::<u64>::new(range, groups)?;
-    let mut registry = Registry::default();
-    let mut context = KeyedEndContext::new(&mut backend, &mut registry);
-    let mut totals = BTreeMap::new();
-    context.for_each_value(&TOTALS, |key, value| {
-        totals.insert(*key, *value);
-    })?;
-    let mut paddings = BTreeMap::new();
-    context.for_each_value(&PADDING, |key, bytes| {
-        paddings.insert(*key, bytes.to_vec());
-    })?;
-    Ok((totals, paddings))
+    let totals = snapshot_entries::<u64, (u64, u64)>(groups, TOTALS.name, max_parallelism)?;
+    let paddings = snapshot_entries::<u64, ByteBuf>(groups, PADDING.name, max_parallelism)?;
+    Ok((totals.into_iter().collect(), paddings.into_iter().map(|(key, bytes)| (key, bytes.into_vec())).collect()))
 }
 
 /// The `(count, sum)` per key once each partition `p` has emitted the numbers below `next` for each `(p, next)`

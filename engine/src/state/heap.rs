@@ -138,6 +138,56 @@ type PendingState = BTreeMap<String, BTreeMap<KeyGroup, Vec<u8>>>;
 /// them as it writes a `Vec<u8>`, and reads them back at once rather than a byte at a time).
 type GroupEncoding = Vec<(String, ByteBuf)>;
 
+/// The states of one key group's snapshot, by name: what a restore reads first.
+fn decode_group(group: &KeyGroupSnapshot) -> Result<GroupEncoding, StateError> {
+    postcard::from_bytes(&group.bytes).map_err(|e| StateError::Decode {
+        name: "<key group>".into(),
+        key_group: group.key_group.0,
+        message: e.to_string(),
+    })
+}
+
+/// The entries of state `name` in key group `key_group`'s encoding of it.
+fn decode_entries<K: Key, S: StateValue>(
+    name: &str,
+    key_group: KeyGroup,
+    bytes: &[u8],
+) -> Result<Vec<(K, S)>, StateError> {
+    postcard::from_bytes(bytes).map_err(|e| StateError::Decode {
+        name: name.to_string(),
+        key_group: key_group.0,
+        message: e.to_string(),
+    })
+}
+
+/// Every entry of state `name` in the key groups' snapshots `groups` (of any subtasks, each group below
+/// `max_parallelism`), decoded as a restore decodes them but without building a backend: for readers of a
+/// snapshot's state, such as the simulator's consistent-cut check. A key group given twice counts once, the later,
+/// as in a restore.
+pub fn snapshot_entries<K: Key, S: StateValue>(
+    groups: &[KeyGroupSnapshot],
+    name: &str,
+    max_parallelism: u32,
+) -> Result<Vec<(K, S)>, StateError> {
+    let mut found: BTreeMap<KeyGroup, Vec<u8>> = BTreeMap::new();
+    for group in groups {
+        if group.key_group.0 >= max_parallelism {
+            return Err(StateError::ForeignKeyGroup { key_group: group.key_group.0, start: 0, end: max_parallelism });
+        }
+        // Every state of a group is decoded, as a restore does, so that a corrupt one is found here too.
+        for (state, bytes) in decode_group(group)? {
+            if state == name {
+                found.insert(group.key_group, bytes.into_vec());
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    for (key_group, bytes) in found {
+        entries.extend(decode_entries::<K, S>(name, key_group, &bytes)?);
+    }
+    Ok(entries)
+}
+
 impl<K: Key> HeapKeyedBackend<K> {
     /// A backend over `range`, restoring the given key groups.
     pub fn new(range: KeyGroupRange, restored: &[KeyGroupSnapshot]) -> Result<Self, StateError> {
@@ -150,12 +200,7 @@ impl<K: Key> HeapKeyedBackend<K> {
                     end: range.end,
                 });
             }
-            let states: GroupEncoding = postcard::from_bytes(&group.bytes).map_err(|e| StateError::Decode {
-                name: "<key group>".into(),
-                key_group: group.key_group.0,
-                message: e.to_string(),
-            })?;
-            for (name, bytes) in states {
+            for (name, bytes) in decode_group(group)? {
                 pending.entry(name).or_default().insert(group.key_group, bytes.into_vec());
             }
         }
@@ -200,11 +245,7 @@ impl<K: Key> KeyedStateBackend<K> for HeapKeyedBackend<K> {
         }
         let mut groups: Vec<Group<K, S>> = (0..self.range.len()).map(|_| Group::default()).collect();
         for (key_group, bytes) in Arc::make_mut(&mut self.pending).remove(name).unwrap_or_default() {
-            let entries: Vec<(K, S)> = postcard::from_bytes(&bytes).map_err(|e| StateError::Decode {
-                name: name.to_string(),
-                key_group: key_group.0,
-                message: e.to_string(),
-            })?;
+            let entries = decode_entries::<K, S>(name, key_group, &bytes)?;
             Arc::make_mut(&mut groups[(key_group.0 - self.range.start) as usize]).extend(entries);
         }
         self.names.push(name.to_string());
@@ -412,6 +453,51 @@ mod rescale_tests {
 #[cfg(test)]
 mod encoding_tests {
     use super::*;
+    use crate::state::keyed::{KeyedContext, KeyedEndContext, Registry, ValueStateDescriptor};
+    use proptest::prelude::*;
+
+    const COUNT: ValueStateDescriptor<u64> = ValueStateDescriptor::new("count");
+    const NAME: ValueStateDescriptor<String> = ValueStateDescriptor::new("name");
+
+    proptest! {
+        /// Reading one state straight from a snapshot gives what a backend restored from it holds.
+        #[test]
+        fn snapshot_entries_are_what_a_restored_backend_holds(
+            keys in proptest::collection::btree_map(0u64..500, (any::<u64>(), "[a-z]{0,8}"), 0..60),
+            max_parallelism in 1u32..40,
+        ) {
+            let range = KeyGroupRange { start: 0, end: max_parallelism };
+            let mut backend = HeapKeyedBackend::<u64>::new(range, &[]).unwrap();
+            let mut registry = Registry::default();
+            for (key, (count, name)) in &keys {
+                let key_group = crate::keygroup::key_group_for_key(key, max_parallelism);
+                let mut context = KeyedContext::new(&mut backend, &mut registry, key, key_group);
+                context.value(&COUNT).unwrap().set(*count).unwrap();
+                context.value(&NAME).unwrap().set(name.clone()).unwrap();
+            }
+            let groups = backend.freeze().unwrap().encode().unwrap();
+            let mut restored = HeapKeyedBackend::<u64>::new(range, &groups).unwrap();
+            let mut registry = Registry::default();
+            let mut held = Vec::new();
+            KeyedEndContext::new(&mut restored, &mut registry)
+                .for_each_value(&COUNT, |key, count| held.push((*key, *count)))
+                .unwrap();
+            held.sort_unstable();
+            let mut read = snapshot_entries::<u64, u64>(&groups, COUNT.name, max_parallelism).unwrap();
+            read.sort_unstable();
+            prop_assert_eq!(&read, &held);
+            let expected: Vec<(u64, u64)> = keys.iter().map(|(key, (count, _))| (*key, *count)).collect();
+            prop_assert_eq!(read, expected);
+        }
+    }
+
+    #[test]
+    fn a_key_group_beyond_max_parallelism_is_refused() {
+        let group =
+            KeyGroupSnapshot { key_group: KeyGroup(8), bytes: postcard::to_stdvec(&GroupEncoding::new()).unwrap() };
+        let error = snapshot_entries::<u64, u64>(&[group], COUNT.name, 8).unwrap_err();
+        assert!(matches!(error, StateError::ForeignKeyGroup { key_group: 8, start: 0, end: 8 }), "{error:?}");
+    }
 
     /// A key group's encoding names its states' bytes as serde bytes: the same postcard bytes as the plain
     /// `Vec<u8>`s that snapshots written before held.
