@@ -348,6 +348,12 @@ impl Faults {
         &self.node
     }
 
+    /// Whether points of `kind` may be anything but [`Fate::Proceed`]: the hook listens to them, or the node
+    /// crashed. A caller may skip the point when not, as [`Faults::at`] would only say proceed.
+    pub fn may_act(&self, kind: PointKind) -> bool {
+        self.listening & kind.bit() != 0 || self.crashed()
+    }
+
     /// Whether a point of this node was told to crash.
     pub fn crashed(&self) -> bool {
         self.crashed.load(Ordering::SeqCst)

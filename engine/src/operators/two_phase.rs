@@ -27,7 +27,7 @@
 use super::OperatorContext;
 use super::sink::Sink;
 use crate::error::TaskError;
-use crate::faults::{FaultPoint, Faults, Injected, Interleaving, SinkStep};
+use crate::faults::{FaultPoint, Faults, Injected, Interleaving, PointKind, SinkStep};
 use crate::ids::{CheckpointId, JobId, OperatorUid, TaskRef};
 use crate::seam::runtime;
 use crate::seam::storage::StorageError;
@@ -248,7 +248,7 @@ impl<T: Send + 'static, S: TransactionalSink<T>> Sink<T> for TwoPhaseCommitSink<
     }
 
     async fn write(&mut self, records: &mut Vec<T>) -> Result<(), TaskError> {
-        if let Some(place) = &self.place {
+        if let Some(place) = self.place.as_ref().filter(|place| place.faults.may_act(PointKind::Interleave)) {
             place.faults.interleave(place.task, Interleaving::SinkWrite).await;
         }
         if !self.in_transaction {

@@ -18,7 +18,7 @@ use crate::checkpoint::coordinator::Failure;
 use crate::checkpoint::storage::WriteError;
 use crate::element::CheckpointBarrier;
 use crate::error::TaskError;
-use crate::faults::{Fate, FaultPoint, Interleaving};
+use crate::faults::{Fate, FaultPoint, Interleaving, PointKind};
 use crate::ids::CheckpointId;
 use crate::ids::SubtaskInfo;
 use crate::seam::runtime;
@@ -134,7 +134,10 @@ pub async fn run_task<T: Send + 'static>(
 async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> Result<Next, TaskError> {
     let (job, task_ref) = (task.info.job, task.info.task_ref());
     loop {
-        task.services.faults.interleave(task_ref, Interleaving::Gate).await;
+        // Checked first: the common case (nothing aimed at the gate) makes no asynchronous call per batch.
+        if task.services.faults.may_act(PointKind::Interleave) {
+            task.services.faults.interleave(task_ref, Interleaving::Gate).await;
+        }
         if task.services.faults.at(FaultPoint::Batch { job, task: task_ref }) == Fate::Fail {
             tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, "fault: subtask failed");
             return Err(TaskError::Injected { vertex: task.info.vertex_name.clone(), subtask: task.info.subtask });
