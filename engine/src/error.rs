@@ -5,10 +5,44 @@ use crate::ids::{OperatorUid, SubtaskIndex};
 use crate::seam::storage::StorageError;
 use crate::state::StateError;
 
+/// Why a subtask failed: its [`TaskFailure`], boxed, so that a `Result<_, TaskError>` is a word or two wide. Results
+/// pass through every batch's path (pulls, emits, writes), and a 96-byte error moved at each step cost more than
+/// the step. It dereferences to the failure, so `error.is_deterministic()` and `match &*error` read it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct TaskError(Box<TaskFailure>);
+
+impl TaskError {
+    /// What failed.
+    pub fn failure(&self) -> &TaskFailure {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TaskError {
+    type Target = TaskFailure;
+
+    fn deref(&self) -> &TaskFailure {
+        &self.0
+    }
+}
+
+impl From<TaskFailure> for TaskError {
+    fn from(failure: TaskFailure) -> Self {
+        TaskError(Box::new(failure))
+    }
+}
+
+impl From<StorageError> for TaskError {
+    fn from(error: StorageError) -> Self {
+        TaskFailure::Storage(error).into()
+    }
+}
+
 /// Why a subtask failed. A failed subtask fails the job (or, with a restart strategy,
 /// restarts it); it is never a panic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TaskError {
+pub enum TaskFailure {
     #[error("operator `{operator}`: {source}")]
     State { operator: OperatorUid, source: StateError },
     #[error(transparent)]
@@ -32,12 +66,12 @@ pub enum TaskError {
     RestoreRefused { operator: OperatorUid, message: String },
 }
 
-impl TaskError {
+impl TaskFailure {
     /// Whether the subtask ended because its deployment was canceled (a user's cancel, a
     /// failover of the whole job), not because something went wrong: it is logged as a
     /// cancellation, not as a failure.
     pub fn is_cancellation(&self) -> bool {
-        matches!(self, TaskError::Canceled)
+        matches!(self, TaskFailure::Canceled)
     }
 
     /// Whether the same restore would fail the same way again: a restart from the same
@@ -49,7 +83,7 @@ impl TaskError {
     /// Flink's restart strategies assume.
     pub fn is_deterministic(&self) -> bool {
         match self {
-            TaskError::State { source, .. } => match source {
+            TaskFailure::State { source, .. } => match source {
                 StateError::TypeMismatch { .. }
                 | StateError::Encode { .. }
                 | StateError::Decode { .. }
@@ -67,13 +101,13 @@ impl TaskError {
                 // subtask downloads it is what the next attempt's check reports, once and for all.
                 StateError::MissingSnapshotFile { .. } => false,
             },
-            TaskError::RestoreRefused { .. } => true,
-            TaskError::Storage(_)
-            | TaskError::User { .. }
-            | TaskError::ChannelClosed { .. }
-            | TaskError::Canceled
-            | TaskError::Injected { .. }
-            | TaskError::Panicked { .. } => false,
+            TaskFailure::RestoreRefused { .. } => true,
+            TaskFailure::Storage(_)
+            | TaskFailure::User { .. }
+            | TaskFailure::ChannelClosed { .. }
+            | TaskFailure::Canceled
+            | TaskFailure::Injected { .. }
+            | TaskFailure::Panicked { .. } => false,
         }
     }
 }
@@ -82,29 +116,38 @@ impl TaskError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_task_result_stays_a_word_wide() {
+        // Every batch's pull, emit and write returns one: a boxed failure keeps them cheap to move.
+        assert_eq!(std::mem::size_of::<Result<(), TaskError>>(), std::mem::size_of::<usize>());
+        let error: TaskError = TaskFailure::Canceled.into();
+        assert_eq!(error.to_string(), "task canceled", "the box is transparent to the message");
+        assert!(error.is_cancellation());
+    }
+
     fn operator() -> OperatorUid {
         OperatorUid("count".into())
     }
 
     #[test]
     fn restored_state_that_cannot_be_decoded_fails_the_same_way_on_every_restart() {
-        let decode = TaskError::State {
+        let decode = TaskFailure::State {
             operator: operator(),
             source: StateError::DecodeListElement { name: "offsets".into(), index: 3, message: "eof".into() },
         };
         assert!(decode.is_deterministic());
-        let refused = TaskError::RestoreRefused { operator: operator(), message: "newer output".into() };
+        let refused = TaskFailure::RestoreRefused { operator: operator(), message: "newer output".into() };
         assert!(refused.is_deterministic());
     }
 
     #[test]
     fn transient_failures_and_cancellations_are_retried_or_reported_as_such() {
-        let injected = TaskError::Injected { vertex: "v".into(), subtask: SubtaskIndex(0) };
+        let injected = TaskFailure::Injected { vertex: "v".into(), subtask: SubtaskIndex(0) };
         assert!(!injected.is_deterministic());
-        let storage = TaskError::Storage(StorageError::NoSpace { op: "write", path: "/x".into() });
+        let storage = TaskFailure::Storage(StorageError::NoSpace { op: "write", path: "/x".into() });
         assert!(!storage.is_deterministic());
-        assert!(!TaskError::Panicked { message: "bug".into() }.is_deterministic());
-        assert!(TaskError::Canceled.is_cancellation() && !TaskError::Canceled.is_deterministic());
-        assert!(!TaskError::Panicked { message: "bug".into() }.is_cancellation());
+        assert!(!TaskFailure::Panicked { message: "bug".into() }.is_deterministic());
+        assert!(TaskFailure::Canceled.is_cancellation() && !TaskFailure::Canceled.is_deterministic());
+        assert!(!TaskFailure::Panicked { message: "bug".into() }.is_cancellation());
     }
 }

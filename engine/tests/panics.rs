@@ -7,7 +7,7 @@ use engine::cluster::JobError;
 use engine::config::JobConfig;
 use engine::connectors::file_sink::FileSink;
 use engine::connectors::sequence_source::{SequenceRecord, SequenceSource};
-use engine::error::TaskError;
+use engine::error::TaskFailure;
 use engine::seam::runtime;
 use engine::seam::storage::{LocalStorage, StorageRef};
 use std::sync::Arc;
@@ -40,8 +40,11 @@ fn a_panicking_subtask_fails_the_job_with_its_message() {
         Ok(Err(error)) => error,
     };
     match &error {
-        JobError::TaskFailed { vertex, error: TaskError::Panicked { message }, .. } => {
+        JobError::TaskFailed { vertex, error: failed, .. }
+            if matches!(failed.failure(), TaskFailure::Panicked { .. }) =>
+        {
             assert!(vertex.contains("breaks"), "{error}");
+            let TaskFailure::Panicked { message } = failed.failure() else { unreachable!("matched above") };
             assert_eq!(message, "the operator broke at record 500");
         }
         other => panic!("expected a panicked task, got: {other}"),

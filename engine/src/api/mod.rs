@@ -27,7 +27,7 @@ pub use error::BuildError;
 
 use crate::config::{JobConfig, StateBackendKind};
 use crate::element::StreamElement;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::ids::{OperatorUid, VertexId};
 use crate::keygroup::{MAX_PARALLELISM_UPPER_BOUND, default_max_parallelism};
 use crate::operators::ChainOp;
@@ -307,7 +307,7 @@ impl<T: Send + 'static> Stream<T> {
             Box::pin(async move {
                 match runtime::catch_panic(task).await {
                     Ok(result) => result,
-                    Err(message) => Err(TaskError::Panicked { message }),
+                    Err(message) => Err(TaskFailure::Panicked { message }.into()),
                 }
             })
         });
@@ -390,7 +390,7 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
         let upstream: UpstreamFactory<Out> = Arc::new(move |context: &mut BuildContext| {
             let gate = inner(context)?;
             let restored = context.take_restored(&uid);
-            let state_error = |source| TaskError::State { operator: uid.clone(), source };
+            let state_error = |source| TaskFailure::State { operator: uid.clone(), source };
             let restored_groups = restored.map(|r| r.keyed).unwrap_or_default();
             let range = context.info.key_group_range();
             let max_parallelism = context.info.max_parallelism;

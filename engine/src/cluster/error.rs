@@ -51,7 +51,7 @@ impl JobError {
     }
 
     /// Whether restarting the job from the same checkpoint would fail the same way (see
-    /// [`TaskError::is_deterministic`]): a restore that cannot be planned for a reason other
+    /// [`TaskFailure::is_deterministic`]): a restore that cannot be planned for a reason other
     /// than a storage error, or a checkpoint failure that repeats on every attempt.
     pub fn is_deterministic(&self) -> bool {
         match self {
@@ -76,17 +76,19 @@ impl JobError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::TaskFailure;
     use crate::ids::OperatorUid;
 
     #[test]
     fn a_task_failure_that_repeats_on_every_restart_fails_the_job_for_good() {
         let refused =
-            TaskError::RestoreRefused { operator: OperatorUid("sink".into()), message: "newer output".into() };
-        let failed = JobError::TaskFailed { vertex: "v".into(), subtask: SubtaskIndex(0), error: refused };
+            TaskFailure::RestoreRefused { operator: OperatorUid("sink".into()), message: "newer output".into() };
+        let failed = JobError::TaskFailed { vertex: "v".into(), subtask: SubtaskIndex(0), error: refused.into() };
         assert!(failed.is_deterministic());
-        let injected = TaskError::Injected { vertex: "v".into(), subtask: SubtaskIndex(0) };
+        let injected = TaskFailure::Injected { vertex: "v".into(), subtask: SubtaskIndex(0) };
         assert!(
-            !JobError::TaskFailed { vertex: "v".into(), subtask: SubtaskIndex(0), error: injected }.is_deterministic()
+            !JobError::TaskFailed { vertex: "v".into(), subtask: SubtaskIndex(0), error: injected.into() }
+                .is_deterministic()
         );
         assert!(JobError::FatalCheckpointFailure { cause: "state too large".into() }.is_deterministic());
     }

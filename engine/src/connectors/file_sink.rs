@@ -14,7 +14,7 @@
 //!
 //! The committed output is the set of `part-*` files; in-progress files are never output.
 
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::faults::{FaultPoint, Faults, SinkStep};
 use crate::ids::{CheckpointId, JobId, OperatorUid, TaskRef};
 use crate::operators::OperatorContext;
@@ -105,7 +105,7 @@ async fn reconcile_newer_output(
 ) -> Result<(), TaskError> {
     let Err(ahead) = check_restore(storage, dir, restored).await? else { return Ok(()) };
     if !discard {
-        return Err(TaskError::RestoreRefused { operator: uid.clone(), message: ahead.to_string() });
+        return Err(TaskFailure::RestoreRefused { operator: uid.clone(), message: ahead.to_string() }.into());
     }
     // Every subtask discards every newer part (a rescale may have renumbered them); a part
     // another subtask removed first is gone already.
@@ -249,7 +249,7 @@ async fn commit(
         Err(StorageError::NotFound { .. }) if storage.exists(&to).await? => Ok(()),
         // The state says the transaction was pre-committed (durably), the output says it never was: that holds on
         // every retry, so the job fails instead of restarting forever.
-        Err(StorageError::NotFound { .. }) => Err(TaskError::RestoreRefused {
+        Err(StorageError::NotFound { .. }) => Err(TaskFailure::RestoreRefused {
             operator: uid.clone(),
             message: format!(
                 "pending transaction `{}` of checkpoint {} is neither in progress nor committed in `{}`: the output directory was moved or cleaned since the checkpoint",
@@ -257,7 +257,7 @@ async fn commit(
                 transaction.checkpoint,
                 dir.display()
             ),
-        }),
+        }.into()),
         Err(other) => Err(other.into()),
     }
 }
@@ -319,7 +319,7 @@ impl<T: Send + 'static> TransactionalSink<T> for FileTransactions<T> {
         let path = self.dir.join(in_progress_name(&transaction.name));
         self.storage().sync_dir(&self.dir).await?;
         if !self.storage().exists(&path).await? {
-            return Err(TaskError::Storage(StorageError::Stale { op: "pre-commit", path }));
+            return Err(TaskFailure::Storage(StorageError::Stale { op: "pre-commit", path }).into());
         }
         let rest = transaction.name.strip_prefix(&self.subtask_prefix).expect("named by this sink");
         let committed = format!("{}{:020}-{rest}", self.subtask_prefix, checkpoint.0);
@@ -346,7 +346,7 @@ impl<T: Send + 'static> TransactionalSink<T> for FileTransactions<T> {
         for transaction in transactions {
             let path = self.dir.join(&transaction.handle.committed);
             if !self.storage().exists(&path).await? {
-                return Err(TaskError::Storage(StorageError::Stale { op: "commit", path }));
+                return Err(TaskFailure::Storage(StorageError::Stale { op: "commit", path }).into());
             }
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! split over partitions by index, replayable by offset.
 
 use super::initial_partitions;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::OperatorContext;
 use crate::operators::source::{Source, SourcePoll};
@@ -78,7 +78,9 @@ impl Source for GeneratorSource {
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, state: &mut OperatorStateStore) -> Result<(), TaskError> {
         let uid = self.uid.clone().expect("opened before snapshot");
-        state.set(&POSITIONS, &self.positions).map_err(|source| TaskError::State { operator: uid, source })
+        state
+            .set(&POSITIONS, &self.positions)
+            .map_err(|source| TaskError::from(TaskFailure::State { operator: uid, source }))
     }
 
     fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {

@@ -6,7 +6,7 @@
 //! restore resumes exactly at the first line not covered by the checkpoint.
 
 use super::initial_partitions;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::OperatorContext;
 use crate::operators::source::{Source, SourcePoll};
@@ -113,7 +113,7 @@ impl Source for LineSource {
                     "restored position for partition {index}, but the source has {} partitions",
                     self.partitions
                 );
-                return Err(TaskError::User { operator: context.uid.clone(), message });
+                return Err(TaskFailure::User { operator: context.uid.clone(), message }.into());
             }
             let end = if index + 1 == self.partitions {
                 self.file_len
@@ -177,7 +177,9 @@ impl Source for LineSource {
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, state: &mut OperatorStateStore) -> Result<(), TaskError> {
         let positions: Vec<(u32, u64)> = self.owned.iter().map(|p| (p.index, p.offset)).collect();
-        state.set(&POSITIONS, &positions).map_err(|source| TaskError::State { operator: self.uid(), source })
+        state
+            .set(&POSITIONS, &positions)
+            .map_err(|source| TaskError::from(TaskFailure::State { operator: self.uid(), source }))
     }
 
     fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {

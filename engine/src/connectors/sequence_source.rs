@@ -2,7 +2,7 @@
 //! and replayable by offset, so a checker can prove no loss, no duplicate and no reordering.
 
 use super::initial_partitions;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::operators::OperatorContext;
 use crate::operators::source::{Source, SourcePoll};
@@ -108,9 +108,9 @@ impl Source for SequenceSource {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, state: &mut OperatorStateStore) -> Result<(), TaskError> {
-        state
-            .set(&POSITIONS, &self.positions)
-            .map_err(|source| TaskError::State { operator: self.uid.clone().expect("opened before snapshot"), source })
+        state.set(&POSITIONS, &self.positions).map_err(|source| {
+            TaskError::from(TaskFailure::State { operator: self.uid.clone().expect("opened before snapshot"), source })
+        })
     }
 
     fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), TaskError> {

@@ -6,7 +6,7 @@
 //! allocates only when a key is new to the state.
 
 use super::{ChainOp, Finish, MaintenanceFuture};
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::ids::{CheckpointId, KeyGroup, OperatorUid};
 use crate::keygroup::key_group_for_key;
 use crate::state::backend::KeyedStateBackend;
@@ -78,7 +78,7 @@ where
     }
 
     fn state_error(&self, source: StateError) -> TaskError {
-        TaskError::State { operator: self.uid.clone(), source }
+        TaskError::from(TaskFailure::State { operator: self.uid.clone(), source })
     }
 }
 

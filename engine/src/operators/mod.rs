@@ -13,7 +13,7 @@ pub mod sink;
 pub mod source;
 pub mod two_phase;
 
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::seam::storage::StorageRef;
@@ -76,6 +76,6 @@ pub struct OperatorContext<'a> {
 impl OperatorContext<'_> {
     /// A state error of this operator, as a task error.
     pub fn state_error(&self, source: crate::state::StateError) -> TaskError {
-        TaskError::State { operator: self.uid.clone(), source }
+        TaskError::from(TaskFailure::State { operator: self.uid.clone(), source })
     }
 }

@@ -26,7 +26,7 @@
 
 use super::OperatorContext;
 use super::sink::Sink;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::faults::{FaultPoint, Faults, Injected, Interleaving, PointKind, SinkStep};
 use crate::ids::{CheckpointId, JobId, OperatorUid, TaskRef};
 use crate::seam::runtime;
@@ -149,7 +149,7 @@ impl<T, S: TransactionalSink<T>> TwoPhaseCommitSink<T, S> {
     }
 
     fn state_error(&self, source: crate::state::StateError) -> TaskError {
-        TaskError::State { operator: self.uid.clone().expect("opened"), source }
+        TaskError::from(TaskFailure::State { operator: self.uid.clone().expect("opened"), source })
     }
 
     /// Commits `transactions`, trying again on an error that may pass.
@@ -164,14 +164,14 @@ impl<T, S: TransactionalSink<T>> TwoPhaseCommitSink<T, S> {
                 },
                 Err(error) => Err(error),
             };
-            match committed {
+            match committed.as_ref().map_err(|error| &**error) {
                 Ok(()) => return Ok(()),
-                Err(TaskError::Storage(error)) if passes(&error) && attempt < COMMIT_ATTEMPTS => {
+                Err(TaskFailure::Storage(error)) if passes(error) && attempt < COMMIT_ATTEMPTS => {
                     tracing::info!(target: "weir::trace", %error, attempt, "sink commit failed; trying again");
                     attempt += 1;
                     runtime::sleep(COMMIT_RETRY_PAUSE).await;
                 }
-                Err(error) => return Err(error),
+                Err(_) => return committed,
             }
         }
     }
@@ -203,11 +203,11 @@ impl<T, S: TransactionalSink<T>> TwoPhaseCommitSink<T, S> {
 
 /// An injected failure of a sink's step, as the IO error it stands for.
 pub fn injected_error(injected: &Injected) -> TaskError {
-    TaskError::Storage(StorageError::Io {
+    TaskError::from(TaskFailure::Storage(StorageError::Io {
         op: "sink",
         path: std::path::PathBuf::from("<injected>"),
         message: injected.to_string(),
-    })
+    }))
 }
 
 /// Whether a storage error may pass if the step is tried again.

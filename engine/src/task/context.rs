@@ -4,7 +4,7 @@
 
 use crate::checkpoint::storage::CheckpointWriter;
 use crate::config::JobConfig;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid, SubtaskInfo};
 use crate::keygroup::StableHasher;
@@ -102,7 +102,7 @@ impl BuildContext {
                 &stores,
             )
             .await
-            .map_err(|source| TaskError::State { operator: uid.clone(), source })?;
+            .map_err(|source| TaskFailure::State { operator: uid.clone(), source })?;
             self.prepared.insert(uid, restored);
         }
         Ok(())

@@ -9,7 +9,7 @@ use super::channel::{Receiver, TryRecvError};
 use super::upstream::{Pulled, Upstream};
 use crate::config::CheckpointingMode;
 use crate::element::{CheckpointBarrier, StreamElement};
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::faults::{CheckpointPhase, FaultPoint, Faults};
 use crate::ids::CheckpointId;
 use crate::operators::SubtaskInfo;
@@ -51,7 +51,11 @@ impl<T: Send> InputGate<T> {
     }
 
     fn closed(&self) -> TaskError {
-        TaskError::ChannelClosed { vertex: self.info.vertex_name.clone(), subtask: self.info.subtask, what: "input" }
+        TaskError::from(TaskFailure::ChannelClosed {
+            vertex: self.info.vertex_name.clone(),
+            subtask: self.info.subtask,
+            what: "input",
+        })
     }
 
     fn readable(&self, channel: usize) -> bool {

@@ -17,7 +17,7 @@ pub mod upstream;
 use crate::checkpoint::coordinator::Failure;
 use crate::checkpoint::storage::WriteError;
 use crate::element::CheckpointBarrier;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::faults::{Fate, FaultPoint, Interleaving, PointKind};
 use crate::ids::CheckpointId;
 use crate::ids::SubtaskInfo;
@@ -112,7 +112,7 @@ pub async fn run_task<T: Send + 'static>(
                 continue;
             }
         };
-        let Some(command) = command else { return Err(TaskError::Canceled) };
+        let Some(command) = command else { return Err(TaskFailure::Canceled.into()) };
         match command {
             // All input is processed and the end forwarded: nothing goes downstream any
             // more, so the final state is snapshotted without a barrier.
@@ -140,7 +140,9 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
         }
         if task.services.faults.at(FaultPoint::Batch { job, task: task_ref }) == Fate::Fail {
             tracing::info!(target: "weir::trace", vertex = %task.info.vertex_name, subtask = task.info.subtask.0, "fault: subtask failed");
-            return Err(TaskError::Injected { vertex: task.info.vertex_name.clone(), subtask: task.info.subtask });
+            return Err(
+                TaskFailure::Injected { vertex: task.info.vertex_name.clone(), subtask: task.info.subtask }.into()
+            );
         }
         while let Ok(command) = task.services.commands.try_recv() {
             if let Next::Exit = task.on_command_running(command).await? {
@@ -161,7 +163,7 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
                                 return Ok(Next::Exit);
                             }
                         }
-                        None => return Err(TaskError::Canceled),
+                        None => return Err(TaskFailure::Canceled.into()),
                     },
                     ready = std::future::poll_fn(|cx| task.upstream.poll_ready(cx)) => ready?,
                 }

@@ -2,7 +2,7 @@
 
 use super::channel::Sender;
 use crate::element::{CheckpointBarrier, StreamElement};
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskFailure};
 use crate::faults::Faults;
 use crate::ids::{CheckpointId, OperatorUid, SubtaskIndex};
 use crate::keygroup::{key_group_for_key, subtask_for_key_group};
@@ -132,7 +132,11 @@ impl<T: Send + 'static> NetworkOutput<T> {
     }
 
     fn closed(&self) -> TaskError {
-        TaskError::ChannelClosed { vertex: self.info.vertex_name.clone(), subtask: self.info.subtask, what: "output" }
+        TaskError::from(TaskFailure::ChannelClosed {
+            vertex: self.info.vertex_name.clone(),
+            subtask: self.info.subtask,
+            what: "output",
+        })
     }
 
     async fn send(&mut self, channel: usize, element: StreamElement<T>) -> Result<(), TaskError> {

@@ -12,7 +12,7 @@ use super::{DeployedTask, JobManager, Phase, RECOVERY_RETRY_MS};
 use crate::checkpoint::restore::{self, RestorePlan};
 use crate::cluster::JobEnd;
 use crate::cluster::messages::{JobManagerMessage, TaskDeployment, TaskManagerMessage};
-use crate::error::TaskError;
+use crate::error::TaskFailure;
 use crate::faults::{Fate, FaultPoint, Faults};
 use crate::ids::{JobId, SubtaskIndex, SubtaskInfo, TaskRef, VertexId};
 use crate::seam::runtime;
@@ -228,13 +228,13 @@ impl JobManager {
                 Fate::Fail => {
                     tracing::info!(target: "weir::trace", %task, task_manager = %host, "fault: deployment failed");
                     let vertex_name = deployment.context.info.vertex_name.clone();
-                    let error = TaskError::Injected { vertex: vertex_name, subtask: task.subtask };
+                    let error = TaskFailure::Injected { vertex: vertex_name, subtask: task.subtask };
                     let failed = JobManagerMessage::TaskFinished {
                         job,
                         attempt,
                         vertex: task.vertex,
                         subtask: task.subtask,
-                        result: Err(error),
+                        result: Err(error.into()),
                     };
                     let mailbox = self.mailbox.clone();
                     runtime::spawn(async move {

@@ -24,7 +24,7 @@
 //!   the versions after it a second time.
 
 use async_trait::async_trait;
-use engine::error::TaskError;
+use engine::error::{TaskError, TaskFailure};
 use engine::ids::{CheckpointId, OperatorUid};
 use engine::operators::OperatorContext;
 use engine::operators::two_phase::{Pending, TransactionalSink};
@@ -156,7 +156,11 @@ impl TableTransactions {
 /// `Stale` unless `path` exists: after a storage crash between a change and the fsync of its directory the fsync,
 /// issued after the crash, may succeed while the change is gone. The protocol tries a stale step again.
 async fn still_there(storage: &StorageRef, path: PathBuf, op: &'static str) -> Result<(), TaskError> {
-    if storage.exists(&path).await? { Ok(()) } else { Err(TaskError::Storage(StorageError::Stale { op, path })) }
+    if storage.exists(&path).await? {
+        Ok(())
+    } else {
+        Err(TaskFailure::Storage(StorageError::Stale { op, path }).into())
+    }
 }
 
 #[async_trait]
@@ -179,14 +183,15 @@ impl TransactionalSink<Cell> for TableTransactions {
         let Some(restored) = restored else { return Ok(()) };
         let newest = self.committed().await?.iter().filter_map(|name| checkpoint_of(name)).max();
         match newest {
-            Some(newest) if newest > restored => Err(TaskError::RestoreRefused {
+            Some(newest) if newest > restored => Err(TaskFailure::RestoreRefused {
                 operator: self.uid(),
                 message: format!(
                     "the table `{}` holds batches committed by checkpoint {newest}, newer than the restored checkpoint \
                      {restored}: resuming would write the versions after checkpoint {restored} again",
                     self.dir.display()
                 ),
-            }),
+            }
+            .into()),
             _ => Ok(()),
         }
     }
