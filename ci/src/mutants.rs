@@ -941,4 +941,26 @@ mod tests {
             }
         }
     }
+
+    /// A patch the engine moved away from is a planted bug that no longer plants: `cargo x mutants` would report it
+    /// stale only when someone runs it, so every change to the engine is held to them here.
+    #[test]
+    fn every_patch_applies_to_the_tree() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mutants = load_mutants(&root.join("ci").join("mutants"), &[]).unwrap();
+        let stale: Vec<String> = mutants
+            .iter()
+            .filter_map(|mutant| {
+                let output = Command::new("git")
+                    .args(["apply", "--check"])
+                    .arg(&mutant.path)
+                    .current_dir(&root)
+                    .output()
+                    .expect("git runs");
+                (!output.status.success())
+                    .then(|| format!("{}: {}", mutant.name, String::from_utf8_lossy(&output.stderr).trim()))
+            })
+            .collect();
+        assert!(stale.is_empty(), "stale planted bugs (regenerate them against the tree):\n{}", stale.join("\n"));
+    }
 }
