@@ -244,10 +244,18 @@ pub fn fault_free_output(scenario: &Scenario) -> Result<Arc<[String]>, String> {
 
 /// The fault-free oracle of a scenario's seeds: one fault-free run, or, for a swarm that draws workload
 /// parameters, one per distinct drawn workload (each seed is compared with the run of its own parameters). A run
-/// is made when a seed first needs it; seeds that need one being made wait for it.
+/// is made when a seed first needs it; seeds that need one being made wait for it ([`FaultFree::for_seed`]), or
+/// are checked later ([`FaultFree::for_seed_if_ready`]).
 pub struct FaultFree<'a> {
     scenario: &'a Scenario,
-    runs: Mutex<BTreeMap<String, Arc<OnceLock<Arc<FaultFreeOutput>>>>>,
+    runs: Mutex<BTreeMap<String, Arc<FaultFreeRun>>>,
+}
+
+/// One fault-free run: whether a thread started making it, and what it committed once made.
+#[derive(Default)]
+struct FaultFreeRun {
+    started: std::sync::atomic::AtomicBool,
+    output: OnceLock<Arc<FaultFreeOutput>>,
 }
 
 /// A fault-free run's sorted committed output, or why there is none.
@@ -258,19 +266,35 @@ impl<'a> FaultFree<'a> {
         FaultFree { scenario, runs: Mutex::new(BTreeMap::new()) }
     }
 
-    /// What seed `seed` must commit.
+    /// What seed `seed` must commit, made now if no thread made it yet, waited for if another is making it.
     pub fn for_seed(&self, seed: u64) -> Arc<FaultFreeOutput> {
+        self.lookup(seed, true).expect("a waiting lookup always answers")
+    }
+
+    /// As [`FaultFree::for_seed`], but `None` instead of waiting while another thread makes the run: the caller
+    /// checks the seed later and simulates another meanwhile, so no thread idles while one makes a run.
+    pub fn for_seed_if_ready(&self, seed: u64) -> Option<Arc<FaultFreeOutput>> {
+        self.lookup(seed, false)
+    }
+
+    fn lookup(&self, seed: u64, wait: bool) -> Option<Arc<FaultFreeOutput>> {
         let drawn = match &self.scenario.file.swarm {
             Some(swarm) if !swarm.params.is_empty() => match crate::swarm::effective(self.scenario, seed) {
                 Ok(drawn) => Some(drawn),
-                Err(error) => return Arc::new(Err(format!("the swarm's profile for seed {seed}: {error}"))),
+                Err(error) => return Some(Arc::new(Err(format!("the swarm's profile for seed {seed}: {error}")))),
             },
             _ => None,
         };
         let scenario = drawn.as_ref().unwrap_or(self.scenario);
         let run =
             self.runs.lock().expect("fault-free lock").entry(scenario.workload.reference_key()).or_default().clone();
-        run.get_or_init(|| Arc::new(fault_free_output(scenario))).clone()
+        if let Some(output) = run.output.get() {
+            return Some(output.clone());
+        }
+        if run.started.swap(true, Ordering::SeqCst) && !wait {
+            return None;
+        }
+        Some(run.output.get_or_init(|| Arc::new(fault_free_output(scenario))).clone())
     }
 }
 
@@ -325,44 +349,61 @@ pub fn run_seed_share_until(
     // The faults no seed has fired yet; a swarm's faults are drawn per seed, so none are followed.
     let followed = if scenario.file.swarm.is_some() { 0 } else { scenario.file.faults.len() };
     let never_fired: Mutex<BTreeSet<usize>> = Mutex::new((0..followed).collect());
+    // Checks a simulated seed against its fault-free run and counts it.
+    let finish = |seed: u64, finished: runner::Finished, fault_free: Arc<FaultFreeOutput>| {
+        let mut report = match fault_free.as_ref() {
+            Ok(lines) => finished.check(Some(lines)),
+            Err(error) => {
+                let mut report = finished.check(None);
+                report.error = Some(error.clone());
+                report
+            }
+        };
+        if !seed_passed(scenario, &report) {
+            let lines = fault_free.as_ref().as_ref().ok().map(|lines| &**lines);
+            report.first_divergence = divergence::by_traced_rerun(scenario, &report, lines);
+        }
+        report.output = String::new();
+        if seed_passed(scenario, &report) {
+            report.profile = None;
+        }
+        on_seed(&report);
+        sim_time_ms.fetch_add(report.sim_time_ms, Ordering::SeqCst);
+        never_fired.lock().expect("never-fired lock").retain(|index| report.unfired.contains(index));
+        assert_eq!(report.seed, seed, "a report checked against another seed's run");
+        if seed_passed(scenario, &report) {
+            passed.fetch_add(1, Ordering::SeqCst);
+        } else {
+            failures.lock().expect("failures lock").push(report);
+        }
+    };
     std::thread::scope(|scope| {
         for _ in 0..if share.is_empty() { 0 } else { jobs.max(1) } {
             scope.spawn(|| {
+                // Seeds simulated but not checked yet: their fault-free run is being made by another thread.
+                let mut unchecked: Vec<(u64, runner::Finished)> = Vec::new();
                 loop {
                     if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                        return;
+                        break;
                     }
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     if index >= count {
-                        return;
+                        break;
                     }
                     let seed = share.nth(index);
-                    let finished = runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: false });
-                    let fault_free = oracle.for_seed(seed);
-                    let mut report = match fault_free.as_ref() {
-                        Ok(lines) => finished.check(Some(lines)),
-                        Err(error) => {
-                            let mut report = finished.check(None);
-                            report.error = Some(error.clone());
-                            report
+                    unchecked
+                        .push((seed, runner::simulate_seed(scenario, seed, RunOptions { faults: true, trace: false })));
+                    let mut waiting = Vec::new();
+                    for (seed, finished) in unchecked.drain(..) {
+                        match oracle.for_seed_if_ready(seed) {
+                            Some(fault_free) => finish(seed, finished, fault_free),
+                            None => waiting.push((seed, finished)),
                         }
-                    };
-                    if !seed_passed(scenario, &report) {
-                        let lines = fault_free.as_ref().as_ref().ok().map(|lines| &**lines);
-                        report.first_divergence = divergence::by_traced_rerun(scenario, &report, lines);
                     }
-                    report.output = String::new();
-                    if seed_passed(scenario, &report) {
-                        report.profile = None;
-                    }
-                    on_seed(&report);
-                    sim_time_ms.fetch_add(report.sim_time_ms, Ordering::SeqCst);
-                    never_fired.lock().expect("never-fired lock").retain(|index| report.unfired.contains(index));
-                    if seed_passed(scenario, &report) {
-                        passed.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        failures.lock().expect("failures lock").push(report);
-                    }
+                    unchecked = waiting;
+                }
+                for (seed, finished) in unchecked {
+                    finish(seed, finished, oracle.for_seed(seed));
                 }
             });
         }
