@@ -149,7 +149,15 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
                 return Ok(Next::Exit);
             }
         }
-        match pull(task, out).await? {
+        // Pulled in place rather than through a helper's future: this is every batch's path.
+        let pulled = match task.upstream.pull_now(out) {
+            Some(pulled) => pulled?,
+            None => task.upstream.pull(out).await?,
+        };
+        if pulled.processed() && task.upstream.needs_maintenance() {
+            task.upstream.maintain().await?;
+        }
+        match pulled {
             Pulled::Records => task.tail.emit(out).await?,
             Pulled::Idle => {
                 if task.tail.buffered() {
@@ -178,14 +186,14 @@ async fn process<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> 
 }
 
 /// The next pull, without an asynchronous call when it needs no waiting; then, after a pull that processed records,
-/// the IO the chain's operators have to do (an on-disk backend's flushes), before the batch goes downstream.
+/// the IO the chain's operators have to do (an on-disk backend's flushes), before the batch goes downstream. The
+/// running loop does the same in place.
 async fn pull<T: Send + 'static>(task: &mut Subtask<T>, out: &mut Vec<T>) -> Result<Pulled, TaskError> {
     let pulled = match task.upstream.pull_now(out) {
         Some(pulled) => pulled?,
         None => task.upstream.pull(out).await?,
     };
-    let processed = matches!(pulled, Pulled::Records | Pulled::Final | Pulled::End);
-    if processed && task.upstream.needs_maintenance() {
+    if pulled.processed() && task.upstream.needs_maintenance() {
         task.upstream.maintain().await?;
     }
     Ok(pulled)

@@ -38,6 +38,13 @@ pub enum Pulled {
     End,
 }
 
+impl Pulled {
+    /// Whether the pull ran the chain's operators over records (after which they may have IO to do).
+    pub fn processed(&self) -> bool {
+        matches!(self, Pulled::Records | Pulled::Final | Pulled::End)
+    }
+}
+
 /// A head with the operators chained after it.
 #[async_trait]
 pub trait Upstream<T>: Send {
