@@ -24,7 +24,7 @@ tasks:
   nightly        a long swarm sweep: every profile of scenarios/swarm over seeds 0..100000 (or
                  --seeds A..B), stopping after --minutes M if given, with a progress bar and a
                  summary of the distinct failures; --json FILE, --save-scenario DIR as weir-sim
-  sim <args>     weir-sim under simulation, in release: `cargo x sim run scenarios/smoke
+  sim <args>     weir-sim under simulation, built with the `sim` profile: `cargo x sim run scenarios/smoke
                  --seeds 0..500`, `cargo x sim replay <scenario> --seed N`
   bench          the benchmarks: `weir bench` (writes bench.json) against Apache Flink on the
                  same job when Java and Flink's jars can be had (fetched with pip into
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         return mutants::main(&args[1..]);
     }
     let weir_sim: Vec<&str> =
-        [&["run", "--release", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
+        [&["run", "--profile", "sim", "--package", "sim", "--bin", "weir-sim"][..], SIMULATION, &["--"]].concat();
     let smoke = [weir_sim.clone(), vec!["run", "scenarios/smoke", "--seeds", "0..200"]].concat();
     let negative = [weir_sim.clone(), vec!["run", "scenarios/negative", "--seeds", "0..200"]].concat();
     let embedded = [weir_sim.clone(), vec!["run", "scenarios/embedded", "--seeds", "0..200"]].concat();
@@ -65,9 +65,9 @@ fn main() -> ExitCode {
             vec!["test", "--workspace"],
             [&["test", "--package", "engine", "--lib"][..], SIMULATION].concat(),
             [&["test", "--package", "sim"][..], SIMULATION].concat(),
-            // The example of testing your own job (`sim/examples/clicks`): its scenarios over 32 seeds, in release
-            // since a seed runs a whole simulated cluster.
-            [&["test", "--release", "--package", "clicks"][..], SIMULATION].concat(),
+            // The example of testing your own job (`sim/examples/clicks`): its scenarios over 32 seeds, optimised
+            // (the `sim` profile) since a seed runs a whole simulated cluster.
+            [&["test", "--profile", "sim", "--package", "clicks"][..], SIMULATION].concat(),
             smoke,
             recovery,
             negative,
