@@ -77,6 +77,11 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
     let mut restores = 0;
     let mut abandoned = BTreeMap::new();
     let restarts: &[RestartSpec] = if faults { &file.restarts } else { &[] };
+    // How the run ends once the last job did: when it finished, in how many attempts, or why it failed.
+    let end = |outcome: Result<engine::cluster::messages::JobOutcome, JobError>| match outcome {
+        Ok(outcome) => (Some(started.elapsed().as_millis() as u64), outcome.attempts, None),
+        Err(error) => (None, 0, Some(format!("the job failed: {error}"))),
+    };
     for (index, restart) in restarts.iter().enumerate() {
         let now = started.elapsed();
         if restart.at > now {
@@ -87,11 +92,21 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
         match restart.how {
             RestartHow::Cancel => {
                 tracing::info!(target: "weir::trace", %job, "restart: canceling the job");
-                if cluster.cancel(job).await.is_err() {
-                    break; // The job already ended: nothing to restart.
-                }
+                let canceled = cluster.cancel(job).await;
                 // As a user would, wait until the canceled job is gone, its cleanup (the retention policy) included.
-                let _ = handle.wait().await;
+                // A cancel that failed may still have taken effect: its answer is lost when the job manager dies
+                // at the job's end, before it answers. The job's own end says which: canceled, it is restarted as
+                // planned; ended otherwise (it finished first, or the cancel never arrived), nothing is restarted.
+                let outcome = handle.wait().await;
+                if let Err(error) = canceled {
+                    if !matches!(outcome, Err(JobError::Canceled)) {
+                        tracing::info!(target: "weir::trace", %job, %error, "restart: the job ended before the cancel");
+                        let (finished_at_ms, attempts, error) = end(outcome);
+                        let savepoints = taken.lock().expect("taken lock").clone();
+                        return Steps { savepoints, lineage, restores, abandoned, finished_at_ms, attempts, error };
+                    }
+                    tracing::info!(target: "weir::trace", %job, %error, "restart: the cancel's answer was lost, but the job ended canceled");
+                }
             }
             RestartHow::StopWithSavepoint => {
                 tracing::info!(target: "weir::trace", %job, "restart: stopping the job with a savepoint");
@@ -225,7 +240,7 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
             _ = runtime::sleep(remaining) => break (None, 0, None),
         };
         match outcome {
-            Ok(outcome) => break (Some(started.elapsed().as_millis() as u64), outcome.attempts, None),
+            Ok(outcome) => break end(Ok(outcome)),
             // The job manager died before it had taken the job in: the submission is lost, and a client submits it
             // again once a job manager answers that it does not know the job.
             Err(JobError::JobManagerUnreachable)
@@ -240,7 +255,7 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
                 lineage.insert(handle.job, restored_from);
                 *current.lock().expect("current lock") = Some((cluster.clone(), handle.job));
             }
-            Err(error) => break (None, 0, Some(format!("the job failed: {error}"))),
+            Err(error) => break end(Err(error)),
         }
     };
     let savepoints = taken.lock().expect("taken lock").clone();
