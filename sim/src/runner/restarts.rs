@@ -96,16 +96,19 @@ pub async fn run_job(scenario: &Scenario, world: &World, config: JobConfig, faul
                 // As a user would, wait until the canceled job is gone, its cleanup (the retention policy) included.
                 // A cancel that failed may still have taken effect: its answer is lost when the job manager dies
                 // at the job's end, before it answers. The job's own end says which: canceled, it is restarted as
-                // planned; ended otherwise (it finished first, or the cancel never arrived), nothing is restarted.
+                // planned; no job manager knows it (its submission was lost), it is started anew as planned;
+                // ended otherwise (it finished first, or the cancel never arrived), that is the run's end.
                 let outcome = handle.wait().await;
                 if let Err(error) = canceled {
-                    if !matches!(outcome, Err(JobError::Canceled)) {
+                    let lost = matches!(outcome, Err(JobError::JobManagerUnreachable))
+                        && matches!(cluster.status(job).await, Err(JobError::UnknownJob(_)));
+                    if !lost && !matches!(outcome, Err(JobError::Canceled)) {
                         tracing::info!(target: "weir::trace", %job, %error, "restart: the job ended before the cancel");
                         let (finished_at_ms, attempts, error) = end(outcome);
                         let savepoints = taken.lock().expect("taken lock").clone();
                         return Steps { savepoints, lineage, restores, abandoned, finished_at_ms, attempts, error };
                     }
-                    tracing::info!(target: "weir::trace", %job, %error, "restart: the cancel's answer was lost, but the job ended canceled");
+                    tracing::info!(target: "weir::trace", %job, %error, "restart: the cancel failed, but the job is gone");
                 }
             }
             RestartHow::StopWithSavepoint => {
