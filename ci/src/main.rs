@@ -17,8 +17,8 @@ tasks:
   build          build the workspace, normally and under simulation (--cfg madsim)
   test           every test: the normal build, then the simulation build, then the smoke,
                  recovery, negative and embedded scenario suites over 200 seeds each, a short
-                 swarm sweep (300 seeds of each profile), then the determinism check over
-                 every scenario (what CI runs)
+                 swarm sweep (300 seeds of each profile), the determinism check over every
+                 scenario, then that every planted bug applies and builds (what CI runs)
   smoke          the main job: the smoke scenario suite over 200 seeds, then the canaries
                  and the embedded backend's suite
   nightly        a long swarm sweep: every profile of scenarios/swarm over seeds 0..100000 (or
@@ -74,6 +74,8 @@ fn main() -> ExitCode {
             embedded.clone(),
             swarm,
             determinism,
+            // Every planted bug still applies and builds: one the engine moved away from plants nothing.
+            vec!["run", "--quiet", "--package", "ci", "--", "mutants", "--check"],
         ],
         "nightly" => vec![nightly],
         "smoke" => vec![smoke, negative, embedded],
