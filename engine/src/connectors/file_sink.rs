@@ -252,7 +252,7 @@ async fn commit(
         Err(StorageError::NotFound { .. }) => Err(TaskFailure::RestoreRefused {
             operator: uid.clone(),
             message: format!(
-                "pending transaction `{}` of checkpoint {} is neither in progress nor committed in `{}`: the output directory was moved or cleaned since the checkpoint",
+                "pending transaction `{}` of checkpoint {} is neither in progress nor committed in `{}`: the output directory was moved or cleaned since the checkpoint, or the checkpoint is one its job never completed (its job manager died as it wrote it) whose transactions a later attempt aborted",
                 transaction.name,
                 transaction.checkpoint,
                 dir.display()
