@@ -2,7 +2,7 @@
 //! `_metadata`, aborting, notifying, discarding, finishing, failing the job. The coordinator decided; this only
 //! does the IO, and reports outcomes back to it.
 
-use super::{InFlightWrite, JobManager, JobRun};
+use super::{Discarding, InFlightWrite, JobManager, JobRun};
 use crate::api::graph::JobGraph;
 use crate::checkpoint::coordinator::{AbortReason, Action, Failure, TriggerKind};
 use crate::checkpoint::metadata::{
@@ -209,7 +209,11 @@ impl JobManager {
         let run = self.jobs.get(&job).expect("checked by execute");
         if let Some(dir) = self.snapshot_dir(run, id, &kind) {
             let discard = self.discard_dir(job, id, dir);
-            self.jobs.get_mut(&job).expect("checked by execute").discards.push(discard);
+            self.jobs
+                .get_mut(&job)
+                .expect("checked by execute")
+                .discards
+                .push(Discarding { newest: Some(id), handle: discard });
         }
     }
 
@@ -243,7 +247,11 @@ impl JobManager {
         if let Some(dir) = self.snapshot_dir(run, id, &TriggerKind::Periodic) {
             tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint discarded");
             let discard = self.discard_dir(job, id, dir);
-            self.jobs.get_mut(&job).expect("checked by execute").discards.push(discard);
+            self.jobs
+                .get_mut(&job)
+                .expect("checked by execute")
+                .discards
+                .push(Discarding { newest: Some(id), handle: discard });
         }
     }
 
@@ -266,7 +274,7 @@ impl JobManager {
         let shared = storage::shared_dir(&job_dir);
         let discard =
             runtime::spawn(async move { super::recovery::remove_shared_until_done(&storage, &shared, &files).await });
-        run.discards.push(discard);
+        run.discards.push(Discarding { newest: None, handle: discard });
     }
 
     fn finish(&mut self, job: JobId, last: CheckpointId, task: Option<TaskRef>) {
@@ -329,7 +337,11 @@ impl JobManager {
                 let dir = write.dir;
                 let actions = coordinator.completion_failed(now_ms, id, reason);
                 let discard = self.discard_dir(job, id, dir);
-                self.jobs.get_mut(&job).expect("present").discards.push(discard);
+                self.jobs
+                    .get_mut(&job)
+                    .expect("present")
+                    .discards
+                    .push(Discarding { newest: Some(id), handle: discard });
                 actions
             }
         };

@@ -14,7 +14,7 @@ use crate::cluster::JobEnd;
 use crate::cluster::messages::{JobManagerMessage, TaskDeployment, TaskManagerMessage};
 use crate::error::TaskFailure;
 use crate::faults::{Fate, FaultPoint, Faults};
-use crate::ids::{JobId, SubtaskIndex, SubtaskInfo, TaskRef, VertexId};
+use crate::ids::{CheckpointId, JobId, SubtaskIndex, SubtaskInfo, TaskRef, VertexId};
 use crate::seam::runtime;
 use crate::state::snapshot::SubtaskSnapshot;
 use crate::task::context::{BuildContext, DeployMode, TaskServices};
@@ -80,6 +80,21 @@ impl JobManager {
                 return;
             }
         };
+        // A deployment aborts the transactions of every snapshot newer than the one it restores from. One of those
+        // whose `_metadata` is still there (a checkpoint whose write failed after its rename, or that a dead job
+        // manager wrote but never recorded) would be left for a user to resume from, its transactions gone: it
+        // must be durably deleted first.
+        let restoring = match &source {
+            RestoreSource::Snapshot(checkpoint) => checkpoint.metadata.checkpoint_id,
+            RestoreSource::Nothing => CheckpointId(0),
+        };
+        let run = self.jobs.get_mut(&job).expect("checked above");
+        run.discards.retain(|discarding| !discarding.handle.is_finished());
+        if let Some(newer) = run.discards.iter().filter_map(|d| d.newest).filter(|&id| id > restoring).max() {
+            tracing::info!(target: "weir::trace", %job, checkpoint = %newer, restoring = %restoring, "waiting for a newer snapshot's deletion before restoring");
+            self.retry_recovery(job);
+            return;
+        }
         let run = self.jobs.get(&job).expect("checked above");
         let (plan, mode): (RestorePlan, DeployMode) = match &source {
             RestoreSource::Snapshot(checkpoint) => {

@@ -97,6 +97,15 @@ struct InFlightWrite {
     discard_after: Vec<String>,
 }
 
+/// A deletion in progress, in a task of its own.
+struct Discarding {
+    /// The newest snapshot whose directory it may delete (`None`: shared files only). Until it is done, that
+    /// snapshot's `_metadata` may still be there for a user to resume from, so no deployment may restore from an
+    /// older snapshot and abort its transactions.
+    newest: Option<CheckpointId>,
+    handle: JoinHandle<()>,
+}
+
 /// A job from submission to its end.
 struct JobRun {
     job: JobId,
@@ -116,8 +125,9 @@ struct JobRun {
     allow_non_restored_state: bool,
     /// Requesters waiting for their savepoint, by id.
     savepoint_replies: BTreeMap<CheckpointId, oneshot::Sender<Result<PathBuf, JobError>>>,
-    /// Deletions of discarded checkpoints in progress; the job's end waits for them.
-    discards: Vec<JoinHandle<()>>,
+    /// Deletions of discarded snapshots and shared files in progress; the job's end waits for them, and a
+    /// deployment waits for those of snapshots newer than the one it restores from.
+    discards: Vec<Discarding>,
     restarts: u32,
     /// Every snapshot completed over the job's life, ascending, and how each went.
     completed_ids: Vec<CheckpointId>,
@@ -496,7 +506,8 @@ impl JobManager {
             (ExternalizedRetention::DeleteOnCancellation, _) => true,
             (ExternalizedRetention::NoExternalizedCheckpoints, _) => true,
         };
-        let mut in_flight = std::mem::take(&mut run.discards);
+        let mut in_flight: Vec<JoinHandle<()>> =
+            std::mem::take(&mut run.discards).into_iter().map(|d| d.handle).collect();
         // Writes in flight may still move their snapshots' new files into `shared/`: once they have ended, the
         // files that no retained checkpoint refers to go (whether or not the whole directory goes too).
         let mut shared = Vec::new();

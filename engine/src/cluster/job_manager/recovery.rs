@@ -9,9 +9,10 @@
 //! A read error is never evidence that a snapshot does not exist: a restore source that cannot be read for a
 //! passing reason (a storage error) is retried later, never replaced by an older one or by nothing. What the dead
 //! job manager left in the job's checkpoint directory and no retained checkpoint owns (snapshots in flight, a
-//! subsumed one half deleted) is deleted, by id, never by guessing from a failed read.
+//! subsumed one half deleted) is deleted, by id, never by guessing from a failed read; and before the job is
+//! redeployed from an older checkpoint, which aborts their transactions (see `deploy.rs`).
 
-use super::{JobManager, RECOVERY_RETRY_MS};
+use super::{Discarding, JobManager, RECOVERY_RETRY_MS};
 use crate::api::graph::JobGraph;
 use crate::checkpoint::coordinator::Durable;
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError};
@@ -283,7 +284,9 @@ impl JobManager {
             let coordinator = run.coordinator();
             coordinator.rebuild_registry(references);
             let live = coordinator.shared_registry().live();
-            run.discards.push(self.clean_up_leftovers(job, job_dir, leftovers_below, keep, live));
+            let handle = self.clean_up_leftovers(job, job_dir, leftovers_below, keep, live);
+            let newest = leftovers_below.0.checked_sub(1).map(CheckpointId);
+            run.discards.push(Discarding { newest, handle });
         }
         self.jobs.insert(job, run);
         self.persist(job);
