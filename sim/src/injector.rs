@@ -195,7 +195,9 @@ impl Injector {
         self.faults
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| when_of(f).filter(|w| w.after.is_none()).and_then(|w| w.at).map(|at| (i, at)))
+            .filter_map(|(i, f)| {
+                when_of(f).filter(|w| w.after.is_none() && w.phase.is_none()).and_then(|w| w.at).map(|at| (i, at))
+            })
             .collect()
     }
 
@@ -329,25 +331,8 @@ pub fn describe_restart(restart: &crate::scenario::RestartSpec) -> String {
     }
 }
 
-/// The time a scripted fault is set to, if it has one.
 fn when_of(fault: &FaultSpec) -> Option<&When> {
-    match fault {
-        FaultSpec::CrashTaskManager { when, .. }
-        | FaultSpec::FailSubtask { when, .. }
-        | FaultSpec::CrashJobManager { when, .. }
-        | FaultSpec::PauseNode { when, .. }
-        | FaultSpec::StorageStall { when, .. }
-        | FaultSpec::StorageFull { when, .. }
-        | FaultSpec::SlowStorage { when, .. }
-        | FaultSpec::StorageCrash { when, .. }
-        | FaultSpec::PartitionNode { when, .. } => Some(when),
-        FaultSpec::AtPoint { .. }
-        | FaultSpec::DelayBarriers { .. }
-        | FaultSpec::DropRpc { .. }
-        | FaultSpec::DelayRpc { .. }
-        | FaultSpec::StallSnapshot { .. }
-        | FaultSpec::StorageErrors { .. } => None,
-    }
+    fault.when()
 }
 
 /// The event a point is, if it is one faults can count from.
@@ -500,6 +485,15 @@ impl Injector {
                     let range = delay.unwrap_or(DurationRange { min: Duration::ZERO, max: Duration::ZERO });
                     Fate::Delay(self.stream(index).between(range.min, range.max))
                 }
+                PointAction::CrashStorage => {
+                    for path in crate::layout::volume_paths("dfs", self.task_managers) {
+                        self.storage.crash_volume(&path, CrashMode::Seeded);
+                    }
+                    match delay {
+                        Some(range) => Fate::Delay(self.stream(index).between(range.min, range.max)),
+                        None => Fate::Proceed,
+                    }
+                }
             });
         }
         None
@@ -514,7 +508,12 @@ impl Injector {
             .map(|(i, _)| i)
             .collect();
         for index in due {
-            self.fire(index);
+            match when_of(&self.faults[index]).and_then(|w| w.at) {
+                Some(after) => {
+                    let _ = self.actions.send(NodeAction::Fire { index, after });
+                }
+                None => self.fire(index),
+            }
         }
     }
 

@@ -71,6 +71,10 @@ pub enum PointAction {
     Delay,
     /// The message is lost (RPCs only).
     Drop,
+    /// The shared storage (every `dfs` volume: checkpoints, savepoints, input, output) loses power there, as
+    /// `storage_crash` does, keeping any subset of the unsynced operations; the step then goes on, after `delay`
+    /// where it can wait. A crash point between two steps of a protocol, as ALICE and CrashMonkey place them.
+    CrashStorage,
 }
 
 impl PointName {
@@ -156,10 +160,10 @@ impl PointName {
         }
     }
 
-    /// The actions the engine obeys at this point. Crash is possible everywhere (the node reaching the point dies
-    /// there); failing and delaying only where the step can fail or wait.
+    /// The actions the engine obeys at this point. Crashing the node reaching the point, and crashing the storage,
+    /// are possible everywhere; failing and delaying only where the step can fail or wait.
     pub fn actions(self) -> &'static [PointAction] {
-        use PointAction::{Crash, Delay, Drop, Fail};
+        use PointAction::{Crash, CrashStorage, Delay, Drop, Fail};
         use PointName::*;
         match self {
             SnapshotTriggered
@@ -178,10 +182,14 @@ impl PointName {
             | JobFinished
             | JobCanceled
             | JobEnded
-            | Discarded => &[Crash],
-            RpcTrigger | RpcNotify | RpcAbort | RpcFinish | RpcAck | RpcDecline | RpcEndOfData => &[Crash, Delay, Drop],
-            Barrier | SnapshotAsync | InterleaveGate | InterleaveSnapshotAsync | InterleaveSinkWrite => &[Crash, Delay],
-            Batch => &[Crash, Fail],
+            | Discarded => &[Crash, CrashStorage],
+            RpcTrigger | RpcNotify | RpcAbort | RpcFinish | RpcAck | RpcDecline | RpcEndOfData => {
+                &[Crash, CrashStorage, Delay, Drop]
+            }
+            Barrier | SnapshotAsync | InterleaveGate | InterleaveSnapshotAsync | InterleaveSinkWrite => {
+                &[Crash, CrashStorage, Delay]
+            }
+            Batch => &[Crash, CrashStorage, Fail],
             Discard
             | RecoveryReadStore
             | RecoveryReadMetadata
@@ -193,7 +201,7 @@ impl PointName {
             | SinkCommitApplied
             | SinkCommitted
             | SinkRecoverCommit
-            | SinkAbort => &[Crash, Fail, Delay],
+            | SinkAbort => &[Crash, CrashStorage, Fail, Delay],
         }
     }
 

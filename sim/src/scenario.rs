@@ -86,7 +86,8 @@ pub struct JobSpec {
 
 /// When a scripted fault fires: at a simulated time, when checkpoint `n` reaches a phase, when the first
 /// snapshot of a class (`stop`, `savepoint`, `final`, `checkpoint`) reaches a phase, or `at` after the first time
-/// an event happened (`after`).
+/// an event happened (`after`). With a phase, `at` is an offset from it: `{ checkpoint = 3, phase = "completed",
+/// at = "4 ms" }` fires 4 ms after checkpoint 3 completed, while its sinks commit.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -169,6 +170,41 @@ impl When {
             && self.checkpoint.is_none_or(|n| n == id)
             && self.class.is_none_or(|c| c == class)
             && (self.checkpoint.is_some() || self.class.is_some())
+    }
+}
+
+/// The `when` of a [`FaultSpec`], by reference or by mutable reference: one list of the kinds that have one.
+macro_rules! when_of {
+    ($fault:expr) => {
+        match $fault {
+            FaultSpec::CrashTaskManager { when, .. }
+            | FaultSpec::FailSubtask { when, .. }
+            | FaultSpec::CrashJobManager { when, .. }
+            | FaultSpec::PauseNode { when, .. }
+            | FaultSpec::StorageStall { when, .. }
+            | FaultSpec::StorageFull { when, .. }
+            | FaultSpec::SlowStorage { when, .. }
+            | FaultSpec::StorageCrash { when, .. }
+            | FaultSpec::PartitionNode { when, .. } => Some(when),
+            FaultSpec::AtPoint { .. }
+            | FaultSpec::DelayBarriers { .. }
+            | FaultSpec::DropRpc { .. }
+            | FaultSpec::DelayRpc { .. }
+            | FaultSpec::StallSnapshot { .. }
+            | FaultSpec::StorageErrors { .. } => None,
+        }
+    };
+}
+
+impl FaultSpec {
+    /// When a scripted fault fires; `None` for the kinds that fire at a fault point or at a rate.
+    pub fn when(&self) -> Option<&When> {
+        when_of!(self)
+    }
+
+    /// [`FaultSpec::when`], to change.
+    pub fn when_mut(&mut self) -> Option<&mut When> {
+        when_of!(self)
     }
 }
 
@@ -465,6 +501,11 @@ impl RestartFrom {
 pub struct SavepointSpec {
     #[serde(deserialize_with = "duration", serialize_with = "duration_out")]
     pub at: Duration,
+    /// A step the swarm drew: it may meet a job that is finishing or restarting and take nothing, so
+    /// `savepoints_kept` does not ask that it took one (an authored step must). Kept in a saved scenario, so
+    /// that it gives the verdict its swarm seed gave.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 #[derive(Copy, Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -855,9 +896,9 @@ fn validate_fault(fault: &FaultSpec, task_managers: u32, faults_until: Duration)
             Err(format!("this fault at {at:?} would never fire: faults stop at faults_until = {faults_until:?}"))
         }
         (Some(_), None, None, None, None) => Ok(()),
-        (None, Some(0), _, _, None) => Err("checkpoint ids start at 1: `checkpoint = 0` never happens".to_string()),
-        (None, Some(_), Some(_), _, None) | (None, None, Some(_), Some(_), None) => Ok(()),
-        _ => Err("`when` needs `at = \"<duration>\"`, or `checkpoint` and `phase`, or `class` and `phase`, or `after` an event".to_string()),
+        (_, Some(0), _, _, None) => Err("checkpoint ids start at 1: `checkpoint = 0` never happens".to_string()),
+        (_, Some(_), Some(_), _, None) | (_, None, Some(_), Some(_), None) => Ok(()),
+        _ => Err("`when` needs `at = \"<duration>\"`, or `checkpoint` and `phase`, or `class` and `phase` (and an `at` counted from that phase), or `after` an event".to_string()),
     }
     };
     match fault {
@@ -877,8 +918,16 @@ fn validate_fault(fault: &FaultSpec, task_managers: u32, faults_until: Duration)
                 (None, Some(rate)) => rate_ok(*rate)?,
                 _ => return Err("give exactly one of `nth` (scripted, once) and `rate` (random)".into()),
             }
-            if (*action == PointAction::Delay) != delay.is_some() {
-                return Err("`delay` goes with `action = \"delay\"`, and only with it".into());
+            match action {
+                PointAction::Delay if delay.is_none() => return Err("`action = \"delay\"` needs a `delay`".into()),
+                PointAction::CrashStorage if delay.is_some() && !point.actions().contains(&PointAction::Delay) => {
+                    return Err(format!("`{name}` cannot wait: a `crash_storage` there takes no `delay`"));
+                }
+                PointAction::Delay | PointAction::CrashStorage => {}
+                _ if delay.is_some() => {
+                    return Err("`delay` goes with `action = \"delay\"` or `\"crash_storage\"` only".into());
+                }
+                _ => {}
             }
             if restart_after.is_some() && *action != PointAction::Crash {
                 return Err("`restart_after` goes with `action = \"crash\"` only".into());

@@ -38,6 +38,8 @@ pub enum SwarmKind {
     PointFail,
     /// A step waits at a fault point (which includes yields at the engine's interleaving points).
     PointDelay,
+    /// The shared storage loses power at a fault point, between two steps of a protocol; the step may then wait.
+    PointCrashStorage,
     DropRpc,
     DelayRpc,
     DelayBarriers,
@@ -160,11 +162,12 @@ impl SwarmSpec {
         if kinds.len() != self.kinds.len() {
             return Err("a kind is listed twice in `kinds`".into());
         }
-        let point_kinds = [SwarmKind::PointCrash, SwarmKind::PointFail, SwarmKind::PointDelay];
+        let point_kinds =
+            [SwarmKind::PointCrash, SwarmKind::PointFail, SwarmKind::PointDelay, SwarmKind::PointCrashStorage];
         if self.points.as_ref().is_some_and(Vec::is_empty) && point_kinds.iter().any(|k| kinds.contains(k)) {
             return Err("`points = []` allows no point for the `point_*` kinds: list points, or leave `points` out to draw from every point".into());
         }
-        for kind in [SwarmKind::PointCrash, SwarmKind::PointFail, SwarmKind::PointDelay] {
+        for kind in point_kinds {
             if kinds.contains(&kind) && points_for(self, kind).is_empty() {
                 return Err(format!("no point in `points` allows `{kind:?}`"));
             }
@@ -182,13 +185,19 @@ impl SwarmSpec {
     }
 }
 
-/// The points where a fault of `kind` can be drawn.
-fn points_for(spec: &SwarmSpec, kind: SwarmKind) -> Vec<PointName> {
-    let action = match kind {
+/// What a fault of point kind `kind` does at its point.
+fn point_action(kind: SwarmKind) -> PointAction {
+    match kind {
         SwarmKind::PointCrash => PointAction::Crash,
         SwarmKind::PointFail => PointAction::Fail,
+        SwarmKind::PointCrashStorage => PointAction::CrashStorage,
         _ => PointAction::Delay,
-    };
+    }
+}
+
+/// The points where a fault of `kind` can be drawn.
+fn points_for(spec: &SwarmSpec, kind: SwarmKind) -> Vec<PointName> {
+    let action = point_action(kind);
     let candidates: &[PointName] = spec.points.as_deref().unwrap_or(&PointName::ALL);
     candidates.iter().copied().filter(|p| p.actions().contains(&action)).collect()
 }
@@ -286,9 +295,18 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
         spec.faults.min + rng.below(u64::from(spec.faults.max - spec.faults.min) + 1) as u32
     };
     let mut random_kinds = BTreeSet::new();
+    // A fault at a checkpoint's completion strikes, half the time, a few milliseconds after it instead: while
+    // the sinks commit that checkpoint's transactions (rename, then directory fsync). The offsets come from a
+    // stream of their own, so that the rest of the profile is what it was without them.
+    let mut offsets = Stream::new(seed, fnv(b"swarm-phase-offsets"));
     for _ in 0..count {
         let kind = kinds[rng.below(kinds.len() as u64) as usize];
-        if let Some(fault) = draw_fault(&mut rng, spec, kind, &targets, &mut random_kinds) {
+        if let Some(mut fault) = draw_fault(&mut rng, spec, kind, &targets, &mut random_kinds) {
+            if let Some(when) = fault.when_mut().filter(|w| w.at.is_none() && w.phase.is_some_and(commits_follow))
+                && offsets.chance(0.5)
+            {
+                when.at = Some(ms(&mut offsets, 0, 40));
+            }
             file.faults.push(fault);
         }
     }
@@ -310,7 +328,7 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
     }
     let max_parallelism = graph.as_ref().map_or(file.job.parallelism, |g| g.max_parallelism).min(16);
     for _ in 0..rng.below(u64::from(spec.savepoints) + 1) {
-        file.savepoints.push(SavepointSpec { at: draw_time(&mut rng, &targets) });
+        file.savepoints.push(SavepointSpec { at: draw_time(&mut rng, &targets), optional: true });
     }
     file.savepoints.sort_by_key(|s| s.at);
     // Checkpoints kept in the job manager's memory die with the job: a new job could only start over, which
@@ -383,6 +401,11 @@ fn range(rng: &mut Stream, min: u64, max: u64) -> DurationRange {
     DurationRange { min: Duration::from_millis(low), max: Duration::from_millis(high) }
 }
 
+/// Whether the sinks commit right after a checkpoint reaches `phase`.
+fn commits_follow(phase: engine::faults::CheckpointPhase) -> bool {
+    matches!(phase, engine::faults::CheckpointPhase::Completed | engine::faults::CheckpointPhase::Notified)
+}
+
 /// When a scripted fault fires: mostly at a time, sometimes a while after an event.
 fn draw_when(rng: &mut Stream, targets: &Targets) -> When {
     let empty = When { at: None, checkpoint: None, phase: None, class: None, after: None };
@@ -452,16 +475,13 @@ fn draw_fault(
             let subtask = rng.below(u64::from(parallelism)) as u32;
             FaultSpec::FailSubtask { operator, subtask, when: draw_when(rng, targets), vertex: None }
         }
-        SwarmKind::PointCrash | SwarmKind::PointFail | SwarmKind::PointDelay => {
+        SwarmKind::PointCrash | SwarmKind::PointFail | SwarmKind::PointDelay | SwarmKind::PointCrashStorage => {
             let candidates = points_for(spec, kind);
             let point = candidates[rng.below(candidates.len() as u64) as usize];
-            let action = match kind {
-                SwarmKind::PointCrash => PointAction::Crash,
-                SwarmKind::PointFail => PointAction::Fail,
-                _ => PointAction::Delay,
-            };
+            let action = point_action(kind);
+            let crash = matches!(action, PointAction::Crash | PointAction::CrashStorage);
             // Crashes are scripted (a random crash rate would crash over and over); failures and delays either.
-            let (nth, rate) = if action == PointAction::Crash || rng.chance(0.5) {
+            let (nth, rate) = if crash || rng.chance(0.5) {
                 (Some(1 + rng.below(3)), None)
             } else {
                 (None, Some(draw_rate(rng, spec.rates)))
@@ -481,7 +501,15 @@ fn draw_fault(
                 action,
                 nth,
                 rate,
-                delay: (action == PointAction::Delay).then(|| range(rng, 1, 400)),
+                // After a storage crash, the step may be slow to go on: the other writers of its directory move
+                // first, and one of them may draw the stale error the crash owes this one.
+                delay: match action {
+                    PointAction::Delay => Some(range(rng, 1, 400)),
+                    PointAction::CrashStorage if point.actions().contains(&PointAction::Delay) && rng.chance(0.5) => {
+                        Some(range(rng, 1, 100))
+                    }
+                    _ => None,
+                },
                 restart_after: (action == PointAction::Crash).then(|| ms(rng, 50, 1500)),
                 scope,
             }

@@ -187,3 +187,24 @@ fn meaningless_healing_and_swarm_values_are_errors_naming_the_line() {
     scenario::parse(&with("[swarm]\nkinds = [\"fail_subtask\"]\npoints = []\n"), Path::new("ok.toml")).unwrap();
     scenario::parse(&with("[swarm]\nkinds = []\nbuggify = true\n"), Path::new("ok.toml")).unwrap();
 }
+
+#[test]
+fn a_storage_crash_at_a_point_waits_only_where_the_point_can() {
+    let at_point = |point: &str, delay: &str| {
+        with(&format!(
+            "[[fault]]\nkind = \"at_point\"\npoint = \"{point}\"\naction = \"crash_storage\"\nnth = 1\n{delay}"
+        ))
+    };
+    assert!(scenario::parse(&at_point("sink_commit_applied", "delay = \"1..100 ms\"\n"), Path::new("ok.toml")).is_ok());
+    assert!(scenario::parse(&at_point("snapshot_completed", ""), Path::new("ok.toml")).is_ok());
+    let line = error(&at_point("snapshot_completed", "delay = \"1..100 ms\"\n"));
+    assert!(line.contains("cannot wait"), "{line}");
+    let crash =
+        "[[fault]]\nkind = \"at_point\"\npoint = \"sink_commit\"\naction = \"crash\"\nnth = 1\ndelay = \"1 ms\"\n";
+    let line = error(&with(crash));
+    assert!(line.contains("`delay` goes with"), "{line}");
+    // An offset from a phase is an `at` with it; an `after` an event takes no phase.
+    let offset =
+        "[[fault]]\nkind = \"storage_crash\"\nwhen = { checkpoint = 2, phase = \"completed\", at = \"4 ms\" }\n";
+    assert!(scenario::parse(&with(offset), Path::new("ok.toml")).is_ok());
+}

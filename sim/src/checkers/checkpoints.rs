@@ -105,8 +105,8 @@ pub fn savepoints_kept(evidence: &Evidence<'_>) -> Vec<Violation> {
             problem.as_ref().map(|p| evidence.violation(Invariant::SavepointsKept, format!("{path}: {p}")))
         })
         .collect();
-    // An authored scenario's savepoint steps must take one, or the invariant says nothing; a swarm's drawn steps
-    // may all meet a job that is finishing or restarting, and then there is nothing to keep.
+    // Savepoint steps must take one, or the invariant says nothing; steps marked `optional` (a swarm's drawn
+    // ones) may all meet a job that is finishing or restarting, and then there is nothing to keep.
     if evidence.savepoints.is_empty() && evidence.savepoints_required {
         violations.push(evidence.violation(Invariant::SavepointsKept, "no savepoint was taken"));
     }

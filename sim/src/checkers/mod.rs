@@ -62,7 +62,7 @@ pub struct Evidence<'a> {
     pub savepoints: &'a [(String, Option<String>)],
     /// What the protocol monitors found as the run went.
     pub protocol: &'a [Violation],
-    /// Whether a savepoint step must have taken a savepoint (an authored scenario's; not a swarm's drawn ones).
+    /// Whether a savepoint step must have taken a savepoint: one of the scenario's is not `optional`.
     pub savepoints_required: bool,
 }
 

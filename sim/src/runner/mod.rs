@@ -167,7 +167,7 @@ impl Finished {
             healing_bound_ms: self.scenario.file.healing.finish_within.as_millis() as u64,
             savepoints: &simulated.savepoints,
             protocol: &simulated.protocol,
-            savepoints_required: self.report.profile.is_none(),
+            savepoints_required: self.scenario.file.savepoints.iter().any(|step| !step.optional),
         };
         // The protocol monitors' rules hold in every scenario, listed or not.
         let mut invariants = self.scenario.file.checks.invariants.clone();
