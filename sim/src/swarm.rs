@@ -351,6 +351,15 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
         None => scenario.config.checkpoint.externalized == engine::config::ExternalizedRetention::RetainOnCancellation,
     };
     let retention_given = given_retention.is_some();
+    // A third of the restarts come just before the sources run dry (when the workload can tell): a stop there
+    // races the end of input and the final checkpoint. Drawn from a stream of their own, as the phase offsets.
+    let input_end = scenario
+        .workload
+        .with_params(&file.job.params)
+        .ok()
+        .and_then(|workload| workload.input_ends_at(file.job.parallelism));
+    let last_ms = targets.faults_until_ms.saturating_sub(1).max(1);
+    let mut aims = Stream::new(seed, fnv(b"swarm-input-end"));
     for _ in 0..restarts {
         let mut how = [RestartHow::Cancel, RestartHow::Crash, RestartHow::StopWithSavepoint][rng.below(3) as usize];
         if how != RestartHow::Crash && !retains {
@@ -363,8 +372,13 @@ fn draw(scenario: &Scenario, spec: &SwarmSpec, seed: u64) -> ScenarioFile {
         }
         let parallelism = rng.chance(0.5).then(|| 1 + rng.below(u64::from(max_parallelism)) as u32);
         let relocate = how == RestartHow::StopWithSavepoint && rng.chance(0.25);
+        let mut at = draw_time(&mut rng, &targets);
+        if let Some(end) = input_end.filter(|_| aims.chance(0.3)) {
+            let before = ms(&mut aims, 0, 150);
+            at = end.saturating_sub(before).clamp(Duration::from_millis(1), Duration::from_millis(last_ms));
+        }
         file.restarts.push(RestartSpec {
-            at: draw_time(&mut rng, &targets),
+            at,
             how,
             from: scenario::RestartFrom::Newest,
             parallelism,

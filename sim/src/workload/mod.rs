@@ -32,6 +32,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where a simulated job reads its input and writes its committed output.
 #[derive(Clone, Debug)]
@@ -112,6 +113,13 @@ pub trait Workload: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// About when the job's sources reach the end of their input in a run without faults at `parallelism`, if
+    /// they are paced (`None`, the default, if the job cannot tell): the swarm aims some of its stops and restarts
+    /// just before it, where a stop-with-savepoint races the end of input and the final checkpoint.
+    fn input_ends_at(&self, _params: &Self::Params, _parallelism: u32) -> Option<Duration> {
+        None
+    }
+
     /// Why `invariant` cannot say anything about this job, if it cannot.
     fn not_applicable(&self, invariant: Invariant) -> Option<String> {
         match invariant {
@@ -143,6 +151,7 @@ pub trait Prepared: Send + Sync + Debug {
     fn committed<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> BoxFuture<'a, Result<String, String>>;
     fn state_lines(&self, committed: &[&str]) -> Vec<String>;
     fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a>;
+    fn input_ends_at(&self, parallelism: u32) -> Option<Duration>;
     fn not_applicable(&self, invariant: Invariant) -> Option<String>;
     fn check_order(&self, committed: &[&str]) -> Option<String>;
     fn check_cut(&self, cut: &crate::cut::Cut) -> Option<String>;
@@ -191,6 +200,10 @@ impl<W: Workload> Prepared for WithParams<W> {
 
     fn committed_parts<'a>(&'a self, storage: &'a StorageRef, env: &'a WorkloadEnv) -> PartsFuture<'a> {
         self.workload.committed_parts(storage, env)
+    }
+
+    fn input_ends_at(&self, parallelism: u32) -> Option<Duration> {
+        self.workload.input_ends_at(&self.params, parallelism)
     }
 
     fn not_applicable(&self, invariant: Invariant) -> Option<String> {

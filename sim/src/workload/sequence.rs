@@ -10,6 +10,7 @@ use engine::seam::storage::StorageRef;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// The built-in `sequence` job.
 pub struct Sequence;
@@ -214,6 +215,16 @@ impl Workload for Sequence {
 
     fn not_applicable(&self, _invariant: crate::invariants::Invariant) -> Option<String> {
         None
+    }
+
+    /// Each source subtask paces its own partitions together at `records-per-second`: the one with the most
+    /// partitions ends last.
+    fn input_ends_at(&self, params: &SequenceParams, parallelism: u32) -> Option<Duration> {
+        if params.records_per_second == 0 || parallelism == 0 {
+            return None;
+        }
+        let most = u64::from(params.partitions.div_ceil(parallelism));
+        Some(Duration::from_millis(most * params.records * 1000 / params.records_per_second))
     }
 
     /// The keyed state of a completed snapshot is the running totals of exactly the numbers below each partition's
