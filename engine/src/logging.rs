@@ -58,18 +58,21 @@ impl Write for LossyStderr {
 /// Installs a subscriber writing to stderr, filtered by the `WEIR_LOG` environment variable
 /// (default `warn`), and starts the process's log clock: every line of the process carries
 /// the time since it started. Does nothing if a subscriber is installed already.
+/// A `WEIR_LOG` that is no filter is said once, as a warning, and the default applies.
 pub fn init() {
     crate::seam::runtime::start_clock();
-    let _ = builder()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(|| LossyStderr)
-        .try_init();
+    let (builder, problem) = builder();
+    let installed =
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(|| LossyStderr).try_init();
+    if let (Ok(()), Some(problem)) = (installed, problem) {
+        tracing::warn!("{problem}");
+    }
 }
 
 /// Like [`init`], but through the test harness's output capture, so that a passing test
 /// stays quiet and a failing one shows its log.
 pub fn init_for_tests() {
-    let _ = builder().with_ansi(false).with_test_writer().try_init();
+    let _ = builder().0.with_ansi(false).with_test_writer().try_init();
 }
 
 type Builder = tracing_subscriber::fmt::SubscriberBuilder<
@@ -78,16 +81,41 @@ type Builder = tracing_subscriber::fmt::SubscriberBuilder<
     tracing_subscriber::EnvFilter,
 >;
 
-fn builder() -> Builder {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+/// The subscriber's builder, and why `WEIR_LOG` was not taken, if it was set but is no filter.
+fn builder() -> (Builder, Option<String>) {
+    let (filter, problem) = filter_from(std::env::var("WEIR_LOG").ok().as_deref());
     // No internal error reports: they are `eprintln!`s, which panic when stderr is closed.
-    tracing_subscriber::fmt().with_env_filter(filter).with_timer(RuntimeClock).log_internal_errors(false)
+    (tracing_subscriber::fmt().with_env_filter(filter).with_timer(RuntimeClock).log_internal_errors(false), problem)
+}
+
+/// The filter `WEIR_LOG` gives (`warn` if unset or invalid), and what is wrong with it, if it is invalid.
+fn filter_from(value: Option<&str>) -> (tracing_subscriber::EnvFilter, Option<String>) {
+    let default = || tracing_subscriber::EnvFilter::new("warn");
+    match value.map(tracing_subscriber::EnvFilter::try_new) {
+        None => (default(), None),
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(error)) => (
+            default(),
+            Some(format!("WEIR_LOG={:?} is not a log filter ({error}); logging at `warn`", value.unwrap_or_default())),
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_weir_log_is_named_and_the_default_applies() {
+        assert!(filter_from(None).1.is_none());
+        let (filter, problem) = filter_from(Some("weir=debug"));
+        assert!(problem.is_none());
+        assert_eq!(filter.to_string(), "weir=debug");
+        let (filter, problem) = filter_from(Some("weir=loud"));
+        let problem = problem.expect("an invalid filter is reported");
+        assert!(problem.contains("WEIR_LOG=\"weir=loud\"") && problem.contains("`warn`"), "{problem}");
+        assert_eq!(filter.to_string(), "warn");
+    }
 
     #[test]
     fn writing_a_log_line_never_fails() {
