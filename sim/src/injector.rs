@@ -16,7 +16,7 @@
 //! controller's, a task on the simulation's main node, since a task of the dying node never runs again.
 
 use crate::points::{self, PointAction, PointName};
-use crate::scenario::{DurationRange, Event, FaultSpec, Scope, When};
+use crate::scenario::{DurationRange, Event, FaultSpec, Scope};
 use crate::storage::{CrashMode, FaultWindow, SimStorage, StorageFaults};
 use engine::faults::{CheckpointPhase, Fate, FaultHook, FaultPoint, JobEvent, PointKind, RpcKind, SnapshotClass};
 use engine::ids::CheckpointId;
@@ -196,7 +196,7 @@ impl Injector {
             .iter()
             .enumerate()
             .filter_map(|(i, f)| {
-                when_of(f).filter(|w| w.after.is_none() && w.phase.is_none()).and_then(|w| w.at).map(|at| (i, at))
+                f.when().filter(|w| w.after.is_none() && w.phase.is_none()).and_then(|w| w.at).map(|at| (i, at))
             })
             .collect()
     }
@@ -206,7 +206,7 @@ impl Injector {
     /// whether they did anything is not one event.)
     pub fn unfired(&self) -> Vec<usize> {
         let state = self.state.lock().expect("injector lock");
-        let trackable = |fault: &FaultSpec| when_of(fault).is_some() || matches!(fault, FaultSpec::AtPoint { .. });
+        let trackable = |fault: &FaultSpec| fault.when().is_some() || matches!(fault, FaultSpec::AtPoint { .. });
         (0..self.faults.len()).filter(|&i| trackable(&self.faults[i]) && !state.fired.contains(&i)).collect()
     }
 
@@ -257,11 +257,7 @@ impl Injector {
                     self.storage.set_volume_faults(&path, base);
                 }
             }
-            FaultSpec::StorageCrash { volume, .. } => {
-                for path in crate::layout::volume_paths(volume, self.task_managers) {
-                    self.storage.crash_volume(&path, CrashMode::Seeded);
-                }
-            }
+            FaultSpec::StorageCrash { volume, .. } => self.crash_storage(volume),
             FaultSpec::PartitionNode { node, duration, .. } => {
                 let node = self.pick(index, node);
                 state.partitioned.insert(node, now.as_millis() as u64 + duration.as_millis() as u64);
@@ -329,10 +325,6 @@ pub fn describe_restart(restart: &crate::scenario::RestartSpec) -> String {
         Ok(text) => text.lines().map(str::trim).collect::<Vec<_>>().join(", "),
         Err(_) => format!("{restart:?}"),
     }
-}
-
-fn when_of(fault: &FaultSpec) -> Option<&When> {
-    fault.when()
 }
 
 /// The event a point is, if it is one faults can count from.
@@ -445,6 +437,13 @@ fn in_scope(scope: &Scope, node: &str, point: &FaultPoint<'_>) -> bool {
 }
 
 impl Injector {
+    /// Power-cycles every volume `volume` names, keeping what the seed keeps of their unsynced operations.
+    fn crash_storage(&self, volume: &str) {
+        for path in crate::layout::volume_paths(volume, self.task_managers) {
+            self.storage.crash_volume(&path, CrashMode::Seeded);
+        }
+    }
+
     /// The fate the `at_point` faults give `point` (named `name`) on `node`, if one fires.
     fn at_point(&self, node: &str, name: PointName, point: &FaultPoint<'_>) -> Option<Fate> {
         for (index, fault) in self.faults.iter().enumerate() {
@@ -486,9 +485,7 @@ impl Injector {
                     Fate::Delay(self.stream(index).between(range.min, range.max))
                 }
                 PointAction::CrashStorage => {
-                    for path in crate::layout::volume_paths("dfs", self.task_managers) {
-                        self.storage.crash_volume(&path, CrashMode::Seeded);
-                    }
+                    self.crash_storage("dfs");
                     match delay {
                         Some(range) => Fate::Delay(self.stream(index).between(range.min, range.max)),
                         None => Fate::Proceed,
@@ -504,11 +501,11 @@ impl Injector {
             .faults
             .iter()
             .enumerate()
-            .filter(|(_, f)| when_of(f).is_some_and(|w| w.after.is_none() && w.matches(checkpoint.0, class, phase)))
+            .filter(|(_, f)| f.when().is_some_and(|w| w.after.is_none() && w.matches(checkpoint.0, class, phase)))
             .map(|(i, _)| i)
             .collect();
         for index in due {
-            match when_of(&self.faults[index]).and_then(|w| w.at) {
+            match self.faults[index].when().and_then(|w| w.at) {
                 Some(after) => {
                     let _ = self.actions.send(NodeAction::Fire { index, after });
                 }
@@ -525,7 +522,7 @@ impl Injector {
         }
         tracing::info!(target: "weir::trace", event = ?event, "fault: event seen");
         for (index, fault) in self.faults.iter().enumerate() {
-            if let Some(when) = when_of(fault).filter(|w| w.after == Some(event)) {
+            if let Some(when) = fault.when().filter(|w| w.after == Some(event)) {
                 let after = when.at.unwrap_or_default();
                 let _ = self.actions.send(NodeAction::Fire { index, after });
             }

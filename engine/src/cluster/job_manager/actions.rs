@@ -209,11 +209,7 @@ impl JobManager {
         let run = self.jobs.get(&job).expect("checked by execute");
         if let Some(dir) = self.snapshot_dir(run, id, &kind) {
             let discard = self.discard_dir(job, id, dir);
-            self.jobs
-                .get_mut(&job)
-                .expect("checked by execute")
-                .discards
-                .push(Discarding { newest: Some(id), handle: discard });
+            self.jobs.get_mut(&job).expect("checked by execute").discards.push(discard);
         }
     }
 
@@ -247,11 +243,7 @@ impl JobManager {
         if let Some(dir) = self.snapshot_dir(run, id, &TriggerKind::Periodic) {
             tracing::info!(target: "weir::trace", %job, checkpoint = %id, "checkpoint discarded");
             let discard = self.discard_dir(job, id, dir);
-            self.jobs
-                .get_mut(&job)
-                .expect("checked by execute")
-                .discards
-                .push(Discarding { newest: Some(id), handle: discard });
+            self.jobs.get_mut(&job).expect("checked by execute").discards.push(discard);
         }
     }
 
@@ -337,11 +329,7 @@ impl JobManager {
                 let dir = write.dir;
                 let actions = coordinator.completion_failed(now_ms, id, reason);
                 let discard = self.discard_dir(job, id, dir);
-                self.jobs
-                    .get_mut(&job)
-                    .expect("present")
-                    .discards
-                    .push(Discarding { newest: Some(id), handle: discard });
+                self.jobs.get_mut(&job).expect("present").discards.push(discard);
                 actions
             }
         };

@@ -357,10 +357,11 @@ impl JobManager {
     /// Deletes snapshot `id`'s directory in a task of its own, retrying until it is durably gone. The deletion's
     /// fault point is reached here, as it is decided: a crash right after the decision leaves a snapshot being
     /// discarded, never one that looks retained.
-    pub(super) fn discard_dir(&self, job: JobId, id: CheckpointId, dir: PathBuf) -> JoinHandle<()> {
+    pub(super) fn discard_dir(&self, job: JobId, id: CheckpointId, dir: PathBuf) -> Discarding {
         let (storage, faults) = (self.storage.clone(), self.faults.clone());
         let first = faults.at(FaultPoint::Discard { job, id, dir: &dir, done: false });
-        runtime::spawn(async move { discard_decided(&storage, &faults, job, id, &dir, first).await })
+        let handle = runtime::spawn(async move { discard_decided(&storage, &faults, job, id, &dir, first).await });
+        Discarding { newest: Some(id), handle }
     }
 }
 
